@@ -1,0 +1,44 @@
+//! Proctor's journal: where every session and event is kept.
+//!
+//! Owns the embedded SQLite store (schema, reads for the CLI, identity and token rows), the group-commit
+//! writer that every session appends through, and the per-session hash chain. It knows nothing about wire
+//! protocols, configuration files or masking: callers hand it events whose bodies are already final.
+
+mod chain;
+mod store;
+mod writer;
+
+pub use chain::{event_hash, genesis_hash, Chain, Event, SessionHeader};
+pub use store::{
+    IdentityRow, SessionFilter, SessionRow, Store, SyncMode, TokenRow, VerifyOutcome,
+};
+pub use writer::Writer;
+
+/// Errors of the journal. They carry what the operator needs to act, never event bodies.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal store error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("journal data is malformed: {0}")]
+    Malformed(String),
+    #[error("journal writer has stopped; no event can be committed")]
+    WriterStopped,
+    #[error("journal commit failed: {0}")]
+    CommitFailed(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// Nanoseconds since the Unix epoch, UTC: the journal's one clock.
+pub fn now_ns() -> i64 {
+    chrono::Utc::now()
+        .timestamp_nanos_opt()
+        .unwrap_or(i64::MAX)
+}

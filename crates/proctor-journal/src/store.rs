@@ -1,0 +1,494 @@
+//! The embedded SQLite store: schema, pragmas, and every read and administrative write.
+//!
+//! Session events are appended only through the group-commit [`crate::Writer`]; this module owns the schema
+//! they land in, the identity and token rows, and the queries the CLI runs. It never interprets event bodies
+//! beyond what listing sessions needs.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+use crate::chain::{event_hash, genesis_hash, Event, SessionHeader};
+use crate::JournalError;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS identities (
+    name TEXT PRIMARY KEY,
+    groups TEXT NOT NULL,
+    scram_salt BLOB NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    id TEXT PRIMARY KEY,
+    identity TEXT NOT NULL REFERENCES identities(name),
+    sha256 BLOB NOT NULL UNIQUE,
+    scram_iterations INTEGER NOT NULL,
+    scram_stored_key BLOB NOT NULL,
+    scram_server_key BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS tokens_by_identity ON tokens(identity);
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    protocol TEXT NOT NULL,
+    identity TEXT NOT NULL,
+    connection TEXT NOT NULL,
+    client_addr TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    ended_at INTEGER,
+    end_reason TEXT
+);
+CREATE INDEX IF NOT EXISTS sessions_by_start ON sessions(started_at);
+CREATE TABLE IF NOT EXISTS events (
+    session_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    body TEXT NOT NULL,
+    findings TEXT NOT NULL,
+    prev TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    PRIMARY KEY (session_id, seq)
+) WITHOUT ROWID;
+"#;
+
+/// How hard a commit waits for the disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyncMode {
+    /// WAL with `synchronous=NORMAL`: a committed event survives a crash of Proctor (`kill -9`); the last
+    /// commits may be lost if the whole machine loses power.
+    #[default]
+    Normal,
+    /// WAL with `synchronous=FULL`: every commit is fsynced, surviving power loss too, at a higher cost.
+    Full,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct IdentityRow {
+    pub name: String,
+    pub groups: Vec<String>,
+    #[serde(skip)]
+    pub scram_salt: Vec<u8>,
+    pub created_at: i64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TokenRow {
+    pub id: String,
+    pub identity: String,
+    #[serde(skip)]
+    pub sha256: Vec<u8>,
+    #[serde(skip)]
+    pub scram_iterations: u32,
+    #[serde(skip)]
+    pub scram_stored_key: Vec<u8>,
+    #[serde(skip)]
+    pub scram_server_key: Vec<u8>,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+/// A session as the CLI lists it: its header, how it ended, and counts derived from its events.
+#[derive(Clone, Debug, Serialize)]
+pub struct SessionRow {
+    pub id: String,
+    pub protocol: String,
+    pub identity: String,
+    pub connection: String,
+    pub client_addr: String,
+    pub started_at: i64,
+    pub ended_at: Option<i64>,
+    pub end_reason: Option<String>,
+    pub authenticated: bool,
+    pub events: u64,
+    pub queries: u64,
+    pub errors: u64,
+}
+
+impl SessionRow {
+    pub fn header(&self) -> SessionHeader {
+        SessionHeader {
+            session_id: self.id.clone(),
+            protocol: self.protocol.clone(),
+            identity: self.identity.clone(),
+            connection: self.connection.clone(),
+            client_addr: self.client_addr.clone(),
+            started_at: self.started_at,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct SessionFilter {
+    pub identity: Option<String>,
+    pub connection: Option<String>,
+    pub since_ns: Option<i64>,
+}
+
+/// The result of recomputing a session's chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VerifyOutcome {
+    Intact { events: u64, head: String },
+    Broken { seq: u64, reason: String },
+}
+
+/// The journal's SQLite database. Reads and administrative writes share one connection behind a mutex;
+/// session events go through the [`crate::Writer`], which opens its own.
+pub struct Store {
+    path: PathBuf,
+    sync: SyncMode,
+    conn: Mutex<Connection>,
+}
+
+const SESSION_COLUMNS: &str = "s.id, s.protocol, s.identity, s.connection, s.client_addr, s.started_at, \
+     s.ended_at, s.end_reason, \
+     EXISTS(SELECT 1 FROM events e WHERE e.session_id = s.id AND e.kind = 'session.start'), \
+     (SELECT count(*) FROM events e WHERE e.session_id = s.id), \
+     (SELECT count(*) FROM events e WHERE e.session_id = s.id AND e.kind = 'db.query'), \
+     (SELECT count(*) FROM events e WHERE e.session_id = s.id AND e.kind IN ('db.error', 'auth.failure', 'protocol.error'))";
+
+fn session_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
+    Ok(SessionRow {
+        id: row.get(0)?,
+        protocol: row.get(1)?,
+        identity: row.get(2)?,
+        connection: row.get(3)?,
+        client_addr: row.get(4)?,
+        started_at: row.get(5)?,
+        ended_at: row.get(6)?,
+        end_reason: row.get(7)?,
+        authenticated: row.get(8)?,
+        events: row.get(9)?,
+        queries: row.get(10)?,
+        errors: row.get(11)?,
+    })
+}
+
+fn token_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRow> {
+    Ok(TokenRow {
+        id: row.get(0)?,
+        identity: row.get(1)?,
+        sha256: row.get(2)?,
+        scram_iterations: row.get(3)?,
+        scram_stored_key: row.get(4)?,
+        scram_server_key: row.get(5)?,
+        created_at: row.get(6)?,
+        revoked_at: row.get(7)?,
+    })
+}
+
+const TOKEN_COLUMNS: &str = "id, identity, sha256, scram_iterations, scram_stored_key, scram_server_key, \
+     created_at, revoked_at";
+
+pub(crate) fn open_connection(path: &Path, sync: SyncMode) -> Result<Connection, JournalError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    let synchronous = match sync {
+        SyncMode::Normal => "NORMAL",
+        SyncMode::Full => "FULL",
+    };
+    conn.pragma_update(None, "synchronous", synchronous)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+pub(crate) fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Event, String, String)> {
+    Ok((
+        Event {
+            session_id: row.get(0)?,
+            seq: row.get(1)?,
+            at: row.get(2)?,
+            kind: row.get(3)?,
+            body: serde_json::Value::Null,
+            findings: Vec::new(),
+            prev: row.get(6)?,
+            hash: row.get(7)?,
+        },
+        row.get(4)?,
+        row.get(5)?,
+    ))
+}
+
+impl Store {
+    /// Opens (creating if needed) `journal.db` in `data_dir`, in WAL mode.
+    pub fn open(data_dir: &Path, sync: SyncMode) -> Result<Self, JournalError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| JournalError::DataDir {
+            path: data_dir.display().to_string(),
+            source,
+        })?;
+        let path = data_dir.join("journal.db");
+        let conn = open_connection(&path, sync)?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self {
+            path,
+            sync,
+            conn: Mutex::new(conn),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn sync_mode(&self) -> SyncMode {
+        self.sync
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn add_identity(&self, identity: &IdentityRow) -> Result<(), JournalError> {
+        let groups = serde_json::to_string(&identity.groups)
+            .map_err(|e| JournalError::Malformed(e.to_string()))?;
+        let inserted = self.conn().execute(
+            "INSERT INTO identities (name, groups, scram_salt, created_at) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT(name) DO NOTHING",
+            params![identity.name, groups, identity.scram_salt, identity.created_at],
+        )?;
+        if inserted == 0 {
+            return Err(JournalError::Conflict(format!(
+                "identity {:?} already exists; use `proctor token create {}` for a new token",
+                identity.name, identity.name
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn identity(&self, name: &str) -> Result<Option<IdentityRow>, JournalError> {
+        let conn = self.conn();
+        let row = conn
+            .query_row(
+                "SELECT name, groups, scram_salt, created_at FROM identities WHERE name = ?1",
+                [name],
+                |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, Vec<u8>>(2)?,
+                        row.get::<_, i64>(3)?,
+                    ))
+                },
+            )
+            .optional()?;
+        row.map(|(name, groups, scram_salt, created_at)| {
+            Ok(IdentityRow {
+                name,
+                groups: serde_json::from_str(&groups)
+                    .map_err(|e| JournalError::Malformed(format!("groups of identity: {e}")))?,
+                scram_salt,
+                created_at,
+            })
+        })
+        .transpose()
+    }
+
+    pub fn list_identities(&self) -> Result<Vec<(IdentityRow, Vec<TokenRow>)>, JournalError> {
+        let names: Vec<String> = {
+            let conn = self.conn();
+            let mut stmt = conn.prepare("SELECT name FROM identities ORDER BY name")?;
+            let names = stmt.query_map([], |row| row.get(0))?.collect::<Result<_, _>>()?;
+            names
+        };
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            if let Some(identity) = self.identity(&name)? {
+                let tokens = self.tokens_of(&name, true)?;
+                out.push((identity, tokens));
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn add_token(&self, token: &TokenRow) -> Result<(), JournalError> {
+        self.conn().execute(
+            "INSERT INTO tokens (id, identity, sha256, scram_iterations, scram_stored_key, scram_server_key, \
+             created_at, revoked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL)",
+            params![
+                token.id,
+                token.identity,
+                token.sha256,
+                token.scram_iterations,
+                token.scram_stored_key,
+                token.scram_server_key,
+                token.created_at
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Tokens of an identity; revoked ones only if `include_revoked`.
+    pub fn tokens_of(
+        &self,
+        identity: &str,
+        include_revoked: bool,
+    ) -> Result<Vec<TokenRow>, JournalError> {
+        let conn = self.conn();
+        let sql = if include_revoked {
+            format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE identity = ?1 ORDER BY created_at")
+        } else {
+            format!(
+                "SELECT {TOKEN_COLUMNS} FROM tokens WHERE identity = ?1 AND revoked_at IS NULL \
+                 ORDER BY created_at"
+            )
+        };
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt
+            .query_map([identity], token_from_row)?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// The active token whose SHA-256 is `sha256`, if any.
+    pub fn active_token_by_hash(&self, sha256: &[u8]) -> Result<Option<TokenRow>, JournalError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE sha256 = ?1 AND revoked_at IS NULL"
+        ))?;
+        Ok(stmt.query_row([sha256], token_from_row).optional()?)
+    }
+
+    /// Revokes a token by id. Revoking twice is an error that says so.
+    pub fn revoke_token(&self, id: &str, at: i64) -> Result<TokenRow, JournalError> {
+        let conn = self.conn();
+        let existing = conn
+            .query_row(
+                &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?1"),
+                [id],
+                token_from_row,
+            )
+            .optional()?
+            .ok_or_else(|| {
+                JournalError::NotFound(format!(
+                    "no token with id {id:?}; `proctor identity list` shows token ids"
+                ))
+            })?;
+        if existing.revoked_at.is_some() {
+            return Err(JournalError::Conflict(format!("token {id} is already revoked")));
+        }
+        conn.execute("UPDATE tokens SET revoked_at = ?2 WHERE id = ?1", params![id, at])?;
+        Ok(TokenRow {
+            revoked_at: Some(at),
+            ..existing
+        })
+    }
+
+    pub fn list_sessions(&self, filter: &SessionFilter) -> Result<Vec<SessionRow>, JournalError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions s \
+             WHERE (?1 IS NULL OR s.identity = ?1) AND (?2 IS NULL OR s.connection = ?2) \
+             AND (?3 IS NULL OR s.started_at >= ?3) ORDER BY s.started_at, s.id"
+        ))?;
+        let rows = stmt
+            .query_map(
+                params![filter.identity, filter.connection, filter.since_ns],
+                session_from_row,
+            )?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// Finds a session by its full id or by a unique prefix of it.
+    pub fn find_session(&self, id_or_prefix: &str) -> Result<SessionRow, JournalError> {
+        let conn = self.conn();
+        let escaped = id_or_prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions s WHERE s.id = ?1 OR s.id LIKE ?2 ESCAPE '\\' \
+             ORDER BY s.id = ?1 DESC LIMIT 2"
+        ))?;
+        let rows: Vec<SessionRow> = stmt
+            .query_map(params![id_or_prefix, format!("{escaped}%")], session_from_row)?
+            .collect::<Result<_, _>>()?;
+        match rows.as_slice() {
+            [] => Err(JournalError::NotFound(format!(
+                "no session {id_or_prefix:?}; `proctor sessions list` shows session ids"
+            ))),
+            [only] => Ok(only.clone()),
+            [first, _] if first.id == id_or_prefix => Ok(first.clone()),
+            _ => Err(JournalError::NotFound(format!(
+                "{id_or_prefix:?} matches more than one session; give more of the id"
+            ))),
+        }
+    }
+
+    /// Every event of a session, in sequence order, as stored.
+    pub fn events(&self, session_id: &str) -> Result<Vec<Event>, JournalError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT session_id, seq, at, kind, body, findings, prev, hash FROM events \
+             WHERE session_id = ?1 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map([session_id], event_from_row)?;
+        let mut events = Vec::new();
+        for row in rows {
+            let (mut event, body, findings) = row?;
+            event.body = serde_json::from_str(&body).map_err(|e| {
+                JournalError::Malformed(format!("event {} body is not JSON: {e}", event.seq))
+            })?;
+            event.findings = serde_json::from_str(&findings).map_err(|e| {
+                JournalError::Malformed(format!("event {} findings are not JSON: {e}", event.seq))
+            })?;
+            events.push(event);
+        }
+        Ok(events)
+    }
+
+    /// Recomputes a session's chain from its header and stored events; names the first event that fails.
+    pub fn verify_session(&self, session: &SessionRow) -> Result<VerifyOutcome, JournalError> {
+        let events = match self.events(&session.id) {
+            Ok(events) => events,
+            Err(JournalError::Malformed(reason)) => {
+                return Ok(VerifyOutcome::Broken { seq: 0, reason })
+            }
+            Err(e) => return Err(e),
+        };
+        let mut prev = genesis_hash(&session.header())?;
+        for (index, event) in events.iter().enumerate() {
+            let expected_seq = index as u64 + 1;
+            if event.seq != expected_seq {
+                return Ok(VerifyOutcome::Broken {
+                    seq: expected_seq,
+                    reason: format!("event {expected_seq} is missing (found {} next)", event.seq),
+                });
+            }
+            if event.session_id != session.id {
+                return Ok(VerifyOutcome::Broken {
+                    seq: event.seq,
+                    reason: "event names another session".into(),
+                });
+            }
+            if event.prev != prev {
+                let reason = if event.seq == 1 {
+                    "does not link to the session header: the header was altered".to_string()
+                } else {
+                    format!("does not link to event {}", event.seq - 1)
+                };
+                return Ok(VerifyOutcome::Broken {
+                    seq: event.seq,
+                    reason,
+                });
+            }
+            let recomputed = event_hash(event)?;
+            if recomputed != event.hash {
+                return Ok(VerifyOutcome::Broken {
+                    seq: event.seq,
+                    reason: format!(
+                        "content does not match its hash (stored {}, recomputed {recomputed})",
+                        event.hash
+                    ),
+                });
+            }
+            prev = recomputed;
+        }
+        Ok(VerifyOutcome::Intact {
+            events: events.len() as u64,
+            head: prev,
+        })
+    }
+}
