@@ -1,1 +1,35 @@
-//! stub
+//! Proctor's core: the model (identities, connections, sessions), the configuration, and the Gate.
+//!
+//! Every protocol crate goes through the [`Gate`]: it authenticates a claimed identity, authorizes the use
+//! of a connection, and hands back a [`SessionRecorder`] through which every event of the session is
+//! recorded. This crate knows no wire protocol and does no network I/O of its own.
+
+pub mod config;
+mod gate;
+pub mod identity;
+mod recorder;
+
+pub use config::{Config, ConfigError, ConnectionConfig, UpstreamTls};
+pub use gate::{AuthFailure, AuthzError, Gate, Identity, ScramCredentials, ScramKey, Target};
+pub use proctor_journal as journal;
+pub use recorder::{RecordError, SessionRecorder};
+
+/// A secret value (a password, a token) whose `Debug` never shows it, so it cannot leak into logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}

@@ -1,0 +1,431 @@
+//! The configuration file (`proctor.toml`): its types, defaults and validation.
+//!
+//! Every key has a default, so Proctor runs with no file at all. A bad file is refused with the path of
+//! the offending key and the reason. Secrets referenced by the file (`password_env`, `password_file`,
+//! `token_env`) are resolved only by [`Config::resolve_secrets`], which `serve` calls; CLI commands that
+//! only read the journal do not need them.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use proctor_journal::SyncMode;
+use serde::Deserialize;
+
+use crate::Secret;
+
+/// A configuration error: which key, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("config error at `{path}`: {reason}")]
+pub struct ConfigError {
+    pub path: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(path: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub postgres: PostgresConfig,
+    pub identity: Vec<IdentityConfig>,
+    pub connection: Vec<ConnectionConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Where the journal, the TLS certificate and keys live. Relative paths are taken from the working
+    /// directory.
+    pub data_dir: PathBuf,
+    pub postgres_listen: SocketAddr,
+    pub http_listen: SocketAddr,
+    /// Front-end TLS certificate (PEM). Without one, a self-signed certificate is generated on first start
+    /// and kept in the data dir.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./proctor-data"),
+            postgres_listen: SocketAddr::from(([127, 0, 0, 1], 15432)),
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            tls_cert_file: None,
+            tls_key_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    pub sync: SyncMode,
+}
+
+/// How PostgreSQL clients prove who they are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+pub enum PostgresAuth {
+    /// SCRAM-SHA-256 on every connection: the token never crosses the wire.
+    #[default]
+    #[serde(rename = "scram-sha-256")]
+    ScramSha256,
+    /// Cleartext password, accepted only over TLS; plaintext connections still use SCRAM.
+    #[serde(rename = "password")]
+    Password,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostgresConfig {
+    pub auth: PostgresAuth,
+    /// The largest message a client may send; larger ones end the session with a protocol error.
+    pub max_message_bytes: usize,
+    /// Rows of each result kept as a sample in the journal.
+    pub sample_rows: usize,
+    /// Bytes of each result kept as a sample in the journal.
+    pub sample_bytes: usize,
+    /// How long to wait for the upstream server to accept and authenticate.
+    pub connect_timeout_secs: u64,
+    /// How many named prepared statements a session may keep open.
+    pub max_prepared_statements: usize,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        Self {
+            auth: PostgresAuth::default(),
+            max_message_bytes: 64 * 1024 * 1024,
+            sample_rows: 20,
+            sample_bytes: 64 * 1024,
+            connect_timeout_secs: 10,
+            max_prepared_statements: 10_000,
+        }
+    }
+}
+
+/// An identity declared in the file, whose token comes from the environment (automation, tests).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    pub name: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    pub token_env: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnectionKind {
+    Postgres,
+}
+
+/// TLS towards the target, with libpq's meanings.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpstreamTls {
+    #[default]
+    Disable,
+    /// Encrypt, but do not check the server's certificate.
+    Require,
+    /// Encrypt and check the certificate chain and the host name.
+    VerifyFull,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionConfig {
+    pub name: String,
+    pub kind: ConnectionKind,
+    /// `host:port` of the target.
+    pub address: String,
+    pub database: String,
+    pub user: String,
+    pub password_env: Option<String>,
+    pub password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub tls: UpstreamTls,
+    /// CA bundle (PEM) for `tls = "verify-full"`; the public web roots otherwise.
+    pub tls_ca_file: Option<PathBuf>,
+    /// Name to verify the certificate against; the host part of `address` otherwise.
+    pub tls_server_name: Option<String>,
+    /// Who may use it: identity names, `group:NAME`, or `*` for every identity.
+    #[serde(default)]
+    pub allow: Vec<String>,
+}
+
+impl ConnectionConfig {
+    pub fn host(&self) -> &str {
+        match self.address.rsplit_once(':') {
+            Some((host, _)) => host.trim_start_matches('[').trim_end_matches(']'),
+            None => &self.address,
+        }
+    }
+}
+
+/// Secrets named by the configuration, read from the environment and files.
+#[derive(Debug, Default)]
+pub struct ResolvedSecrets {
+    /// Password of each connection, by connection name (absent: the target trusts the user).
+    pub connection_passwords: Vec<(String, Option<Secret>)>,
+    /// Token of each configured identity, by identity name.
+    pub identity_tokens: Vec<(String, Secret)>,
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new("<file>", format!("cannot read {}: {e}", path.display()))
+        })?;
+        Self::parse(&text)
+    }
+
+    /// Parses and validates configuration text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let deserializer = toml::Deserializer::new(text);
+        let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let reason = inner.message().to_string();
+            let location = inner
+                .span()
+                .map(|span| {
+                    let line = text[..span.start.min(text.len())].lines().count().max(1);
+                    format!(" (line {line})")
+                })
+                .unwrap_or_default();
+            ConfigError::new(
+                if path == "." { "<root>".into() } else { path },
+                format!("{reason}{location}"),
+            )
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.server.tls_cert_file.is_some() != self.server.tls_key_file.is_some() {
+            return Err(ConfigError::new(
+                "server.tls_cert_file",
+                "set both tls_cert_file and tls_key_file, or neither (a self-signed one is made)",
+            ));
+        }
+        let pg = &self.postgres;
+        if !(1024..=1024 * 1024 * 1024).contains(&pg.max_message_bytes) {
+            return Err(ConfigError::new(
+                "postgres.max_message_bytes",
+                "must be between 1024 and 1073741824",
+            ));
+        }
+        if pg.sample_rows > 10_000 {
+            return Err(ConfigError::new("postgres.sample_rows", "must be at most 10000"));
+        }
+        if pg.sample_bytes > 16 * 1024 * 1024 {
+            return Err(ConfigError::new("postgres.sample_bytes", "must be at most 16777216"));
+        }
+        if pg.connect_timeout_secs == 0 {
+            return Err(ConfigError::new("postgres.connect_timeout_secs", "must be at least 1"));
+        }
+        let mut identities = HashSet::new();
+        for (i, identity) in self.identity.iter().enumerate() {
+            let at = |key: &str| format!("identity[{i}].{key}");
+            if !valid_name(&identity.name) {
+                return Err(ConfigError::new(
+                    at("name"),
+                    "use 1-63 letters, digits, '-', '_', '.', '@'",
+                ));
+            }
+            if !identities.insert(identity.name.as_str()) {
+                return Err(ConfigError::new(at("name"), "declared twice"));
+            }
+            for (g, group) in identity.groups.iter().enumerate() {
+                if !valid_name(group) {
+                    return Err(ConfigError::new(
+                        format!("identity[{i}].groups[{g}]"),
+                        "use 1-63 letters, digits, '-', '_', '.', '@'",
+                    ));
+                }
+            }
+            if identity.token_env.is_empty() {
+                return Err(ConfigError::new(at("token_env"), "name an environment variable"));
+            }
+        }
+        let mut connections = HashSet::new();
+        for (i, connection) in self.connection.iter().enumerate() {
+            let at = |key: &str| format!("connection[{i}].{key}");
+            if !valid_name(&connection.name) {
+                return Err(ConfigError::new(
+                    at("name"),
+                    "use 1-63 letters, digits, '-', '_', '.', '@'",
+                ));
+            }
+            if !connections.insert(connection.name.as_str()) {
+                return Err(ConfigError::new(
+                    at("name"),
+                    format!("connection {:?} is declared twice", connection.name),
+                ));
+            }
+            match connection.address.rsplit_once(':') {
+                Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {}
+                _ => {
+                    return Err(ConfigError::new(
+                        at("address"),
+                        format!("{:?} is not host:port", connection.address),
+                    ))
+                }
+            }
+            if connection.database.is_empty() {
+                return Err(ConfigError::new(at("database"), "must not be empty"));
+            }
+            if connection.user.is_empty() {
+                return Err(ConfigError::new(at("user"), "must not be empty"));
+            }
+            if connection.password_env.is_some() && connection.password_file.is_some() {
+                return Err(ConfigError::new(
+                    at("password_env"),
+                    "set password_env or password_file, not both",
+                ));
+            }
+            if connection.tls_ca_file.is_some() && connection.tls != UpstreamTls::VerifyFull {
+                return Err(ConfigError::new(
+                    at("tls_ca_file"),
+                    "only used with tls = \"verify-full\"",
+                ));
+            }
+            if connection.allow.is_empty() {
+                return Err(ConfigError::new(
+                    at("allow"),
+                    "nobody may use this connection; list identities, \"group:NAME\" or \"*\"",
+                ));
+            }
+            for (a, entry) in connection.allow.iter().enumerate() {
+                let name = entry.strip_prefix("group:").unwrap_or(entry);
+                if entry != "*" && !valid_name(name) {
+                    return Err(ConfigError::new(
+                        format!("connection[{i}].allow[{a}]"),
+                        format!("{entry:?} is neither an identity, \"group:NAME\" nor \"*\""),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads every secret the configuration names; a missing variable or unreadable file is an error
+    /// naming the key, never the value.
+    pub fn resolve_secrets(&self) -> Result<ResolvedSecrets, ConfigError> {
+        let mut resolved = ResolvedSecrets::default();
+        for (i, connection) in self.connection.iter().enumerate() {
+            let password = if let Some(var) = &connection.password_env {
+                Some(read_env(var, format!("connection[{i}].password_env"))?)
+            } else if let Some(file) = &connection.password_file {
+                let text = std::fs::read_to_string(file).map_err(|e| {
+                    ConfigError::new(
+                        format!("connection[{i}].password_file"),
+                        format!("cannot read {}: {e}", file.display()),
+                    )
+                })?;
+                Some(Secret::new(text.trim_end_matches(['\r', '\n']).to_owned()))
+            } else {
+                None
+            };
+            resolved
+                .connection_passwords
+                .push((connection.name.clone(), password));
+        }
+        for (i, identity) in self.identity.iter().enumerate() {
+            let token = read_env(&identity.token_env, format!("identity[{i}].token_env"))?;
+            resolved.identity_tokens.push((identity.name.clone(), token));
+        }
+        Ok(resolved)
+    }
+}
+
+fn read_env(var: &str, path: String) -> Result<Secret, ConfigError> {
+    match std::env::var(var) {
+        Ok(value) if !value.is_empty() => Ok(Secret::new(value)),
+        Ok(_) => Err(ConfigError::new(path, format!("environment variable {var} is empty"))),
+        Err(_) => Err(ConfigError::new(path, format!("environment variable {var} is not set"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[server]
+data_dir = "./d"
+postgres_listen = "127.0.0.1:15432"
+
+[[connection]]
+name = "app-db"
+kind = "postgres"
+address = "127.0.0.1:5432"
+database = "app"
+user = "app_owner"
+password_env = "APP_DB_PASSWORD"
+allow = ["group:dba", "alice"]
+"#;
+
+    #[test]
+    fn no_file_means_loopback_defaults() {
+        let config = Config::parse("").unwrap();
+        assert_eq!(config.server.postgres_listen.to_string(), "127.0.0.1:15432");
+        assert_eq!(config.server.http_listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.server.data_dir, PathBuf::from("./proctor-data"));
+        assert_eq!(config.postgres.sample_rows, 20);
+        assert_eq!(config.postgres.sample_bytes, 65536);
+    }
+
+    #[test]
+    fn the_documented_shape_parses() {
+        let config = Config::parse(GOOD).unwrap();
+        assert_eq!(config.connection[0].host(), "127.0.0.1");
+        assert_eq!(config.connection[0].allow, vec!["group:dba", "alice"]);
+    }
+
+    #[test]
+    fn errors_name_the_key_path() {
+        let cases = [
+            (GOOD.replace("127.0.0.1:5432", "nowhere"), "connection[0].address"),
+            (GOOD.replace("kind = \"postgres\"", "kind = \"oracle\""), "connection[0].kind"),
+            (GOOD.replace("user = ", "usr = "), "connection[0].usr"),
+            (GOOD.replace("127.0.0.1:15432", "not an address"), "server.postgres_listen"),
+            (GOOD.replace("[\"group:dba\", \"alice\"]", "[]"), "connection[0].allow"),
+            (format!("{GOOD}\n[postgres]\nsample_rows = \"ten\"\n"), "postgres.sample_rows"),
+            (format!("{GOOD}\n[[connection]]\nname = \"app-db\"\nkind = \"postgres\"\naddress = \"h:1\"\ndatabase = \"d\"\nuser = \"u\"\nallow = [\"*\"]\n"), "connection[1].name"),
+        ];
+        for (text, path) in cases {
+            let err = Config::parse(&text).unwrap_err();
+            assert_eq!(err.path, path, "{err}");
+        }
+    }
+
+    #[test]
+    fn a_missing_secret_names_the_key_and_the_variable_only() {
+        let config = Config::parse(&GOOD.replace("APP_DB_PASSWORD", "PROCTOR_TEST_UNSET_VAR")).unwrap();
+        let err = config.resolve_secrets().unwrap_err();
+        assert_eq!(err.path, "connection[0].password_env");
+        assert!(err.reason.contains("PROCTOR_TEST_UNSET_VAR"));
+    }
+}

@@ -1,0 +1,277 @@
+//! The Gate: authentication, authorization and the opening of recorded sessions, for every protocol.
+//!
+//! It holds the validated configuration, the connection secrets and the journal handles. Protocol crates
+//! ask it who a client is, whether that identity may use a connection, and for a [`SessionRecorder`];
+//! they never read the store or the configuration's secrets themselves.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use proctor_journal::{now_ns, SessionHeader, Store, Writer};
+
+use crate::config::{Config, ConnectionConfig, PostgresConfig, ResolvedSecrets};
+use crate::identity::{
+    config_identity_salt, scram_verifier, token_sha256, unknown_identity_salt, SCRAM_ITERATIONS,
+};
+use crate::recorder::{RecordError, SessionRecorder};
+use crate::Secret;
+
+/// An authenticated identity.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub name: String,
+    pub groups: Vec<String>,
+}
+
+/// A connection that an identity was authorized to use, with the credentials Proctor injects.
+#[derive(Debug)]
+pub struct Target {
+    pub config: ConnectionConfig,
+    pub password: Option<Secret>,
+}
+
+/// One token's SCRAM keys.
+#[derive(Clone, Debug)]
+pub struct ScramKey {
+    pub token_id: String,
+    pub stored_key: Vec<u8>,
+    pub server_key: Vec<u8>,
+    pub revoked: bool,
+}
+
+/// What a SCRAM server needs for a claimed identity. For an unknown name the salt is still stable and
+/// `keys` is empty, so the exchange runs to the end and fails like a wrong token would.
+#[derive(Clone, Debug)]
+pub struct ScramCredentials {
+    pub identity: Option<Identity>,
+    pub salt: Vec<u8>,
+    pub iterations: u32,
+    pub keys: Vec<ScramKey>,
+}
+
+/// Why authentication failed. The client is told only that it failed; the journal gets the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthFailure {
+    #[error("unknown identity")]
+    UnknownIdentity,
+    #[error("wrong token")]
+    WrongToken,
+    #[error("token {0} is revoked")]
+    RevokedToken(String),
+    #[error("the identity's credentials could not be read: {0}")]
+    Store(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthzError {
+    #[error("connection {0:?} does not exist")]
+    UnknownConnection(String),
+    #[error("identity {identity:?} may not use connection {connection:?}")]
+    NotAllowed {
+        identity: String,
+        connection: String,
+    },
+}
+
+struct ConfigIdentity {
+    groups: Vec<String>,
+    token: Secret,
+}
+
+pub struct Gate {
+    config: Config,
+    store: Arc<Store>,
+    writer: Writer,
+    config_identities: HashMap<String, ConfigIdentity>,
+    targets: HashMap<String, Arc<Target>>,
+}
+
+/// Compares two byte strings in time that depends only on their lengths.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl Gate {
+    pub fn new(config: Config, secrets: ResolvedSecrets, store: Arc<Store>, writer: Writer) -> Self {
+        let config_identities = config
+            .identity
+            .iter()
+            .zip(secrets.identity_tokens)
+            .map(|(identity, (_, token))| {
+                (
+                    identity.name.clone(),
+                    ConfigIdentity {
+                        groups: identity.groups.clone(),
+                        token,
+                    },
+                )
+            })
+            .collect();
+        let targets = config
+            .connection
+            .iter()
+            .zip(secrets.connection_passwords)
+            .map(|(connection, (_, password))| {
+                (
+                    connection.name.clone(),
+                    Arc::new(Target {
+                        config: connection.clone(),
+                        password,
+                    }),
+                )
+            })
+            .collect();
+        Self {
+            config,
+            store,
+            writer,
+            config_identities,
+            targets,
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn postgres(&self) -> &PostgresConfig {
+        &self.config.postgres
+    }
+
+    /// The SCRAM material for a claimed identity name: every token of a stored identity (revoked ones
+    /// marked, so the journal can say a revoked token was tried) and the token of a configured one.
+    pub fn scram_credentials(&self, name: &str) -> Result<ScramCredentials, AuthFailure> {
+        let stored = self
+            .store
+            .identity(name)
+            .map_err(|e| AuthFailure::Store(e.to_string()))?;
+        let configured = self.config_identities.get(name);
+        let salt = match (&stored, configured) {
+            (Some(row), _) => row.scram_salt.clone(),
+            (None, Some(_)) => config_identity_salt(name),
+            (None, None) => {
+                return Ok(ScramCredentials {
+                    identity: None,
+                    salt: unknown_identity_salt(name),
+                    iterations: SCRAM_ITERATIONS,
+                    keys: Vec::new(),
+                })
+            }
+        };
+        let mut keys = Vec::new();
+        let mut groups = Vec::new();
+        if let Some(row) = &stored {
+            groups.extend(row.groups.iter().cloned());
+            let tokens = self
+                .store
+                .tokens_of(name, true)
+                .map_err(|e| AuthFailure::Store(e.to_string()))?;
+            keys.extend(
+                tokens
+                    .into_iter()
+                    .filter(|t| t.scram_iterations == SCRAM_ITERATIONS)
+                    .map(|t| ScramKey {
+                        token_id: t.id,
+                        stored_key: t.scram_stored_key,
+                        server_key: t.scram_server_key,
+                        revoked: t.revoked_at.is_some(),
+                    }),
+            );
+        }
+        if let Some(configured) = configured {
+            groups.extend(configured.groups.iter().cloned());
+            let verifier = scram_verifier(configured.token.expose(), &salt, SCRAM_ITERATIONS);
+            keys.push(ScramKey {
+                token_id: "config".into(),
+                stored_key: verifier.stored_key.to_vec(),
+                server_key: verifier.server_key.to_vec(),
+                revoked: false,
+            });
+        }
+        groups.sort();
+        groups.dedup();
+        Ok(ScramCredentials {
+            identity: Some(Identity {
+                name: name.to_owned(),
+                groups,
+            }),
+            salt,
+            iterations: SCRAM_ITERATIONS,
+            keys,
+        })
+    }
+
+    /// Checks a token sent in clear (over TLS) for a claimed identity.
+    pub fn verify_token(&self, name: &str, token: &str) -> Result<Identity, AuthFailure> {
+        let credentials = self.scram_credentials(name)?;
+        let identity = credentials.identity.ok_or(AuthFailure::UnknownIdentity)?;
+        if let Some(configured) = self.config_identities.get(name) {
+            if constant_time_eq(configured.token.expose().as_bytes(), token.as_bytes()) {
+                return Ok(identity);
+            }
+        }
+        let digest = token_sha256(token);
+        let found = self
+            .store
+            .active_token_by_hash(&digest)
+            .map_err(|e| AuthFailure::Store(e.to_string()))?;
+        match found {
+            Some(row) if row.identity == name => Ok(identity),
+            _ => {
+                let revoked = self
+                    .store
+                    .tokens_of(name, true)
+                    .map_err(|e| AuthFailure::Store(e.to_string()))?
+                    .into_iter()
+                    .find(|t| t.revoked_at.is_some() && constant_time_eq(&t.sha256, &digest));
+                Err(match revoked {
+                    Some(t) => AuthFailure::RevokedToken(t.id),
+                    None => AuthFailure::WrongToken,
+                })
+            }
+        }
+    }
+
+    /// May `identity` use the connection named `connection`?
+    pub fn authorize(&self, identity: &Identity, connection: &str) -> Result<Arc<Target>, AuthzError> {
+        let target = self
+            .targets
+            .get(connection)
+            .ok_or_else(|| AuthzError::UnknownConnection(connection.to_owned()))?;
+        let allowed = target.config.allow.iter().any(|entry| {
+            entry == "*"
+                || *entry == identity.name
+                || entry
+                    .strip_prefix("group:")
+                    .is_some_and(|group| identity.groups.iter().any(|g| g == group))
+        });
+        if allowed {
+            Ok(target.clone())
+        } else {
+            Err(AuthzError::NotAllowed {
+                identity: identity.name.clone(),
+                connection: connection.to_owned(),
+            })
+        }
+    }
+
+    /// Opens a recorded session for a connection attempt. Every attempt is a session, so that failed
+    /// ones are in the journal too.
+    pub async fn open_session(
+        &self,
+        protocol: &str,
+        claimed_identity: &str,
+        connection: &str,
+        client_addr: &str,
+    ) -> Result<SessionRecorder, RecordError> {
+        let header = SessionHeader {
+            session_id: uuid::Uuid::now_v7().to_string(),
+            protocol: protocol.to_owned(),
+            identity: claimed_identity.to_owned(),
+            connection: connection.to_owned(),
+            client_addr: client_addr.to_owned(),
+            started_at: now_ns(),
+        };
+        SessionRecorder::open(self.writer.clone(), header).await
+    }
+}

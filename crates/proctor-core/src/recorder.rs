@@ -1,0 +1,90 @@
+//! The per-session recorder: the only way a protocol crate writes to the journal.
+//!
+//! It owns the session's chain head, so events are numbered and linked in the order the session produces
+//! them. `record` returns once the event is committed (used before forwarding a command: fail closed);
+//! `record_queued` only queues it (used for results, which are already on their way to the client).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use proctor_journal::{now_ns, Chain, JournalError, SessionHeader, Writer};
+
+/// The journal could not take an event: the session must stop forwarding.
+#[derive(Debug, thiserror::Error)]
+#[error("the journal could not record this session's events: {0}")]
+pub struct RecordError(#[from] pub JournalError);
+
+pub struct SessionRecorder {
+    header: SessionHeader,
+    chain: Chain,
+    writer: Writer,
+    broken: Arc<AtomicBool>,
+}
+
+impl SessionRecorder {
+    pub(crate) async fn open(writer: Writer, header: SessionHeader) -> Result<Self, RecordError> {
+        let chain = Chain::start(&header)?;
+        writer.open_session(header.clone()).await?;
+        Ok(Self {
+            header,
+            chain,
+            writer,
+            broken: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    pub fn session_id(&self) -> &str {
+        &self.header.session_id
+    }
+
+    pub fn header(&self) -> &SessionHeader {
+        &self.header
+    }
+
+    fn check_intact(&self) -> Result<(), RecordError> {
+        if self.broken.load(Ordering::Acquire) {
+            return Err(RecordError(JournalError::CommitFailed(
+                "an earlier event of this session was not committed".into(),
+            )));
+        }
+        Ok(())
+    }
+
+    /// Records an event and waits for its commit. Returns the event's sequence number.
+    pub async fn record(
+        &mut self,
+        kind: &str,
+        body: serde_json::Value,
+    ) -> Result<u64, RecordError> {
+        self.check_intact()?;
+        let event = self.chain.next_event(now_ns(), kind, body, Vec::new())?;
+        let seq = event.seq;
+        self.writer.append(event).await?;
+        self.check_intact()?;
+        Ok(seq)
+    }
+
+    /// Queues an event without waiting for its commit. A failed commit breaks the session: the next
+    /// call to `record` or `record_queued` reports it.
+    pub async fn record_queued(
+        &mut self,
+        kind: &str,
+        body: serde_json::Value,
+    ) -> Result<u64, RecordError> {
+        self.check_intact()?;
+        let event = self.chain.next_event(now_ns(), kind, body, Vec::new())?;
+        let seq = event.seq;
+        self.writer.append_queued(event, self.broken.clone()).await?;
+        Ok(seq)
+    }
+
+    /// Records `session.end` with its reason and marks the session ended.
+    pub async fn end(mut self, reason: &str) -> Result<(), RecordError> {
+        self.record("session.end", serde_json::json!({ "reason": reason }))
+            .await?;
+        self.writer
+            .close_session(self.header.session_id.clone(), now_ns(), reason.to_owned())
+            .await?;
+        Ok(())
+    }
+}
