@@ -182,7 +182,8 @@ pub struct ResolvedSecrets {
     pub identity_tokens: Vec<(String, Secret)>,
 }
 
-fn valid_name(name: &str) -> bool {
+/// Names of identities, groups and connections: 1-63 letters, digits, '-', '_', '.', '@'.
+pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
         && name

@@ -1,8 +1,9 @@
 //! The per-session recorder: the only way a protocol crate writes to the journal.
 //!
 //! It owns the session's chain head, so events are numbered and linked in the order the session produces
-//! them. `record` returns once the event is committed (used before forwarding a command: fail closed);
-//! `record_queued` only queues it (used for results, which are already on their way to the client).
+//! them. `record` returns once the event is committed; `record_queued` only queues it, and `commit` waits
+//! for everything queued so far. A protocol crate queues the commands of one read and commits them before
+//! forwarding any (fail closed), and queues results, which are already on their way to the client.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -76,6 +77,14 @@ impl SessionRecorder {
         let seq = event.seq;
         self.writer.append_queued(event, self.broken.clone()).await?;
         Ok(seq)
+    }
+
+    /// Returns once every event recorded so far is committed: call it before forwarding a command whose
+    /// event was queued with `record_queued`.
+    pub async fn commit(&self) -> Result<(), RecordError> {
+        self.check_intact()?;
+        self.writer.barrier().await?;
+        self.check_intact()
     }
 
     /// Records `session.end` with its reason and marks the session ended.

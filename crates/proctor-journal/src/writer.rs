@@ -28,6 +28,8 @@ enum Op {
         ended_at: i64,
         reason: String,
     },
+    /// Writes nothing; acknowledged once everything queued before it has been committed.
+    Barrier,
 }
 
 enum Ack {
@@ -98,6 +100,12 @@ impl Writer {
             })
             .await
             .map_err(|_| JournalError::WriterStopped)
+    }
+
+    /// Returns once every event queued before this call has been committed (or has failed, setting its
+    /// session's `broken` flag).
+    pub async fn barrier(&self) -> Result<(), JournalError> {
+        self.submit_and_wait(Op::Barrier).await
     }
 
     /// Marks a session as ended; returns once it is committed.
@@ -207,6 +215,7 @@ fn write_batch<'a>(
                 } => {
                     close_session.execute(params![session_id, ended_at, reason])?;
                 }
+                Op::Barrier => {}
             }
         }
     }

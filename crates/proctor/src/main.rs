@@ -1,1 +1,78 @@
-fn main() {}
+//! The `proctor` binary: the command line (clap), configuration loading, and the wiring of `serve`.
+//! It stays thin: behaviour lives in the library crates.
+
+mod admin;
+mod serve;
+mod sessions;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use proctor_core::Config;
+
+#[derive(Parser)]
+#[command(name = "proctor", version, about = "The access gateway that records, attributes and guards every session.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct ConfigArg {
+    /// Configuration file (TOML). Without one, every default applies: data in ./proctor-data,
+    /// listeners on loopback.
+    #[arg(long, short = 'c', global = true, env = "PROCTOR_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway: PostgreSQL listener, HTTP listener, journal.
+    Serve(ConfigArg),
+    /// Manage identities (people and agents) and their first tokens.
+    Identity {
+        #[command(subcommand)]
+        command: admin::IdentityCommand,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Create and revoke personal access tokens.
+    Token {
+        #[command(subcommand)]
+        command: admin::TokenCommand,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// List, read and verify recorded sessions.
+    Sessions {
+        #[command(subcommand)]
+        command: sessions::SessionsCommand,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+}
+
+fn load_config(arg: &ConfigArg) -> anyhow::Result<Config> {
+    Ok(match &arg.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(config) => load_config(&config).and_then(serve::run),
+        Command::Identity { command, config } => load_config(&config).and_then(|c| admin::identity(c, command)),
+        Command::Token { command, config } => load_config(&config).and_then(|c| admin::token(c, command)),
+        Command::Sessions { command, config } => load_config(&config).and_then(|c| sessions::run(c, command)),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("proctor: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

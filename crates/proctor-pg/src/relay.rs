@@ -1,0 +1,836 @@
+//! The relay of one authenticated session: client and target messages pass through, each command is
+//! recorded before it is forwarded, and each result is summarised for the journal as it streams by.
+//!
+//! Both directions run in one task, so the bookkeeping that links results to the statements that caused
+//! them (prepared statements, portals, the queue of statements awaiting results) needs no locks. Bytes
+//! are forwarded as they arrive, never a whole result set at a time; a target message larger than
+//! [`PASSTHROUGH_THRESHOLD`] is streamed through without being held in memory.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Buf, BytesMut};
+use proctor_core::{RecordError, SessionRecorder};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, watch};
+
+use crate::cancel::CancelRoute;
+use crate::codec::{self, error_fields, ClientError, Frontend, ProtocolError, Reader};
+use crate::upstream::{self, BoxedStream};
+use crate::values;
+
+/// Target messages above this size (rows, COPY data) are forwarded without being buffered whole.
+pub const PASSTHROUGH_THRESHOLD: usize = 1024 * 1024;
+/// Bytes of one parameter value kept in the journal.
+const MAX_PARAM_BYTES: usize = 8 * 1024;
+/// Notices attached to one result.
+const MAX_NOTICES: usize = 10;
+const READ_CHUNK: usize = 64 * 1024;
+
+pub struct Limits {
+    pub max_message_bytes: usize,
+    pub sample_rows: usize,
+    pub sample_bytes: usize,
+    pub max_prepared_statements: usize,
+}
+
+#[derive(Clone, Debug)]
+struct Column {
+    name: String,
+    type_oid: u32,
+    binary: bool,
+}
+
+struct Statement {
+    sql: Arc<str>,
+    param_types: Vec<u32>,
+    columns: Option<Arc<[Column]>>,
+}
+
+struct Portal {
+    statement: String,
+    sql: Arc<str>,
+    params: Value,
+    columns: Option<Arc<[Column]>>,
+}
+
+enum Describing {
+    Statement(String),
+    Portal(String),
+}
+
+/// Data counted during a COPY.
+#[derive(Default)]
+struct CopyCounter {
+    bytes: u64,
+    sample: Vec<Value>,
+    sample_bytes: usize,
+}
+
+/// One recorded command awaiting its results.
+struct Unit {
+    query_seq: u64,
+    extended: bool,
+    started: Instant,
+    columns: Option<Arc<[Column]>>,
+    rows: u64,
+    bytes: u64,
+    sample: Vec<Value>,
+    sample_bytes: usize,
+    sample_truncated: bool,
+    notices: Vec<Value>,
+}
+
+impl Unit {
+    fn new(query_seq: u64, extended: bool, columns: Option<Arc<[Column]>>) -> Self {
+        Self {
+            query_seq,
+            extended,
+            started: Instant::now(),
+            columns,
+            rows: 0,
+            bytes: 0,
+            sample: Vec::new(),
+            sample_bytes: 0,
+            sample_truncated: false,
+            notices: Vec::new(),
+        }
+    }
+
+    /// Starts the next statement of a multi-statement simple query.
+    fn reset(&mut self) {
+        let seq = self.query_seq;
+        *self = Unit::new(seq, self.extended, None);
+    }
+}
+
+enum Pending {
+    Unit(Unit),
+    Sync,
+}
+
+/// Why a session ended, for `session.end`.
+pub struct Ended(pub String);
+
+pub struct Relay {
+    pub client: BoxedStream,
+    pub upstream: BoxedStream,
+    pub recorder: SessionRecorder,
+    pub limits: Limits,
+    pub cancel_route: CancelRoute,
+    pub cancel_notices: mpsc::Receiver<()>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+struct State {
+    limits: Limits,
+    statements: HashMap<String, Statement>,
+    portals: HashMap<String, Portal>,
+    pending: VecDeque<Pending>,
+    describes: VecDeque<Describing>,
+    copy_in: Option<CopyCounter>,
+    copy_out: Option<CopyCounter>,
+    passthrough: usize,
+}
+
+/// What handling one side's bytes decided.
+enum Flow {
+    Continue,
+    End(String),
+}
+
+impl Relay {
+    /// Runs the session until either side leaves; returns the reason for `session.end`.
+    pub async fn run(self) -> (SessionRecorder, Ended) {
+        let Relay {
+            mut client,
+            mut upstream,
+            mut recorder,
+            limits,
+            cancel_route,
+            mut cancel_notices,
+            mut shutdown,
+        } = self;
+        let mut state = State {
+            limits,
+            statements: HashMap::new(),
+            portals: HashMap::new(),
+            pending: VecDeque::new(),
+            describes: VecDeque::new(),
+            copy_in: None,
+            copy_out: None,
+            passthrough: 0,
+        };
+        let mut from_client = BytesMut::with_capacity(READ_CHUNK);
+        let mut from_upstream = BytesMut::with_capacity(READ_CHUNK);
+        let reason = loop {
+            from_client.reserve(READ_CHUNK);
+            from_upstream.reserve(READ_CHUNK);
+            let flow = tokio::select! {
+                _ = shutdown.changed() => {
+                    let notice = ClientError::fatal("57P01", "Proctor is shutting down; reconnect in a moment");
+                    let _ = client.write_all(&notice.encode()).await;
+                    Flow::End("gateway shutting down".into())
+                }
+                Some(()) = cancel_notices.recv() => {
+                    match recorder.record_queued("db.cancel", json!({"forwarded": true})).await {
+                        Ok(_) => Flow::Continue,
+                        Err(e) => Flow::End(e.to_string()),
+                    }
+                }
+                read = client.read_buf(&mut from_client) => match read {
+                    Ok(0) | Err(_) => client_gone(&state, &cancel_route).await,
+                    Ok(_) => state.from_client(&mut from_client, &mut client, &mut upstream, &mut recorder).await,
+                },
+                read = upstream.read_buf(&mut from_upstream) => match read {
+                    Ok(0) | Err(_) => {
+                        let error = ClientError::fatal("08006", "the database closed the connection")
+                            .hint("Reconnect; if it keeps happening, the database or its network is failing.");
+                        let _ = client.write_all(&error.encode()).await;
+                        Flow::End("database closed the connection".into())
+                    }
+                    Ok(_) => state.from_upstream(&mut from_upstream, &mut client, &mut recorder).await,
+                },
+            };
+            if let Flow::End(reason) = flow {
+                break reason;
+            }
+        };
+        let _ = client.shutdown().await;
+        (recorder, Ended(reason))
+    }
+}
+
+/// The client left. If a statement was still running, the target is asked to cancel it, so it does not
+/// run on unattended.
+async fn client_gone(state: &State, route: &CancelRoute) -> Flow {
+    let running = state.pending.iter().any(|p| matches!(p, Pending::Unit(_)));
+    if !running {
+        return Flow::End("client disconnected".into());
+    }
+    let cancel = upstream::send_cancel(&route.target, route.tls.as_ref(), route.upstream_pid, route.upstream_key);
+    match tokio::time::timeout(std::time::Duration::from_secs(5), cancel).await {
+        Ok(Ok(())) => Flow::End("client disconnected mid-query; the running statement was cancelled".into()),
+        _ => Flow::End("client disconnected mid-query; cancelling the running statement failed".into()),
+    }
+}
+
+fn end_with(reason: impl std::fmt::Display) -> Flow {
+    Flow::End(reason.to_string())
+}
+
+impl State {
+    async fn from_client(
+        &mut self,
+        buf: &mut BytesMut,
+        client: &mut BoxedStream,
+        upstream: &mut BoxedStream,
+        recorder: &mut SessionRecorder,
+    ) -> Flow {
+        let mut consumed = 0;
+        let mut commands = 0;
+        let mut stop: Option<Result<String, ProtocolError>> = None;
+        while stop.is_none() {
+            let rest = &buf[consumed..];
+            let (tag, len) = match codec::frame(rest, self.limits.max_message_bytes) {
+                Ok(Some(framed)) => framed,
+                Ok(None) => break,
+                Err(e) => {
+                    stop = Some(Err(e));
+                    break;
+                }
+            };
+            let message = &rest[..len];
+            match codec::parse_frontend(message) {
+                Ok(Frontend::Terminate) => {
+                    consumed += len;
+                    stop = Some(Ok("client closed the session".into()));
+                }
+                Ok(parsed) => match self.on_client_message(parsed, recorder).await {
+                    Ok(is_command) => {
+                        consumed += len;
+                        commands += usize::from(is_command);
+                    }
+                    Err(ClientMessageError::Record(e)) => return self.journal_failed(client, e).await,
+                    Err(ClientMessageError::Protocol(e)) => stop = Some(Err(e)),
+                },
+                Err(e) => stop = Some(Err(ProtocolError(format!("{e} ({} message)", codec::printable_tag(tag))))),
+            }
+        }
+        if commands > 0 {
+            if let Err(e) = recorder.commit().await {
+                return self.journal_failed(client, e).await;
+            }
+        }
+        if consumed > 0 {
+            if let Err(e) = upstream.write_all(&buf[..consumed]).await {
+                return end_with(format!("writing to the database failed: {e}"));
+            }
+            buf.advance(consumed);
+        }
+        match stop {
+            None => Flow::Continue,
+            Some(Ok(reason)) => Flow::End(reason),
+            Some(Err(e)) => {
+                let _ = recorder
+                    .record("protocol.error", json!({"direction": "client", "message": e.0}))
+                    .await;
+                let error = ClientError::fatal(
+                    if e.0.contains("exceeds the limit") { "54000" } else { "08P01" },
+                    format!("Proctor refused a malformed message: {}", e.0),
+                )
+                .hint("This is a client or driver bug, or a message larger than postgres.max_message_bytes allows.");
+                let _ = client.write_all(&error.encode()).await;
+                Flow::End(format!("protocol error from client: {}", e.0))
+            }
+        }
+    }
+
+    async fn journal_failed(&mut self, client: &mut BoxedStream, e: RecordError) -> Flow {
+        let error = ClientError::fatal(
+            "58030",
+            "Proctor could not record this statement, so it was not sent to the database",
+        )
+        .hint("The journal is failing (disk full or unavailable?); tell the Proctor operators.");
+        let _ = client.write_all(&error.encode()).await;
+        Flow::End(format!("journal failure: {e}"))
+    }
+
+    /// Updates the bookkeeping for one client message and records it if it runs something. Returns
+    /// whether it was a command, which must be committed before it is forwarded.
+    async fn on_client_message(
+        &mut self,
+        message: Frontend<'_>,
+        recorder: &mut SessionRecorder,
+    ) -> Result<bool, ClientMessageError> {
+        match message {
+            Frontend::Query(sql) => {
+                let seq = recorder
+                    .record_queued("db.query", json!({"sql": sql, "protocol": "simple"}))
+                    .await?;
+                self.pending.push_back(Pending::Unit(Unit::new(seq, false, None)));
+                Ok(true)
+            }
+            Frontend::Parse { name, sql, param_types } => {
+                if !name.is_empty()
+                    && !self.statements.contains_key(name)
+                    && self.statements.len() >= self.limits.max_prepared_statements
+                {
+                    return Err(ClientMessageError::Protocol(ProtocolError(format!(
+                        "more than {} prepared statements are open (postgres.max_prepared_statements)",
+                        self.limits.max_prepared_statements
+                    ))));
+                }
+                self.statements.insert(
+                    name.to_owned(),
+                    Statement {
+                        sql: Arc::from(sql),
+                        param_types,
+                        columns: None,
+                    },
+                );
+                Ok(false)
+            }
+            Frontend::Bind { portal, statement, param_formats, params, result_formats } => {
+                if !portal.is_empty()
+                    && !self.portals.contains_key(portal)
+                    && self.portals.len() >= self.limits.max_prepared_statements
+                {
+                    return Err(ClientMessageError::Protocol(ProtocolError(format!(
+                        "more than {} portals are open (postgres.max_prepared_statements)",
+                        self.limits.max_prepared_statements
+                    ))));
+                }
+                let (sql, types, columns) = match self.statements.get(statement) {
+                    Some(s) => (s.sql.clone(), s.param_types.as_slice(), s.columns.clone()),
+                    None => (
+                        Arc::from(format!("EXECUTE {statement} -- prepared with SQL PREPARE")),
+                        &[][..],
+                        None,
+                    ),
+                };
+                let params = decode_params(types, &param_formats, &params, self.limits.sample_bytes);
+                let columns = columns.map(|cols| with_formats(&cols, &result_formats));
+                self.portals.insert(
+                    portal.to_owned(),
+                    Portal { statement: statement.to_owned(), sql, params, columns },
+                );
+                Ok(false)
+            }
+            Frontend::Describe { kind, name } => {
+                self.describes.push_back(if kind == b'S' {
+                    Describing::Statement(name.to_owned())
+                } else {
+                    Describing::Portal(name.to_owned())
+                });
+                Ok(false)
+            }
+            Frontend::Execute { portal, max_rows } => {
+                let (body, columns) = match self.portals.get(portal) {
+                    Some(p) => (
+                        json!({
+                            "sql": &*p.sql,
+                            "statement": p.statement,
+                            "portal": portal,
+                            "params": p.params,
+                            "max_rows": max_rows,
+                            "protocol": "extended",
+                        }),
+                        p.columns.clone(),
+                    ),
+                    None => (json!({"portal": portal, "protocol": "extended", "note": "unknown portal"}), None),
+                };
+                let seq = recorder.record_queued("db.query", body).await?;
+                self.pending.push_back(Pending::Unit(Unit::new(seq, true, columns)));
+                Ok(true)
+            }
+            Frontend::Close { kind, name } => {
+                if kind == b'S' {
+                    self.statements.remove(name);
+                } else {
+                    self.portals.remove(name);
+                }
+                Ok(false)
+            }
+            Frontend::Sync => {
+                self.pending.push_back(Pending::Sync);
+                Ok(false)
+            }
+            Frontend::CopyData(data) => {
+                if let Some(copy) = self.copy_in.as_mut() {
+                    count_copy(copy, data, &self.limits);
+                }
+                Ok(false)
+            }
+            Frontend::FunctionCall { oid, args } => {
+                let seq = recorder
+                    .record_queued("db.query", json!({"function_oid": oid, "args": args, "protocol": "function-call"}))
+                    .await?;
+                self.pending.push_back(Pending::Unit(Unit::new(seq, true, None)));
+                Ok(true)
+            }
+            Frontend::Flush | Frontend::CopyDone | Frontend::CopyFail(_) | Frontend::Terminate => Ok(false),
+        }
+    }
+
+    fn current_unit(&mut self) -> Option<&mut Unit> {
+        match self.pending.front_mut() {
+            Some(Pending::Unit(unit)) => Some(unit),
+            _ => None,
+        }
+    }
+
+    async fn from_upstream(
+        &mut self,
+        buf: &mut BytesMut,
+        client: &mut BoxedStream,
+        recorder: &mut SessionRecorder,
+    ) -> Flow {
+        let mut consumed = 0;
+        let mut failure = None;
+        loop {
+            let rest = &buf[consumed..];
+            if self.passthrough > 0 {
+                let n = self.passthrough.min(rest.len());
+                self.passthrough -= n;
+                consumed += n;
+                if self.passthrough > 0 {
+                    break;
+                }
+                continue;
+            }
+            if rest.len() >= 5 && matches!(rest[0], b'D' | b'd') {
+                let len = i32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]);
+                if let Ok(len) = usize::try_from(len) {
+                    if len > PASSTHROUGH_THRESHOLD {
+                        self.count_large_message(rest[0], len);
+                        self.passthrough = len + 1;
+                        continue;
+                    }
+                }
+            }
+            let (_, len) = match codec::frame(rest, self.limits.max_message_bytes.max(PASSTHROUGH_THRESHOLD)) {
+                Ok(Some(framed)) => framed,
+                Ok(None) => break,
+                Err(e) => {
+                    failure = Some(format!("the database sent a bad message: {e}"));
+                    break;
+                }
+            };
+            let message = &rest[..len];
+            if let Err(e) = self.on_upstream_message(message, recorder).await {
+                match e {
+                    UpstreamMessageError::Record(e) => return self.journal_failed(client, e).await,
+                    UpstreamMessageError::Protocol(e) => {
+                        failure = Some(format!("the database sent a bad message: {e}"));
+                        break;
+                    }
+                }
+            }
+            consumed += len;
+        }
+        if consumed > 0 {
+            if let Err(e) = client.write_all(&buf[..consumed]).await {
+                return end_with(format!("writing to the client failed: {e}"));
+            }
+            buf.advance(consumed);
+        }
+        match failure {
+            None => Flow::Continue,
+            Some(reason) => {
+                let _ = recorder
+                    .record("protocol.error", json!({"direction": "database", "message": reason}))
+                    .await;
+                let _ = client.write_all(&ClientError::fatal("08P01", reason.clone()).encode()).await;
+                Flow::End(reason)
+            }
+        }
+    }
+
+    fn count_large_message(&mut self, tag: u8, len: usize) {
+        let marker = json!(format!("[{len}-byte message not sampled]"));
+        if tag == b'd' {
+            if let Some(copy) = self.copy_out.as_mut() {
+                copy.bytes += len as u64;
+                if copy.sample.len() < self.limits.sample_rows {
+                    copy.sample.push(marker);
+                }
+            }
+        } else if let Some(unit) = self.current_unit() {
+            unit.rows += 1;
+            unit.bytes += len as u64;
+            unit.sample_truncated = true;
+        }
+    }
+
+    async fn on_upstream_message(
+        &mut self,
+        message: &[u8],
+        recorder: &mut SessionRecorder,
+    ) -> Result<(), UpstreamMessageError> {
+        let tag = message[0];
+        let body = &message[5..];
+        match tag {
+            b'D' => self.on_data_row(body)?,
+            b'T' => {
+                let columns: Arc<[Column]> = parse_row_description(body)?.into();
+                match self.describes.pop_front() {
+                    Some(Describing::Statement(name)) => {
+                        if let Some(statement) = self.statements.get_mut(&name) {
+                            statement.columns = Some(columns);
+                        }
+                    }
+                    Some(Describing::Portal(name)) => {
+                        if let Some(portal) = self.portals.get_mut(&name) {
+                            portal.columns = Some(columns);
+                        }
+                    }
+                    None => {
+                        if let Some(unit) = self.current_unit() {
+                            unit.columns = Some(columns);
+                        }
+                    }
+                }
+            }
+            b'n' => {
+                self.describes.pop_front();
+            }
+            b't' => {
+                if let Some(Describing::Statement(name)) = self.describes.front() {
+                    let mut r = Reader::new(body);
+                    let n = r.count16(4)?;
+                    let types = (0..n).map(|_| r.i32().map(|t| t as u32)).collect::<Result<Vec<_>, _>>()?;
+                    if let Some(statement) = self.statements.get_mut(name) {
+                        statement.param_types = types;
+                    }
+                }
+            }
+            b'C' | b'I' | b's' => {
+                let command_tag = if tag == b'C' { Reader::new(body).cstr()?.to_owned() } else { String::new() };
+                self.finish_statement(recorder, tag, command_tag).await?;
+            }
+            b'E' => {
+                let fields = error_fields(body)?;
+                let get = |code: u8| fields.iter().find(|(c, _)| *c == code).map(|(_, v)| *v);
+                let mut event = json!({
+                    "sqlstate": get(b'C'),
+                    "severity": get(b'V').or(get(b'S')),
+                    "message": get(b'M'),
+                });
+                for (code, key) in [(b'D', "detail"), (b'H', "hint"), (b'P', "position")] {
+                    if let Some(value) = get(code) {
+                        event[key] = json!(value);
+                    }
+                }
+                self.copy_in = None;
+                self.copy_out = None;
+                if let Some(unit) = self.current_unit() {
+                    event["query"] = json!(unit.query_seq);
+                    event["duration_us"] = json!(unit.started.elapsed().as_micros() as u64);
+                    if unit.extended {
+                        self.pending.pop_front();
+                    } else {
+                        unit.reset();
+                    }
+                }
+                recorder.record_queued("db.error", event).await?;
+            }
+            b'N' => {
+                let fields = error_fields(body)?;
+                let get = |code: u8| fields.iter().find(|(c, _)| *c == code).map(|(_, v)| *v);
+                let notice = json!({"sqlstate": get(b'C'), "severity": get(b'V').or(get(b'S')), "message": get(b'M')});
+                match self.current_unit() {
+                    Some(unit) if unit.notices.len() < MAX_NOTICES => unit.notices.push(notice),
+                    Some(_) => {}
+                    None => {
+                        recorder.record_queued("db.notice", notice).await?;
+                    }
+                }
+            }
+            b'A' => {
+                let mut r = Reader::new(body);
+                let pid = r.i32()?;
+                let channel = r.cstr()?;
+                let payload = r.cstr()?;
+                let payload = values::decode(values::TEXT, false, Some(payload.as_bytes()), self.limits.sample_bytes);
+                recorder
+                    .record_queued("db.notification", json!({"channel": channel, "payload": payload, "sender_pid": pid}))
+                    .await?;
+            }
+            b'G' => self.copy_in = Some(CopyCounter::default()),
+            b'H' | b'W' => self.copy_out = Some(CopyCounter::default()),
+            b'd' => {
+                if let Some(copy) = self.copy_out.as_mut() {
+                    count_copy(copy, body, &self.limits);
+                }
+            }
+            b'Z' => {
+                self.describes.clear();
+                self.copy_in = None;
+                self.copy_out = None;
+                while let Some(pending) = self.pending.pop_front() {
+                    match pending {
+                        Pending::Sync => break,
+                        Pending::Unit(unit) if !unit.extended => break,
+                        Pending::Unit(unit) => {
+                            recorder
+                                .record_queued(
+                                    "db.result",
+                                    json!({"query": unit.query_seq, "outcome": "skipped",
+                                           "reason": "an earlier message of the same batch failed"}),
+                                )
+                                .await?;
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn on_data_row(&mut self, body: &[u8]) -> Result<(), ProtocolError> {
+        let sample_rows = self.limits.sample_rows;
+        let sample_bytes = self.limits.sample_bytes;
+        let Some(unit) = self.current_unit() else {
+            return Ok(());
+        };
+        unit.rows += 1;
+        unit.bytes += body.len() as u64;
+        if unit.sample.len() >= sample_rows || unit.sample_bytes >= sample_bytes {
+            unit.sample_truncated = true;
+            return Ok(());
+        }
+        let mut r = Reader::new(body);
+        let n = r.count16(4)?;
+        let mut row = Vec::with_capacity(n);
+        for i in 0..n {
+            let value = r.nullable()?;
+            let budget = sample_bytes.saturating_sub(unit.sample_bytes);
+            let column = unit.columns.as_ref().and_then(|c| c.get(i));
+            let (type_oid, binary) = column.map_or((0, false), |c| (c.type_oid, c.binary));
+            unit.sample_bytes += value.map_or(4, <[u8]>::len);
+            row.push(values::decode(type_oid, binary, value, budget));
+        }
+        unit.sample.push(Value::Array(row));
+        Ok(())
+    }
+
+    /// Records the result of the statement at the front of the queue.
+    async fn finish_statement(
+        &mut self,
+        recorder: &mut SessionRecorder,
+        tag: u8,
+        command_tag: String,
+    ) -> Result<(), RecordError> {
+        let copy = self.copy_in.take().or_else(|| self.copy_out.take());
+        let Some(unit) = self.current_unit() else {
+            return Ok(());
+        };
+        let rows = command_tag
+            .rsplit(' ')
+            .next()
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(unit.rows);
+        let mut event = json!({
+            "query": unit.query_seq,
+            "tag": if tag == b'I' { "EMPTY" } else { command_tag.as_str() },
+            "rows": rows,
+            "bytes": unit.bytes,
+            "duration_us": unit.started.elapsed().as_micros() as u64,
+        });
+        if let Some(columns) = &unit.columns {
+            event["columns"] = columns.iter().map(|c| json!(c.name)).collect();
+        }
+        if !unit.sample.is_empty() {
+            event["sample"] = Value::Array(std::mem::take(&mut unit.sample));
+            event["sample_truncated"] = json!(unit.sample_truncated);
+        }
+        if let Some(copy) = copy {
+            event["bytes"] = json!(copy.bytes);
+            event["sample"] = Value::Array(copy.sample);
+        }
+        if !unit.notices.is_empty() {
+            event["notices"] = Value::Array(std::mem::take(&mut unit.notices));
+        }
+        if tag == b's' {
+            event["suspended"] = json!(true);
+        }
+        let extended = unit.extended;
+        if extended {
+            self.pending.pop_front();
+        } else {
+            unit.reset();
+        }
+        recorder.record_queued("db.result", event).await?;
+        Ok(())
+    }
+}
+
+enum ClientMessageError {
+    Record(RecordError),
+    Protocol(ProtocolError),
+}
+
+impl From<RecordError> for ClientMessageError {
+    fn from(e: RecordError) -> Self {
+        ClientMessageError::Record(e)
+    }
+}
+
+enum UpstreamMessageError {
+    Record(RecordError),
+    Protocol(ProtocolError),
+}
+
+impl From<RecordError> for UpstreamMessageError {
+    fn from(e: RecordError) -> Self {
+        UpstreamMessageError::Record(e)
+    }
+}
+
+impl From<ProtocolError> for UpstreamMessageError {
+    fn from(e: ProtocolError) -> Self {
+        UpstreamMessageError::Protocol(e)
+    }
+}
+
+fn count_copy(copy: &mut CopyCounter, data: &[u8], limits: &Limits) {
+    copy.bytes += data.len() as u64;
+    if copy.sample.len() >= limits.sample_rows || copy.sample_bytes >= limits.sample_bytes {
+        return;
+    }
+    for line in data.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        if copy.sample.len() >= limits.sample_rows || copy.sample_bytes >= limits.sample_bytes {
+            break;
+        }
+        let budget = limits.sample_bytes - copy.sample_bytes;
+        copy.sample_bytes += line.len();
+        copy.sample.push(values::decode(values::TEXT, false, Some(line), budget));
+    }
+}
+
+fn parse_row_description(body: &[u8]) -> Result<Vec<Column>, ProtocolError> {
+    let mut r = Reader::new(body);
+    let n = r.count16(19)?;
+    let mut columns = Vec::with_capacity(n);
+    for _ in 0..n {
+        let name = r.cstr()?.to_owned();
+        let _table = r.i32()?;
+        let _attnum = r.i16()?;
+        let type_oid = r.i32()? as u32;
+        let _typlen = r.i16()?;
+        let _typmod = r.i32()?;
+        let format = r.i16()?;
+        columns.push(Column { name, type_oid, binary: format == 1 });
+    }
+    Ok(columns)
+}
+
+/// The format of each column per Bind's result format codes: none means text, one applies to all.
+fn with_formats(columns: &[Column], formats: &[i16]) -> Arc<[Column]> {
+    columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Column {
+            binary: match formats {
+                [] => false,
+                [one] => *one == 1,
+                many => many.get(i) == Some(&1),
+            },
+            ..c.clone()
+        })
+        .collect()
+}
+
+fn decode_params(types: &[u32], formats: &[i16], params: &[Option<&[u8]>], budget: usize) -> Value {
+    let mut left = budget;
+    let values = params
+        .iter()
+        .enumerate()
+        .map(|(i, value)| {
+            let binary = match formats {
+                [] => false,
+                [one] => *one == 1,
+                many => many.get(i) == Some(&1),
+            };
+            if left == 0 {
+                return json!("[not recorded: parameter budget exhausted]");
+            }
+            let max = left.min(MAX_PARAM_BYTES);
+            left = left.saturating_sub(value.map_or(4, |v| v.len().min(max)));
+            values::decode(types.get(i).copied().unwrap_or(0), binary, *value, max)
+        })
+        .collect();
+    Value::Array(values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bind_formats_select_binary_columns() {
+        let cols = vec![
+            Column { name: "a".into(), type_oid: values::INT4, binary: false },
+            Column { name: "b".into(), type_oid: values::TEXT, binary: false },
+        ];
+        assert!(with_formats(&cols, &[1]).iter().all(|c| c.binary));
+        assert!(with_formats(&cols, &[]).iter().all(|c| !c.binary));
+        let mixed = with_formats(&cols, &[0, 1]);
+        assert!(!mixed[0].binary && mixed[1].binary);
+    }
+
+    #[test]
+    fn parameters_are_decoded_by_type_and_bounded() {
+        let seven = 7i32.to_be_bytes();
+        let params = [Some(&b"42"[..]), Some(&seven[..]), None];
+        let decoded = decode_params(&[values::INT4, values::INT4], &[0, 1, 0], &params, 1000);
+        assert_eq!(decoded, json!(["42", 7, null]));
+        let big = vec![b'x'; 100];
+        let bounded = decode_params(&[], &[], &[Some(&big[..]), Some(&big[..])], 50);
+        assert_eq!(bounded[1], json!("[not recorded: parameter budget exhausted]"));
+    }
+}

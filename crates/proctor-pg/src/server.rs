@@ -1,0 +1,501 @@
+//! The listener and the life of one client connection up to the relay: TLS negotiation, startup,
+//! authentication, authorization, connecting to the target, and the ending of the session.
+//!
+//! Every connection attempt becomes a recorded session, so failed logins are in the journal too (their
+//! reason, never the token).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use proctor_core::config::PostgresAuth;
+use proctor_core::{AuthFailure, AuthzError, Gate, Identity, SessionRecorder};
+use rustls::{ClientConfig, ServerConfig};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::cancel::{CancelRegistry, CancelRoute};
+use crate::codec::{self, ClientError, Reader, StartupPacket};
+use crate::relay::{Ended, Limits, Relay};
+use crate::scram::{self, ScramExchange};
+use crate::tls::{self, TlsError};
+use crate::upstream::{self, BoxedStream};
+
+/// A client has this long to get from connecting to an authenticated session.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long sessions get to say goodbye when Proctor stops.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+pub struct PgGateway {
+    gate: Arc<Gate>,
+    tls: Arc<ServerConfig>,
+    upstream_tls: HashMap<String, Option<Arc<ClientConfig>>>,
+    cancels: CancelRegistry,
+}
+
+/// How a connection attempt failed before the relay started.
+struct Refusal {
+    error: ClientError,
+    /// The event recorded for it, if a session was opened.
+    event: Option<(&'static str, serde_json::Value)>,
+    reason: String,
+}
+
+impl Refusal {
+    fn new(error: ClientError, reason: impl Into<String>) -> Self {
+        Self {
+            error,
+            event: None,
+            reason: reason.into(),
+        }
+    }
+
+    fn recorded(mut self, kind: &'static str, body: serde_json::Value) -> Self {
+        self.event = Some((kind, body));
+        self
+    }
+}
+
+impl PgGateway {
+    /// Prepares TLS on both sides; fails if a certificate or CA file cannot be used.
+    pub fn new(gate: Arc<Gate>) -> Result<Arc<Self>, TlsError> {
+        let server = &gate.config().server;
+        let tls = tls::server_config(
+            server.tls_cert_file.as_deref(),
+            server.tls_key_file.as_deref(),
+            &server.data_dir,
+        )?;
+        let mut upstream_tls = HashMap::new();
+        for connection in &gate.config().connection {
+            let config = tls::upstream_config(connection.tls, connection.tls_ca_file.as_deref())?;
+            upstream_tls.insert(connection.name.clone(), config);
+        }
+        Ok(Arc::new(Self {
+            gate,
+            tls,
+            upstream_tls,
+            cancels: CancelRegistry::default(),
+        }))
+    }
+
+    /// Accepts clients until `shutdown` turns true, then gives open sessions a moment to end cleanly.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+        let mut sessions = JoinSet::new();
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let gateway = self.clone();
+                        let shutdown = shutdown.clone();
+                        sessions.spawn(async move { gateway.handle(stream, peer, shutdown).await });
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+            }
+        }
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while sessions.join_next().await.is_some() {}
+        })
+        .await;
+    }
+
+    async fn handle(self: Arc<Self>, stream: TcpStream, peer: SocketAddr, shutdown: watch::Receiver<bool>) {
+        let _ = stream.set_nodelay(true);
+        let mut client: BoxedStream = Box::new(stream);
+        let startup = tokio::time::timeout(STARTUP_TIMEOUT, self.negotiate(&mut client)).await;
+        let (params, tls) = match startup {
+            Ok(Ok(Some(negotiated))) => negotiated,
+            Ok(Ok(None)) => return,
+            Ok(Err(error)) => {
+                let _ = client.write_all(&error.encode()).await;
+                return;
+            }
+            Err(_) => return,
+        };
+        let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let Some(identity_name) = param("user").filter(|u| !u.is_empty()).map(str::to_owned) else {
+            let error = ClientError::fatal("28000", "no user given")
+                .hint("Connect with user=<your Proctor identity> dbname=<connection name>.");
+            let _ = client.write_all(&error.encode()).await;
+            return;
+        };
+        let connection = param("database").filter(|d| !d.is_empty()).unwrap_or(&identity_name).to_owned();
+        let mut recorder = match self
+            .gate
+            .open_session("postgres", &identity_name, &connection, &peer.to_string())
+            .await
+        {
+            Ok(recorder) => recorder,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot record a new session; refusing it");
+                let error = ClientError::fatal("58030", "Proctor cannot record sessions right now, so it accepts none")
+                    .hint("Tell the Proctor operators: the journal is failing.");
+                let _ = client.write_all(&error.encode()).await;
+                return;
+            }
+        };
+        let outcome = tokio::time::timeout(
+            STARTUP_TIMEOUT,
+            self.establish(&mut client, &mut recorder, &params, &identity_name, &connection, tls),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(Refusal::new(ClientError::fatal("08006", "authentication took too long"), "startup timed out")
+                .recorded("auth.failure", json!({"reason": "startup timed out"})))
+        });
+        let reason = match outcome {
+            Ok((upstream, route, pid)) => {
+                let relay = Relay {
+                    client,
+                    upstream,
+                    recorder,
+                    limits: self.limits(),
+                    cancel_route: route.route,
+                    cancel_notices: route.notices,
+                    shutdown,
+                };
+                let (returned, Ended(reason)) = relay.run().await;
+                recorder = returned;
+                self.cancels.unregister(pid);
+                reason
+            }
+            Err(refusal) => {
+                if let Some((kind, body)) = refusal.event {
+                    let _ = recorder.record_queued(kind, body).await;
+                }
+                let _ = client.write_all(&refusal.error.encode()).await;
+                let _ = client.shutdown().await;
+                refusal.reason
+            }
+        };
+        if let Err(e) = recorder.end(&reason).await {
+            tracing::error!(error = %e, "could not record the end of a session");
+        }
+    }
+
+    fn limits(&self) -> Limits {
+        let pg = self.gate.postgres();
+        Limits {
+            max_message_bytes: pg.max_message_bytes,
+            sample_rows: pg.sample_rows,
+            sample_bytes: pg.sample_bytes,
+            max_prepared_statements: pg.max_prepared_statements,
+        }
+    }
+
+    /// Reads the first packets: answers SSLRequest (switching `client` to TLS) and GSSENCRequest
+    /// (declined), routes a CancelRequest, and returns the startup parameters and whether TLS is on.
+    /// `None` means the connection was a cancel.
+    async fn negotiate(
+        &self,
+        client: &mut BoxedStream,
+    ) -> Result<Option<(Vec<(String, String)>, bool)>, ClientError> {
+        let mut encrypted = false;
+        loop {
+            match read_startup_packet(client).await? {
+                StartupPacket::SslRequest if !encrypted => {
+                    client.write_all(b"S").await.map_err(lost)?;
+                    let plain = std::mem::replace(client, Box::new(tokio::io::empty()));
+                    let accepted = tokio_rustls::TlsAcceptor::from(self.tls.clone())
+                        .accept(plain)
+                        .await
+                        .map_err(|e| ClientError::fatal("08P01", format!("TLS handshake failed: {e}")))?;
+                    *client = Box::new(accepted);
+                    encrypted = true;
+                }
+                StartupPacket::SslRequest => {
+                    return Err(ClientError::fatal("08P01", "SSLRequest sent twice"));
+                }
+                StartupPacket::GssEncRequest => {
+                    client.write_all(b"N").await.map_err(lost)?;
+                }
+                StartupPacket::Cancel { pid, key } => {
+                    self.forward_cancel(pid, key).await;
+                    return Ok(None);
+                }
+                StartupPacket::Startup { minor, params, .. } => {
+                    let replication = params.iter().any(|(k, v)| {
+                        k == "replication" && !matches!(v.as_str(), "false" | "0" | "off" | "no")
+                    });
+                    if replication {
+                        return Err(ClientError::fatal(
+                            "0A000",
+                            "replication connections are not supported through Proctor",
+                        ));
+                    }
+                    if minor > 0 {
+                        let unsupported: Vec<&str> = params
+                            .iter()
+                            .filter(|(k, _)| k.starts_with("_pq_."))
+                            .map(|(k, _)| k.as_str())
+                            .collect();
+                        client
+                            .write_all(&codec::negotiate_protocol_version(0, &unsupported))
+                            .await
+                            .map_err(lost)?;
+                    }
+                    let params = params.into_iter().filter(|(k, _)| !k.starts_with("_pq_.")).collect();
+                    return Ok(Some((params, encrypted)));
+                }
+            }
+        }
+    }
+
+    async fn forward_cancel(&self, pid: i32, key: i32) {
+        let Some(route) = self.cancels.find(pid, key) else {
+            tracing::debug!("cancel request with unknown key ignored");
+            return;
+        };
+        let sent = tokio::time::timeout(
+            Duration::from_secs(5),
+            upstream::send_cancel(&route.target, route.tls.as_ref(), route.upstream_pid, route.upstream_key),
+        )
+        .await;
+        match sent {
+            Ok(Ok(())) => {
+                let _ = route.notify.try_send(());
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "cancel could not be forwarded"),
+            Err(_) => tracing::warn!("cancel forwarding timed out"),
+        }
+    }
+
+    /// Authenticates, authorizes and connects upstream; on success the client has been told the session
+    /// is ready.
+    async fn establish(
+        &self,
+        client: &mut BoxedStream,
+        recorder: &mut SessionRecorder,
+        params: &[(String, String)],
+        identity_name: &str,
+        connection: &str,
+        tls: bool,
+    ) -> Result<(BoxedStream, RegisteredRoute, i32), Refusal> {
+        let use_cleartext = tls && self.gate.postgres().auth == PostgresAuth::Password;
+        let method = if use_cleartext { "password" } else { "scram-sha-256" };
+        let (identity, token_id, server_final) = self
+            .authenticate(client, identity_name, use_cleartext)
+            .await
+            .map_err(|failure| {
+                let message = format!("password authentication failed for identity \"{identity_name}\"");
+                Refusal::new(
+                    ClientError::fatal("28P01", message).hint(format!(
+                        "Use your Proctor token as the password. An administrator can issue one with `proctor token create {identity_name}`."
+                    )),
+                    "authentication failed",
+                )
+                .recorded("auth.failure", json!({"method": method, "reason": failure.to_string()}))
+            })?;
+        let target = self.gate.authorize(&identity, connection).map_err(|e| {
+            let error = match &e {
+                AuthzError::UnknownConnection(name) => ClientError::fatal(
+                    "3D000",
+                    format!("connection \"{name}\" does not exist in Proctor"),
+                )
+                .hint("Set dbname to the name of a Proctor connection; ask the Proctor operators which ones you may use."),
+                AuthzError::NotAllowed { identity, connection } => ClientError::fatal(
+                    "42501",
+                    format!("identity \"{identity}\" may not use connection \"{connection}\""),
+                )
+                .hint("Ask the Proctor operators to add you (or one of your groups) to the connection's allow list."),
+            };
+            Refusal::new(error, "not authorized").recorded(
+                "auth.failure",
+                json!({"method": method, "identity": identity.name, "reason": e.to_string(), "stage": "authorize"}),
+            )
+        })?;
+        let forwarded: Vec<(String, String)> = params
+            .iter()
+            .filter(|(k, _)| k != "user" && k != "database" && k != "replication")
+            .cloned()
+            .collect();
+        let upstream_tls = self.upstream_tls.get(connection).cloned().flatten();
+        let upstream = upstream::connect(
+            &target,
+            upstream_tls.as_ref(),
+            &forwarded,
+            self.gate.postgres().connect_timeout_secs,
+        )
+        .await
+        .map_err(|e| {
+            Refusal::new(
+                ClientError::fatal(
+                    "08001",
+                    format!("Proctor could not open connection \"{connection}\": {e}"),
+                )
+                .hint("The database behind this connection is down or refuses Proctor; tell the Proctor operators."),
+                "database unavailable",
+            )
+            .recorded("db.error", json!({"stage": "connect", "message": e.to_string()}))
+        })?;
+        let (notify, notices) = mpsc::channel(8);
+        let route = CancelRoute {
+            target: target.clone(),
+            tls: upstream_tls,
+            upstream_pid: upstream.backend_pid,
+            upstream_key: upstream.backend_key,
+            notify,
+        };
+        let (pid, key) = self.cancels.register(route.clone());
+        let server_version = upstream
+            .parameters
+            .iter()
+            .find(|(k, _)| k == "server_version")
+            .map(|(_, v)| v.clone());
+        let application_name = params.iter().find(|(k, _)| k == "application_name").map(|(_, v)| v.clone());
+        let started = recorder
+            .record(
+                "session.start",
+                json!({
+                    "identity": identity.name,
+                    "groups": identity.groups,
+                    "connection": connection,
+                    "client_addr": recorder.header().client_addr,
+                    "tls": tls,
+                    "auth": {"method": method, "token_id": token_id},
+                    "application_name": application_name,
+                    "upstream": {
+                        "address": target.config.address,
+                        "database": target.config.database,
+                        "user": target.config.user,
+                        "tls": upstream.tls,
+                        "server_version": server_version,
+                    },
+                }),
+            )
+            .await;
+        if let Err(e) = started {
+            self.cancels.unregister(pid);
+            return Err(Refusal::new(
+                ClientError::fatal("58030", "Proctor cannot record this session, so it will not open it")
+                    .hint("Tell the Proctor operators: the journal is failing."),
+                format!("journal failure: {e}"),
+            ));
+        }
+        let mut hello = BytesMut::new();
+        if let Some(server_final) = server_final {
+            hello.extend_from_slice(&codec::authentication(codec::AUTH_SASL_FINAL, server_final.as_bytes()));
+        }
+        hello.extend_from_slice(&codec::authentication(codec::AUTH_OK, &[]));
+        for (name, value) in &upstream.parameters {
+            hello.extend_from_slice(&codec::parameter_status(name, value));
+        }
+        for notice in &upstream.notices {
+            hello.extend_from_slice(notice);
+        }
+        hello.extend_from_slice(&codec::backend_key_data(pid, key));
+        hello.extend_from_slice(&codec::ready_for_query(upstream.transaction_status));
+        if let Err(e) = client.write_all(&hello).await {
+            self.cancels.unregister(pid);
+            return Err(Refusal::new(ClientError::fatal("08006", "client left"), format!("client disconnected: {e}")));
+        }
+        Ok((upstream.stream, RegisteredRoute { route, notices }, pid))
+    }
+
+    /// Runs the authentication exchange. Returns the identity, the token used, and (for SCRAM) the
+    /// server-final message to send once the session is ready.
+    async fn authenticate(
+        &self,
+        client: &mut BoxedStream,
+        name: &str,
+        cleartext: bool,
+    ) -> Result<(Identity, String, Option<String>), AuthFailure> {
+        let gone = |_| AuthFailure::Store("client disconnected during authentication".into());
+        if cleartext {
+            client
+                .write_all(&codec::authentication(codec::AUTH_CLEARTEXT, &[]))
+                .await
+                .map_err(|e| gone(e))?;
+            let body = read_password_message(client).await.map_err(|e| AuthFailure::Store(e.message))?;
+            let token = Reader::new(&body).cstr().map_err(|e| AuthFailure::Store(e.0))?.to_owned();
+            let identity = self.gate.verify_token(name, &token)?;
+            return Ok((identity, "cleartext".into(), None));
+        }
+        let credentials = self.gate.scram_credentials(name)?;
+        client
+            .write_all(&codec::auth_sasl_mechanisms(&[scram::MECHANISM]))
+            .await
+            .map_err(|e| gone(e))?;
+        let initial = read_password_message(client).await.map_err(|e| AuthFailure::Store(e.message))?;
+        let mut r = Reader::new(&initial);
+        let mechanism = r.cstr().map_err(|e| AuthFailure::Store(e.0))?;
+        if mechanism != scram::MECHANISM {
+            return Err(AuthFailure::Store(format!("client chose unsupported mechanism {mechanism:?}")));
+        }
+        let _len = r.i32().map_err(|e| AuthFailure::Store(e.0))?;
+        let exchange =
+            ScramExchange::start(r.rest(), &credentials).map_err(|e| AuthFailure::Store(e.to_string()))?;
+        client
+            .write_all(&codec::authentication(codec::AUTH_SASL_CONTINUE, exchange.server_first().as_bytes()))
+            .await
+            .map_err(|e| gone(e))?;
+        let response = read_password_message(client).await.map_err(|e| AuthFailure::Store(e.message))?;
+        let identity = credentials.identity.clone();
+        match exchange.finish(&response, &credentials.keys) {
+            Ok((key, _)) if key.revoked => Err(AuthFailure::RevokedToken(key.token_id.clone())),
+            Ok((key, server_final)) => {
+                let identity = identity.ok_or(AuthFailure::UnknownIdentity)?;
+                Ok((identity, key.token_id.clone(), Some(server_final)))
+            }
+            Err(scram::ScramError::NoMatch) if identity.is_none() => Err(AuthFailure::UnknownIdentity),
+            Err(scram::ScramError::NoMatch) => Err(AuthFailure::WrongToken),
+            Err(e) => Err(AuthFailure::Store(e.to_string())),
+        }
+    }
+}
+
+/// A registered cancel route and the channel on which the session hears of forwarded cancels.
+struct RegisteredRoute {
+    route: CancelRoute,
+    notices: mpsc::Receiver<()>,
+}
+
+fn lost(e: std::io::Error) -> ClientError {
+    ClientError::fatal("08006", format!("connection lost: {e}"))
+}
+
+async fn read_startup_packet(stream: &mut BoxedStream) -> Result<StartupPacket, ClientError> {
+    let len = stream.read_i32().await.map_err(lost)?;
+    let len = usize::try_from(len).unwrap_or(0);
+    if !(8..=codec::MAX_STARTUP_PACKET).contains(&len) {
+        return Err(ClientError::fatal("08P01", format!("invalid startup packet length {len}")));
+    }
+    let mut body = vec![0u8; len - 4];
+    stream.read_exact(&mut body).await.map_err(lost)?;
+    codec::parse_startup(&body).map_err(|e| ClientError::fatal("08P01", e.0))
+}
+
+/// Reads one 'p' message (password, SASL) during authentication.
+async fn read_password_message(stream: &mut BoxedStream) -> Result<BytesMut, ClientError> {
+    let mut buf = BytesMut::with_capacity(512);
+    loop {
+        match codec::frame(&buf, codec::MAX_STARTUP_PACKET) {
+            Ok(Some((b'p', len))) => {
+                let mut message = buf.split_to(len);
+                message.advance(5);
+                return Ok(message);
+            }
+            Ok(Some((tag, _))) => {
+                return Err(ClientError::fatal(
+                    "08P01",
+                    format!("expected a password message, got {}", codec::printable_tag(tag)),
+                ))
+            }
+            Ok(None) => {}
+            Err(e) => return Err(ClientError::fatal("08P01", e.0)),
+        }
+        if stream.read_buf(&mut buf).await.map_err(lost)? == 0 {
+            return Err(ClientError::fatal("08006", "client disconnected during authentication"));
+        }
+    }
+}

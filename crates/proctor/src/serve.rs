@@ -1,0 +1,84 @@
+//! `proctor serve`: opens the journal, builds the Gate, and runs the PostgreSQL and HTTP listeners until
+//! SIGINT or SIGTERM, then lets sessions end and the journal drain.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::routing::get;
+use proctor_core::journal::{Store, Writer};
+use proctor_core::{Config, Gate};
+use proctor_pg::PgGateway;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub fn run(config: Config) -> anyhow::Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PROCTOR_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let secrets = config.resolve_secrets()?;
+    let store = Arc::new(crate::admin::open_store(&config)?);
+    let (writer, writer_thread) = Writer::start(&store)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(serve(config, secrets, store, writer))?;
+    drop(runtime);
+    let _ = writer_thread.join();
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(
+    config: Config,
+    secrets: proctor_core::config::ResolvedSecrets,
+    store: Arc<Store>,
+    writer: Writer,
+) -> anyhow::Result<()> {
+    let postgres_listen = config.server.postgres_listen;
+    let http_listen = config.server.http_listen;
+    let data_dir = config.server.data_dir.clone();
+    let gate = Arc::new(Gate::new(config, secrets, store, writer));
+    let pg = PgGateway::new(gate.clone())?;
+    let pg_listener = TcpListener::bind(postgres_listen)
+        .await
+        .with_context(|| format!("cannot listen on {postgres_listen} (server.postgres_listen)"))?;
+    let http_listener = TcpListener::bind(http_listen)
+        .await
+        .with_context(|| format!("cannot listen on {http_listen} (server.http_listen)"))?;
+    tracing::info!(
+        postgres = %pg_listener.local_addr()?,
+        http = %http_listener.local_addr()?,
+        data_dir = %data_dir.display(),
+        "proctor is ready"
+    );
+    let (stop, stopped) = watch::channel(false);
+    let pg_task = tokio::spawn(pg.serve(pg_listener, stopped.clone()));
+    let app = axum::Router::new().route("/healthz", get(|| async { "ok\n" }));
+    let mut http_stopped = stopped.clone();
+    let http_task = tokio::spawn(async move {
+        axum::serve(http_listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = http_stopped.changed().await;
+            })
+            .await
+    });
+    wait_for_signal().await;
+    tracing::info!("shutting down: ending sessions");
+    let _ = stop.send(true);
+    let _ = pg_task.await;
+    let _ = http_task.await;
+    drop(gate);
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler cannot fail on Unix");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
