@@ -684,7 +684,7 @@ impl State {
         if let Some(columns) = &unit.columns {
             event["columns"] = columns.iter().map(|c| json!(c.name)).collect();
         }
-        if !unit.sample.is_empty() {
+        if !unit.sample.is_empty() || unit.sample_truncated {
             event["sample"] = Value::Array(std::mem::take(&mut unit.sample));
             event["sample_truncated"] = json!(unit.sample_truncated);
         }

@@ -1,0 +1,242 @@
+//! Test support for end-to-end tests: starts the real `proctor` binary on free ports with a temporary
+//! data dir, runs its CLI, and talks to the machine's real PostgreSQL as its administrator.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The machine's PostgreSQL, reached directly (trust authentication for the administrator).
+pub const PG_ADDRESS: &str = "127.0.0.1:5432";
+pub const PG_DATABASE: &str = "test";
+
+/// The connection most tests use: the machine's database as its administrator, for group `dba`.
+pub const APP_DB: &str = r#"
+[[connection]]
+name = "app-db"
+kind = "postgres"
+address = "127.0.0.1:5432"
+database = "test"
+user = "postgres"
+allow = ["group:dba"]
+"#;
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Runs SQL on the machine's PostgreSQL directly, as its administrator; panics if it fails.
+pub fn admin_sql(sql: &str) -> String {
+    let out = Command::new("psql")
+        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres", "-d", PG_DATABASE, "-c", sql])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "admin SQL failed: {sql}\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+pub struct Proctor {
+    pub dir: tempfile::TempDir,
+    pub pg_port: u16,
+    pub http_port: u16,
+    pub config_path: PathBuf,
+    child: Option<Child>,
+    env: Vec<(String, String)>,
+}
+
+impl Proctor {
+    /// Starts `proctor serve` with `extra` appended to a config that sets free ports and a temp dir.
+    pub fn start(extra: &str) -> Self {
+        Self::start_with_env(extra, &[])
+    }
+
+    pub fn start_with_env(extra: &str, env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let pg_port = free_port();
+        let http_port = free_port();
+        let config_path = dir.path().join("proctor.toml");
+        let config = format!(
+            "[server]\ndata_dir = \"{}\"\npostgres_listen = \"127.0.0.1:{pg_port}\"\nhttp_listen = \"127.0.0.1:{http_port}\"\n{extra}",
+            dir.path().join("data").display()
+        );
+        std::fs::write(&config_path, config).unwrap();
+        let mut proctor = Self {
+            dir,
+            pg_port,
+            http_port,
+            config_path,
+            child: None,
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        };
+        proctor.spawn();
+        proctor
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Starts (or restarts) the server and waits until it accepts connections.
+    pub fn spawn(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("serve.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_proctor"))
+            .args(["serve", "--config"])
+            .arg(&self.config_path)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("proctor exited during start ({status}): {}", self.log());
+            }
+            if TcpStream::connect(("127.0.0.1", self.pg_port)).is_ok()
+                && TcpStream::connect(("127.0.0.1", self.http_port)).is_ok()
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "proctor did not start: {}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
+    }
+
+    /// Kills the server with SIGKILL, as a crash would.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Stops the server with SIGTERM and waits for it.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("proctor is running");
+        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        child.wait().unwrap()
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_proctor"))
+            .args(args)
+            .arg("--config")
+            .arg(&self.config_path)
+            .output()
+            .unwrap()
+    }
+
+    /// Creates an identity with the CLI and returns its token.
+    pub fn add_identity(&self, name: &str, groups: &[&str]) -> String {
+        let mut args = vec!["identity", "add", name];
+        for group in groups {
+            args.extend(["--group", group]);
+        }
+        let out = self.cli(&args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    /// A libpq/tokio-postgres connection string through Proctor.
+    pub fn conninfo(&self, identity: &str, token: &str, connection: &str) -> String {
+        format!(
+            "host=127.0.0.1 port={} user={identity} password={token} dbname={connection} sslmode=disable",
+            self.pg_port
+        )
+    }
+
+    /// Runs psql through Proctor with `args` after the connection string.
+    pub fn psql(&self, identity: &str, token: &str, connection: &str, sslmode: &str, args: &[&str]) -> Output {
+        self.psql_with_stdin(identity, token, connection, sslmode, args, "")
+    }
+
+    pub fn psql_with_stdin(
+        &self,
+        identity: &str,
+        token: &str,
+        connection: &str,
+        sslmode: &str,
+        args: &[&str],
+        stdin: &str,
+    ) -> Output {
+        let conninfo = format!(
+            "host=127.0.0.1 port={} user={identity} dbname={connection} sslmode={sslmode}",
+            self.pg_port
+        );
+        let mut child = Command::new("psql")
+            .arg("-X")
+            .arg(conninfo)
+            .args(["-q", "-v", "ON_ERROR_STOP=1", "-A", "-t"])
+            .args(args)
+            .env("PGPASSWORD", token)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// Sessions as `proctor sessions list --format json` prints them.
+    pub fn sessions(&self, filter: &[&str]) -> Vec<Value> {
+        let mut args = vec!["sessions", "list", "--format", "json"];
+        args.extend_from_slice(filter);
+        let out = self.cli(&args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap().as_array().unwrap().clone()
+    }
+
+    /// The events of a session, from `proctor sessions show --format json`.
+    pub fn events(&self, session_id: &str) -> Vec<Value> {
+        let out = self.cli(&["sessions", "show", session_id, "--format", "json"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+        shown["events"].as_array().unwrap().clone()
+    }
+
+    /// The only session of `identity`, once it has ended (sessions end asynchronously after a client
+    /// leaves).
+    pub fn ended_sessions_of(&self, identity: &str, count: usize) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let sessions = self.sessions(&["--identity", identity]);
+            if sessions.len() >= count && sessions.iter().all(|s| !s["end_reason"].is_null()) {
+                return sessions;
+            }
+            assert!(Instant::now() < deadline, "sessions of {identity} did not end: {sessions:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Proctor {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Events of one kind.
+pub fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["kind"] == kind).collect()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
