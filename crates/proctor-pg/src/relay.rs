@@ -56,9 +56,16 @@ struct Portal {
     columns: Option<Arc<[Column]>>,
 }
 
-enum Describing {
+enum DescribeTarget {
     Statement(String),
     Portal(String),
+}
+
+/// A Describe awaiting its answer, and the batch (counted in Syncs and Queries) it was sent in: a
+/// client may pipeline several batches, and an error skips the rest of its own batch only.
+struct Describing {
+    target: DescribeTarget,
+    batch: u64,
 }
 
 /// Data counted during a COPY.
@@ -130,6 +137,11 @@ struct State {
     portals: HashMap<String, Portal>,
     pending: VecDeque<Pending>,
     describes: VecDeque<Describing>,
+    /// Statements parsed per batch, to name the SQL of an error that no Execute was recorded for.
+    parses: VecDeque<(u64, Arc<str>)>,
+    /// Batches the client has ended (Sync or Query) and batches the server has finished (ReadyForQuery).
+    client_batches: u64,
+    server_batches: u64,
     copy_in: Option<CopyCounter>,
     copy_out: Option<CopyCounter>,
     passthrough: usize,
@@ -159,6 +171,9 @@ impl Relay {
             portals: HashMap::new(),
             pending: VecDeque::new(),
             describes: VecDeque::new(),
+            parses: VecDeque::new(),
+            client_batches: 0,
+            server_batches: 0,
             copy_in: None,
             copy_out: None,
             passthrough: 0,
@@ -311,6 +326,7 @@ impl State {
                     .record_queued("db.query", json!({"sql": sql, "protocol": "simple"}))
                     .await?;
                 self.pending.push_back(Pending::Unit(Unit::new(seq, false, None)));
+                self.client_batches += 1;
                 Ok(true)
             }
             Frontend::Parse { name, sql, param_types } => {
@@ -323,10 +339,12 @@ impl State {
                         self.limits.max_prepared_statements
                     ))));
                 }
+                let sql: Arc<str> = Arc::from(sql);
+                self.parses.push_back((self.client_batches, sql.clone()));
                 self.statements.insert(
                     name.to_owned(),
                     Statement {
-                        sql: Arc::from(sql),
+                        sql,
                         param_types,
                         columns: None,
                     },
@@ -360,10 +378,14 @@ impl State {
                 Ok(false)
             }
             Frontend::Describe { kind, name } => {
-                self.describes.push_back(if kind == b'S' {
-                    Describing::Statement(name.to_owned())
+                let target = if kind == b'S' {
+                    DescribeTarget::Statement(name.to_owned())
                 } else {
-                    Describing::Portal(name.to_owned())
+                    DescribeTarget::Portal(name.to_owned())
+                };
+                self.describes.push_back(Describing {
+                    target,
+                    batch: self.client_batches,
                 });
                 Ok(false)
             }
@@ -396,6 +418,7 @@ impl State {
             }
             Frontend::Sync => {
                 self.pending.push_back(Pending::Sync);
+                self.client_batches += 1;
                 Ok(false)
             }
             Frontend::CopyData(data) => {
@@ -516,13 +539,13 @@ impl State {
             b'D' => self.on_data_row(body)?,
             b'T' => {
                 let columns: Arc<[Column]> = parse_row_description(body)?.into();
-                match self.describes.pop_front() {
-                    Some(Describing::Statement(name)) => {
+                match self.describes.pop_front().map(|d| d.target) {
+                    Some(DescribeTarget::Statement(name)) => {
                         if let Some(statement) = self.statements.get_mut(&name) {
                             statement.columns = Some(columns);
                         }
                     }
-                    Some(Describing::Portal(name)) => {
+                    Some(DescribeTarget::Portal(name)) => {
                         if let Some(portal) = self.portals.get_mut(&name) {
                             portal.columns = Some(columns);
                         }
@@ -538,7 +561,11 @@ impl State {
                 self.describes.pop_front();
             }
             b't' => {
-                if let Some(Describing::Statement(name)) = self.describes.front() {
+                if let Some(Describing {
+                    target: DescribeTarget::Statement(name),
+                    ..
+                }) = self.describes.front()
+                {
                     let mut r = Reader::new(body);
                     let n = r.count16(4)?;
                     let types = (0..n).map(|_| r.i32().map(|t| t as u32)).collect::<Result<Vec<_>, _>>()?;
@@ -566,6 +593,8 @@ impl State {
                 }
                 self.copy_in = None;
                 self.copy_out = None;
+                let batch = self.server_batches;
+                let parsed = self.parses.iter().rev().find(|(b, _)| *b == batch).map(|(_, sql)| sql.clone());
                 if let Some(unit) = self.current_unit() {
                     event["query"] = json!(unit.query_seq);
                     event["duration_us"] = json!(unit.started.elapsed().as_micros() as u64);
@@ -574,6 +603,9 @@ impl State {
                     } else {
                         unit.reset();
                     }
+                } else if let Some(sql) = parsed {
+                    event["sql"] = json!(&*sql);
+                    event["stage"] = json!("parse");
                 }
                 recorder.record_queued("db.error", event).await?;
             }
@@ -607,7 +639,10 @@ impl State {
                 }
             }
             b'Z' => {
-                self.describes.clear();
+                self.server_batches += 1;
+                let finished = self.server_batches;
+                self.describes.retain(|d| d.batch >= finished);
+                self.parses.retain(|(batch, _)| *batch >= finished);
                 self.copy_in = None;
                 self.copy_out = None;
                 while let Some(pending) = self.pending.pop_front() {
