@@ -117,6 +117,9 @@ impl PgGateway {
             Ok(Ok(Some(negotiated))) => negotiated,
             Ok(Ok(None)) => return,
             Ok(Err(error)) => {
+                if error.code != CONNECTION_LOST {
+                    self.record_refused_startup(&peer, &error).await;
+                }
                 let _ = client.write_all(&error.encode()).await;
                 return;
             }
@@ -181,6 +184,17 @@ impl PgGateway {
         if let Err(e) = recorder.end(&reason).await {
             tracing::error!(error = %e, "could not record the end of a session");
         }
+    }
+
+    /// Records a connection refused before it named an identity (bad startup packet, failed TLS).
+    async fn record_refused_startup(&self, peer: &SocketAddr, error: &ClientError) {
+        let Ok(mut recorder) = self.gate.open_session("postgres", "-", "-", &peer.to_string()).await else {
+            return;
+        };
+        let _ = recorder
+            .record_queued("protocol.error", json!({"direction": "client", "stage": "startup", "message": error.message}))
+            .await;
+        let _ = recorder.end("refused at startup").await;
     }
 
     fn limits(&self) -> Limits {
@@ -460,8 +474,10 @@ struct RegisteredRoute {
     notices: mpsc::Receiver<()>,
 }
 
+const CONNECTION_LOST: &str = "08006";
+
 fn lost(e: std::io::Error) -> ClientError {
-    ClientError::fatal("08006", format!("connection lost: {e}"))
+    ClientError::fatal(CONNECTION_LOST, format!("connection lost: {e}"))
 }
 
 async fn read_startup_packet(stream: &mut BoxedStream) -> Result<StartupPacket, ClientError> {
