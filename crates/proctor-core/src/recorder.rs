@@ -87,13 +87,19 @@ impl SessionRecorder {
         self.check_intact()
     }
 
-    /// Records `session.end` with its reason and marks the session ended.
+    /// Records `session.end` with its reason and marks the session ended. After a journal failure the
+    /// chain cannot grow, so only the session row is marked, with the reason.
     pub async fn end(mut self, reason: &str) -> Result<(), RecordError> {
-        self.record("session.end", serde_json::json!({ "reason": reason }))
-            .await?;
+        let recorded = if self.check_intact().is_ok() {
+            self.record("session.end", serde_json::json!({ "reason": reason }))
+                .await
+                .map(|_| ())
+        } else {
+            Ok(())
+        };
         self.writer
             .close_session(self.header.session_id.clone(), now_ns(), reason.to_owned())
             .await?;
-        Ok(())
+        recorded
     }
 }

@@ -3,9 +3,12 @@
 //! Every session hands its events to this thread through one bounded queue. The thread takes whatever is
 //! waiting, writes it in a single transaction and only then acknowledges, so the cost of a commit is shared
 //! by all sessions that were waiting for one. The queue is FIFO, so the events of a session commit in
-//! the order they were submitted. A batch that fails to commit is reported to every submitter in it: the
-//! ones that wait get the error, the others find their session's `broken` flag set.
+//! the order they were submitted. A batch that fails is retried one request at a time, so one bad event
+//! cannot fail another session's; each failure is reported to its submitter (the ones that wait get the
+//! error, the others find their session's `broken` flag set), and that session's later events are
+//! refused, so the journal keeps a prefix of its chain and never a chain with a hole.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -124,8 +127,32 @@ impl Writer {
     }
 }
 
+/// Sessions with an event that failed to commit. Their later events are refused, so that what the
+/// journal holds of a session is always a prefix of its chain, never a chain with a hole.
+#[derive(Default)]
+struct FailedSessions(HashSet<String>);
+
+impl FailedSessions {
+    fn refuses(&self, request: &Request) -> bool {
+        matches!(&request.op, Op::Append(event) if self.0.contains(&event.session_id))
+    }
+
+    fn note(&mut self, request: &Request) {
+        if let Op::Append(event) = &request.op {
+            self.0.insert(event.session_id.clone());
+        }
+    }
+
+    fn forget(&mut self, request: &Request) {
+        if let Op::CloseSession { session_id, .. } = &request.op {
+            self.0.remove(session_id);
+        }
+    }
+}
+
 fn run(mut conn: Connection, mut rx: mpsc::Receiver<Request>) {
     let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH);
+    let mut failed = FailedSessions::default();
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -134,17 +161,28 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Request>) {
                 Err(_) => break,
             }
         }
+        if !failed.0.is_empty() {
+            for request in batch.extract_if(.., |r| failed.refuses(r)) {
+                acknowledge(request.ack, Err("an earlier event of this session was not committed".into()));
+            }
+        }
         if let Err(reason) = write_batch(&mut conn, batch.iter()) {
             tracing::warn!(%reason, events = batch.len(), "journal batch failed; committing one by one");
             for request in batch.drain(..) {
-                let outcome = write_batch(&mut conn, std::iter::once(&request));
+                let outcome = if failed.refuses(&request) {
+                    Err(JournalError::CommitFailed("an earlier event of this session was not committed".into()))
+                } else {
+                    write_batch(&mut conn, std::iter::once(&request))
+                };
                 if let Err(reason) = &outcome {
                     tracing::error!(%reason, "journal event failed to commit");
+                    failed.note(&request);
                 }
                 acknowledge(request.ack, outcome.map_err(|e| e.to_string()));
             }
         }
         for request in batch.drain(..) {
+            failed.forget(&request);
             acknowledge(request.ack, Ok(()));
         }
     }
