@@ -1,0 +1,83 @@
+//! End to end: Proctor logs in to the target with the credentials it holds — SCRAM-SHA-256, md5, and
+//! SCRAM over TLS — from an environment variable or a file; the client never sees them.
+//!
+//! The roles' pg_hba rules come from `.ci/postgres-setup.sh`; each test first proves that the target
+//! really demands the password, so it cannot pass against a target that trusts everyone.
+
+mod support;
+
+use support::{admin_sql, of_kind, stderr, stdout, Proctor};
+
+fn create_role(role: &str, password: &str, encryption: &str) {
+    admin_sql(&format!(
+        "set password_encryption = '{encryption}'; \
+         do $$ begin if not exists (select from pg_roles where rolname = '{role}') then \
+         create role {role} login; end if; end $$; \
+         alter role {role} password '{password}'"
+    ));
+}
+
+/// Connects directly to the target with a wrong password; it must be refused.
+fn assert_target_demands_a_password(role: &str, sslmode: &str) {
+    let out = std::process::Command::new("psql")
+        .args(["-X", "-At", "-c", "select 1"])
+        .arg(format!("host=127.0.0.1 port=5432 user={role} dbname=test sslmode={sslmode}"))
+        .env("PGPASSWORD", "definitely-wrong")
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "the target accepted {role} with a wrong password: run .ci/postgres-setup.sh to install the pg_hba rules"
+    );
+}
+
+fn connection(name: &str, role: &str, secret: &str, tls: &str) -> String {
+    format!(
+        "\n[[connection]]\nname = \"{name}\"\nkind = \"postgres\"\naddress = \"127.0.0.1:5432\"\ndatabase = \"test\"\n\
+         user = \"{role}\"\n{secret}\ntls = \"{tls}\"\nallow = [\"alice\"]\n"
+    )
+}
+
+#[test]
+fn proctor_logs_in_upstream_with_scram_md5_and_tls_using_credentials_it_holds() {
+    create_role("proctor_scram", "scram-Pa55", "scram-sha-256");
+    create_role("proctor_md5", "md5-Pa55", "md5");
+    create_role("proctor_tls", "tls-Pa55", "scram-sha-256");
+    assert_target_demands_a_password("proctor_scram", "disable");
+    assert_target_demands_a_password("proctor_md5", "disable");
+    assert_target_demands_a_password("proctor_tls", "require");
+
+    let dir = tempfile::tempdir().unwrap();
+    let password_file = dir.path().join("md5-password");
+    std::fs::write(&password_file, "md5-Pa55\n").unwrap();
+    let config = [
+        connection("scram-db", "proctor_scram", "password_env = \"SCRAM_DB_PASSWORD\"", "disable"),
+        connection("md5-db", "proctor_md5", &format!("password_file = \"{}\"", password_file.display()), "disable"),
+        connection("tls-db", "proctor_tls", "password_env = \"TLS_DB_PASSWORD\"", "require"),
+        connection("wrong-db", "proctor_scram", "password_env = \"WRONG_DB_PASSWORD\"", "disable"),
+    ]
+    .concat();
+    let proctor = Proctor::start_with_env(
+        &config,
+        &[("SCRAM_DB_PASSWORD", "scram-Pa55"), ("TLS_DB_PASSWORD", "tls-Pa55"), ("WRONG_DB_PASSWORD", "nope")],
+    );
+    let token = proctor.add_identity("alice", &[]);
+    for (connection, role) in [("scram-db", "proctor_scram"), ("md5-db", "proctor_md5"), ("tls-db", "proctor_tls")] {
+        let out = proctor.psql("alice", &token, connection, "disable", &["-c", "select current_user"]);
+        assert!(out.status.success(), "{connection}: {}", stderr(&out));
+        assert_eq!(stdout(&out).trim(), role);
+    }
+    let wrong = proctor.psql("alice", &token, "wrong-db", "disable", &["-c", "select 1"]);
+    assert!(stderr(&wrong).contains("Proctor could not open connection \"wrong-db\""), "{}", stderr(&wrong));
+    assert!(stderr(&wrong).contains("28P01"), "the target's refusal is passed on: {}", stderr(&wrong));
+
+    let sessions = proctor.ended_sessions_of("alice", 4);
+    let tls_session = sessions.iter().find(|s| s["connection"] == "tls-db").unwrap();
+    let events = proctor.events(tls_session["id"].as_str().unwrap());
+    assert_eq!(of_kind(&events, "session.start")[0]["body"]["upstream"]["tls"], true);
+    let journal = std::fs::read(proctor.data_dir().join("journal.db")).unwrap();
+    for password in ["scram-Pa55", "md5-Pa55", "tls-Pa55"] {
+        assert!(!journal.windows(password.len()).any(|w| w == password.as_bytes()), "{password} is in the journal");
+    }
+    assert!(!proctor.log().contains("Pa55"), "a password is in the log");
+}
