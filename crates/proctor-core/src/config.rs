@@ -238,13 +238,22 @@ impl Config {
             ));
         }
         if pg.sample_rows > 10_000 {
-            return Err(ConfigError::new("postgres.sample_rows", "must be at most 10000"));
+            return Err(ConfigError::new(
+                "postgres.sample_rows",
+                "must be at most 10000",
+            ));
         }
         if pg.sample_bytes > 16 * 1024 * 1024 {
-            return Err(ConfigError::new("postgres.sample_bytes", "must be at most 16777216"));
+            return Err(ConfigError::new(
+                "postgres.sample_bytes",
+                "must be at most 16777216",
+            ));
         }
         if pg.connect_timeout_secs == 0 {
-            return Err(ConfigError::new("postgres.connect_timeout_secs", "must be at least 1"));
+            return Err(ConfigError::new(
+                "postgres.connect_timeout_secs",
+                "must be at least 1",
+            ));
         }
         let mut identities = HashSet::new();
         for (i, identity) in self.identity.iter().enumerate() {
@@ -267,7 +276,10 @@ impl Config {
                 }
             }
             if identity.token_env.is_empty() {
-                return Err(ConfigError::new(at("token_env"), "name an environment variable"));
+                return Err(ConfigError::new(
+                    at("token_env"),
+                    "name an environment variable",
+                ));
             }
         }
         let mut connections = HashSet::new();
@@ -355,7 +367,9 @@ impl Config {
         }
         for (i, identity) in self.identity.iter().enumerate() {
             let token = read_env(&identity.token_env, format!("identity[{i}].token_env"))?;
-            resolved.identity_tokens.push((identity.name.clone(), token));
+            resolved
+                .identity_tokens
+                .push((identity.name.clone(), token));
         }
         Ok(resolved)
     }
@@ -364,8 +378,14 @@ impl Config {
 fn read_env(var: &str, path: String) -> Result<Secret, ConfigError> {
     match std::env::var(var) {
         Ok(value) if !value.is_empty() => Ok(Secret::new(value)),
-        Ok(_) => Err(ConfigError::new(path, format!("environment variable {var} is empty"))),
-        Err(_) => Err(ConfigError::new(path, format!("environment variable {var} is not set"))),
+        Ok(_) => Err(ConfigError::new(
+            path,
+            format!("environment variable {var} is empty"),
+        )),
+        Err(_) => Err(ConfigError::new(
+            path,
+            format!("environment variable {var} is not set"),
+        )),
     }
 }
 
@@ -424,7 +444,8 @@ allow = ["group:dba", "alice"]
 
     #[test]
     fn a_missing_secret_names_the_key_and_the_variable_only() {
-        let config = Config::parse(&GOOD.replace("APP_DB_PASSWORD", "PROCTOR_TEST_UNSET_VAR")).unwrap();
+        let config =
+            Config::parse(&GOOD.replace("APP_DB_PASSWORD", "PROCTOR_TEST_UNSET_VAR")).unwrap();
         let err = config.resolve_secrets().unwrap_err();
         assert_eq!(err.path, "connection[0].password_env");
         assert!(err.reason.contains("PROCTOR_TEST_UNSET_VAR"));

@@ -92,7 +92,12 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 impl Gate {
-    pub fn new(config: Config, secrets: ResolvedSecrets, store: Arc<Store>, writer: Writer) -> Self {
+    pub fn new(
+        config: Config,
+        secrets: ResolvedSecrets,
+        store: Arc<Store>,
+        writer: Writer,
+    ) -> Self {
         let config_identities = config
             .identity
             .iter()
@@ -233,7 +238,11 @@ impl Gate {
     }
 
     /// May `identity` use the connection named `connection`?
-    pub fn authorize(&self, identity: &Identity, connection: &str) -> Result<Arc<Target>, AuthzError> {
+    pub fn authorize(
+        &self,
+        identity: &Identity,
+        connection: &str,
+    ) -> Result<Arc<Target>, AuthzError> {
         let target = self
             .targets
             .get(connection)

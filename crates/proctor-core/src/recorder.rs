@@ -25,12 +25,13 @@ pub struct SessionRecorder {
 impl SessionRecorder {
     pub(crate) async fn open(writer: Writer, header: SessionHeader) -> Result<Self, RecordError> {
         let chain = Chain::start(&header)?;
-        writer.open_session(header.clone()).await?;
+        let broken = Arc::new(AtomicBool::new(false));
+        writer.open_session(header.clone(), &broken).await?;
         Ok(Self {
             header,
             chain,
             writer,
-            broken: Arc::new(AtomicBool::new(false)),
+            broken,
         })
     }
 
@@ -60,7 +61,7 @@ impl SessionRecorder {
         self.check_intact()?;
         let event = self.chain.next_event(now_ns(), kind, body, Vec::new())?;
         let seq = event.seq;
-        self.writer.append(event).await?;
+        self.writer.append(event, &self.broken).await?;
         self.check_intact()?;
         Ok(seq)
     }
@@ -75,7 +76,7 @@ impl SessionRecorder {
         self.check_intact()?;
         let event = self.chain.next_event(now_ns(), kind, body, Vec::new())?;
         let seq = event.seq;
-        self.writer.append_queued(event, self.broken.clone()).await?;
+        self.writer.append_queued(event, &self.broken).await;
         Ok(seq)
     }
 
@@ -83,7 +84,7 @@ impl SessionRecorder {
     /// event was queued with `record_queued`.
     pub async fn commit(&self) -> Result<(), RecordError> {
         self.check_intact()?;
-        self.writer.barrier().await?;
+        self.writer.commit().await;
         self.check_intact()
     }
 
@@ -98,7 +99,12 @@ impl SessionRecorder {
             Ok(())
         };
         self.writer
-            .close_session(self.header.session_id.clone(), now_ns(), reason.to_owned())
+            .close_session(
+                self.header.session_id.clone(),
+                now_ns(),
+                reason.to_owned(),
+                &self.broken,
+            )
             .await?;
         recorded
     }

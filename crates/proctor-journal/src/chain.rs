@@ -151,8 +151,12 @@ mod tests {
     #[test]
     fn events_link_to_the_previous_hash_and_count_up() {
         let mut chain = Chain::start(&header()).unwrap();
-        let first = chain.next_event(10, "session.start", json!({"a": 1}), vec![]).unwrap();
-        let second = chain.next_event(11, "db.query", json!({"sql": "select 1"}), vec![]).unwrap();
+        let first = chain
+            .next_event(10, "session.start", json!({"a": 1}), vec![])
+            .unwrap();
+        let second = chain
+            .next_event(11, "db.query", json!({"sql": "select 1"}), vec![])
+            .unwrap();
         assert_eq!(first.prev, genesis_hash(&header()).unwrap());
         assert_eq!(second.prev, first.hash);
         assert_eq!((first.seq, second.seq), (1, 2));
@@ -162,7 +166,9 @@ mod tests {
     #[test]
     fn any_change_to_an_event_changes_its_hash() {
         let mut chain = Chain::start(&header()).unwrap();
-        let event = chain.next_event(10, "db.query", json!({"sql": "select 1"}), vec![]).unwrap();
+        let event = chain
+            .next_event(10, "db.query", json!({"sql": "select 1"}), vec![])
+            .unwrap();
         let mut edited = event.clone();
         edited.body = json!({"sql": "select 2"});
         assert_ne!(event_hash(&edited).unwrap(), event.hash);
@@ -175,7 +181,9 @@ mod tests {
     fn hash_does_not_depend_on_key_order_in_the_body() {
         let mut a = Chain::start(&header()).unwrap();
         let mut b = Chain::start(&header()).unwrap();
-        let x = a.next_event(1, "k", json!({"a": 1, "b": 2}), vec![]).unwrap();
+        let x = a
+            .next_event(1, "k", json!({"a": 1, "b": 2}), vec![])
+            .unwrap();
         let body: serde_json::Value = serde_json::from_str(r#"{"b":2,"a":1}"#).unwrap();
         let y = b.next_event(1, "k", body, vec![]).unwrap();
         assert_eq!(x.hash, y.hash);

@@ -9,9 +9,7 @@ mod store;
 mod writer;
 
 pub use chain::{event_hash, genesis_hash, Chain, Event, SessionHeader};
-pub use store::{
-    IdentityRow, SessionFilter, SessionRow, Store, SyncMode, TokenRow, VerifyOutcome,
-};
+pub use store::{IdentityRow, SessionFilter, SessionRow, Store, SyncMode, TokenRow, VerifyOutcome};
 pub use writer::Writer;
 
 /// Errors of the journal. They carry what the operator needs to act, never event bodies.
@@ -38,7 +36,5 @@ pub enum JournalError {
 
 /// Nanoseconds since the Unix epoch, UTC: the journal's one clock.
 pub fn now_ns() -> i64 {
-    chrono::Utc::now()
-        .timestamp_nanos_opt()
-        .unwrap_or(i64::MAX)
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
 }

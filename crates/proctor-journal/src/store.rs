@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS tokens (
 );
 CREATE INDEX IF NOT EXISTS tokens_by_identity ON tokens(identity);
 CREATE TABLE IF NOT EXISTS sessions (
-    id TEXT PRIMARY KEY,
+    no INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
     protocol TEXT NOT NULL,
     identity TEXT NOT NULL,
     connection TEXT NOT NULL,
@@ -43,16 +44,17 @@ CREATE TABLE IF NOT EXISTS sessions (
 );
 CREATE INDEX IF NOT EXISTS sessions_by_start ON sessions(started_at);
 CREATE TABLE IF NOT EXISTS events (
-    session_id TEXT NOT NULL,
+    id INTEGER PRIMARY KEY,
+    session_no INTEGER NOT NULL,
     seq INTEGER NOT NULL,
     at INTEGER NOT NULL,
     kind TEXT NOT NULL,
     body TEXT NOT NULL,
     findings TEXT NOT NULL,
     prev TEXT NOT NULL,
-    hash TEXT NOT NULL,
-    PRIMARY KEY (session_id, seq)
-) WITHOUT ROWID;
+    hash TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS events_by_session ON events(session_no, seq);
 "#;
 
 /// How hard a commit waits for the disk.
@@ -146,10 +148,10 @@ pub struct Store {
 
 const SESSION_COLUMNS: &str = "s.id, s.protocol, s.identity, s.connection, s.client_addr, s.started_at, \
      s.ended_at, s.end_reason, \
-     EXISTS(SELECT 1 FROM events e WHERE e.session_id = s.id AND e.kind = 'session.start'), \
-     (SELECT count(*) FROM events e WHERE e.session_id = s.id), \
-     (SELECT count(*) FROM events e WHERE e.session_id = s.id AND e.kind = 'db.query'), \
-     (SELECT count(*) FROM events e WHERE e.session_id = s.id AND e.kind IN ('db.error', 'auth.failure', 'protocol.error'))";
+     EXISTS(SELECT 1 FROM events e WHERE e.session_no = s.no AND e.kind = 'session.start'), \
+     (SELECT count(*) FROM events e WHERE e.session_no = s.no), \
+     (SELECT count(*) FROM events e WHERE e.session_no = s.no AND e.kind = 'db.query'), \
+     (SELECT count(*) FROM events e WHERE e.session_no = s.no AND e.kind IN ('db.error', 'auth.failure', 'protocol.error'))";
 
 fn session_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
     Ok(SessionRow {
@@ -181,7 +183,8 @@ fn token_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRow> {
     })
 }
 
-const TOKEN_COLUMNS: &str = "id, identity, sha256, scram_iterations, scram_stored_key, scram_server_key, \
+const TOKEN_COLUMNS: &str =
+    "id, identity, sha256, scram_iterations, scram_stored_key, scram_server_key, \
      created_at, revoked_at";
 
 pub(crate) fn open_connection(path: &Path, sync: SyncMode) -> Result<Connection, JournalError> {
@@ -194,6 +197,7 @@ pub(crate) fn open_connection(path: &Path, sync: SyncMode) -> Result<Connection,
     };
     conn.pragma_update(None, "synchronous", synchronous)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     Ok(conn)
 }
 
@@ -240,7 +244,9 @@ impl Store {
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn add_identity(&self, identity: &IdentityRow) -> Result<(), JournalError> {
@@ -292,7 +298,9 @@ impl Store {
         let names: Vec<String> = {
             let conn = self.conn();
             let mut stmt = conn.prepare("SELECT name FROM identities ORDER BY name")?;
-            let names = stmt.query_map([], |row| row.get(0))?.collect::<Result<_, _>>()?;
+            let names = stmt
+                .query_map([], |row| row.get(0))?
+                .collect::<Result<_, _>>()?;
             names
         };
         let mut out = Vec::with_capacity(names.len());
@@ -369,9 +377,14 @@ impl Store {
                 ))
             })?;
         if existing.revoked_at.is_some() {
-            return Err(JournalError::Conflict(format!("token {id} is already revoked")));
+            return Err(JournalError::Conflict(format!(
+                "token {id} is already revoked"
+            )));
         }
-        conn.execute("UPDATE tokens SET revoked_at = ?2 WHERE id = ?1", params![id, at])?;
+        conn.execute(
+            "UPDATE tokens SET revoked_at = ?2 WHERE id = ?1",
+            params![id, at],
+        )?;
         Ok(TokenRow {
             revoked_at: Some(at),
             ..existing
@@ -397,13 +410,19 @@ impl Store {
     /// Finds a session by its full id or by a unique prefix of it.
     pub fn find_session(&self, id_or_prefix: &str) -> Result<SessionRow, JournalError> {
         let conn = self.conn();
-        let escaped = id_or_prefix.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        let escaped = id_or_prefix
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
         let mut stmt = conn.prepare(&format!(
             "SELECT {SESSION_COLUMNS} FROM sessions s WHERE s.id = ?1 OR s.id LIKE ?2 ESCAPE '\\' \
              ORDER BY s.id = ?1 DESC LIMIT 2"
         ))?;
         let rows: Vec<SessionRow> = stmt
-            .query_map(params![id_or_prefix, format!("{escaped}%")], session_from_row)?
+            .query_map(
+                params![id_or_prefix, format!("{escaped}%")],
+                session_from_row,
+            )?
             .collect::<Result<_, _>>()?;
         match rows.as_slice() {
             [] => Err(JournalError::NotFound(format!(
@@ -421,8 +440,8 @@ impl Store {
     pub fn events(&self, session_id: &str) -> Result<Vec<Event>, JournalError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT session_id, seq, at, kind, body, findings, prev, hash FROM events \
-             WHERE session_id = ?1 ORDER BY seq",
+            "SELECT s.id, e.seq, e.at, e.kind, e.body, e.findings, e.prev, e.hash \
+             FROM events e JOIN sessions s ON s.no = e.session_no WHERE s.id = ?1 ORDER BY e.seq",
         )?;
         let rows = stmt.query_map([session_id], event_from_row)?;
         let mut events = Vec::new();

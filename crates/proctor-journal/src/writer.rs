@@ -1,27 +1,33 @@
-//! The group-commit writer: one thread that owns the journal's write connection.
+//! Group commit: how every session's events reach the journal's write connection.
 //!
-//! Every session hands its events to this thread through one bounded queue. The thread takes whatever is
-//! waiting, writes it in a single transaction and only then acknowledges, so the cost of a commit is shared
-//! by all sessions that were waiting for one. The queue is FIFO, so the events of a session commit in
-//! the order they were submitted. A batch that fails is retried one request at a time, so one bad event
-//! cannot fail another session's; each failure is reported to its submitter (the ones that wait get the
-//! error, the others find their session's `broken` flag set), and that session's later events are
-//! refused, so the journal keeps a prefix of its chain and never a chain with a hole.
+//! Sessions queue their events; a session that needs its events committed (before forwarding a command)
+//! becomes the leader if no commit is running: it takes everything queued, by every session, writes it in
+//! one transaction, and wakes the others. If a commit is running, it waits for that one or the next. So
+//! the cost of a commit is shared by all sessions waiting, and the common case needs no hand-off between
+//! threads. Events that nobody waits for (results) ride along with the next commit, or with the periodic
+//! flush that `serve` runs.
+//!
+//! The queue is FIFO, so a session's events commit in the order they were submitted. A batch that fails
+//! is retried one request at a time, so one bad event cannot fail another session's; a failure sets the
+//! submitting session's `broken` flag, and that session's later events are refused, so the journal keeps a
+//! prefix of its chain and never a chain with a hole.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use rusqlite::{params, Connection};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::Notify;
 
 use crate::chain::{Event, SessionHeader};
 use crate::store::{open_connection, Store};
 use crate::JournalError;
 
-const QUEUE_CAPACITY: usize = 16_384;
-const MAX_BATCH: usize = 4_096;
+/// Queued requests beyond which a submitter commits before queueing more (backpressure).
+const MAX_QUEUED: usize = 16_384;
+/// How often the write-ahead log is copied back into the database, off the commit path.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
 
 enum Op {
     OpenSession(SessionHeader),
@@ -31,84 +37,172 @@ enum Op {
         ended_at: i64,
         reason: String,
     },
-    /// Writes nothing; acknowledged once everything queued before it has been committed.
-    Barrier,
-}
-
-enum Ack {
-    Wait(oneshot::Sender<Result<(), String>>),
-    Flag(Arc<AtomicBool>),
 }
 
 struct Request {
     op: Op,
-    ack: Ack,
+    broken: Arc<AtomicBool>,
 }
 
-/// A handle to the writer thread. Cloning is cheap; the thread stops when the last handle is dropped.
+#[derive(Default)]
+struct Queue {
+    requests: Vec<Request>,
+    /// Tickets handed out and tickets committed (or failed): request number `n` is done once
+    /// `done >= n`.
+    issued: u64,
+    done: u64,
+}
+
+struct WriteSide {
+    conn: Connection,
+    failed: FailedSessions,
+    /// Row numbers of open sessions: events are stored by number, so that the events of the sessions
+    /// active at one time sit together in the index and a commit touches few pages.
+    open: HashMap<String, i64>,
+    last_no: i64,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    writer: Mutex<WriteSide>,
+    committed: Notify,
+}
+
+/// A handle to the journal's write side. Cloning is cheap.
 #[derive(Clone)]
 pub struct Writer {
-    tx: mpsc::Sender<Request>,
+    shared: Arc<Shared>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Writer {
-    /// Starts the writer thread on its own connection to `store`'s database.
-    pub fn start(store: &Store) -> Result<(Self, JoinHandle<()>), JournalError> {
+    /// Opens the write connection to `store`'s database, and starts the thread that checkpoints its
+    /// write-ahead log, so that no commit waits for a checkpoint's fsync.
+    pub fn start(store: &Store) -> Result<Self, JournalError> {
         let conn = open_connection(store.path(), store.sync_mode())?;
-        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-        let handle = std::thread::Builder::new()
-            .name("proctor-journal".into())
-            .spawn(move || run(conn, rx))
-            .map_err(|e| JournalError::CommitFailed(format!("cannot start writer thread: {e}")))?;
-        Ok((Self { tx }, handle))
+        let last_no = conn.query_row("SELECT coalesce(max(no), 0) FROM sessions", [], |row| {
+            row.get(0)
+        })?;
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            writer: Mutex::new(WriteSide {
+                conn,
+                failed: FailedSessions::default(),
+                open: HashMap::new(),
+                last_no,
+            }),
+            committed: Notify::new(),
+        });
+        let checkpointer = open_connection(store.path(), store.sync_mode())?;
+        let alive = Arc::downgrade(&shared);
+        std::thread::Builder::new()
+            .name("proctor-checkpoint".into())
+            .spawn(move || {
+                while alive.strong_count() > 0 {
+                    std::thread::sleep(CHECKPOINT_INTERVAL);
+                    if let Err(e) =
+                        checkpointer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                    {
+                        tracing::warn!(error = %e, "journal checkpoint failed");
+                    }
+                }
+            })
+            .map_err(|e| {
+                JournalError::CommitFailed(format!("cannot start the checkpoint thread: {e}"))
+            })?;
+        Ok(Self { shared })
     }
 
-    async fn submit_and_wait(&self, op: Op) -> Result<(), JournalError> {
-        let (done, committed) = oneshot::channel();
-        self.tx
-            .send(Request {
-                op,
-                ack: Ack::Wait(done),
-            })
-            .await
-            .map_err(|_| JournalError::WriterStopped)?;
-        match committed.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(reason)) => Err(JournalError::CommitFailed(reason)),
-            Err(_) => Err(JournalError::WriterStopped),
+    fn submit(&self, op: Op, broken: Arc<AtomicBool>) -> (u64, bool) {
+        let mut queue = lock(&self.shared.queue);
+        queue.requests.push(Request { op, broken });
+        queue.issued += 1;
+        (queue.issued, queue.requests.len() >= MAX_QUEUED)
+    }
+
+    /// Returns once request `ticket` is committed or has failed; commits it if nobody else is.
+    async fn wait_for(&self, ticket: u64) {
+        loop {
+            let committed = self.shared.committed.notified();
+            tokio::pin!(committed);
+            committed.as_mut().enable();
+            if lock(&self.shared.queue).done >= ticket {
+                return;
+            }
+            if !self.try_lead() {
+                committed.await;
+            }
         }
     }
 
+    /// Commits what is queued if no commit is running; returns whether it did.
+    fn try_lead(&self) -> bool {
+        let writer = match self.shared.writer.try_lock() {
+            Ok(writer) => writer,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return false,
+        };
+        self.lead(writer);
+        true
+    }
+
+    /// Commits everything queued so far, holding the write connection.
+    fn lead(&self, mut writer: MutexGuard<'_, WriteSide>) {
+        let (batch, last) = {
+            let mut queue = lock(&self.shared.queue);
+            (std::mem::take(&mut queue.requests), queue.issued)
+        };
+        if !batch.is_empty() {
+            writer.commit(batch);
+        }
+        lock(&self.shared.queue).done = last;
+        drop(writer);
+        self.shared.committed.notify_waiters();
+    }
+
+    async fn submit_and_wait(&self, op: Op, broken: &Arc<AtomicBool>) -> Result<(), JournalError> {
+        let (ticket, _) = self.submit(op, broken.clone());
+        self.wait_for(ticket).await;
+        if broken.load(Ordering::Acquire) {
+            return Err(JournalError::CommitFailed(
+                "the event could not be committed (see the gateway log)".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Records a new session's header; returns once it is committed.
-    pub async fn open_session(&self, header: SessionHeader) -> Result<(), JournalError> {
-        self.submit_and_wait(Op::OpenSession(header)).await
+    pub async fn open_session(
+        &self,
+        header: SessionHeader,
+        broken: &Arc<AtomicBool>,
+    ) -> Result<(), JournalError> {
+        self.submit_and_wait(Op::OpenSession(header), broken).await
     }
 
     /// Appends an event and returns once it is committed: the caller may act on it now.
-    pub async fn append(&self, event: Event) -> Result<(), JournalError> {
-        self.submit_and_wait(Op::Append(event)).await
+    pub async fn append(&self, event: Event, broken: &Arc<AtomicBool>) -> Result<(), JournalError> {
+        self.submit_and_wait(Op::Append(event), broken).await
     }
 
-    /// Queues an event without waiting for its commit. If the commit fails, `broken` is set, and since
-    /// the queue is FIFO, the session's next waited append cannot succeed before this one was written.
-    pub async fn append_queued(
-        &self,
-        event: Event,
-        broken: Arc<AtomicBool>,
-    ) -> Result<(), JournalError> {
-        self.tx
-            .send(Request {
-                op: Op::Append(event),
-                ack: Ack::Flag(broken),
-            })
-            .await
-            .map_err(|_| JournalError::WriterStopped)
+    /// Queues an event without waiting for its commit. If the commit fails, `broken` is set.
+    pub async fn append_queued(&self, event: Event, broken: &Arc<AtomicBool>) {
+        let (ticket, full) = self.submit(Op::Append(event), broken.clone());
+        if full {
+            self.wait_for(ticket).await;
+        }
     }
 
-    /// Returns once every event queued before this call has been committed (or has failed, setting its
+    /// Returns once everything queued before this call has been committed (or has failed, setting its
     /// session's `broken` flag).
-    pub async fn barrier(&self) -> Result<(), JournalError> {
-        self.submit_and_wait(Op::Barrier).await
+    pub async fn commit(&self) {
+        let ticket = lock(&self.shared.queue).issued;
+        self.wait_for(ticket).await;
     }
 
     /// Marks a session as ended; returns once it is committed.
@@ -117,18 +211,36 @@ impl Writer {
         session_id: String,
         ended_at: i64,
         reason: String,
+        broken: &Arc<AtomicBool>,
     ) -> Result<(), JournalError> {
-        self.submit_and_wait(Op::CloseSession {
+        let op = Op::CloseSession {
             session_id,
             ended_at,
             reason,
-        })
-        .await
+        };
+        let (ticket, _) = self.submit(op, broken.clone());
+        self.wait_for(ticket).await;
+        Ok(())
+    }
+
+    /// Commits queued events every `interval`, so that events nobody waits for are not held long.
+    pub async fn flush_every(self, interval: Duration) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let pending = {
+                let queue = lock(&self.shared.queue);
+                queue.done < queue.issued
+            };
+            if pending {
+                self.commit().await;
+            }
+        }
     }
 }
 
-/// Sessions with an event that failed to commit. Their later events are refused, so that what the
-/// journal holds of a session is always a prefix of its chain, never a chain with a hole.
+/// Sessions with an event that failed to commit. Their later events are refused.
 #[derive(Default)]
 struct FailedSessions(HashSet<String>);
 
@@ -150,115 +262,117 @@ impl FailedSessions {
     }
 }
 
-fn run(mut conn: Connection, mut rx: mpsc::Receiver<Request>) {
-    let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH);
-    let mut failed = FailedSessions::default();
-    while let Some(first) = rx.blocking_recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(next) => batch.push(next),
-                Err(_) => break,
+impl WriteSide {
+    fn commit(&mut self, mut batch: Vec<Request>) {
+        if !self.failed.0.is_empty() {
+            for refused in batch.extract_if(.., |r| self.failed.refuses(r)) {
+                refused.broken.store(true, Ordering::Release);
             }
         }
-        if !failed.0.is_empty() {
-            for request in batch.extract_if(.., |r| failed.refuses(r)) {
-                acknowledge(request.ack, Err("an earlier event of this session was not committed".into()));
-            }
-        }
-        if let Err(reason) = write_batch(&mut conn, batch.iter()) {
-            tracing::warn!(%reason, events = batch.len(), "journal batch failed; committing one by one");
-            for request in batch.drain(..) {
-                let outcome = if failed.refuses(&request) {
-                    Err(JournalError::CommitFailed("an earlier event of this session was not committed".into()))
-                } else {
-                    write_batch(&mut conn, std::iter::once(&request))
-                };
-                if let Err(reason) = &outcome {
-                    tracing::error!(%reason, "journal event failed to commit");
-                    failed.note(&request);
+        match self.write_batch(batch.iter()) {
+            Ok(()) => batch.iter().for_each(|r| self.failed.forget(r)),
+            Err(reason) => {
+                tracing::warn!(%reason, events = batch.len(), "journal batch failed; committing one by one");
+                for request in &batch {
+                    let outcome = if self.failed.refuses(request) {
+                        Err(JournalError::CommitFailed(
+                            "an earlier event of this session failed".into(),
+                        ))
+                    } else {
+                        self.write_batch(std::iter::once(request))
+                    };
+                    match outcome {
+                        Ok(()) => self.failed.forget(request),
+                        Err(reason) => {
+                            tracing::error!(%reason, "journal event failed to commit");
+                            self.failed.note(request);
+                            request.broken.store(true, Ordering::Release);
+                        }
+                    }
                 }
-                acknowledge(request.ack, outcome.map_err(|e| e.to_string()));
-            }
-        }
-        for request in batch.drain(..) {
-            failed.forget(&request);
-            acknowledge(request.ack, Ok(()));
-        }
-    }
-}
-
-fn acknowledge(ack: Ack, outcome: Result<(), String>) {
-    match ack {
-        Ack::Wait(done) => {
-            let _ = done.send(outcome);
-        }
-        Ack::Flag(broken) => {
-            if outcome.is_err() {
-                broken.store(true, Ordering::Release);
             }
         }
     }
 }
 
-/// Writes `requests` in one transaction: all of them commit, or none does.
-fn write_batch<'a>(
-    conn: &mut Connection,
-    requests: impl Iterator<Item = &'a Request>,
-) -> Result<(), JournalError> {
-    let tx = conn.transaction()?;
-    {
-        let mut insert_session = tx.prepare_cached(
-            "INSERT INTO sessions (id, protocol, identity, connection, client_addr, started_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?;
-        let mut insert_event = tx.prepare_cached(
-            "INSERT INTO events (session_id, seq, at, kind, body, findings, prev, hash) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?;
-        let mut close_session =
-            tx.prepare_cached("UPDATE sessions SET ended_at = ?2, end_reason = ?3 WHERE id = ?1")?;
-        for request in requests {
-            match &request.op {
-                Op::OpenSession(header) => {
-                    insert_session.execute(params![
-                        header.session_id,
-                        header.protocol,
-                        header.identity,
-                        header.connection,
-                        header.client_addr,
-                        header.started_at
-                    ])?;
+impl WriteSide {
+    /// Writes `requests` in one transaction: all of them commit, or none does.
+    fn write_batch<'a>(
+        &mut self,
+        requests: impl Iterator<Item = &'a Request>,
+    ) -> Result<(), JournalError> {
+        let mut opened: Vec<(String, i64)> = Vec::new();
+        let mut closed: Vec<&str> = Vec::new();
+        let tx = self.conn.transaction()?;
+        {
+            let mut insert_session = tx.prepare_cached(
+                "INSERT INTO sessions (no, id, protocol, identity, connection, client_addr, started_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            let mut insert_event = tx.prepare_cached(
+                "INSERT INTO events (session_no, seq, at, kind, body, findings, prev, hash) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            let mut close_session = tx.prepare_cached(
+                "UPDATE sessions SET ended_at = ?2, end_reason = ?3 WHERE id = ?1",
+            )?;
+            let mut next_no = self.last_no;
+            for request in requests {
+                match &request.op {
+                    Op::OpenSession(header) => {
+                        next_no += 1;
+                        insert_session.execute(params![
+                            next_no,
+                            header.session_id,
+                            header.protocol,
+                            header.identity,
+                            header.connection,
+                            header.client_addr,
+                            header.started_at
+                        ])?;
+                        opened.push((header.session_id.clone(), next_no));
+                    }
+                    Op::Append(event) => {
+                        let no = opened
+                            .iter()
+                            .rev()
+                            .find(|(id, _)| *id == event.session_id)
+                            .map(|(_, no)| *no)
+                            .or_else(|| self.open.get(&event.session_id).copied())
+                            .ok_or_else(|| {
+                                JournalError::NotFound(format!(
+                                    "session {} is not open",
+                                    event.session_id
+                                ))
+                            })?;
+                        let body = serde_json::to_string(&event.body)
+                            .map_err(|e| JournalError::Malformed(e.to_string()))?;
+                        let findings = serde_json::to_string(&event.findings)
+                            .map_err(|e| JournalError::Malformed(e.to_string()))?;
+                        insert_event.execute(params![
+                            no, event.seq, event.at, event.kind, body, findings, event.prev,
+                            event.hash
+                        ])?;
+                    }
+                    Op::CloseSession {
+                        session_id,
+                        ended_at,
+                        reason,
+                    } => {
+                        close_session.execute(params![session_id, ended_at, reason])?;
+                        closed.push(session_id);
+                    }
                 }
-                Op::Append(event) => {
-                    let body = serde_json::to_string(&event.body)
-                        .map_err(|e| JournalError::Malformed(e.to_string()))?;
-                    let findings = serde_json::to_string(&event.findings)
-                        .map_err(|e| JournalError::Malformed(e.to_string()))?;
-                    insert_event.execute(params![
-                        event.session_id,
-                        event.seq,
-                        event.at,
-                        event.kind,
-                        body,
-                        findings,
-                        event.prev,
-                        event.hash
-                    ])?;
-                }
-                Op::CloseSession {
-                    session_id,
-                    ended_at,
-                    reason,
-                } => {
-                    close_session.execute(params![session_id, ended_at, reason])?;
-                }
-                Op::Barrier => {}
             }
+            self.last_no = next_no;
         }
+        tx.commit()?;
+        self.open.extend(opened);
+        for session_id in closed {
+            self.open.remove(session_id);
+        }
+        Ok(())
     }
-    tx.commit()?;
-    Ok(())
 }
 
 #[cfg(test)]
@@ -280,36 +394,39 @@ mod tests {
         }
     }
 
-    #[tokio::test]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_sessions_commit_complete_verifiable_chains() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), SyncMode::Normal).unwrap();
-        let (writer, thread) = Writer::start(&store).unwrap();
+        let writer = Writer::start(&store).unwrap();
         let mut tasks = Vec::new();
         for n in 0..8 {
             let writer = writer.clone();
             tasks.push(tokio::spawn(async move {
                 let header = header(&format!("s{n}"));
-                let mut chain = Chain::start(&header).unwrap();
-                writer.open_session(header).await.unwrap();
                 let broken = Arc::new(AtomicBool::new(false));
+                let mut chain = Chain::start(&header).unwrap();
+                writer.open_session(header, &broken).await.unwrap();
                 for i in 0..50 {
-                    let event = chain.next_event(i, "db.query", json!({"i": i}), vec![]).unwrap();
+                    let event = chain
+                        .next_event(i, "db.query", json!({"i": i}), vec![])
+                        .unwrap();
                     if i % 2 == 0 {
-                        writer.append(event).await.unwrap();
+                        writer.append(event, &broken).await.unwrap();
                     } else {
-                        writer.append_queued(event, broken.clone()).await.unwrap();
+                        writer.append_queued(event, &broken).await;
                     }
                 }
-                writer.close_session(chain.session_id().into(), 99, "done".into()).await.unwrap();
+                writer
+                    .close_session(chain.session_id().into(), 99, "done".into(), &broken)
+                    .await
+                    .unwrap();
                 assert!(!broken.load(Ordering::Acquire));
             }));
         }
         for task in tasks {
             task.await.unwrap();
         }
-        drop(writer);
-        thread.join().unwrap();
         let sessions = store.list_sessions(&SessionFilter::default()).unwrap();
         assert_eq!(sessions.len(), 8);
         for session in sessions {
@@ -323,33 +440,43 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failed_commit_is_reported_to_its_submitters_only() {
+    async fn a_failed_commit_breaks_its_session_only_and_keeps_a_prefix() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), SyncMode::Normal).unwrap();
-        let (writer, _thread) = Writer::start(&store).unwrap();
+        let writer = Writer::start(&store).unwrap();
+        let broken = Arc::new(AtomicBool::new(false));
         let header = header("dup");
         let mut chain = Chain::start(&header).unwrap();
-        writer.open_session(header).await.unwrap();
-        let event = chain.next_event(1, "db.query", json!({}), vec![]).unwrap();
-        writer.append(event.clone()).await.unwrap();
-        let broken = Arc::new(AtomicBool::new(false));
-        writer.append_queued(event.clone(), broken.clone()).await.unwrap();
-        assert!(matches!(
-            writer.append(event).await,
-            Err(JournalError::CommitFailed(_))
-        ));
-        assert!(broken.load(Ordering::Acquire));
+        writer.open_session(header, &broken).await.unwrap();
+        let first = chain.next_event(1, "db.query", json!({}), vec![]).unwrap();
+        writer.append(first.clone(), &broken).await.unwrap();
 
+        let other_broken = Arc::new(AtomicBool::new(false));
         let other = super::tests::header("other");
         let mut other_chain = Chain::start(&other).unwrap();
-        writer.open_session(other).await.unwrap();
-        let healthy = other_chain.next_event(1, "db.query", json!({}), vec![]).unwrap();
-        let duplicate = chain.next_event(2, "db.query", json!({}), vec![]).unwrap();
-        let mut replayed = duplicate.clone();
-        replayed.hash = "x".into();
-        writer.append(duplicate).await.unwrap();
-        let (bad, good) = tokio::join!(writer.append(replayed), writer.append(healthy));
-        assert!(bad.is_err());
-        good.unwrap();
+        writer.open_session(other, &other_broken).await.unwrap();
+
+        writer.append_queued(first, &broken).await;
+        let healthy = other_chain
+            .next_event(1, "db.query", json!({}), vec![])
+            .unwrap();
+        writer.append(healthy, &other_broken).await.unwrap();
+        assert!(broken.load(Ordering::Acquire), "the duplicate failed");
+        assert!(
+            !other_broken.load(Ordering::Acquire),
+            "the other session is unharmed"
+        );
+
+        let next = chain.next_event(2, "db.query", json!({}), vec![]).unwrap();
+        let fresh = Arc::new(AtomicBool::new(false));
+        assert!(
+            writer.append(next, &fresh).await.is_err(),
+            "later events of a failed session are refused"
+        );
+        let session = store.find_session("dup").unwrap();
+        assert!(matches!(
+            store.verify_session(&session).unwrap(),
+            VerifyOutcome::Intact { events: 1, .. }
+        ));
     }
 }

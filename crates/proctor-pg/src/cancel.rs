@@ -30,7 +30,9 @@ pub struct CancelRegistry {
 
 impl CancelRegistry {
     fn routes(&self) -> std::sync::MutexGuard<'_, HashMap<i32, (i32, CancelRoute)>> {
-        self.routes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.routes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Issues a fresh (pid, key) pair for a session.

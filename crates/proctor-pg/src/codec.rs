@@ -38,7 +38,10 @@ impl<'a> Reader<'a> {
     }
 
     pub fn u8(&mut self) -> Result<u8, ProtocolError> {
-        let (&first, rest) = self.buf.split_first().ok_or_else(|| bad("message ends early"))?;
+        let (&first, rest) = self
+            .buf
+            .split_first()
+            .ok_or_else(|| bad("message ends early"))?;
         self.buf = rest;
         Ok(first)
     }
@@ -105,7 +108,10 @@ impl<'a> Reader<'a> {
 pub enum StartupPacket {
     SslRequest,
     GssEncRequest,
-    Cancel { pid: i32, key: i32 },
+    Cancel {
+        pid: i32,
+        key: i32,
+    },
     Startup {
         major: u16,
         minor: u16,
@@ -226,7 +232,9 @@ fn formats(r: &mut Reader<'_>) -> Result<Vec<i16>, ProtocolError> {
     (0..n)
         .map(|_| match r.i16()? {
             f @ (0 | 1) => Ok(f),
-            other => Err(bad(format!("format code {other} is neither 0 (text) nor 1 (binary)"))),
+            other => Err(bad(format!(
+                "format code {other} is neither 0 (text) nor 1 (binary)"
+            ))),
         })
         .collect()
 }
@@ -268,7 +276,9 @@ pub fn parse_frontend(msg: &[u8]) -> Result<Frontend<'_>, ProtocolError> {
         b'D' | b'C' => {
             let kind = r.u8()?;
             if kind != b'S' && kind != b'P' {
-                return Err(bad("Describe and Close take 'S' (statement) or 'P' (portal)"));
+                return Err(bad(
+                    "Describe and Close take 'S' (statement) or 'P' (portal)",
+                ));
             }
             let name = r.cstr()?;
             if tag == b'D' {
@@ -464,13 +474,22 @@ mod tests {
         body.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]);
         body.extend_from_slice(&[0, 0]);
         let m = msg(b'B', &body);
-        let Frontend::Bind { portal, statement, params, param_formats, .. } = parse_frontend(&m).unwrap()
+        let Frontend::Bind {
+            portal,
+            statement,
+            params,
+            param_formats,
+            ..
+        } = parse_frontend(&m).unwrap()
         else {
             panic!("not a Bind")
         };
         assert_eq!((portal, statement), ("p1", "s1"));
         assert_eq!(param_formats, vec![0, 1]);
-        assert_eq!(params, vec![Some(&b"42"[..]), Some(&[0, 0, 0, 7][..]), None]);
+        assert_eq!(
+            params,
+            vec![Some(&b"42"[..]), Some(&[0, 0, 0, 7][..]), None]
+        );
     }
 
     #[test]
@@ -514,14 +533,19 @@ mod tests {
             StartupPacket::Startup {
                 major: 3,
                 minor: 0,
-                params: vec![("user".into(), "alice".into()), ("database".into(), "app-db".into())],
+                params: vec![
+                    ("user".into(), "alice".into()),
+                    ("database".into(), "app-db".into())
+                ],
             }
         );
     }
 
     #[test]
     fn error_response_round_trips() {
-        let e = ClientError::fatal("28P01", "nope").hint("try again").encode();
+        let e = ClientError::fatal("28P01", "nope")
+            .hint("try again")
+            .encode();
         let fields = error_fields(&e[5..]).unwrap();
         assert!(fields.contains(&(b'C', "28P01")));
         assert!(fields.contains(&(b'M', "nope")));

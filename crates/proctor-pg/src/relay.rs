@@ -197,7 +197,7 @@ impl Relay {
                 }
                 read = client.read_buf(&mut from_client) => match read {
                     Ok(0) | Err(_) => client_gone(&state, &cancel_route).await,
-                    Ok(_) => state.from_client(&mut from_client, &mut client, &mut upstream, &mut recorder).await,
+                    Ok(_) => state.on_client_bytes(&mut from_client, &mut client, &mut upstream, &mut recorder).await,
                 },
                 read = upstream.read_buf(&mut from_upstream) => match read {
                     Ok(0) | Err(_) => {
@@ -206,7 +206,7 @@ impl Relay {
                         let _ = client.write_all(&error.encode()).await;
                         Flow::End("database closed the connection".into())
                     }
-                    Ok(_) => state.from_upstream(&mut from_upstream, &mut client, &mut recorder).await,
+                    Ok(_) => state.on_upstream_bytes(&mut from_upstream, &mut client, &mut recorder).await,
                 },
             };
             if let Flow::End(reason) = flow {
@@ -225,10 +225,19 @@ async fn client_gone(state: &State, route: &CancelRoute) -> Flow {
     if !running {
         return Flow::End("client disconnected".into());
     }
-    let cancel = upstream::send_cancel(&route.target, route.tls.as_ref(), route.upstream_pid, route.upstream_key);
+    let cancel = upstream::send_cancel(
+        &route.target,
+        route.tls.as_ref(),
+        route.upstream_pid,
+        route.upstream_key,
+    );
     match tokio::time::timeout(std::time::Duration::from_secs(5), cancel).await {
-        Ok(Ok(())) => Flow::End("client disconnected mid-query; the running statement was cancelled".into()),
-        _ => Flow::End("client disconnected mid-query; cancelling the running statement failed".into()),
+        Ok(Ok(())) => {
+            Flow::End("client disconnected mid-query; the running statement was cancelled".into())
+        }
+        _ => Flow::End(
+            "client disconnected mid-query; cancelling the running statement failed".into(),
+        ),
     }
 }
 
@@ -237,7 +246,7 @@ fn end_with(reason: impl std::fmt::Display) -> Flow {
 }
 
 impl State {
-    async fn from_client(
+    async fn on_client_bytes(
         &mut self,
         buf: &mut BytesMut,
         client: &mut BoxedStream,
@@ -268,10 +277,17 @@ impl State {
                         consumed += len;
                         commands += usize::from(is_command);
                     }
-                    Err(ClientMessageError::Record(e)) => return self.journal_failed(client, e).await,
+                    Err(ClientMessageError::Record(e)) => {
+                        return self.journal_failed(client, e).await
+                    }
                     Err(ClientMessageError::Protocol(e)) => stop = Some(Err(e)),
                 },
-                Err(e) => stop = Some(Err(ProtocolError(format!("{e} ({} message)", codec::printable_tag(tag))))),
+                Err(e) => {
+                    stop = Some(Err(ProtocolError(format!(
+                        "{e} ({} message)",
+                        codec::printable_tag(tag)
+                    ))))
+                }
             }
         }
         if commands > 0 {
@@ -290,7 +306,10 @@ impl State {
             Some(Ok(reason)) => Flow::End(reason),
             Some(Err(e)) => {
                 let _ = recorder
-                    .record("protocol.error", json!({"direction": "client", "message": e.0}))
+                    .record(
+                        "protocol.error",
+                        json!({"direction": "client", "message": e.0}),
+                    )
                     .await;
                 let error = ClientError::fatal(
                     if e.0.contains("exceeds the limit") { "54000" } else { "08P01" },
@@ -325,11 +344,16 @@ impl State {
                 let seq = recorder
                     .record_queued("db.query", json!({"sql": sql, "protocol": "simple"}))
                     .await?;
-                self.pending.push_back(Pending::Unit(Unit::new(seq, false, None)));
+                self.pending
+                    .push_back(Pending::Unit(Unit::new(seq, false, None)));
                 self.client_batches += 1;
                 Ok(true)
             }
-            Frontend::Parse { name, sql, param_types } => {
+            Frontend::Parse {
+                name,
+                sql,
+                param_types,
+            } => {
                 if !name.is_empty()
                     && !self.statements.contains_key(name)
                     && self.statements.len() >= self.limits.max_prepared_statements
@@ -351,7 +375,13 @@ impl State {
                 );
                 Ok(false)
             }
-            Frontend::Bind { portal, statement, param_formats, params, result_formats } => {
+            Frontend::Bind {
+                portal,
+                statement,
+                param_formats,
+                params,
+                result_formats,
+            } => {
                 if !portal.is_empty()
                     && !self.portals.contains_key(portal)
                     && self.portals.len() >= self.limits.max_prepared_statements
@@ -369,11 +399,17 @@ impl State {
                         None,
                     ),
                 };
-                let params = decode_params(types, &param_formats, &params, self.limits.sample_bytes);
+                let params =
+                    decode_params(types, &param_formats, &params, self.limits.sample_bytes);
                 let columns = columns.map(|cols| with_formats(&cols, &result_formats));
                 self.portals.insert(
                     portal.to_owned(),
-                    Portal { statement: statement.to_owned(), sql, params, columns },
+                    Portal {
+                        statement: statement.to_owned(),
+                        sql,
+                        params,
+                        columns,
+                    },
                 );
                 Ok(false)
             }
@@ -402,10 +438,14 @@ impl State {
                         }),
                         p.columns.clone(),
                     ),
-                    None => (json!({"portal": portal, "protocol": "extended", "note": "unknown portal"}), None),
+                    None => (
+                        json!({"portal": portal, "protocol": "extended", "note": "unknown portal"}),
+                        None,
+                    ),
                 };
                 let seq = recorder.record_queued("db.query", body).await?;
-                self.pending.push_back(Pending::Unit(Unit::new(seq, true, columns)));
+                self.pending
+                    .push_back(Pending::Unit(Unit::new(seq, true, columns)));
                 Ok(true)
             }
             Frontend::Close { kind, name } => {
@@ -429,12 +469,18 @@ impl State {
             }
             Frontend::FunctionCall { oid, args } => {
                 let seq = recorder
-                    .record_queued("db.query", json!({"function_oid": oid, "args": args, "protocol": "function-call"}))
+                    .record_queued(
+                        "db.query",
+                        json!({"function_oid": oid, "args": args, "protocol": "function-call"}),
+                    )
                     .await?;
-                self.pending.push_back(Pending::Unit(Unit::new(seq, true, None)));
+                self.pending
+                    .push_back(Pending::Unit(Unit::new(seq, true, None)));
                 Ok(true)
             }
-            Frontend::Flush | Frontend::CopyDone | Frontend::CopyFail(_) | Frontend::Terminate => Ok(false),
+            Frontend::Flush | Frontend::CopyDone | Frontend::CopyFail(_) | Frontend::Terminate => {
+                Ok(false)
+            }
         }
     }
 
@@ -445,7 +491,7 @@ impl State {
         }
     }
 
-    async fn from_upstream(
+    async fn on_upstream_bytes(
         &mut self,
         buf: &mut BytesMut,
         client: &mut BoxedStream,
@@ -474,7 +520,10 @@ impl State {
                     }
                 }
             }
-            let (_, len) = match codec::frame(rest, self.limits.max_message_bytes.max(PASSTHROUGH_THRESHOLD)) {
+            let (_, len) = match codec::frame(
+                rest,
+                self.limits.max_message_bytes.max(PASSTHROUGH_THRESHOLD),
+            ) {
                 Ok(Some(framed)) => framed,
                 Ok(None) => break,
                 Err(e) => {
@@ -504,9 +553,14 @@ impl State {
             None => Flow::Continue,
             Some(reason) => {
                 let _ = recorder
-                    .record("protocol.error", json!({"direction": "database", "message": reason}))
+                    .record(
+                        "protocol.error",
+                        json!({"direction": "database", "message": reason}),
+                    )
                     .await;
-                let _ = client.write_all(&ClientError::fatal("08P01", reason.clone()).encode()).await;
+                let _ = client
+                    .write_all(&ClientError::fatal("08P01", reason.clone()).encode())
+                    .await;
                 Flow::End(reason)
             }
         }
@@ -568,14 +622,20 @@ impl State {
                 {
                     let mut r = Reader::new(body);
                     let n = r.count16(4)?;
-                    let types = (0..n).map(|_| r.i32().map(|t| t as u32)).collect::<Result<Vec<_>, _>>()?;
+                    let types = (0..n)
+                        .map(|_| r.i32().map(|t| t as u32))
+                        .collect::<Result<Vec<_>, _>>()?;
                     if let Some(statement) = self.statements.get_mut(name) {
                         statement.param_types = types;
                     }
                 }
             }
             b'C' | b'I' | b's' => {
-                let command_tag = if tag == b'C' { Reader::new(body).cstr()?.to_owned() } else { String::new() };
+                let command_tag = if tag == b'C' {
+                    Reader::new(body).cstr()?.to_owned()
+                } else {
+                    String::new()
+                };
                 self.finish_statement(recorder, tag, command_tag).await?;
             }
             b'E' => {
@@ -594,7 +654,12 @@ impl State {
                 self.copy_in = None;
                 self.copy_out = None;
                 let batch = self.server_batches;
-                let parsed = self.parses.iter().rev().find(|(b, _)| *b == batch).map(|(_, sql)| sql.clone());
+                let parsed = self
+                    .parses
+                    .iter()
+                    .rev()
+                    .find(|(b, _)| *b == batch)
+                    .map(|(_, sql)| sql.clone());
                 if let Some(unit) = self.current_unit() {
                     event["query"] = json!(unit.query_seq);
                     event["duration_us"] = json!(unit.started.elapsed().as_micros() as u64);
@@ -626,9 +691,17 @@ impl State {
                 let pid = r.i32()?;
                 let channel = r.cstr()?;
                 let payload = r.cstr()?;
-                let payload = values::decode(values::TEXT, false, Some(payload.as_bytes()), self.limits.sample_bytes);
+                let payload = values::decode(
+                    values::TEXT,
+                    false,
+                    Some(payload.as_bytes()),
+                    self.limits.sample_bytes,
+                );
                 recorder
-                    .record_queued("db.notification", json!({"channel": channel, "payload": payload, "sender_pid": pid}))
+                    .record_queued(
+                        "db.notification",
+                        json!({"channel": channel, "payload": payload, "sender_pid": pid}),
+                    )
                     .await?;
             }
             b'G' => self.copy_in = Some(CopyCounter::default()),
@@ -783,7 +856,8 @@ fn count_copy(copy: &mut CopyCounter, data: &[u8], limits: &Limits) {
         }
         let budget = limits.sample_bytes - copy.sample_bytes;
         copy.sample_bytes += line.len();
-        copy.sample.push(values::decode(values::TEXT, false, Some(line), budget));
+        copy.sample
+            .push(values::decode(values::TEXT, false, Some(line), budget));
     }
 }
 
@@ -799,7 +873,11 @@ fn parse_row_description(body: &[u8]) -> Result<Vec<Column>, ProtocolError> {
         let _typlen = r.i16()?;
         let _typmod = r.i32()?;
         let format = r.i16()?;
-        columns.push(Column { name, type_oid, binary: format == 1 });
+        columns.push(Column {
+            name,
+            type_oid,
+            binary: format == 1,
+        });
     }
     Ok(columns)
 }
@@ -849,8 +927,16 @@ mod tests {
     #[test]
     fn bind_formats_select_binary_columns() {
         let cols = vec![
-            Column { name: "a".into(), type_oid: values::INT4, binary: false },
-            Column { name: "b".into(), type_oid: values::TEXT, binary: false },
+            Column {
+                name: "a".into(),
+                type_oid: values::INT4,
+                binary: false,
+            },
+            Column {
+                name: "b".into(),
+                type_oid: values::TEXT,
+                binary: false,
+            },
         ];
         assert!(with_formats(&cols, &[1]).iter().all(|c| c.binary));
         assert!(with_formats(&cols, &[]).iter().all(|c| !c.binary));
@@ -864,8 +950,11 @@ mod tests {
         let params = [Some(&b"42"[..]), Some(&seven[..]), None];
         let decoded = decode_params(&[values::INT4, values::INT4], &[0, 1, 0], &params, 1000);
         assert_eq!(decoded, json!(["42", 7, null]));
-        let big = vec![b'x'; 100];
+        let big = [b'x'; 100];
         let bounded = decode_params(&[], &[], &[Some(&big[..]), Some(&big[..])], 50);
-        assert_eq!(bounded[1], json!("[not recorded: parameter budget exhausted]"));
+        assert_eq!(
+            bounded[1],
+            json!("[not recorded: parameter budget exhausted]")
+        );
     }
 }

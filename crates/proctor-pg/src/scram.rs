@@ -34,21 +34,31 @@ pub struct ScramExchange {
 impl ScramExchange {
     /// Reads the client-first message and returns the exchange with the server-first message to send.
     pub fn start(client_first: &[u8], credentials: &ScramCredentials) -> Result<Self, ScramError> {
-        let text = std::str::from_utf8(client_first).map_err(|_| ScramError::Malformed("not UTF-8"))?;
-        let (flag, rest) = text.split_once(',').ok_or(ScramError::Malformed("no GS2 header"))?;
+        let text =
+            std::str::from_utf8(client_first).map_err(|_| ScramError::Malformed("not UTF-8"))?;
+        let (flag, rest) = text
+            .split_once(',')
+            .ok_or(ScramError::Malformed("no GS2 header"))?;
         match flag {
             "n" | "y" => {}
             f if f.starts_with("p=") => return Err(ScramError::ChannelBinding),
             _ => return Err(ScramError::Malformed("unknown channel binding flag")),
         }
-        let (authzid, bare) = rest.split_once(',').ok_or(ScramError::Malformed("no GS2 header"))?;
+        let (authzid, bare) = rest
+            .split_once(',')
+            .ok_or(ScramError::Malformed("no GS2 header"))?;
         if !authzid.is_empty() && !authzid.starts_with("a=") {
             return Err(ScramError::Malformed("bad authorization identity"));
         }
         let client_nonce = bare
             .split(',')
             .find_map(|attr| attr.strip_prefix("r="))
-            .filter(|nonce| !nonce.is_empty() && nonce.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b','))
+            .filter(|nonce| {
+                !nonce.is_empty()
+                    && nonce
+                        .bytes()
+                        .all(|b| (0x21..=0x7e).contains(&b) && b != b',')
+            })
             .ok_or(ScramError::Malformed("no client nonce"))?;
         let mut random = [0u8; 18];
         rand::thread_rng().fill_bytes(&mut random);
@@ -77,7 +87,8 @@ impl ScramExchange {
         client_final: &[u8],
         keys: &'k [ScramKey],
     ) -> Result<(&'k ScramKey, String), ScramError> {
-        let text = std::str::from_utf8(client_final).map_err(|_| ScramError::Malformed("not UTF-8"))?;
+        let text =
+            std::str::from_utf8(client_final).map_err(|_| ScramError::Malformed("not UTF-8"))?;
         let (without_proof, proof) = text
             .rsplit_once(",p=")
             .ok_or(ScramError::Malformed("no proof"))?;
@@ -92,12 +103,16 @@ impl ScramExchange {
         }
         let binding = binding.ok_or(ScramError::Malformed("no channel binding attribute"))?;
         if B64.decode(binding).ok().as_deref() != Some(self.gs2_header.as_bytes()) {
-            return Err(ScramError::Malformed("channel binding attribute does not match"));
+            return Err(ScramError::Malformed(
+                "channel binding attribute does not match",
+            ));
         }
         if nonce != Some(self.nonce.as_str()) {
             return Err(ScramError::Malformed("nonce does not match"));
         }
-        let proof = B64.decode(proof).map_err(|_| ScramError::Malformed("proof is not base64"))?;
+        let proof = B64
+            .decode(proof)
+            .map_err(|_| ScramError::Malformed("proof is not base64"))?;
         if proof.len() != 32 {
             return Err(ScramError::Malformed("proof has the wrong length"));
         }
@@ -150,14 +165,18 @@ mod tests {
     #[test]
     fn rfc7677_exchange_verifies_and_signs() {
         let creds = credentials("pencil", "W22ZaJ0SNY7soEsUEjb6gQ==");
-        let mut exchange = ScramExchange::start(b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO", &creds).unwrap();
+        let mut exchange =
+            ScramExchange::start(b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO", &creds).unwrap();
         exchange.nonce = "rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0".into();
         exchange.server_first =
             "r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096".into();
         let client_final = b"c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=";
         let (key, server_final) = exchange.finish(client_final, &creds.keys).unwrap();
         assert_eq!(key.token_id, "t1");
-        assert_eq!(server_final, "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=");
+        assert_eq!(
+            server_final,
+            "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
+        );
     }
 
     #[test]
@@ -167,9 +186,15 @@ mod tests {
         let nonce = exchange.nonce.clone();
         let zero_proof = B64.encode([0u8; 32]);
         let wrong = format!("c=biws,r={nonce},p={zero_proof}");
-        assert_eq!(exchange.finish(wrong.as_bytes(), &creds.keys[1..]), Err(ScramError::NoMatch));
+        assert!(matches!(
+            exchange.finish(wrong.as_bytes(), &creds.keys[1..]),
+            Err(ScramError::NoMatch)
+        ));
         let stale = format!("c=biws,r=abc,p={zero_proof}");
-        assert!(matches!(exchange.finish(stale.as_bytes(), &creds.keys), Err(ScramError::Malformed(_))));
+        assert!(matches!(
+            exchange.finish(stale.as_bytes(), &creds.keys),
+            Err(ScramError::Malformed(_))
+        ));
         assert_eq!(
             ScramExchange::start(b"p=tls-server-end-point,,n=,r=abc", &creds).err(),
             Some(ScramError::ChannelBinding)

@@ -47,15 +47,15 @@ struct Refusal {
 }
 
 impl Refusal {
-    fn new(error: ClientError, reason: impl Into<String>) -> Self {
-        Self {
+    fn new(error: ClientError, reason: impl Into<String>) -> Box<Self> {
+        Box::new(Self {
             error,
             event: None,
             reason: reason.into(),
-        }
+        })
     }
 
-    fn recorded(mut self, kind: &'static str, body: serde_json::Value) -> Self {
+    fn recorded(mut self: Box<Self>, kind: &'static str, body: serde_json::Value) -> Box<Self> {
         self.event = Some((kind, body));
         self
     }
@@ -84,7 +84,11 @@ impl PgGateway {
     }
 
     /// Accepts clients until `shutdown` turns true, then gives open sessions a moment to end cleanly.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let mut sessions = JoinSet::new();
         loop {
             tokio::select! {
@@ -109,7 +113,12 @@ impl PgGateway {
         .await;
     }
 
-    async fn handle(self: Arc<Self>, stream: TcpStream, peer: SocketAddr, shutdown: watch::Receiver<bool>) {
+    async fn handle(
+        self: Arc<Self>,
+        stream: TcpStream,
+        peer: SocketAddr,
+        shutdown: watch::Receiver<bool>,
+    ) {
         let _ = stream.set_nodelay(true);
         let mut client: BoxedStream = Box::new(stream);
         let startup = tokio::time::timeout(STARTUP_TIMEOUT, self.negotiate(&mut client)).await;
@@ -125,14 +134,22 @@ impl PgGateway {
             }
             Err(_) => return,
         };
-        let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let param = |name: &str| {
+            params
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
         let Some(identity_name) = param("user").filter(|u| !u.is_empty()).map(str::to_owned) else {
             let error = ClientError::fatal("28000", "no user given")
                 .hint("Connect with user=<your Proctor identity> dbname=<connection name>.");
             let _ = client.write_all(&error.encode()).await;
             return;
         };
-        let connection = param("database").filter(|d| !d.is_empty()).unwrap_or(&identity_name).to_owned();
+        let connection = param("database")
+            .filter(|d| !d.is_empty())
+            .unwrap_or(&identity_name)
+            .to_owned();
         let mut recorder = match self
             .gate
             .open_session("postgres", &identity_name, &connection, &peer.to_string())
@@ -141,20 +158,33 @@ impl PgGateway {
             Ok(recorder) => recorder,
             Err(e) => {
                 tracing::error!(error = %e, "cannot record a new session; refusing it");
-                let error = ClientError::fatal("58030", "Proctor cannot record sessions right now, so it accepts none")
-                    .hint("Tell the Proctor operators: the journal is failing.");
+                let error = ClientError::fatal(
+                    "58030",
+                    "Proctor cannot record sessions right now, so it accepts none",
+                )
+                .hint("Tell the Proctor operators: the journal is failing.");
                 let _ = client.write_all(&error.encode()).await;
                 return;
             }
         };
         let outcome = tokio::time::timeout(
             STARTUP_TIMEOUT,
-            self.establish(&mut client, &mut recorder, &params, &identity_name, &connection, tls),
+            self.establish(
+                &mut client,
+                &mut recorder,
+                &params,
+                &identity_name,
+                &connection,
+                tls,
+            ),
         )
         .await
         .unwrap_or_else(|_| {
-            Err(Refusal::new(ClientError::fatal("08006", "authentication took too long"), "startup timed out")
-                .recorded("auth.failure", json!({"reason": "startup timed out"})))
+            Err(Refusal::new(
+                ClientError::fatal("08006", "authentication took too long"),
+                "startup timed out",
+            )
+            .recorded("auth.failure", json!({"reason": "startup timed out"})))
         });
         let reason = match outcome {
             Ok((upstream, route, pid)) => {
@@ -188,11 +218,18 @@ impl PgGateway {
 
     /// Records a connection refused before it named an identity (bad startup packet, failed TLS).
     async fn record_refused_startup(&self, peer: &SocketAddr, error: &ClientError) {
-        let Ok(mut recorder) = self.gate.open_session("postgres", "-", "-", &peer.to_string()).await else {
+        let Ok(mut recorder) = self
+            .gate
+            .open_session("postgres", "-", "-", &peer.to_string())
+            .await
+        else {
             return;
         };
         let _ = recorder
-            .record_queued("protocol.error", json!({"direction": "client", "stage": "startup", "message": error.message}))
+            .record_queued(
+                "protocol.error",
+                json!({"direction": "client", "stage": "startup", "message": error.message}),
+            )
             .await;
         let _ = recorder.end("refused at startup").await;
     }
@@ -223,7 +260,9 @@ impl PgGateway {
                     let accepted = tokio_rustls::TlsAcceptor::from(self.tls.clone())
                         .accept(plain)
                         .await
-                        .map_err(|e| ClientError::fatal("08P01", format!("TLS handshake failed: {e}")))?;
+                        .map_err(|e| {
+                            ClientError::fatal("08P01", format!("TLS handshake failed: {e}"))
+                        })?;
                     *client = Box::new(accepted);
                     encrypted = true;
                 }
@@ -258,7 +297,10 @@ impl PgGateway {
                             .await
                             .map_err(lost)?;
                     }
-                    let params = params.into_iter().filter(|(k, _)| !k.starts_with("_pq_.")).collect();
+                    let params = params
+                        .into_iter()
+                        .filter(|(k, _)| !k.starts_with("_pq_."))
+                        .collect();
                     return Ok(Some((params, encrypted)));
                 }
             }
@@ -272,7 +314,12 @@ impl PgGateway {
         };
         let sent = tokio::time::timeout(
             Duration::from_secs(5),
-            upstream::send_cancel(&route.target, route.tls.as_ref(), route.upstream_pid, route.upstream_key),
+            upstream::send_cancel(
+                &route.target,
+                route.tls.as_ref(),
+                route.upstream_pid,
+                route.upstream_key,
+            ),
         )
         .await;
         match sent {
@@ -294,9 +341,13 @@ impl PgGateway {
         identity_name: &str,
         connection: &str,
         tls: bool,
-    ) -> Result<(BoxedStream, RegisteredRoute, i32), Refusal> {
+    ) -> Result<(BoxedStream, RegisteredRoute, i32), Box<Refusal>> {
         let use_cleartext = tls && self.gate.postgres().auth == PostgresAuth::Password;
-        let method = if use_cleartext { "password" } else { "scram-sha-256" };
+        let method = if use_cleartext {
+            "password"
+        } else {
+            "scram-sha-256"
+        };
         let (identity, token_id, server_final) = self
             .authenticate(client, identity_name, use_cleartext)
             .await
@@ -366,7 +417,10 @@ impl PgGateway {
             .iter()
             .find(|(k, _)| k == "server_version")
             .map(|(_, v)| v.clone());
-        let application_name = params.iter().find(|(k, _)| k == "application_name").map(|(_, v)| v.clone());
+        let application_name = params
+            .iter()
+            .find(|(k, _)| k == "application_name")
+            .map(|(_, v)| v.clone());
         let started = recorder
             .record(
                 "session.start",
@@ -391,14 +445,20 @@ impl PgGateway {
         if let Err(e) = started {
             self.cancels.unregister(pid);
             return Err(Refusal::new(
-                ClientError::fatal("58030", "Proctor cannot record this session, so it will not open it")
-                    .hint("Tell the Proctor operators: the journal is failing."),
+                ClientError::fatal(
+                    "58030",
+                    "Proctor cannot record this session, so it will not open it",
+                )
+                .hint("Tell the Proctor operators: the journal is failing."),
                 format!("journal failure: {e}"),
             ));
         }
         let mut hello = BytesMut::new();
         if let Some(server_final) = server_final {
-            hello.extend_from_slice(&codec::authentication(codec::AUTH_SASL_FINAL, server_final.as_bytes()));
+            hello.extend_from_slice(&codec::authentication(
+                codec::AUTH_SASL_FINAL,
+                server_final.as_bytes(),
+            ));
         }
         hello.extend_from_slice(&codec::authentication(codec::AUTH_OK, &[]));
         for (name, value) in &upstream.parameters {
@@ -411,7 +471,10 @@ impl PgGateway {
         hello.extend_from_slice(&codec::ready_for_query(upstream.transaction_status));
         if let Err(e) = client.write_all(&hello).await {
             self.cancels.unregister(pid);
-            return Err(Refusal::new(ClientError::fatal("08006", "client left"), format!("client disconnected: {e}")));
+            return Err(Refusal::new(
+                ClientError::fatal("08006", "client left"),
+                format!("client disconnected: {e}"),
+            ));
         }
         Ok((upstream.stream, RegisteredRoute { route, notices }, pid))
     }
@@ -424,14 +487,21 @@ impl PgGateway {
         name: &str,
         cleartext: bool,
     ) -> Result<(Identity, String, Option<String>), AuthFailure> {
-        let gone = |_| AuthFailure::Store("client disconnected during authentication".into());
+        let gone = |_: std::io::Error| {
+            AuthFailure::Store("client disconnected during authentication".into())
+        };
         if cleartext {
             client
                 .write_all(&codec::authentication(codec::AUTH_CLEARTEXT, &[]))
                 .await
-                .map_err(|e| gone(e))?;
-            let body = read_password_message(client).await.map_err(|e| AuthFailure::Store(e.message))?;
-            let token = Reader::new(&body).cstr().map_err(|e| AuthFailure::Store(e.0))?.to_owned();
+                .map_err(gone)?;
+            let body = read_password_message(client)
+                .await
+                .map_err(|e| AuthFailure::Store(e.message))?;
+            let token = Reader::new(&body)
+                .cstr()
+                .map_err(|e| AuthFailure::Store(e.0))?
+                .to_owned();
             let identity = self.gate.verify_token(name, &token)?;
             return Ok((identity, "cleartext".into(), None));
         }
@@ -439,21 +509,30 @@ impl PgGateway {
         client
             .write_all(&codec::auth_sasl_mechanisms(&[scram::MECHANISM]))
             .await
-            .map_err(|e| gone(e))?;
-        let initial = read_password_message(client).await.map_err(|e| AuthFailure::Store(e.message))?;
+            .map_err(gone)?;
+        let initial = read_password_message(client)
+            .await
+            .map_err(|e| AuthFailure::Store(e.message))?;
         let mut r = Reader::new(&initial);
         let mechanism = r.cstr().map_err(|e| AuthFailure::Store(e.0))?;
         if mechanism != scram::MECHANISM {
-            return Err(AuthFailure::Store(format!("client chose unsupported mechanism {mechanism:?}")));
+            return Err(AuthFailure::Store(format!(
+                "client chose unsupported mechanism {mechanism:?}"
+            )));
         }
         let _len = r.i32().map_err(|e| AuthFailure::Store(e.0))?;
-        let exchange =
-            ScramExchange::start(r.rest(), &credentials).map_err(|e| AuthFailure::Store(e.to_string()))?;
+        let exchange = ScramExchange::start(r.rest(), &credentials)
+            .map_err(|e| AuthFailure::Store(e.to_string()))?;
         client
-            .write_all(&codec::authentication(codec::AUTH_SASL_CONTINUE, exchange.server_first().as_bytes()))
+            .write_all(&codec::authentication(
+                codec::AUTH_SASL_CONTINUE,
+                exchange.server_first().as_bytes(),
+            ))
             .await
-            .map_err(|e| gone(e))?;
-        let response = read_password_message(client).await.map_err(|e| AuthFailure::Store(e.message))?;
+            .map_err(gone)?;
+        let response = read_password_message(client)
+            .await
+            .map_err(|e| AuthFailure::Store(e.message))?;
         let identity = credentials.identity.clone();
         match exchange.finish(&response, &credentials.keys) {
             Ok((key, _)) if key.revoked => Err(AuthFailure::RevokedToken(key.token_id.clone())),
@@ -461,7 +540,9 @@ impl PgGateway {
                 let identity = identity.ok_or(AuthFailure::UnknownIdentity)?;
                 Ok((identity, key.token_id.clone(), Some(server_final)))
             }
-            Err(scram::ScramError::NoMatch) if identity.is_none() => Err(AuthFailure::UnknownIdentity),
+            Err(scram::ScramError::NoMatch) if identity.is_none() => {
+                Err(AuthFailure::UnknownIdentity)
+            }
             Err(scram::ScramError::NoMatch) => Err(AuthFailure::WrongToken),
             Err(e) => Err(AuthFailure::Store(e.to_string())),
         }
@@ -484,7 +565,10 @@ async fn read_startup_packet(stream: &mut BoxedStream) -> Result<StartupPacket, 
     let len = stream.read_i32().await.map_err(lost)?;
     let len = usize::try_from(len).unwrap_or(0);
     if !(8..=codec::MAX_STARTUP_PACKET).contains(&len) {
-        return Err(ClientError::fatal("08P01", format!("invalid startup packet length {len}")));
+        return Err(ClientError::fatal(
+            "08P01",
+            format!("invalid startup packet length {len}"),
+        ));
     }
     let mut body = vec![0u8; len - 4];
     stream.read_exact(&mut body).await.map_err(lost)?;
@@ -504,14 +588,20 @@ async fn read_password_message(stream: &mut BoxedStream) -> Result<BytesMut, Cli
             Ok(Some((tag, _))) => {
                 return Err(ClientError::fatal(
                     "08P01",
-                    format!("expected a password message, got {}", codec::printable_tag(tag)),
+                    format!(
+                        "expected a password message, got {}",
+                        codec::printable_tag(tag)
+                    ),
                 ))
             }
             Ok(None) => {}
             Err(e) => return Err(ClientError::fatal("08P01", e.0)),
         }
         if stream.read_buf(&mut buf).await.map_err(lost)? == 0 {
-            return Err(ClientError::fatal("08006", "client disconnected during authentication"));
+            return Err(ClientError::fatal(
+                "08006",
+                "client disconnected during authentication",
+            ));
         }
     }
 }

@@ -77,8 +77,13 @@ pub fn server_config(
 }
 
 fn generate_self_signed(cert_path: &Path, key_path: &Path) -> Result<(), TlsError> {
-    let names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
-    let certified = rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Generate(e.to_string()))?;
+    let names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
+    let certified =
+        rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Generate(e.to_string()))?;
     write_private(key_path, certified.signing_key.serialize_pem().as_bytes())?;
     std::fs::write(cert_path, certified.cert.pem()).map_err(|e| file_error(cert_path, e))?;
     tracing::info!(cert = %cert_path.display(), "generated a self-signed TLS certificate");
@@ -103,7 +108,8 @@ pub fn upstream_config(
     mode: UpstreamTls,
     ca_file: Option<&Path>,
 ) -> Result<Option<Arc<ClientConfig>>, TlsError> {
-    let builder = ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+    let builder =
+        ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
     let config = match mode {
         UpstreamTls::Disable => return Ok(None),
         UpstreamTls::Require => builder
@@ -149,7 +155,12 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -158,7 +169,12 @@ impl ServerCertVerifier for AcceptAnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -177,7 +193,10 @@ mod tests {
         server_config(None, None, dir.path()).unwrap();
         let key = dir.path().join("tls-key.pem");
         let first = std::fs::read(&key).unwrap();
-        assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         server_config(None, None, dir.path()).unwrap();
         assert_eq!(std::fs::read(&key).unwrap(), first);
     }

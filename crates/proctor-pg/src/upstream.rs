@@ -92,8 +92,8 @@ async fn open_stream(
         .tls_server_name
         .clone()
         .unwrap_or_else(|| target.config.host().to_owned());
-    let server_name =
-        ServerName::try_from(name.clone()).map_err(|_| UpstreamError::Tls(format!("{name:?} is not a valid server name")))?;
+    let server_name = ServerName::try_from(name.clone())
+        .map_err(|_| UpstreamError::Tls(format!("{name:?} is not a valid server name")))?;
     let stream = tokio_rustls::TlsConnector::from(tls.clone())
         .connect(server_name, tcp)
         .await
@@ -113,7 +113,9 @@ async fn read_message(
             return Ok((tag, body));
         }
         if stream.read_buf(buf).await.map_err(io_error)? == 0 {
-            return Err(UpstreamError::Protocol("the server closed the connection".into()));
+            return Err(UpstreamError::Protocol(
+                "the server closed the connection".into(),
+            ));
         }
     }
 }
@@ -226,10 +228,12 @@ async fn connect_inner(
                     scram = Some(client);
                 }
                 11 => {
-                    let client = scram
-                        .as_mut()
-                        .ok_or_else(|| UpstreamError::Protocol("SASL continue without SASL".into()))?;
-                    client.update(r.rest()).map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+                    let client = scram.as_mut().ok_or_else(|| {
+                        UpstreamError::Protocol("SASL continue without SASL".into())
+                    })?;
+                    client
+                        .update(r.rest())
+                        .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
                     frontend::sasl_response(client.message(), &mut out).map_err(io_error)?;
                 }
                 12 => {
@@ -258,7 +262,7 @@ async fn connect_inner(
             }
             b'N' => {
                 let mut notice = BytesMut::with_capacity(body.len() + 5);
-                notice.extend_from_slice(&[b'N']);
+                notice.extend_from_slice(b"N");
                 notice.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
                 notice.extend_from_slice(&body);
                 upstream.notices.push(notice);

@@ -90,7 +90,14 @@ pub fn decode(type_oid: u32, binary: bool, value: Option<&[u8]>, max: usize) -> 
         BYTEA => Some(Value::String(as_hex(pg::bytea_from_sql(bytes), max))),
         UUID => pg::uuid_from_sql(bytes).ok().map(|u| {
             let h = hex::encode(u);
-            Value::String(format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..]))
+            Value::String(format!(
+                "{}-{}-{}-{}-{}",
+                &h[..8],
+                &h[8..12],
+                &h[12..16],
+                &h[16..20],
+                &h[20..]
+            ))
         }),
         DATE => pg::date_from_sql(bytes).ok().and_then(|days| {
             let micros = i64::from(days).checked_mul(86_400_000_000)?;
@@ -116,22 +123,45 @@ mod tests {
     #[test]
     fn common_binary_types_decode() {
         assert_eq!(decode(INT4, true, Some(&7i32.to_be_bytes()), 100), json!(7));
-        assert_eq!(decode(INT8, true, Some(&(-5i64).to_be_bytes()), 100), json!(-5));
+        assert_eq!(
+            decode(INT8, true, Some(&(-5i64).to_be_bytes()), 100),
+            json!(-5)
+        );
         assert_eq!(decode(BOOL, true, Some(&[1]), 100), json!(true));
         assert_eq!(decode(TEXT, true, Some(b"hi"), 100), json!("hi"));
-        assert_eq!(decode(FLOAT8, true, Some(&1.5f64.to_be_bytes()), 100), json!(1.5));
-        assert_eq!(decode(BYTEA, true, Some(&[0xde, 0xad]), 100), json!("\\xdead"));
-        assert_eq!(decode(JSONB, true, Some(b"\x01{\"a\":1}"), 100), json!("{\"a\":1}"));
+        assert_eq!(
+            decode(FLOAT8, true, Some(&1.5f64.to_be_bytes()), 100),
+            json!(1.5)
+        );
+        assert_eq!(
+            decode(BYTEA, true, Some(&[0xde, 0xad]), 100),
+            json!("\\xdead")
+        );
+        assert_eq!(
+            decode(JSONB, true, Some(b"\x01{\"a\":1}"), 100),
+            json!("{\"a\":1}")
+        );
         assert_eq!(
             decode(TIMESTAMPTZ, true, Some(&0i64.to_be_bytes()), 100),
             json!("2000-01-01 00:00:00+00")
         );
         assert_eq!(
-            decode(TIMESTAMP, true, Some(&(86_400_000_000i64 * 366 + 1_500_000).to_be_bytes()), 100),
+            decode(
+                TIMESTAMP,
+                true,
+                Some(&(86_400_000_000i64 * 366 + 1_500_000).to_be_bytes()),
+                100
+            ),
             json!("2001-01-01 00:00:01.500000")
         );
-        assert_eq!(decode(DATE, true, Some(&(-1i32).to_be_bytes()), 100), json!("1999-12-31"));
-        assert_eq!(decode(UUID, true, Some(&[0x11; 16]), 100), json!("11111111-1111-1111-1111-111111111111"));
+        assert_eq!(
+            decode(DATE, true, Some(&(-1i32).to_be_bytes()), 100),
+            json!("1999-12-31")
+        );
+        assert_eq!(
+            decode(UUID, true, Some(&[0x11; 16]), 100),
+            json!("11111111-1111-1111-1111-111111111111")
+        );
         assert_eq!(decode(INT4, true, None, 100), Value::Null);
     }
 
@@ -150,6 +180,9 @@ mod tests {
     #[test]
     fn long_values_are_cut_on_a_character_boundary() {
         let text = "é".repeat(10);
-        assert_eq!(decode(TEXT, false, Some(text.as_bytes()), 5), json!("éé…[20 bytes]"));
+        assert_eq!(
+            decode(TEXT, false, Some(text.as_bytes()), 5),
+            json!("éé…[20 bytes]")
+        );
     }
 }

@@ -49,16 +49,27 @@ pub fn identity(config: Config, command: IdentityCommand) -> anyhow::Result<Exit
                 check_name("group", group)?;
             }
             let (token, row) = identity::add_identity(&store, &name, &groups)?;
-            eprintln!("identity {name} created; token {} (shown once, store it now):", row.id);
+            eprintln!(
+                "identity {name} created; token {} (shown once, store it now):",
+                row.id
+            );
             println!("{}", token.expose());
         }
         IdentityCommand::List => {
             let identities = store.list_identities()?;
             println!("{:<24} {:<24} TOKENS (active)", "IDENTITY", "GROUPS");
             for (identity, tokens) in identities {
-                let active: Vec<&str> =
-                    tokens.iter().filter(|t| t.revoked_at.is_none()).map(|t| t.id.as_str()).collect();
-                println!("{:<24} {:<24} {}", identity.name, identity.groups.join(","), active.join(" "));
+                let active: Vec<&str> = tokens
+                    .iter()
+                    .filter(|t| t.revoked_at.is_none())
+                    .map(|t| t.id.as_str())
+                    .collect();
+                println!(
+                    "{:<24} {:<24} {}",
+                    identity.name,
+                    identity.groups.join(","),
+                    active.join(" ")
+                );
             }
             for configured in &config.identity {
                 println!(
@@ -78,7 +89,10 @@ pub fn token(config: Config, command: TokenCommand) -> anyhow::Result<ExitCode> 
     match command {
         TokenCommand::Create { identity: name } => {
             let (token, row) = identity::create_token(&store, &name)?;
-            eprintln!("token {} created for {name} (shown once, store it now):", row.id);
+            eprintln!(
+                "token {} created for {name} (shown once, store it now):",
+                row.id
+            );
             println!("{}", token.expose());
         }
         TokenCommand::Revoke { id } => {

@@ -12,7 +12,11 @@ use clap::{Args, Parser, Subcommand};
 use proctor_core::Config;
 
 #[derive(Parser)]
-#[command(name = "proctor", version, about = "The access gateway that records, attributes and guards every session.")]
+#[command(
+    name = "proctor",
+    version,
+    about = "The access gateway that records, attributes and guards every session."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -64,9 +68,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(config) => load_config(&config).and_then(serve::run),
-        Command::Identity { command, config } => load_config(&config).and_then(|c| admin::identity(c, command)),
-        Command::Token { command, config } => load_config(&config).and_then(|c| admin::token(c, command)),
-        Command::Sessions { command, config } => load_config(&config).and_then(|c| sessions::run(c, command)),
+        Command::Identity { command, config } => {
+            load_config(&config).and_then(|c| admin::identity(c, command))
+        }
+        Command::Token { command, config } => {
+            load_config(&config).and_then(|c| admin::token(c, command))
+        }
+        Command::Sessions { command, config } => {
+            load_config(&config).and_then(|c| sessions::run(c, command))
+        }
     };
     match result {
         Ok(code) => code,

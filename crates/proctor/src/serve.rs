@@ -3,6 +3,7 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::routing::get;
@@ -12,21 +13,24 @@ use proctor_pg::PgGateway;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+/// How long an event that nobody waits for (a result summary) may stay queued before it is committed.
+const FLUSH_INTERVAL: Duration = Duration::from_millis(5);
+
 pub fn run(config: Config) -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PROCTOR_LOG").unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("PROCTOR_LOG")
+                .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let secrets = config.resolve_secrets()?;
     let store = Arc::new(crate::admin::open_store(&config)?);
-    let (writer, writer_thread) = Writer::start(&store)?;
+    let writer = Writer::start(&store)?;
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(serve(config, secrets, store, writer))?;
-    drop(runtime);
-    let _ = writer_thread.join();
+    runtime.block_on(serve(config, secrets, store, writer.clone()))?;
+    runtime.block_on(writer.commit());
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
@@ -40,6 +44,7 @@ async fn serve(
     let postgres_listen = config.server.postgres_listen;
     let http_listen = config.server.http_listen;
     let data_dir = config.server.data_dir.clone();
+    tokio::spawn(writer.clone().flush_every(FLUSH_INTERVAL));
     let gate = Arc::new(Gate::new(config, secrets, store, writer));
     let pg = PgGateway::new(gate.clone())?;
     let pg_listener = TcpListener::bind(postgres_listen)

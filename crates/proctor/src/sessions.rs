@@ -51,9 +51,18 @@ pub enum SessionsCommand {
 pub fn run(config: Config, command: SessionsCommand) -> anyhow::Result<ExitCode> {
     let store = crate::admin::open_store(&config)?;
     match command {
-        SessionsCommand::List { identity, connection, since, format } => {
+        SessionsCommand::List {
+            identity,
+            connection,
+            since,
+            format,
+        } => {
             let since_ns = since.as_deref().map(parse_since).transpose()?;
-            let sessions = store.list_sessions(&SessionFilter { identity, connection, since_ns })?;
+            let sessions = store.list_sessions(&SessionFilter {
+                identity,
+                connection,
+                since_ns,
+            })?;
             match format {
                 ListFormat::Json => println!("{}", serde_json::to_string_pretty(&sessions)?),
                 ListFormat::Table => print_table(&sessions),
@@ -65,7 +74,9 @@ pub fn run(config: Config, command: SessionsCommand) -> anyhow::Result<ExitCode>
             match format {
                 ShowFormat::Json => println!(
                     "{}",
-                    serde_json::to_string_pretty(&serde_json::json!({"session": session, "events": events}))?
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"session": session, "events": events})
+                    )?
                 ),
                 ShowFormat::Text => print_timeline(&session, &events),
             }
@@ -74,10 +85,16 @@ pub fn run(config: Config, command: SessionsCommand) -> anyhow::Result<ExitCode>
             let session = store.find_session(&id)?;
             match store.verify_session(&session)? {
                 VerifyOutcome::Intact { events, head } => {
-                    println!("session {}: chain intact, {events} events, head {head}", session.id);
+                    println!(
+                        "session {}: chain intact, {events} events, head {head}",
+                        session.id
+                    );
                 }
                 VerifyOutcome::Broken { seq, reason } => {
-                    println!("session {}: chain BROKEN at event {seq}: {reason}", session.id);
+                    println!(
+                        "session {}: chain BROKEN at event {seq}: {reason}",
+                        session.id
+                    );
                     return Ok(ExitCode::from(1));
                 }
             }
@@ -88,12 +105,14 @@ pub fn run(config: Config, command: SessionsCommand) -> anyhow::Result<ExitCode>
 
 fn parse_since(text: &str) -> anyhow::Result<i64> {
     if let Ok(at) = DateTime::parse_from_rfc3339(text) {
-        return at.timestamp_nanos_opt().ok_or_else(|| anyhow::anyhow!("--since {text:?} is out of range"));
+        return at
+            .timestamp_nanos_opt()
+            .ok_or_else(|| anyhow::anyhow!("--since {text:?} is out of range"));
     }
     let (number, unit) = text.split_at(text.trim_end_matches(char::is_alphabetic).len());
-    let amount: i64 = number
-        .parse()
-        .map_err(|_| anyhow::anyhow!("--since {text:?} is neither an RFC 3339 time nor a duration like 30m"))?;
+    let amount: i64 = number.parse().map_err(|_| {
+        anyhow::anyhow!("--since {text:?} is neither an RFC 3339 time nor a duration like 30m")
+    })?;
     let seconds = match unit {
         "s" => amount,
         "m" => amount * 60,
@@ -105,11 +124,15 @@ fn parse_since(text: &str) -> anyhow::Result<i64> {
 }
 
 fn time(ns: i64) -> String {
-    DateTime::<Utc>::from_timestamp_nanos(ns).format("%Y-%m-%d %H:%M:%S%.3f").to_string()
+    DateTime::<Utc>::from_timestamp_nanos(ns)
+        .format("%Y-%m-%d %H:%M:%S%.3f")
+        .to_string()
 }
 
 fn clock(ns: i64) -> String {
-    DateTime::<Utc>::from_timestamp_nanos(ns).format("%H:%M:%S%.3f").to_string()
+    DateTime::<Utc>::from_timestamp_nanos(ns)
+        .format("%H:%M:%S%.3f")
+        .to_string()
 }
 
 fn print_table(sessions: &[SessionRow]) {
@@ -180,7 +203,9 @@ fn print_timeline(session: &SessionRow, events: &[Event]) {
                 }
                 line
             }
-            "db.result" if b["outcome"] == "skipped" => format!("  -> #{} skipped: {}", b["query"], text(&b["reason"])),
+            "db.result" if b["outcome"] == "skipped" => {
+                format!("  -> #{} skipped: {}", b["query"], text(&b["reason"]))
+            }
             "db.result" => format!(
                 "  -> #{} {} ({} rows, {} bytes, {:.3} ms)",
                 b["query"],
@@ -196,10 +221,18 @@ fn print_timeline(session: &SessionRow, events: &[Event]) {
                 text(&b["message"])
             ),
             "db.cancel" => "cancel requested by the client".into(),
-            "db.notification" => format!("notification on {}: {}", text(&b["channel"]), text(&b["payload"])),
+            "db.notification" => format!(
+                "notification on {}: {}",
+                text(&b["channel"]),
+                text(&b["payload"])
+            ),
             "db.notice" => format!("notice: {}", text(&b["message"])),
             "auth.failure" => format!("authentication refused: {}", text(&b["reason"])),
-            "protocol.error" => format!("protocol error ({}): {}", text(&b["direction"]), text(&b["message"])),
+            "protocol.error" => format!(
+                "protocol error ({}): {}",
+                text(&b["direction"]),
+                text(&b["message"])
+            ),
             "session.end" => format!("session end: {}", text(&b["reason"])),
             _ => format!("{} {}", event.kind, b),
         };

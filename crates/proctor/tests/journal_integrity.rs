@@ -18,35 +18,61 @@ fn journal(proctor: &Proctor) -> rusqlite::Connection {
 fn an_edited_or_deleted_event_is_named_by_sessions_verify() {
     let proctor = Proctor::start(APP_DB);
     let token = proctor.add_identity("alice", &["dba"]);
-    let out = proctor.psql("alice", &token, "app-db", "disable", &["-c", "select 1", "-c", "select 2", "-c", "select 3"]);
+    let out = proctor.psql(
+        "alice",
+        &token,
+        "app-db",
+        "disable",
+        &["-c", "select 1", "-c", "select 2", "-c", "select 3"],
+    );
     assert!(out.status.success());
-    let id = proctor.ended_sessions_of("alice", 1)[0]["id"].as_str().unwrap().to_owned();
+    let id = proctor.ended_sessions_of("alice", 1)[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let verify = proctor.cli(&["sessions", "verify", &id]);
     assert!(verify.status.success(), "{}", stdout(&verify));
 
     let db = journal(&proctor);
     let edited = db
         .execute(
-            "UPDATE events SET body = replace(body, 'select 2', 'select 9') WHERE session_id = ?1 AND seq = 4",
+            "UPDATE events SET body = replace(body, 'select 2', 'select 9') WHERE session_no = (SELECT no FROM sessions WHERE id = ?1) AND seq = 4",
             [&id],
         )
         .unwrap();
     assert_eq!(edited, 1);
     let verify = proctor.cli(&["sessions", "verify", &id]);
     assert_eq!(verify.status.code(), Some(1));
-    assert!(stdout(&verify).contains("BROKEN at event 4: content does not match its hash"), "{}", stdout(&verify));
-    db.execute("UPDATE events SET body = replace(body, 'select 9', 'select 2') WHERE session_id = ?1 AND seq = 4", [&id])
+    assert!(
+        stdout(&verify).contains("BROKEN at event 4: content does not match its hash"),
+        "{}",
+        stdout(&verify)
+    );
+    db.execute("UPDATE events SET body = replace(body, 'select 9', 'select 2') WHERE session_no = (SELECT no FROM sessions WHERE id = ?1) AND seq = 4", [&id])
         .unwrap();
     assert!(proctor.cli(&["sessions", "verify", &id]).status.success());
 
-    db.execute("DELETE FROM events WHERE session_id = ?1 AND seq = 3", [&id]).unwrap();
+    db.execute(
+        "DELETE FROM events WHERE session_no = (SELECT no FROM sessions WHERE id = ?1) AND seq = 3",
+        [&id],
+    )
+    .unwrap();
     let verify = proctor.cli(&["sessions", "verify", &id]);
     assert_eq!(verify.status.code(), Some(1));
-    assert!(stdout(&verify).contains("BROKEN at event 3: event 3 is missing"), "{}", stdout(&verify));
+    assert!(
+        stdout(&verify).contains("BROKEN at event 3: event 3 is missing"),
+        "{}",
+        stdout(&verify)
+    );
 
-    db.execute("UPDATE sessions SET identity = 'bob' WHERE id = ?1", [&id]).unwrap();
+    db.execute("UPDATE sessions SET identity = 'bob' WHERE id = ?1", [&id])
+        .unwrap();
     let verify = proctor.cli(&["sessions", "verify", &id]);
-    assert!(stdout(&verify).contains("BROKEN at event 1: does not link to the session header"), "{}", stdout(&verify));
+    assert!(
+        stdout(&verify).contains("BROKEN at event 1: does not link to the session header"),
+        "{}",
+        stdout(&verify)
+    );
 }
 
 #[test]
@@ -60,7 +86,10 @@ fn every_acknowledged_statement_is_in_the_journal_after_kill_9() {
         let (client, connection) = tokio_postgres::connect(&conninfo, NoTls).await.unwrap();
         tokio::spawn(connection);
         for n in 0..200 {
-            client.execute("insert into e2e_durable values ($1)", &[&n]).await.unwrap();
+            client
+                .execute("insert into e2e_durable values ($1)", &[&n])
+                .await
+                .unwrap();
         }
         200
     });
@@ -89,29 +118,52 @@ fn a_statement_that_cannot_be_recorded_is_not_forwarded() {
     admin_sql("drop table if exists e2e_fail_closed; create table e2e_fail_closed (n int)");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let conninfo = proctor.conninfo("alice", &token, "app-db");
-    let (client, connection) = runtime.block_on(tokio_postgres::connect(&conninfo, NoTls)).unwrap();
+    let (client, connection) = runtime
+        .block_on(tokio_postgres::connect(&conninfo, NoTls))
+        .unwrap();
     runtime.spawn(connection);
     runtime.block_on(client.simple_query("select 1")).unwrap();
 
     let mut lock = journal(&proctor);
-    let blocker = lock.transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive).unwrap();
+    let blocker = lock
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)
+        .unwrap();
     let error = runtime
         .block_on(client.simple_query("insert into e2e_fail_closed values (1)"))
         .unwrap_err();
     blocker.rollback().unwrap();
-    let error = error.as_db_error().expect("an error in the PostgreSQL protocol");
+    let error = error
+        .as_db_error()
+        .expect("an error in the PostgreSQL protocol");
     assert_eq!(error.code().code(), "58030");
-    assert!(error.message().contains("could not record this statement, so it was not sent"));
+    assert!(error
+        .message()
+        .contains("could not record this statement, so it was not sent"));
     assert_eq!(admin_sql("select count(*) from e2e_fail_closed"), "0");
 
     let sessions = proctor.ended_sessions_of("alice", 1);
-    assert!(sessions[0]["end_reason"].as_str().unwrap().starts_with("journal failure"));
+    assert!(sessions[0]["end_reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("journal failure"));
     let events = proctor.events(sessions[0]["id"].as_str().unwrap());
-    assert!(of_kind(&events, "db.query").iter().all(|e| e["body"]["sql"] == "select 1"));
+    assert!(of_kind(&events, "db.query")
+        .iter()
+        .all(|e| e["body"]["sql"] == "select 1"));
     let verify = proctor.cli(&["sessions", "verify", sessions[0]["id"].as_str().unwrap()]);
-    assert!(verify.status.success(), "what was committed is an intact prefix: {}", stdout(&verify));
+    assert!(
+        verify.status.success(),
+        "what was committed is an intact prefix: {}",
+        stdout(&verify)
+    );
 
-    let again = proctor.psql("alice", &token, "app-db", "disable", &["-c", "insert into e2e_fail_closed values (2)"]);
+    let again = proctor.psql(
+        "alice",
+        &token,
+        "app-db",
+        "disable",
+        &["-c", "insert into e2e_fail_closed values (2)"],
+    );
     assert!(again.status.success(), "{}", support::stderr(&again));
     assert_eq!(admin_sql("select count(*) from e2e_fail_closed"), "1");
 }

@@ -10,9 +10,10 @@ use support::{of_kind, Proctor, APP_DB};
 use tokio_postgres::NoTls;
 
 async fn connect(proctor: &Proctor, token: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(&proctor.conninfo("alice", token, "app-db"), NoTls)
-        .await
-        .unwrap();
+    let (client, connection) =
+        tokio_postgres::connect(&proctor.conninfo("alice", token, "app-db"), NoTls)
+            .await
+            .unwrap();
     tokio::spawn(connection);
     client
 }
@@ -32,9 +33,15 @@ async fn extended_queries_record_sql_and_decoded_binary_parameters() {
         .unwrap();
     assert_eq!(row.get::<_, i32>("n"), 42);
     assert_eq!(row.get::<_, &str>("t"), "hello");
-    let rows = client.query("select generate_series(1, $1::int4)", &[&5i32]).await.unwrap();
+    let rows = client
+        .query("select generate_series(1, $1::int4)", &[&5i32])
+        .await
+        .unwrap();
     assert_eq!(rows.len(), 5);
-    let error = client.query("select * from no_such_table_e2e", &[]).await.unwrap_err();
+    let error = client
+        .query("select * from no_such_table_e2e", &[])
+        .await
+        .unwrap_err();
     assert_eq!(error.code().unwrap().code(), "42P01");
     drop(client);
 
@@ -48,13 +55,25 @@ async fn extended_queries_record_sql_and_decoded_binary_parameters() {
     let events = &session.1;
     let queries = of_kind(events, "db.query");
     assert_eq!(queries[0]["body"]["protocol"], "extended");
-    assert!(queries[0]["body"]["sql"].as_str().unwrap().starts_with("select $1::int4 + 1"));
-    assert_eq!(queries[0]["body"]["params"], json!([41, "hello", true, -7, 2.5]));
+    assert!(queries[0]["body"]["sql"]
+        .as_str()
+        .unwrap()
+        .starts_with("select $1::int4 + 1"));
+    assert_eq!(
+        queries[0]["body"]["params"],
+        json!([41, "hello", true, -7, 2.5])
+    );
     assert_eq!(queries[1]["body"]["params"], json!([5]));
     let results = of_kind(events, "db.result");
-    assert_eq!(results[0]["body"]["sample"], json!([[42, "hello", true, -7, 2.5]]));
+    assert_eq!(
+        results[0]["body"]["sample"],
+        json!([[42, "hello", true, -7, 2.5]])
+    );
     assert_eq!(results[1]["body"]["rows"], 5);
-    assert_eq!(results[1]["body"]["sample"], json!([[1], [2], [3], [4], [5]]));
+    assert_eq!(
+        results[1]["body"]["sample"],
+        json!([[1], [2], [3], [4], [5]])
+    );
     let error = of_kind(events, "db.error")[0];
     assert_eq!(error["body"]["sqlstate"], "42P01");
     assert_eq!(error["body"]["sql"], "select * from no_such_table_e2e");
@@ -76,7 +95,10 @@ async fn a_cancelled_long_query_stops_and_the_cancel_is_recorded() {
     cancel.cancel_query(NoTls).await.unwrap();
     let (client, result) = sleeper.await.unwrap();
     assert_eq!(result.unwrap_err().code().unwrap().code(), "57014");
-    assert!(started.elapsed() < Duration::from_secs(50), "the query was not cancelled");
+    assert!(
+        started.elapsed() < Duration::from_secs(50),
+        "the query was not cancelled"
+    );
     let after = client.simple_query("select 1").await.unwrap();
     assert_eq!(after.len(), 3);
     drop(client);
@@ -100,7 +122,10 @@ async fn concurrent_sessions_each_keep_a_complete_intact_chain() {
         let client = connect(&proctor, &token).await;
         tasks.push(tokio::spawn(async move {
             for i in 0..50i32 {
-                let row = client.query_one("select $1::int4 * 1000 + $2::int4", &[&n, &i]).await.unwrap();
+                let row = client
+                    .query_one("select $1::int4 * 1000 + $2::int4", &[&n, &i])
+                    .await
+                    .unwrap();
                 assert_eq!(row.get::<_, i32>(0), n * 1000 + i);
             }
         }));
@@ -134,7 +159,9 @@ async fn listen_and_notify_pass_through_and_notifications_are_recorded() {
     let proctor = Proctor::start(APP_DB);
     let token = proctor.add_identity("alice", &["dba"]);
     let (listener, mut connection) =
-        tokio_postgres::connect(&proctor.conninfo("alice", &token, "app-db"), NoTls).await.unwrap();
+        tokio_postgres::connect(&proctor.conninfo("alice", &token, "app-db"), NoTls)
+            .await
+            .unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut messages = futures_poll::messages(&mut connection);
@@ -146,9 +173,18 @@ async fn listen_and_notify_pass_through_and_notifications_are_recorded() {
     });
     listener.batch_execute("listen e2e_channel").await.unwrap();
     let notifier = connect(&proctor, &token).await;
-    notifier.batch_execute("notify e2e_channel, 'hello there'").await.unwrap();
-    let (channel, payload) = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap();
-    assert_eq!((channel.as_str(), payload.as_str()), ("e2e_channel", "hello there"));
+    notifier
+        .batch_execute("notify e2e_channel, 'hello there'")
+        .await
+        .unwrap();
+    let (channel, payload) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (channel.as_str(), payload.as_str()),
+        ("e2e_channel", "hello there")
+    );
     drop(listener);
     drop(notifier);
     tokio::task::spawn_blocking(move || {
@@ -182,7 +218,9 @@ mod futures_poll {
         T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
         pub async fn next(&mut self) -> Option<tokio_postgres::AsyncMessage> {
-            poll_fn(|cx| self.0.poll_message(cx)).await.and_then(Result::ok)
+            poll_fn(|cx| self.0.poll_message(cx))
+                .await
+                .and_then(Result::ok)
         }
     }
 }

@@ -29,15 +29,33 @@ fn wrong_token_unknown_identity_and_unauthorized_use_are_refused_and_recorded() 
     let proctor = Proctor::start(&extra);
     let token = proctor.add_identity("alice", &["dba"]);
 
-    let wrong = proctor.psql("alice", "prt_00000000_not-the-token", "app-db", "disable", &["-c", "select 1"]);
+    let wrong = proctor.psql(
+        "alice",
+        "prt_00000000_not-the-token",
+        "app-db",
+        "disable",
+        &["-c", "select 1"],
+    );
     assert!(!wrong.status.success());
-    assert!(stderr(&wrong).contains("password authentication failed for identity \"alice\""), "{}", stderr(&wrong));
+    assert!(
+        stderr(&wrong).contains("password authentication failed for identity \"alice\""),
+        "{}",
+        stderr(&wrong)
+    );
 
     let unknown = proctor.psql("mallory", &token, "app-db", "disable", &["-c", "select 1"]);
-    assert!(stderr(&unknown).contains("password authentication failed for identity \"mallory\""), "{}", stderr(&unknown));
+    assert!(
+        stderr(&unknown).contains("password authentication failed for identity \"mallory\""),
+        "{}",
+        stderr(&unknown)
+    );
 
     let no_such = proctor.psql("alice", &token, "nowhere", "disable", &["-c", "select 1"]);
-    assert!(stderr(&no_such).contains("connection \"nowhere\" does not exist in Proctor"), "{}", stderr(&no_such));
+    assert!(
+        stderr(&no_such).contains("connection \"nowhere\" does not exist in Proctor"),
+        "{}",
+        stderr(&no_such)
+    );
 
     let forbidden = proctor.psql("alice", &token, "billing", "disable", &["-c", "select 1"]);
     assert!(
@@ -47,7 +65,10 @@ fn wrong_token_unknown_identity_and_unauthorized_use_are_refused_and_recorded() 
     );
 
     let alice = refused_sessions(&proctor, "alice", 3);
-    let reasons: Vec<&str> = of_kind(&alice, "auth.failure").iter().map(|e| e["body"]["reason"].as_str().unwrap()).collect();
+    let reasons: Vec<&str> = of_kind(&alice, "auth.failure")
+        .iter()
+        .map(|e| e["body"]["reason"].as_str().unwrap())
+        .collect();
     assert_eq!(
         reasons,
         [
@@ -57,10 +78,16 @@ fn wrong_token_unknown_identity_and_unauthorized_use_are_refused_and_recorded() 
         ]
     );
     let mallory = refused_sessions(&proctor, "mallory", 1);
-    assert_eq!(of_kind(&mallory, "auth.failure")[0]["body"]["reason"], "unknown identity");
+    assert_eq!(
+        of_kind(&mallory, "auth.failure")[0]["body"]["reason"],
+        "unknown identity"
+    );
     let raw = std::fs::read(proctor.data_dir().join("journal.db")).unwrap();
     let secret = token.rsplit('_').next().unwrap();
-    assert!(!raw.windows(secret.len()).any(|w| w == secret.as_bytes()), "the token is in the journal");
+    assert!(
+        !raw.windows(secret.len()).any(|w| w == secret.as_bytes()),
+        "the token is in the journal"
+    );
 
     let ok = proctor.psql("alice", &token, "app-db", "disable", &["-c", "select 1"]);
     assert!(ok.status.success(), "{}", stderr(&ok));
@@ -68,7 +95,10 @@ fn wrong_token_unknown_identity_and_unauthorized_use_are_refused_and_recorded() 
 
 #[test]
 fn sqlstates_of_refusals_are_the_ones_drivers_expect() {
-    let down = APP_DB.replace("app-db", "down-db").replace("127.0.0.1:5432", &format!("127.0.0.1:{}", support::free_port()));
+    let down = APP_DB.replace("app-db", "down-db").replace(
+        "127.0.0.1:5432",
+        &format!("127.0.0.1:{}", support::free_port()),
+    );
     let proctor = Proctor::start(&format!("{APP_DB}{down}"));
     let token = proctor.add_identity("alice", &["dba"]);
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -77,7 +107,10 @@ fn sqlstates_of_refusals_are_the_ones_drivers_expect() {
         runtime.block_on(async move {
             match tokio_postgres::connect(&conninfo, tokio_postgres::NoTls).await {
                 Ok(_) => "connected".to_owned(),
-                Err(e) => e.as_db_error().map(|d| d.code().code().to_owned()).unwrap_or_else(|| e.to_string()),
+                Err(e) => e
+                    .as_db_error()
+                    .map(|d| d.code().code().to_owned())
+                    .unwrap_or_else(|| e.to_string()),
             }
         })
     };
@@ -88,13 +121,18 @@ fn sqlstates_of_refusals_are_the_ones_drivers_expect() {
     let events = refused_sessions(&proctor, "alice", 4);
     let connect_failure = of_kind(&events, "db.error")[0];
     assert_eq!(connect_failure["body"]["stage"], "connect");
-    assert!(connect_failure["body"]["message"].as_str().unwrap().contains("cannot reach the database"));
+    assert!(connect_failure["body"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("cannot reach the database"));
 }
 
 /// A client that authenticates with SCRAM by hand, so that the test can then send raw bytes.
 fn raw_session(proctor: &Proctor, token: &str) -> TcpStream {
     let mut stream = TcpStream::connect(("127.0.0.1", proctor.pg_port)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut out = BytesMut::new();
     frontend::startup_message([("user", "alice"), ("database", "app-db")], &mut out).unwrap();
     stream.write_all(&out).unwrap();
@@ -102,11 +140,14 @@ fn raw_session(proctor: &Proctor, token: &str) -> TcpStream {
     loop {
         let (tag, body) = read_message(&mut stream);
         out.clear();
-        let code = body.get(..4).map_or(0, |b| i32::from_be_bytes(b.try_into().unwrap()));
+        let code = body
+            .get(..4)
+            .map_or(0, |b| i32::from_be_bytes(b.try_into().unwrap()));
         match (tag, code) {
             (b'R', 10) => {
                 let client = ScramSha256::new(token.as_bytes(), ChannelBinding::unsupported());
-                frontend::sasl_initial_response("SCRAM-SHA-256", client.message(), &mut out).unwrap();
+                frontend::sasl_initial_response("SCRAM-SHA-256", client.message(), &mut out)
+                    .unwrap();
                 scram = Some(client);
             }
             (b'R', 11) => {
@@ -166,7 +207,10 @@ fn malformed_and_oversized_messages_get_protocol_errors_and_are_recorded() {
     unknown_type.write_all(b"z\0\0\0\x04").unwrap();
     let (code, message) = read_error(&mut unknown_type);
     assert_eq!(code, "08P01");
-    assert!(message.contains("message type 'z' is not valid here"), "{message}");
+    assert!(
+        message.contains("message type 'z' is not valid here"),
+        "{message}"
+    );
 
     let mut oversized = raw_session(&proctor, &token);
     let mut query = BytesMut::new();
@@ -174,24 +218,43 @@ fn malformed_and_oversized_messages_get_protocol_errors_and_are_recorded() {
     oversized.write_all(&query).unwrap();
     let (code, message) = read_error(&mut oversized);
     assert_eq!(code, "54000");
-    assert!(message.contains("exceeds the limit of 4096 bytes"), "{message}");
+    assert!(
+        message.contains("exceeds the limit of 4096 bytes"),
+        "{message}"
+    );
 
     let mut garbage = TcpStream::connect(("127.0.0.1", proctor.pg_port)).unwrap();
-    garbage.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    garbage.write_all(b"\x7f\xff\xff\xffGET / HTTP/1.1\r\n").unwrap();
+    garbage
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    garbage
+        .write_all(b"\x7f\xff\xff\xffGET / HTTP/1.1\r\n")
+        .unwrap();
     let (code, message) = read_error(&mut garbage);
     assert_eq!(code, "08P01");
-    assert!(message.contains("invalid startup packet length"), "{message}");
+    assert!(
+        message.contains("invalid startup packet length"),
+        "{message}"
+    );
 
     let events = refused_sessions(&proctor, "alice", 3);
-    let errors: Vec<&str> = of_kind(&events, "protocol.error").iter().map(|e| e["body"]["message"].as_str().unwrap()).collect();
+    let errors: Vec<&str> = of_kind(&events, "protocol.error")
+        .iter()
+        .map(|e| e["body"]["message"].as_str().unwrap())
+        .collect();
     assert_eq!(errors.len(), 3, "{errors:?}");
     assert!(errors.iter().any(|e| e.contains("exceeds the limit")));
-    assert!(of_kind(&events, "db.query").is_empty(), "nothing malformed was recorded as a query");
+    assert!(
+        of_kind(&events, "db.query").is_empty(),
+        "nothing malformed was recorded as a query"
+    );
 
     let startup = refused_sessions(&proctor, "-", 1);
     let startup_error = of_kind(&startup, "protocol.error")[0];
-    assert!(startup_error["body"]["message"].as_str().unwrap().contains("invalid startup packet length"));
+    assert!(startup_error["body"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("invalid startup packet length"));
 
     let ok = proctor.psql("alice", &token, "app-db", "disable", &["-c", "select 1"]);
     assert!(ok.status.success(), "{}", stderr(&ok));
@@ -208,7 +271,10 @@ fn a_client_that_vanishes_mid_query_does_not_leave_the_query_running() {
     let running = "select count(*) from pg_stat_activity where query like '%e2e_vanishing%' and pid <> pg_backend_pid()";
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while support::admin_sql(running) != "1" {
-        assert!(std::time::Instant::now() < deadline, "the query never started");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the query never started"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     drop(client);
@@ -219,7 +285,10 @@ fn a_client_that_vanishes_mid_query_does_not_leave_the_query_running() {
     );
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while support::admin_sql(running) != "0" {
-        assert!(std::time::Instant::now() < deadline, "the query kept running after the client left");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the query kept running after the client left"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let ok = proctor.psql("alice", &token, "app-db", "disable", &["-c", "select 1"]);

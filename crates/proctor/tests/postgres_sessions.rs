@@ -44,19 +44,39 @@ fn psql_statements_and_results_are_recorded_in_order_and_attributed() {
     assert_eq!(start["body"]["identity"], "alice");
     assert_eq!(start["body"]["tls"], false);
     assert_eq!(start["body"]["upstream"]["user"], "postgres");
-    let queries: Vec<&str> = of_kind(&events, "db.query").iter().map(|e| e["body"]["sql"].as_str().unwrap()).collect();
+    let queries: Vec<&str> = of_kind(&events, "db.query")
+        .iter()
+        .map(|e| e["body"]["sql"].as_str().unwrap())
+        .collect();
     assert_eq!(queries.len(), 3);
     assert!(queries[1].starts_with("select id, name"));
-    let tags: Vec<&str> = of_kind(&events, "db.result").iter().map(|e| e["body"]["tag"].as_str().unwrap()).collect();
+    let tags: Vec<&str> = of_kind(&events, "db.result")
+        .iter()
+        .map(|e| e["body"]["tag"].as_str().unwrap())
+        .collect();
     assert_eq!(
         tags,
-        ["DROP TABLE", "CREATE TABLE", "INSERT 0 2", "SELECT 2", "BEGIN", "UPDATE 1", "ROLLBACK"]
+        [
+            "DROP TABLE",
+            "CREATE TABLE",
+            "INSERT 0 2",
+            "SELECT 2",
+            "BEGIN",
+            "UPDATE 1",
+            "ROLLBACK"
+        ]
     );
     let select = of_kind(&events, "db.result")[3];
     assert_eq!(select["body"]["rows"], 2);
     assert_eq!(select["body"]["columns"], json!(["id", "name"]));
-    assert_eq!(select["body"]["sample"], json!([["1", "one"], ["2", "two"]]));
-    assert_eq!(select["body"]["query"], of_kind(&events, "db.query")[1]["seq"]);
+    assert_eq!(
+        select["body"]["sample"],
+        json!([["1", "one"], ["2", "two"]])
+    );
+    assert_eq!(
+        select["body"]["query"],
+        of_kind(&events, "db.query")[1]["seq"]
+    );
     assert_eq!(events.last().unwrap()["kind"], "session.end");
     let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, (1..=events.len() as u64).collect::<Vec<_>>());
@@ -64,20 +84,28 @@ fn psql_statements_and_results_are_recorded_in_order_and_attributed() {
     let verify = proctor.cli(&["sessions", "verify", session["id"].as_str().unwrap()]);
     assert!(verify.status.success(), "{}", stdout(&verify));
     let shown = stdout(&proctor.cli(&["sessions", "show", &session["id"].as_str().unwrap()[..13]]));
-    assert!(shown.contains("query  select id, name from e2e_simple order by id"), "{shown}");
+    assert!(
+        shown.contains("query  select id, name from e2e_simple order by id"),
+        "{shown}"
+    );
     assert!(shown.contains("SELECT 2 (2 rows"), "{shown}");
 }
 
 #[test]
 fn result_samples_are_bounded_while_large_results_stream_whole() {
-    let proctor = Proctor::start(&format!("[postgres]\nsample_rows = 3\nsample_bytes = 1000\n{APP_DB}"));
+    let proctor = Proctor::start(&format!(
+        "[postgres]\nsample_rows = 3\nsample_bytes = 1000\n{APP_DB}"
+    ));
     let token = proctor.add_identity("alice", &["dba"]);
     let out = proctor.psql(
         "alice",
         &token,
         "app-db",
         "disable",
-        &["-c", "select g, repeat('x', 2000000) from generate_series(1, 20) g"],
+        &[
+            "-c",
+            "select g, repeat('x', 2000000) from generate_series(1, 20) g",
+        ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out).lines().count(), 20);
@@ -106,7 +134,16 @@ fn copy_from_stdin_and_to_stdout_pass_through_and_are_counted() {
     );
     assert!(copied_in.status.success(), "{}", stderr(&copied_in));
     assert_eq!(admin_sql("select count(*) from e2e_copy"), "100");
-    let copied_out = proctor.psql("alice", &token, "app-db", "disable", &["-c", "\\copy (select * from e2e_copy order by id) to stdout"]);
+    let copied_out = proctor.psql(
+        "alice",
+        &token,
+        "app-db",
+        "disable",
+        &[
+            "-c",
+            "\\copy (select * from e2e_copy order by id) to stdout",
+        ],
+    );
     assert!(copied_out.status.success(), "{}", stderr(&copied_out));
     assert_eq!(stdout(&copied_out), rows);
 
@@ -127,7 +164,16 @@ fn copy_from_stdin_and_to_stdout_pass_through_and_are_counted() {
 #[test]
 fn tls_with_sslmode_require_is_used_and_recorded() {
     let (proctor, token) = start_with_alice();
-    let out = proctor.psql("alice", &token, "app-db", "require", &["-c", "select ssl from pg_stat_ssl where pid = pg_backend_pid()"]);
+    let out = proctor.psql(
+        "alice",
+        &token,
+        "app-db",
+        "require",
+        &[
+            "-c",
+            "select ssl from pg_stat_ssl where pid = pg_backend_pid()",
+        ],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let session = &proctor.ended_sessions_of("alice", 1)[0];
     let events = proctor.events(session["id"].as_str().unwrap());
@@ -147,7 +193,10 @@ fn help_is_available_for_every_command() {
         vec!["sessions", "show", "--help"],
         vec!["sessions", "verify", "--help"],
     ] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_proctor")).args(&args).output().unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_proctor"))
+            .args(&args)
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{args:?}");
         assert!(stdout(&out).contains("Usage:"), "{args:?}");
     }
@@ -164,17 +213,33 @@ fn a_bad_config_is_refused_at_start_with_the_key_path() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("connection[0].address"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("connection[0].address"),
+        "{}",
+        stderr(&out)
+    );
 
-    std::fs::write(&path, format!("{APP_DB}password_env = \"PROCTOR_E2E_UNSET\"\n")).unwrap();
+    std::fs::write(
+        &path,
+        format!("{APP_DB}password_env = \"PROCTOR_E2E_UNSET\"\n"),
+    )
+    .unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_proctor"))
         .args(["serve", "--config"])
         .arg(&path)
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("connection[0].password_env"), "{}", stderr(&out));
-    assert!(stderr(&out).contains("PROCTOR_E2E_UNSET"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("connection[0].password_env"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("PROCTOR_E2E_UNSET"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -188,7 +253,10 @@ fn identities_and_tokens_are_managed_from_the_cli() {
     let listed = stdout(&proctor.cli(&["identity", "list"]));
     let first_id = first.split('_').nth(1).unwrap();
     let second_id = second.split('_').nth(1).unwrap();
-    assert!(listed.contains("alice") && listed.contains(first_id) && listed.contains(second_id), "{listed}");
+    assert!(
+        listed.contains("alice") && listed.contains(first_id) && listed.contains(second_id),
+        "{listed}"
+    );
 
     let revoked = proctor.cli(&["token", "revoke", first_id]);
     assert!(revoked.status.success(), "{}", stderr(&revoked));
@@ -203,7 +271,10 @@ fn identities_and_tokens_are_managed_from_the_cli() {
         .flat_map(|s| proctor.events(s["id"].as_str().unwrap()))
         .filter(|e| e["kind"] == "auth.failure")
         .collect();
-    assert_eq!(failures[0]["body"]["reason"], format!("token {first_id} is revoked"));
+    assert_eq!(
+        failures[0]["body"]["reason"],
+        format!("token {first_id} is revoked")
+    );
     let again = proctor.cli(&["token", "revoke", first_id]);
     assert!(!again.status.success());
     assert!(stderr(&again).contains("already revoked"));
@@ -215,7 +286,13 @@ fn configured_identities_take_their_token_from_the_environment() {
         &format!("[[identity]]\nname = \"ci-bot\"\ngroups = [\"dba\"]\ntoken_env = \"CI_BOT_TOKEN\"\n{APP_DB}"),
         &[("CI_BOT_TOKEN", "bot-secret-token")],
     );
-    let out = proctor.psql("ci-bot", "bot-secret-token", "app-db", "disable", &["-c", "select 1"]);
+    let out = proctor.psql(
+        "ci-bot",
+        "bot-secret-token",
+        "app-db",
+        "disable",
+        &["-c", "select 1"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let wrong = proctor.psql("ci-bot", "nope", "app-db", "disable", &["-c", "select 1"]);
     assert!(!wrong.status.success());

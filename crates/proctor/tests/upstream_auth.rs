@@ -21,7 +21,9 @@ fn create_role(role: &str, password: &str, encryption: &str) {
 fn assert_target_demands_a_password(role: &str, sslmode: &str) {
     let out = std::process::Command::new("psql")
         .args(["-X", "-At", "-c", "select 1"])
-        .arg(format!("host=127.0.0.1 port=5432 user={role} dbname=test sslmode={sslmode}"))
+        .arg(format!(
+            "host=127.0.0.1 port=5432 user={role} dbname=test sslmode={sslmode}"
+        ))
         .env("PGPASSWORD", "definitely-wrong")
         .output()
         .unwrap();
@@ -51,33 +53,86 @@ fn proctor_logs_in_upstream_with_scram_md5_and_tls_using_credentials_it_holds() 
     let password_file = dir.path().join("md5-password");
     std::fs::write(&password_file, "md5-Pa55\n").unwrap();
     let config = [
-        connection("scram-db", "proctor_scram", "password_env = \"SCRAM_DB_PASSWORD\"", "disable"),
-        connection("md5-db", "proctor_md5", &format!("password_file = \"{}\"", password_file.display()), "disable"),
-        connection("tls-db", "proctor_tls", "password_env = \"TLS_DB_PASSWORD\"", "require"),
-        connection("wrong-db", "proctor_scram", "password_env = \"WRONG_DB_PASSWORD\"", "disable"),
+        connection(
+            "scram-db",
+            "proctor_scram",
+            "password_env = \"SCRAM_DB_PASSWORD\"",
+            "disable",
+        ),
+        connection(
+            "md5-db",
+            "proctor_md5",
+            &format!("password_file = \"{}\"", password_file.display()),
+            "disable",
+        ),
+        connection(
+            "tls-db",
+            "proctor_tls",
+            "password_env = \"TLS_DB_PASSWORD\"",
+            "require",
+        ),
+        connection(
+            "wrong-db",
+            "proctor_scram",
+            "password_env = \"WRONG_DB_PASSWORD\"",
+            "disable",
+        ),
     ]
     .concat();
     let proctor = Proctor::start_with_env(
         &config,
-        &[("SCRAM_DB_PASSWORD", "scram-Pa55"), ("TLS_DB_PASSWORD", "tls-Pa55"), ("WRONG_DB_PASSWORD", "nope")],
+        &[
+            ("SCRAM_DB_PASSWORD", "scram-Pa55"),
+            ("TLS_DB_PASSWORD", "tls-Pa55"),
+            ("WRONG_DB_PASSWORD", "nope"),
+        ],
     );
     let token = proctor.add_identity("alice", &[]);
-    for (connection, role) in [("scram-db", "proctor_scram"), ("md5-db", "proctor_md5"), ("tls-db", "proctor_tls")] {
-        let out = proctor.psql("alice", &token, connection, "disable", &["-c", "select current_user"]);
+    for (connection, role) in [
+        ("scram-db", "proctor_scram"),
+        ("md5-db", "proctor_md5"),
+        ("tls-db", "proctor_tls"),
+    ] {
+        let out = proctor.psql(
+            "alice",
+            &token,
+            connection,
+            "disable",
+            &["-c", "select current_user"],
+        );
         assert!(out.status.success(), "{connection}: {}", stderr(&out));
         assert_eq!(stdout(&out).trim(), role);
     }
     let wrong = proctor.psql("alice", &token, "wrong-db", "disable", &["-c", "select 1"]);
-    assert!(stderr(&wrong).contains("Proctor could not open connection \"wrong-db\""), "{}", stderr(&wrong));
-    assert!(stderr(&wrong).contains("28P01"), "the target's refusal is passed on: {}", stderr(&wrong));
+    assert!(
+        stderr(&wrong).contains("Proctor could not open connection \"wrong-db\""),
+        "{}",
+        stderr(&wrong)
+    );
+    assert!(
+        stderr(&wrong).contains("28P01"),
+        "the target's refusal is passed on: {}",
+        stderr(&wrong)
+    );
 
     let sessions = proctor.ended_sessions_of("alice", 4);
-    let tls_session = sessions.iter().find(|s| s["connection"] == "tls-db").unwrap();
+    let tls_session = sessions
+        .iter()
+        .find(|s| s["connection"] == "tls-db")
+        .unwrap();
     let events = proctor.events(tls_session["id"].as_str().unwrap());
-    assert_eq!(of_kind(&events, "session.start")[0]["body"]["upstream"]["tls"], true);
+    assert_eq!(
+        of_kind(&events, "session.start")[0]["body"]["upstream"]["tls"],
+        true
+    );
     let journal = std::fs::read(proctor.data_dir().join("journal.db")).unwrap();
     for password in ["scram-Pa55", "md5-Pa55", "tls-Pa55"] {
-        assert!(!journal.windows(password.len()).any(|w| w == password.as_bytes()), "{password} is in the journal");
+        assert!(
+            !journal
+                .windows(password.len())
+                .any(|w| w == password.as_bytes()),
+            "{password} is in the journal"
+        );
     }
     assert!(!proctor.log().contains("Pa55"), "a password is in the log");
 }

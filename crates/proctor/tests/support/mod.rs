@@ -26,16 +26,39 @@ allow = ["group:dba"]
 "#;
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Runs SQL on the machine's PostgreSQL directly, as its administrator; panics if it fails.
 pub fn admin_sql(sql: &str) -> String {
     let out = Command::new("psql")
-        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres", "-d", PG_DATABASE, "-c", sql])
+        .args([
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            PG_DATABASE,
+            "-c",
+            sql,
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "admin SQL failed: {sql}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "admin SQL failed: {sql}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
@@ -70,7 +93,10 @@ impl Proctor {
             http_port,
             config_path,
             child: None,
-            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         proctor.spawn();
         proctor
@@ -102,7 +128,11 @@ impl Proctor {
             {
                 return;
             }
-            assert!(Instant::now() < deadline, "proctor did not start: {}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "proctor did not start: {}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -122,7 +152,10 @@ impl Proctor {
     /// Stops the server with SIGTERM and waits for it.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("proctor is running");
-        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
         child.wait().unwrap()
     }
 
@@ -142,7 +175,11 @@ impl Proctor {
             args.extend(["--group", group]);
         }
         let out = self.cli(&args);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     }
 
@@ -155,7 +192,14 @@ impl Proctor {
     }
 
     /// Runs psql through Proctor with `args` after the connection string.
-    pub fn psql(&self, identity: &str, token: &str, connection: &str, sslmode: &str, args: &[&str]) -> Output {
+    pub fn psql(
+        &self,
+        identity: &str,
+        token: &str,
+        connection: &str,
+        sslmode: &str,
+        args: &[&str],
+    ) -> Output {
         self.psql_with_stdin(identity, token, connection, sslmode, args, "")
     }
 
@@ -183,7 +227,12 @@ impl Proctor {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
         child.wait_with_output().unwrap()
     }
 
@@ -192,14 +241,26 @@ impl Proctor {
         let mut args = vec!["sessions", "list", "--format", "json"];
         args.extend_from_slice(filter);
         let out = self.cli(&args);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice::<Value>(&out.stdout).unwrap().as_array().unwrap().clone()
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
     }
 
     /// The events of a session, from `proctor sessions show --format json`.
     pub fn events(&self, session_id: &str) -> Vec<Value> {
         let out = self.cli(&["sessions", "show", session_id, "--format", "json"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
         shown["events"].as_array().unwrap().clone()
     }
@@ -213,7 +274,10 @@ impl Proctor {
             if sessions.len() >= count && sessions.iter().all(|s| !s["end_reason"].is_null()) {
                 return sessions;
             }
-            assert!(Instant::now() < deadline, "sessions of {identity} did not end: {sessions:?}");
+            assert!(
+                Instant::now() < deadline,
+                "sessions of {identity} did not end: {sessions:?}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# PostgreSQL throughput through Proctor, compared in one run with a direct connection and with
+# pgbouncer (session pooling), on the machine's PostgreSQL.
+#
+#   bash bench/pgbench.sh [SECONDS_PER_RUN] [ROUNDS]
+#
+# Each round runs every mode against every target, alternating, so that noise from other work on the
+# machine falls on all of them alike. Prints the median TPS per target and mode, and the ratios.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+seconds=${1:-10}
+rounds=${2:-3}
+clients=${CLIENTS:-8}
+threads=${THREADS:-2}
+scale=${SCALE:-10}
+direct_port=5432
+proctor_port=${PROCTOR_PORT:-35432}
+bouncer_port=${BOUNCER_PORT:-36432}
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+
+bash .ci/postgres-setup.sh >/dev/null
+command -v pgbouncer >/dev/null || { apt-get update -qq && apt-get install -y -qq pgbouncer >/dev/null; }
+cargo build --release -q -p proctor
+
+psql -X -q -h 127.0.0.1 -U postgres -d postgres -c 'drop database if exists proctor_bench' \
+  -c 'create database proctor_bench'
+pgbench -q -i -s "$scale" -h 127.0.0.1 -U postgres proctor_bench >/dev/null 2>&1
+
+cat > "$work/proctor.toml" <<TOML
+[server]
+data_dir = "$work/proctor-data"
+postgres_listen = "127.0.0.1:$proctor_port"
+http_listen = "127.0.0.1:0"
+
+[[identity]]
+name = "bench"
+token_env = "PROCTOR_BENCH_TOKEN"
+
+[[connection]]
+name = "proctor_bench"
+kind = "postgres"
+address = "127.0.0.1:$direct_port"
+database = "proctor_bench"
+user = "postgres"
+allow = ["bench"]
+TOML
+export PROCTOR_BENCH_TOKEN=bench-token
+target/release/proctor serve --config "$work/proctor.toml" 2>"$work/proctor.log" &
+
+bouncer=$work/pgbouncer
+mkdir -p "$bouncer"
+cat > "$bouncer/pgbouncer.ini" <<INI
+[databases]
+proctor_bench = host=127.0.0.1 port=$direct_port dbname=proctor_bench user=postgres
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $bouncer_port
+auth_type = trust
+auth_file = $bouncer/userlist.txt
+pool_mode = session
+max_client_conn = 100
+default_pool_size = 20
+logfile = $bouncer/pgbouncer.log
+pidfile = $bouncer/pgbouncer.pid
+unix_socket_dir =
+INI
+echo '"postgres" ""' > "$bouncer/userlist.txt"
+if [ "$(id -u)" = 0 ]; then
+  # pgbouncer refuses to run as root.
+  chmod 755 "$work"
+  chown -R postgres "$bouncer"
+  pgbouncer -u postgres "$bouncer/pgbouncer.ini" >/dev/null 2>&1 &
+else
+  pgbouncer "$bouncer/pgbouncer.ini" >/dev/null 2>&1 &
+fi
+
+for _ in $(seq 1 100); do
+  pg_isready -q -h 127.0.0.1 -p "$proctor_port" && pg_isready -q -h 127.0.0.1 -p "$bouncer_port" && break
+  sleep 0.1
+done
+
+run() { # target mode -> tps
+  local target=$1 mode=$2 port user args
+  case $target in
+    direct) port=$direct_port user=postgres ;;
+    proctor) port=$proctor_port user=bench ;;
+    pgbouncer) port=$bouncer_port user=postgres ;;
+  esac
+  case $mode in
+    select-simple) args=(-S -M simple) ;;
+    select-prepared) args=(-S -M prepared) ;;
+    update-simple) args=(-N -M simple) ;;
+  esac
+  PGPASSWORD=$PROCTOR_BENCH_TOKEN pgbench -n "${args[@]}" -c "$clients" -j "$threads" -T "$seconds" \
+    -h 127.0.0.1 -p "$port" -U "$user" proctor_bench 2>/dev/null \
+    | awk '/^tps/ { print $3; exit }'
+}
+
+modes=(select-simple select-prepared update-simple)
+targets=(direct proctor pgbouncer)
+for round in $(seq 1 "$rounds"); do
+  for mode in "${modes[@]}"; do
+    for target in "${targets[@]}"; do
+      tps=$(run "$target" "$mode")
+      echo "$round $mode $target $tps" >> "$work/results"
+      echo "round $round  $mode  $target  $tps tps" >&2
+    done
+  done
+done
+
+echo
+echo "pgbench, $clients clients, $threads threads, ${seconds}s x $rounds rounds, scale $scale (median TPS)"
+printf '%-16s %10s %10s %10s %14s %14s %16s\n' mode direct proctor pgbouncer proctor/direct bouncer/direct proctor/bouncer
+for mode in "${modes[@]}"; do
+  median() { awk -v m="$mode" -v t="$1" '$2 == m && $3 == t { print $4 }' "$work/results" | sort -n \
+    | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+  d=$(median direct); p=$(median proctor); b=$(median pgbouncer)
+  awk -v m="$mode" -v d="$d" -v p="$p" -v b="$b" \
+    'BEGIN { printf "%-16s %10.0f %10.0f %10.0f %14.2f %14.2f %16.2f\n", m, d, p, b, p / d, b / d, p / b }'
+done
+sessions=$(target/release/proctor sessions list --config "$work/proctor.toml" --format json | grep -c '"id"' || true)
+queries=$(target/release/proctor sessions list --config "$work/proctor.toml" --format json \
+  | awk -F': ' '/"queries"/ { gsub(/,/, "", $2); n += $2 } END { print n + 0 }')
+echo "recorded by proctor during the run: $sessions sessions, $queries statements"
