@@ -8,7 +8,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use proctor_journal::{now_ns, Chain, JournalError, SessionHeader, Writer};
+use proctor_journal::{
+    no_findings, now_ns, Body, CanonicalJson, Chain, JournalError, SessionHeader, Writer,
+};
 
 /// The journal could not take an event: the session must stop forwarding.
 #[derive(Debug, thiserror::Error)]
@@ -55,11 +57,11 @@ impl SessionRecorder {
     /// Records an event and waits for its commit. Returns the event's sequence number.
     pub async fn record(
         &mut self,
-        kind: &str,
-        body: serde_json::Value,
+        kind: &'static str,
+        body: CanonicalJson,
     ) -> Result<u64, RecordError> {
         self.check_intact()?;
-        let event = self.chain.next_event(now_ns(), kind, body, Vec::new())?;
+        let event = self.chain.next_event(now_ns(), kind, body, no_findings());
         let seq = event.seq;
         self.writer.append(event, &self.broken).await?;
         self.check_intact()?;
@@ -70,11 +72,11 @@ impl SessionRecorder {
     /// call to `record` or `record_queued` reports it.
     pub async fn record_queued(
         &mut self,
-        kind: &str,
-        body: serde_json::Value,
+        kind: &'static str,
+        body: CanonicalJson,
     ) -> Result<u64, RecordError> {
         self.check_intact()?;
-        let event = self.chain.next_event(now_ns(), kind, body, Vec::new())?;
+        let event = self.chain.next_event(now_ns(), kind, body, no_findings());
         let seq = event.seq;
         self.writer.append_queued(event, &self.broken).await;
         Ok(seq)
@@ -92,7 +94,7 @@ impl SessionRecorder {
     /// chain cannot grow, so only the session row is marked, with the reason.
     pub async fn end(mut self, reason: &str) -> Result<(), RecordError> {
         let recorded = if self.check_intact().is_ok() {
-            self.record("session.end", serde_json::json!({ "reason": reason }))
+            self.record("session.end", Body::new().str("reason", reason).finish())
                 .await
                 .map(|_| ())
         } else {

@@ -1,12 +1,20 @@
 //! The per-session hash chain: how a session header and its events are hashed and linked.
 //!
 //! `hash = SHA-256("proctor/event/v1\0" || prev || canonical_json(event without hash))`, canonical JSON per
-//! RFC 8785. The first event's `prev` is the genesis hash, which commits to the session header. This module
-//! only computes; it stores nothing.
+//! RFC 8785. In that canonical form `at` is an RFC 3339 UTC timestamp with nine fractional digits, because
+//! JCS numbers are doubles and a nanosecond count does not fit in one exactly. The first event's `prev` is
+//! the genesis hash, which commits to the session header. This module only computes; it stores nothing.
+//!
+//! Recording uses [`Chain::next_event`], which writes the canonical form directly; verification uses
+//! [`event_hash`], which derives it independently from a parsed event with `serde_jcs`. Tests hold the two
+//! equal.
+
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::canonical::{write_str, write_u64, CanonicalJson};
 use crate::JournalError;
 
 const EVENT_DOMAIN: &[u8] = b"proctor/event/v1\0";
@@ -24,11 +32,12 @@ pub struct SessionHeader {
     pub started_at: i64,
 }
 
-/// One journal event, as stored and as exported. `body` is final (already masked) when it gets here.
+/// One journal event as read back from the store (and exported).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Event {
     pub session_id: String,
     pub seq: u64,
+    /// UTC, nanoseconds since the Unix epoch.
     pub at: i64,
     pub kind: String,
     pub body: serde_json::Value,
@@ -37,15 +46,23 @@ pub struct Event {
     pub hash: String,
 }
 
-#[derive(Serialize)]
-struct UnhashedEvent<'a> {
-    session_id: &'a str,
-    seq: u64,
-    at: i64,
-    kind: &'a str,
-    body: &'a serde_json::Value,
-    findings: &'a [serde_json::Value],
-    prev: &'a str,
+/// An event on its way to the store: its body is final (already masked) and already canonical.
+#[derive(Clone, Debug)]
+pub struct NewEvent {
+    pub session_id: Arc<str>,
+    pub seq: u64,
+    pub at: i64,
+    pub kind: &'static str,
+    pub body: CanonicalJson,
+    pub findings: CanonicalJson,
+    pub prev: String,
+    pub hash: String,
+}
+
+/// The timestamp as it appears in the canonical form.
+pub fn canonical_time(at_ns: i64) -> String {
+    chrono::DateTime::from_timestamp_nanos(at_ns)
+        .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
 fn canonical<T: Serialize>(value: &T) -> Result<Vec<u8>, JournalError> {
@@ -60,17 +77,17 @@ pub fn genesis_hash(header: &SessionHeader) -> Result<String, JournalError> {
     Ok(hex::encode(hasher.finalize()))
 }
 
-/// The hash of an event, computed from every field but `hash` itself.
+/// The hash of a stored event, recomputed from its parsed fields (all but `hash`).
 pub fn event_hash(event: &Event) -> Result<String, JournalError> {
-    let unhashed = UnhashedEvent {
-        session_id: &event.session_id,
-        seq: event.seq,
-        at: event.at,
-        kind: &event.kind,
-        body: &event.body,
-        findings: &event.findings,
-        prev: &event.prev,
-    };
+    let unhashed = serde_json::json!({
+        "session_id": event.session_id,
+        "seq": event.seq,
+        "at": canonical_time(event.at),
+        "kind": event.kind,
+        "body": event.body,
+        "findings": event.findings,
+        "prev": event.prev,
+    });
     let mut hasher = Sha256::new();
     hasher.update(EVENT_DOMAIN);
     hasher.update(event.prev.as_bytes());
@@ -81,17 +98,19 @@ pub fn event_hash(event: &Event) -> Result<String, JournalError> {
 /// The head of one session's chain: hands out sequence numbers and links each new event to the last.
 #[derive(Debug)]
 pub struct Chain {
-    session_id: String,
+    session_id: Arc<str>,
     next_seq: u64,
     head: String,
+    scratch: String,
 }
 
 impl Chain {
     pub fn start(header: &SessionHeader) -> Result<Self, JournalError> {
         Ok(Self {
-            session_id: header.session_id.clone(),
+            session_id: Arc::from(header.session_id.as_str()),
             next_seq: 1,
             head: genesis_hash(header)?,
+            scratch: String::with_capacity(512),
         })
     }
 
@@ -103,33 +122,51 @@ impl Chain {
     pub fn next_event(
         &mut self,
         at: i64,
-        kind: &str,
-        body: serde_json::Value,
-        findings: Vec<serde_json::Value>,
-    ) -> Result<Event, JournalError> {
-        let mut event = Event {
+        kind: &'static str,
+        body: CanonicalJson,
+        findings: CanonicalJson,
+    ) -> NewEvent {
+        let seq = self.next_seq;
+        let json = &mut self.scratch;
+        json.clear();
+        json.push_str("{\"at\":");
+        write_str(&canonical_time(at), json);
+        json.push_str(",\"body\":");
+        json.push_str(body.as_str());
+        json.push_str(",\"findings\":");
+        json.push_str(findings.as_str());
+        json.push_str(",\"kind\":");
+        write_str(kind, json);
+        json.push_str(",\"prev\":");
+        write_str(&self.head, json);
+        json.push_str(",\"seq\":");
+        write_u64(seq, json);
+        json.push_str(",\"session_id\":");
+        write_str(&self.session_id, json);
+        json.push('}');
+        let mut hasher = Sha256::new();
+        hasher.update(EVENT_DOMAIN);
+        hasher.update(self.head.as_bytes());
+        hasher.update(json.as_bytes());
+        let hash = hex::encode(hasher.finalize());
+        let prev = std::mem::replace(&mut self.head, hash.clone());
+        self.next_seq += 1;
+        NewEvent {
             session_id: self.session_id.clone(),
-            seq: self.next_seq,
+            seq,
             at,
-            kind: kind.to_owned(),
+            kind,
             body,
             findings,
-            prev: std::mem::take(&mut self.head),
-            hash: String::new(),
-        };
-        match event_hash(&event) {
-            Ok(hash) => {
-                event.hash = hash;
-                self.head = event.hash.clone();
-                self.next_seq += 1;
-                Ok(event)
-            }
-            Err(e) => {
-                self.head = std::mem::take(&mut event.prev);
-                Err(e)
-            }
+            prev,
+            hash,
         }
     }
+}
+
+/// An empty findings list, for events with nothing to report.
+pub fn no_findings() -> CanonicalJson {
+    CanonicalJson::of(&serde_json::Value::Array(Vec::new()))
 }
 
 #[cfg(test)]
@@ -148,44 +185,77 @@ mod tests {
         }
     }
 
+    fn stored(event: &NewEvent) -> Event {
+        Event {
+            session_id: event.session_id.to_string(),
+            seq: event.seq,
+            at: event.at,
+            kind: event.kind.to_owned(),
+            body: serde_json::from_str(event.body.as_str()).unwrap(),
+            findings: serde_json::from_str(event.findings.as_str()).unwrap(),
+            prev: event.prev.clone(),
+            hash: event.hash.clone(),
+        }
+    }
+
+    const NOW: i64 = 1_795_000_000_123_456_789;
+
     #[test]
-    fn events_link_to_the_previous_hash_and_count_up() {
+    fn recorded_hashes_match_an_independent_recomputation() {
         let mut chain = Chain::start(&header()).unwrap();
-        let first = chain
-            .next_event(10, "session.start", json!({"a": 1}), vec![])
-            .unwrap();
-        let second = chain
-            .next_event(11, "db.query", json!({"sql": "select 1"}), vec![])
-            .unwrap();
-        assert_eq!(first.prev, genesis_hash(&header()).unwrap());
-        assert_eq!(second.prev, first.hash);
-        assert_eq!((first.seq, second.seq), (1, 2));
-        assert_eq!(event_hash(&second).unwrap(), second.hash);
+        let bodies = [
+            json!({"sql": "select 1", "protocol": "simple"}),
+            json!({"params": [1, -2.5, "x\n\"y\"", null, 9007199254740993u64], "sql": "é 😀"}),
+            json!({"sample": [[{"z": 1, "a": 2}]], "rows": 18446744073709551615u64}),
+        ];
+        for (i, body) in bodies.iter().enumerate() {
+            let event = chain.next_event(
+                NOW + i as i64,
+                "db.query",
+                CanonicalJson::of(body),
+                no_findings(),
+            );
+            assert_eq!(event_hash(&stored(&event)).unwrap(), event.hash, "{body}");
+        }
     }
 
     #[test]
-    fn any_change_to_an_event_changes_its_hash() {
+    fn events_link_to_the_previous_hash_and_count_up() {
         let mut chain = Chain::start(&header()).unwrap();
-        let event = chain
-            .next_event(10, "db.query", json!({"sql": "select 1"}), vec![])
-            .unwrap();
+        let first = chain.next_event(
+            NOW,
+            "session.start",
+            CanonicalJson::of(&json!({"a": 1})),
+            no_findings(),
+        );
+        let second = chain.next_event(
+            NOW,
+            "db.query",
+            CanonicalJson::of(&json!({})),
+            no_findings(),
+        );
+        assert_eq!(first.prev, genesis_hash(&header()).unwrap());
+        assert_eq!(second.prev, first.hash);
+        assert_eq!((first.seq, second.seq), (1, 2));
+    }
+
+    #[test]
+    fn any_change_to_an_event_changes_its_hash_even_one_nanosecond() {
+        let mut chain = Chain::start(&header()).unwrap();
+        let event = stored(&chain.next_event(
+            NOW,
+            "db.query",
+            CanonicalJson::of(&json!({"sql": "select 1"})),
+            no_findings(),
+        ));
         let mut edited = event.clone();
         edited.body = json!({"sql": "select 2"});
         assert_ne!(event_hash(&edited).unwrap(), event.hash);
         let mut retimed = event.clone();
-        retimed.at = 11;
+        retimed.at += 1;
         assert_ne!(event_hash(&retimed).unwrap(), event.hash);
-    }
-
-    #[test]
-    fn hash_does_not_depend_on_key_order_in_the_body() {
-        let mut a = Chain::start(&header()).unwrap();
-        let mut b = Chain::start(&header()).unwrap();
-        let x = a
-            .next_event(1, "k", json!({"a": 1, "b": 2}), vec![])
-            .unwrap();
-        let body: serde_json::Value = serde_json::from_str(r#"{"b":2,"a":1}"#).unwrap();
-        let y = b.next_event(1, "k", body, vec![]).unwrap();
-        assert_eq!(x.hash, y.hash);
+        let mut renamed = event;
+        renamed.kind = "db.result".into();
+        assert_ne!(event_hash(&renamed).unwrap(), renamed.hash);
     }
 }

@@ -4,11 +4,15 @@
 //! writer that every session appends through, and the per-session hash chain. It knows nothing about wire
 //! protocols, configuration files or masking: callers hand it events whose bodies are already final.
 
+mod canonical;
 mod chain;
 mod store;
 mod writer;
 
-pub use chain::{event_hash, genesis_hash, Chain, Event, SessionHeader};
+pub use canonical::{Body, CanonicalJson};
+pub use chain::{
+    canonical_time, event_hash, genesis_hash, no_findings, Chain, Event, NewEvent, SessionHeader,
+};
 pub use store::{IdentityRow, SessionFilter, SessionRow, Store, SyncMode, TokenRow, VerifyOutcome};
 pub use writer::Writer;
 

@@ -20,7 +20,7 @@ use std::time::Duration;
 use rusqlite::{params, Connection};
 use tokio::sync::Notify;
 
-use crate::chain::{Event, SessionHeader};
+use crate::chain::{NewEvent, SessionHeader};
 use crate::store::{open_connection, Store};
 use crate::JournalError;
 
@@ -31,7 +31,7 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
 
 enum Op {
     OpenSession(SessionHeader),
-    Append(Event),
+    Append(NewEvent),
     CloseSession {
         session_id: String,
         ended_at: i64,
@@ -186,12 +186,16 @@ impl Writer {
     }
 
     /// Appends an event and returns once it is committed: the caller may act on it now.
-    pub async fn append(&self, event: Event, broken: &Arc<AtomicBool>) -> Result<(), JournalError> {
+    pub async fn append(
+        &self,
+        event: NewEvent,
+        broken: &Arc<AtomicBool>,
+    ) -> Result<(), JournalError> {
         self.submit_and_wait(Op::Append(event), broken).await
     }
 
     /// Queues an event without waiting for its commit. If the commit fails, `broken` is set.
-    pub async fn append_queued(&self, event: Event, broken: &Arc<AtomicBool>) {
+    pub async fn append_queued(&self, event: NewEvent, broken: &Arc<AtomicBool>) {
         let (ticket, full) = self.submit(Op::Append(event), broken.clone());
         if full {
             self.wait_for(ticket).await;
@@ -246,12 +250,12 @@ struct FailedSessions(HashSet<String>);
 
 impl FailedSessions {
     fn refuses(&self, request: &Request) -> bool {
-        matches!(&request.op, Op::Append(event) if self.0.contains(&event.session_id))
+        matches!(&request.op, Op::Append(event) if self.0.contains(&*event.session_id))
     }
 
     fn note(&mut self, request: &Request) {
         if let Op::Append(event) = &request.op {
-            self.0.insert(event.session_id.clone());
+            self.0.insert(event.session_id.to_string());
         }
     }
 
@@ -336,21 +340,23 @@ impl WriteSide {
                         let no = opened
                             .iter()
                             .rev()
-                            .find(|(id, _)| *id == event.session_id)
+                            .find(|(id, _)| **id == *event.session_id)
                             .map(|(_, no)| *no)
-                            .or_else(|| self.open.get(&event.session_id).copied())
+                            .or_else(|| self.open.get(&*event.session_id).copied())
                             .ok_or_else(|| {
                                 JournalError::NotFound(format!(
                                     "session {} is not open",
                                     event.session_id
                                 ))
                             })?;
-                        let body = serde_json::to_string(&event.body)
-                            .map_err(|e| JournalError::Malformed(e.to_string()))?;
-                        let findings = serde_json::to_string(&event.findings)
-                            .map_err(|e| JournalError::Malformed(e.to_string()))?;
                         insert_event.execute(params![
-                            no, event.seq, event.at, event.kind, body, findings, event.prev,
+                            no,
+                            event.seq,
+                            event.at,
+                            event.kind,
+                            event.body.as_str(),
+                            event.findings.as_str(),
+                            event.prev,
                             event.hash
                         ])?;
                     }
@@ -378,7 +384,8 @@ impl WriteSide {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chain::Chain;
+    use crate::canonical::CanonicalJson;
+    use crate::chain::{no_findings, Chain};
     use crate::store::{SessionFilter, VerifyOutcome};
     use crate::SyncMode;
     use serde_json::json;
@@ -408,9 +415,12 @@ mod tests {
                 let mut chain = Chain::start(&header).unwrap();
                 writer.open_session(header, &broken).await.unwrap();
                 for i in 0..50 {
-                    let event = chain
-                        .next_event(i, "db.query", json!({"i": i}), vec![])
-                        .unwrap();
+                    let event = chain.next_event(
+                        i,
+                        "db.query",
+                        CanonicalJson::of(&json!({"i": i})),
+                        no_findings(),
+                    );
                     if i % 2 == 0 {
                         writer.append(event, &broken).await.unwrap();
                     } else {
@@ -448,7 +458,7 @@ mod tests {
         let header = header("dup");
         let mut chain = Chain::start(&header).unwrap();
         writer.open_session(header, &broken).await.unwrap();
-        let first = chain.next_event(1, "db.query", json!({}), vec![]).unwrap();
+        let first = chain.next_event(1, "db.query", CanonicalJson::of(&json!({})), no_findings());
         writer.append(first.clone(), &broken).await.unwrap();
 
         let other_broken = Arc::new(AtomicBool::new(false));
@@ -457,9 +467,8 @@ mod tests {
         writer.open_session(other, &other_broken).await.unwrap();
 
         writer.append_queued(first, &broken).await;
-        let healthy = other_chain
-            .next_event(1, "db.query", json!({}), vec![])
-            .unwrap();
+        let healthy =
+            other_chain.next_event(1, "db.query", CanonicalJson::of(&json!({})), no_findings());
         writer.append(healthy, &other_broken).await.unwrap();
         assert!(broken.load(Ordering::Acquire), "the duplicate failed");
         assert!(
@@ -467,7 +476,7 @@ mod tests {
             "the other session is unharmed"
         );
 
-        let next = chain.next_event(2, "db.query", json!({}), vec![]).unwrap();
+        let next = chain.next_event(2, "db.query", CanonicalJson::of(&json!({})), no_findings());
         let fresh = Arc::new(AtomicBool::new(false));
         assert!(
             writer.append(next, &fresh).await.is_err(),

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
+use proctor_core::journal::{Body, CanonicalJson};
 use proctor_core::{RecordError, SessionRecorder};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -52,7 +53,7 @@ struct Statement {
 struct Portal {
     statement: String,
     sql: Arc<str>,
-    params: Value,
+    params: CanonicalJson,
     columns: Option<Arc<[Column]>>,
 }
 
@@ -190,7 +191,7 @@ impl Relay {
                     Flow::End("gateway shutting down".into())
                 }
                 Some(()) = cancel_notices.recv() => {
-                    match recorder.record_queued("db.cancel", json!({"forwarded": true})).await {
+                    match recorder.record_queued("db.cancel", CanonicalJson::of(&json!({"forwarded": true}))).await {
                         Ok(_) => Flow::Continue,
                         Err(e) => Flow::End(e.to_string()),
                     }
@@ -308,7 +309,7 @@ impl State {
                 let _ = recorder
                     .record(
                         "protocol.error",
-                        json!({"direction": "client", "message": e.0}),
+                        CanonicalJson::of(&json!({"direction": "client", "message": e.0})),
                     )
                     .await;
                 let error = ClientError::fatal(
@@ -342,7 +343,13 @@ impl State {
         match message {
             Frontend::Query(sql) => {
                 let seq = recorder
-                    .record_queued("db.query", json!({"sql": sql, "protocol": "simple"}))
+                    .record_queued(
+                        "db.query",
+                        Body::new()
+                            .str("protocol", "simple")
+                            .str("sql", sql)
+                            .finish(),
+                    )
                     .await?;
                 self.pending
                     .push_back(Pending::Unit(Unit::new(seq, false, None)));
@@ -399,8 +406,12 @@ impl State {
                         None,
                     ),
                 };
-                let params =
-                    decode_params(types, &param_formats, &params, self.limits.sample_bytes);
+                let params = CanonicalJson::of(&decode_params(
+                    types,
+                    &param_formats,
+                    &params,
+                    self.limits.sample_bytes,
+                ));
                 let columns = columns.map(|cols| with_formats(&cols, &result_formats));
                 self.portals.insert(
                     portal.to_owned(),
@@ -428,18 +439,22 @@ impl State {
             Frontend::Execute { portal, max_rows } => {
                 let (body, columns) = match self.portals.get(portal) {
                     Some(p) => (
-                        json!({
-                            "sql": &*p.sql,
-                            "statement": p.statement,
-                            "portal": portal,
-                            "params": p.params,
-                            "max_rows": max_rows,
-                            "protocol": "extended",
-                        }),
+                        Body::new()
+                            .int("max_rows", i64::from(max_rows))
+                            .json("params", &p.params)
+                            .str("portal", portal)
+                            .str("protocol", "extended")
+                            .str("sql", &p.sql)
+                            .str("statement", &p.statement)
+                            .finish(),
                         p.columns.clone(),
                     ),
                     None => (
-                        json!({"portal": portal, "protocol": "extended", "note": "unknown portal"}),
+                        Body::new()
+                            .str("note", "unknown portal")
+                            .str("portal", portal)
+                            .str("protocol", "extended")
+                            .finish(),
                         None,
                     ),
                 };
@@ -471,8 +486,8 @@ impl State {
                 let seq = recorder
                     .record_queued(
                         "db.query",
-                        json!({"function_oid": oid, "args": args, "protocol": "function-call"}),
-                    )
+                        CanonicalJson::of(&json!({"function_oid": oid, "args": args, "protocol": "function-call"}),
+                    ))
                     .await?;
                 self.pending
                     .push_back(Pending::Unit(Unit::new(seq, true, None)));
@@ -555,7 +570,7 @@ impl State {
                 let _ = recorder
                     .record(
                         "protocol.error",
-                        json!({"direction": "database", "message": reason}),
+                        CanonicalJson::of(&json!({"direction": "database", "message": reason})),
                     )
                     .await;
                 let _ = client
@@ -641,16 +656,6 @@ impl State {
             b'E' => {
                 let fields = error_fields(body)?;
                 let get = |code: u8| fields.iter().find(|(c, _)| *c == code).map(|(_, v)| *v);
-                let mut event = json!({
-                    "sqlstate": get(b'C'),
-                    "severity": get(b'V').or(get(b'S')),
-                    "message": get(b'M'),
-                });
-                for (code, key) in [(b'D', "detail"), (b'H', "hint"), (b'P', "position")] {
-                    if let Some(value) = get(code) {
-                        event[key] = json!(value);
-                    }
-                }
                 self.copy_in = None;
                 self.copy_out = None;
                 let batch = self.server_batches;
@@ -660,19 +665,35 @@ impl State {
                     .rev()
                     .find(|(b, _)| *b == batch)
                     .map(|(_, sql)| sql.clone());
+                let mut answered = None;
                 if let Some(unit) = self.current_unit() {
-                    event["query"] = json!(unit.query_seq);
-                    event["duration_us"] = json!(unit.started.elapsed().as_micros() as u64);
+                    answered = Some((unit.query_seq, unit.started.elapsed().as_micros() as u64));
                     if unit.extended {
                         self.pending.pop_front();
                     } else {
                         unit.reset();
                     }
-                } else if let Some(sql) = parsed {
-                    event["sql"] = json!(&*sql);
-                    event["stage"] = json!("parse");
                 }
-                recorder.record_queued("db.error", event).await?;
+                let mut event = Body::new().opt_str("detail", get(b'D'));
+                if let Some((_, duration_us)) = answered {
+                    event = event.uint("duration_us", duration_us);
+                }
+                event = event
+                    .opt_str("hint", get(b'H'))
+                    .opt_str("message", get(b'M'))
+                    .opt_str("position", get(b'P'));
+                if let Some((query_seq, _)) = answered {
+                    event = event.uint("query", query_seq);
+                }
+                event = event.opt_str("severity", get(b'V').or(get(b'S')));
+                let parse_failure = parsed.filter(|_| answered.is_none());
+                event = event
+                    .opt_str("sql", parse_failure.as_deref())
+                    .opt_str("sqlstate", get(b'C'));
+                if parse_failure.is_some() {
+                    event = event.str("stage", "parse");
+                }
+                recorder.record_queued("db.error", event.finish()).await?;
             }
             b'N' => {
                 let fields = error_fields(body)?;
@@ -682,7 +703,9 @@ impl State {
                     Some(unit) if unit.notices.len() < MAX_NOTICES => unit.notices.push(notice),
                     Some(_) => {}
                     None => {
-                        recorder.record_queued("db.notice", notice).await?;
+                        recorder
+                            .record_queued("db.notice", CanonicalJson::of(&notice))
+                            .await?;
                     }
                 }
             }
@@ -700,7 +723,9 @@ impl State {
                 recorder
                     .record_queued(
                         "db.notification",
-                        json!({"channel": channel, "payload": payload, "sender_pid": pid}),
+                        CanonicalJson::of(
+                            &json!({"channel": channel, "payload": payload, "sender_pid": pid}),
+                        ),
                     )
                     .await?;
             }
@@ -726,9 +751,9 @@ impl State {
                             recorder
                                 .record_queued(
                                     "db.result",
-                                    json!({"query": unit.query_seq, "outcome": "skipped",
+                                    CanonicalJson::of(&json!({"query": unit.query_seq, "outcome": "skipped",
                                            "reason": "an earlier message of the same batch failed"}),
-                                )
+                                ))
                                 .await?;
                         }
                     }
@@ -782,30 +807,49 @@ impl State {
             .next()
             .and_then(|n| n.parse::<u64>().ok())
             .unwrap_or(unit.rows);
-        let mut event = json!({
-            "query": unit.query_seq,
-            "tag": if tag == b'I' { "EMPTY" } else { command_tag.as_str() },
-            "rows": rows,
-            "bytes": unit.bytes,
-            "duration_us": unit.started.elapsed().as_micros() as u64,
-        });
+        let (bytes, sample) = match copy {
+            Some(copy) => (copy.bytes, Some((copy.sample, None))),
+            None if !unit.sample.is_empty() || unit.sample_truncated => (
+                unit.bytes,
+                Some((
+                    std::mem::take(&mut unit.sample),
+                    Some(unit.sample_truncated),
+                )),
+            ),
+            None => (unit.bytes, None),
+        };
+        let mut event = Body::new().uint("bytes", bytes);
         if let Some(columns) = &unit.columns {
-            event["columns"] = columns.iter().map(|c| json!(c.name)).collect();
+            let names = columns
+                .iter()
+                .map(|c| Value::String(c.name.clone()))
+                .collect();
+            event = event.value("columns", &Value::Array(names));
         }
-        if !unit.sample.is_empty() || unit.sample_truncated {
-            event["sample"] = Value::Array(std::mem::take(&mut unit.sample));
-            event["sample_truncated"] = json!(unit.sample_truncated);
-        }
-        if let Some(copy) = copy {
-            event["bytes"] = json!(copy.bytes);
-            event["sample"] = Value::Array(copy.sample);
-        }
+        event = event.uint("duration_us", unit.started.elapsed().as_micros() as u64);
         if !unit.notices.is_empty() {
-            event["notices"] = Value::Array(std::mem::take(&mut unit.notices));
+            event = event.value("notices", &Value::Array(std::mem::take(&mut unit.notices)));
+        }
+        event = event.uint("query", unit.query_seq).uint("rows", rows);
+        if let Some((rows_sampled, truncated)) = sample {
+            event = event.value("sample", &Value::Array(rows_sampled));
+            if let Some(truncated) = truncated {
+                event = event.bool("sample_truncated", truncated);
+            }
         }
         if tag == b's' {
-            event["suspended"] = json!(true);
+            event = event.bool("suspended", true);
         }
+        let event = event
+            .str(
+                "tag",
+                if tag == b'I' {
+                    "EMPTY"
+                } else {
+                    command_tag.as_str()
+                },
+            )
+            .finish();
         let extended = unit.extended;
         if extended {
             self.pending.pop_front();

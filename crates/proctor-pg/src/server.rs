@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use proctor_core::config::PostgresAuth;
+use proctor_core::journal::CanonicalJson;
 use proctor_core::{AuthFailure, AuthzError, Gate, Identity, SessionRecorder};
 use rustls::{ClientConfig, ServerConfig};
 use serde_json::json;
@@ -204,7 +205,7 @@ impl PgGateway {
             }
             Err(refusal) => {
                 if let Some((kind, body)) = refusal.event {
-                    let _ = recorder.record_queued(kind, body).await;
+                    let _ = recorder.record_queued(kind, CanonicalJson::of(&body)).await;
                 }
                 let _ = client.write_all(&refusal.error.encode()).await;
                 let _ = client.shutdown().await;
@@ -228,7 +229,9 @@ impl PgGateway {
         let _ = recorder
             .record_queued(
                 "protocol.error",
-                json!({"direction": "client", "stage": "startup", "message": error.message}),
+                CanonicalJson::of(
+                    &json!({"direction": "client", "stage": "startup", "message": error.message}),
+                ),
             )
             .await;
         let _ = recorder.end("refused at startup").await;
@@ -424,7 +427,7 @@ impl PgGateway {
         let started = recorder
             .record(
                 "session.start",
-                json!({
+                CanonicalJson::of(&json!({
                     "identity": identity.name,
                     "groups": identity.groups,
                     "connection": connection,
@@ -439,7 +442,7 @@ impl PgGateway {
                         "tls": upstream.tls,
                         "server_version": server_version,
                     },
-                }),
+                })),
             )
             .await;
         if let Err(e) = started {

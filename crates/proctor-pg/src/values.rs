@@ -60,6 +60,16 @@ fn timestamp_text(micros: i64, zone: &str) -> Option<String> {
     Some(format!("{}{zone}", dt.format(format)))
 }
 
+/// An integer as a JSON number when a double holds it exactly, else as a string: canonical JSON numbers
+/// are doubles, and the journal must not round a recorded value.
+fn exact_integer(value: i64) -> Value {
+    if value.unsigned_abs() < 1 << 53 {
+        Value::from(value)
+    } else {
+        Value::String(value.to_string())
+    }
+}
+
 /// Decodes one value. `None` is SQL NULL.
 pub fn decode(type_oid: u32, binary: bool, value: Option<&[u8]>, max: usize) -> Value {
     let Some(bytes) = value else {
@@ -75,7 +85,7 @@ pub fn decode(type_oid: u32, binary: bool, value: Option<&[u8]>, max: usize) -> 
         BOOL => pg::bool_from_sql(bytes).ok().map(Value::from),
         INT2 => pg::int2_from_sql(bytes).ok().map(Value::from),
         INT4 => pg::int4_from_sql(bytes).ok().map(Value::from),
-        INT8 => pg::int8_from_sql(bytes).ok().map(Value::from),
+        INT8 => pg::int8_from_sql(bytes).ok().map(exact_integer),
         OID => pg::oid_from_sql(bytes).ok().map(Value::from),
         FLOAT4 => pg::float4_from_sql(bytes).ok().map(|f| json!(f)),
         FLOAT8 => pg::float8_from_sql(bytes).ok().map(|f| json!(f)),

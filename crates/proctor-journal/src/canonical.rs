@@ -1,0 +1,258 @@
+//! Canonical JSON (RFC 8785, JCS) written directly, for the events that sessions record.
+//!
+//! Hashing an event needs its canonical form. Building a `serde_json::Value` and canonicalizing it costs
+//! more than the rest of forwarding a statement, so hot paths write bodies with [`Body`], whose fields go
+//! in sorted order straight into one buffer. Strings are escaped as serde_json escapes them, which is
+//! exactly what RFC 8785 requires; numbers are written as ECMAScript prints the double they denote.
+//! [`write_value`] renders any `serde_json::Value` the same way. Tests check both against `serde_jcs`.
+
+use serde_json::Value;
+
+/// A canonical JSON object under construction. Fields must be added in canonical key order
+/// (UTF-16 code unit order, which for the ASCII keys used here is byte order); debug builds check it.
+pub struct Body {
+    json: String,
+    #[cfg(debug_assertions)]
+    last_key: Option<&'static str>,
+}
+
+/// A finished canonical JSON text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CanonicalJson(String);
+
+impl CanonicalJson {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+
+    /// The canonical form of any JSON value.
+    pub fn of(value: &Value) -> Self {
+        let mut json = String::new();
+        write_value(value, &mut json);
+        Self(json)
+    }
+}
+
+impl Default for Body {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Body {
+    pub fn new() -> Self {
+        let mut json = String::with_capacity(128);
+        json.push('{');
+        Self {
+            json,
+            #[cfg(debug_assertions)]
+            last_key: None,
+        }
+    }
+
+    fn key(&mut self, key: &'static str) {
+        #[cfg(debug_assertions)]
+        {
+            if let Some(last) = self.last_key {
+                assert!(
+                    last < key,
+                    "body keys out of canonical order: {last:?} before {key:?}"
+                );
+            }
+            self.last_key = Some(key);
+        }
+        if self.json.len() > 1 {
+            self.json.push(',');
+        }
+        write_str(key, &mut self.json);
+        self.json.push(':');
+    }
+
+    pub fn str(mut self, key: &'static str, value: &str) -> Self {
+        self.key(key);
+        write_str(value, &mut self.json);
+        self
+    }
+
+    /// A string field, left out when `None`.
+    pub fn opt_str(self, key: &'static str, value: Option<&str>) -> Self {
+        match value {
+            Some(v) => self.str(key, v),
+            None => self,
+        }
+    }
+
+    pub fn int(mut self, key: &'static str, value: i64) -> Self {
+        self.key(key);
+        write_i64(value, &mut self.json);
+        self
+    }
+
+    pub fn uint(mut self, key: &'static str, value: u64) -> Self {
+        self.key(key);
+        write_u64(value, &mut self.json);
+        self
+    }
+
+    pub fn bool(mut self, key: &'static str, value: bool) -> Self {
+        self.key(key);
+        self.json.push_str(if value { "true" } else { "false" });
+        self
+    }
+
+    pub fn value(mut self, key: &'static str, value: &Value) -> Self {
+        self.key(key);
+        write_value(value, &mut self.json);
+        self
+    }
+
+    /// A nested canonical object or value.
+    pub fn json(mut self, key: &'static str, value: &CanonicalJson) -> Self {
+        self.key(key);
+        self.json.push_str(&value.0);
+        self
+    }
+
+    pub fn finish(mut self) -> CanonicalJson {
+        self.json.push('}');
+        CanonicalJson(self.json)
+    }
+}
+
+/// Largest integer magnitude that a double holds exactly; beyond it JCS prints the nearest double.
+const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
+pub(crate) fn write_str(value: &str, out: &mut String) {
+    // serde_json escapes `"`, `\` and U+0000..U+001F, the short forms \b \t \n \f \r and lowercase
+    // \u00xx for the rest, and nothing else: RFC 8785 section 3.2.2.2 exactly.
+    let mut bytes = Vec::with_capacity(value.len() + 2);
+    serde_json::to_writer(&mut bytes, value).expect("writing a string to memory cannot fail");
+    out.push_str(std::str::from_utf8(&bytes).expect("serde_json writes UTF-8"));
+}
+
+pub(crate) fn write_u64(value: u64, out: &mut String) {
+    use std::fmt::Write;
+    if value <= MAX_SAFE_INTEGER {
+        let _ = write!(out, "{value}");
+    } else {
+        out.push_str(ryu_js::Buffer::new().format(value as f64));
+    }
+}
+
+pub(crate) fn write_i64(value: i64, out: &mut String) {
+    if value < 0 {
+        if value.unsigned_abs() <= MAX_SAFE_INTEGER {
+            out.push('-');
+            write_u64(value.unsigned_abs(), out);
+        } else {
+            out.push_str(ryu_js::Buffer::new().format(value as f64));
+        }
+    } else {
+        write_u64(value as u64, out);
+    }
+}
+
+/// Writes any JSON value in canonical form: object keys sorted by UTF-16 code units, no whitespace.
+pub fn write_value(value: &Value, out: &mut String) {
+    match value {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => {
+            if let Some(u) = n.as_u64() {
+                write_u64(u, out);
+            } else if let Some(i) = n.as_i64() {
+                write_i64(i, out);
+            } else {
+                let f = n.as_f64().unwrap_or(0.0);
+                out.push_str(ryu_js::Buffer::new().format_finite(f));
+            }
+        }
+        Value::String(s) => write_str(s, out),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_value(item, out);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+            out.push('{');
+            for (i, (key, item)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_str(key, out);
+                out.push(':');
+                write_value(item, out);
+            }
+            out.push('}');
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn jcs(value: &Value) -> String {
+        serde_jcs::to_string(value).unwrap()
+    }
+
+    #[test]
+    fn values_render_exactly_as_serde_jcs_does() {
+        let cases = [
+            json!(null),
+            json!({"b": 1, "a": [true, false, null], "é": "x", "\u{e000}": 1, "\u{1f600}": 2}),
+            json!({"s": "quote \" backslash \\ newline \n tab \t nul \u{0} bell \u{7} del \u{7f} é 😀"}),
+            json!([
+                0,
+                -0.0,
+                1.5,
+                -2.25,
+                1e21,
+                1e-7,
+                123456789012345678u64,
+                -9007199254740993i64,
+                9007199254740991u64
+            ]),
+            json!({"nested": {"z": {"y": [1, {"b": 2, "a": 1}]}}, "empty": {}, "list": []}),
+            json!(f64::MAX),
+            json!(5e-324),
+        ];
+        for case in cases {
+            assert_eq!(CanonicalJson::of(&case).as_str(), jcs(&case), "{case}");
+        }
+    }
+
+    #[test]
+    fn the_body_builder_matches_serde_jcs() {
+        let body = Body::new()
+            .bool("a", true)
+            .int("b", -5)
+            .json("c", &CanonicalJson::of(&json!({"y": 2, "x": 1})))
+            .opt_str("d", None)
+            .str("e", "line\nbreak \"quoted\"")
+            .uint("f", u64::MAX)
+            .value("g", &json!([1.5, "two"]))
+            .finish();
+        let expected = json!({"a": true, "b": -5, "c": {"x": 1, "y": 2}, "e": "line\nbreak \"quoted\"",
+                              "f": u64::MAX, "g": [1.5, "two"]});
+        assert_eq!(body.as_str(), jcs(&expected));
+    }
+
+    #[test]
+    #[should_panic(expected = "out of canonical order")]
+    fn keys_out_of_order_are_caught_in_debug_builds() {
+        let _ = Body::new().str("sql", "x").str("protocol", "simple");
+    }
+}
