@@ -6,6 +6,7 @@
 
 mod canonical;
 mod chain;
+mod log;
 mod store;
 mod writer;
 

@@ -55,6 +55,10 @@ CREATE TABLE IF NOT EXISTS events (
     hash TEXT NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS events_by_session ON events(session_no, seq);
+CREATE TABLE IF NOT EXISTS journal_state (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
 "#;
 
 /// How hard a commit waits for the disk.
@@ -142,6 +146,7 @@ pub enum VerifyOutcome {
 /// session events go through the [`crate::Writer`], which opens its own.
 pub struct Store {
     path: PathBuf,
+    data_dir: PathBuf,
     sync: SyncMode,
     conn: Mutex<Connection>,
 }
@@ -197,7 +202,6 @@ pub(crate) fn open_connection(path: &Path, sync: SyncMode) -> Result<Connection,
     };
     conn.pragma_update(None, "synchronous", synchronous)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     Ok(conn)
 }
 
@@ -219,7 +223,8 @@ pub(crate) fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Event
 }
 
 impl Store {
-    /// Opens (creating if needed) `journal.db` in `data_dir`, in WAL mode.
+    /// Opens (creating if needed) `journal.db` in `data_dir`, in WAL mode, first copying into it whatever a
+    /// stopped gateway left in the commit log.
     pub fn open(data_dir: &Path, sync: SyncMode) -> Result<Self, JournalError> {
         std::fs::create_dir_all(data_dir).map_err(|source| JournalError::DataDir {
             path: data_dir.display().to_string(),
@@ -228,8 +233,10 @@ impl Store {
         let path = data_dir.join("journal.db");
         let conn = open_connection(&path, sync)?;
         conn.execute_batch(SCHEMA)?;
+        crate::log::recover(open_connection(&path, sync)?, data_dir)?;
         Ok(Self {
             path,
+            data_dir: data_dir.to_path_buf(),
             sync,
             conn: Mutex::new(conn),
         })
@@ -237,6 +244,10 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
     }
 
     pub fn sync_mode(&self) -> SyncMode {

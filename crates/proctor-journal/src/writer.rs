@@ -1,33 +1,39 @@
-//! Group commit: how every session's events reach the journal's write connection.
+//! Group commit: how every session's events become durable.
 //!
 //! Sessions queue their events; a session that needs its events committed (before forwarding a command)
-//! becomes the leader if no commit is running: it takes everything queued, by every session, writes it in
-//! one transaction, and wakes the others. If a commit is running, it waits for that one or the next. So
-//! the cost of a commit is shared by all sessions waiting, and the common case needs no hand-off between
-//! threads. Events that nobody waits for (results) ride along with the next commit, or with the periodic
-//! flush that `serve` runs.
+//! becomes the leader if no commit is running: it takes everything queued, by every session, appends it
+//! to the commit log in one write, and wakes the others. If a commit is running, it waits for that one or
+//! the next. So the cost of a commit is shared by all sessions waiting, and the common case needs no
+//! hand-off between threads. Events that nobody waits for (results) ride along with the next commit, or
+//! with the periodic flush that `serve` runs. A background thread copies the log into the SQLite store
+//! (see `log`).
 //!
-//! The queue is FIFO, so a session's events commit in the order they were submitted. A batch that fails
-//! is retried one request at a time, so one bad event cannot fail another session's; a failure sets the
-//! submitting session's `broken` flag, and that session's later events are refused, so the journal keeps a
-//! prefix of its chain and never a chain with a hole.
+//! The queue is FIFO, so a session's events commit in the order they were submitted. A failed write is
+//! undone (the log is cut back to where it was) and reported to every submitter in it through its
+//! session's `broken` flag; that session's later events are refused, so the journal keeps a prefix of its
+//! chain and never a chain with a hole.
 
 use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
-use rusqlite::{params, Connection};
 use tokio::sync::Notify;
 
 use crate::chain::{NewEvent, SessionHeader};
-use crate::store::{open_connection, Store};
+use crate::log::{self, Ingester, Record, LOG_FILE};
+use crate::store::{open_connection, Store, SyncMode};
 use crate::JournalError;
 
 /// Queued requests beyond which a submitter commits before queueing more (backpressure).
 const MAX_QUEUED: usize = 16_384;
-/// How often the write-ahead log is copied back into the database, off the commit path.
-const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
+/// How often the ingester copies the commit log into the store.
+const INGEST_INTERVAL: Duration = Duration::from_millis(20);
+/// The log is emptied once the store has caught up and the log has grown past this.
+const ROTATE_AT: u64 = 4 * 1024 * 1024;
 
 enum Op {
     OpenSession(SessionHeader),
@@ -53,19 +59,26 @@ struct Queue {
     done: u64,
 }
 
+/// The appending side of the commit log, held by the leader of a commit.
 struct WriteSide {
-    conn: Connection,
+    log: File,
+    len: u64,
+    sync: SyncMode,
     failed: FailedSessions,
-    /// Row numbers of open sessions: events are stored by number, so that the events of the sessions
-    /// active at one time sit together in the index and a commit touches few pages.
+    /// Numbers of open sessions: events are stored by number, so that the events of the sessions active
+    /// at one time sit together in the store's index.
     open: HashMap<String, i64>,
     last_no: i64,
+    scratch: String,
+    out: Vec<u8>,
 }
 
 struct Shared {
     queue: Mutex<Queue>,
     writer: Mutex<WriteSide>,
     committed: Notify,
+    stop: AtomicBool,
+    ingester: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// A handle to the journal's write side. Cloning is cheap.
@@ -80,41 +93,58 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+fn io_error(what: &str, e: std::io::Error) -> JournalError {
+    JournalError::CommitFailed(format!("{what}: {e}"))
+}
+
 impl Writer {
-    /// Opens the write connection to `store`'s database, and starts the thread that checkpoints its
-    /// write-ahead log, so that no commit waits for a checkpoint's fsync.
+    /// Takes the commit log of `store`'s data dir (one gateway per data dir) and starts the thread that
+    /// copies it into the store.
     pub fn start(store: &Store) -> Result<Self, JournalError> {
+        let path = store.data_dir().join(LOG_FILE);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| io_error("opening the commit log", e))?;
+        if log.try_lock().is_err() {
+            return Err(JournalError::Conflict(format!(
+                "{} is in use by another proctor serve; one gateway per data dir",
+                path.display()
+            )));
+        }
         let conn = open_connection(store.path(), store.sync_mode())?;
         let last_no = conn.query_row("SELECT coalesce(max(no), 0) FROM sessions", [], |row| {
             row.get(0)
         })?;
+        let mut ingester = Ingester::open(conn, store.data_dir())?;
+        ingester.ingest_available()?;
+        let len = log
+            .metadata()
+            .map_err(|e| io_error("reading the commit log", e))?
+            .len();
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
             writer: Mutex::new(WriteSide {
-                conn,
+                log,
+                len,
+                sync: store.sync_mode(),
                 failed: FailedSessions::default(),
                 open: HashMap::new(),
                 last_no,
+                scratch: String::with_capacity(1024),
+                out: Vec::with_capacity(64 * 1024),
             }),
             committed: Notify::new(),
+            stop: AtomicBool::new(false),
+            ingester: Mutex::new(None),
         });
-        let checkpointer = open_connection(store.path(), store.sync_mode())?;
-        let alive = Arc::downgrade(&shared);
-        std::thread::Builder::new()
-            .name("proctor-checkpoint".into())
-            .spawn(move || {
-                while alive.strong_count() > 0 {
-                    std::thread::sleep(CHECKPOINT_INTERVAL);
-                    if let Err(e) =
-                        checkpointer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-                    {
-                        tracing::warn!(error = %e, "journal checkpoint failed");
-                    }
-                }
-            })
-            .map_err(|e| {
-                JournalError::CommitFailed(format!("cannot start the checkpoint thread: {e}"))
-            })?;
+        let weak = Arc::downgrade(&shared);
+        let handle = std::thread::Builder::new()
+            .name("proctor-ingest".into())
+            .spawn(move || run_ingester(ingester, weak))
+            .map_err(|e| io_error("starting the ingest thread", e))?;
+        *lock(&shared.ingester) = Some(handle);
         Ok(Self { shared })
     }
 
@@ -151,7 +181,7 @@ impl Writer {
         true
     }
 
-    /// Commits everything queued so far, holding the write connection.
+    /// Commits everything queued so far, holding the write side.
     fn lead(&self, mut writer: MutexGuard<'_, WriteSide>) {
         let (batch, last) = {
             let mut queue = lock(&self.shared.queue);
@@ -222,9 +252,7 @@ impl Writer {
             ended_at,
             reason,
         };
-        let (ticket, _) = self.submit(op, broken.clone());
-        self.wait_for(ticket).await;
-        Ok(())
+        self.submit_and_wait(op, broken).await
     }
 
     /// Commits queued events every `interval`, so that events nobody waits for are not held long.
@@ -242,6 +270,51 @@ impl Writer {
             }
         }
     }
+
+    /// Stops the ingester once it has copied everything committed into the store. Call after the last
+    /// commit.
+    pub fn shutdown(&self) {
+        self.shared.stop.store(true, Ordering::Release);
+        if let Some(handle) = lock(&self.shared.ingester).take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn run_ingester(mut ingester: Ingester, shared: std::sync::Weak<Shared>) {
+    loop {
+        std::thread::sleep(INGEST_INTERVAL);
+        let Some(shared) = shared.upgrade() else {
+            let _ = ingester.ingest_available();
+            return;
+        };
+        match ingester.ingest_available() {
+            Ok((offset, len)) if offset == len && len >= ROTATE_AT => {
+                let mut writer = lock(&shared.writer);
+                if writer.len == offset {
+                    match writer.log.set_len(0) {
+                        Ok(()) => {
+                            writer.len = 0;
+                            if let Err(e) = ingester.restart() {
+                                tracing::warn!(error = %e, "could not record that the commit log was emptied");
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "could not empty the commit log"),
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, offset = ingester.offset(), "ingesting the commit log failed")
+            }
+        }
+        if shared.stop.load(Ordering::Acquire) {
+            if let Err(e) = ingester.ingest_available() {
+                tracing::error!(error = %e, "ingesting the commit log failed at shutdown");
+            }
+            return;
+        }
+    }
 }
 
 /// Sessions with an event that failed to commit. Their later events are refused.
@@ -254,130 +327,113 @@ impl FailedSessions {
     }
 
     fn note(&mut self, request: &Request) {
-        if let Op::Append(event) = &request.op {
-            self.0.insert(event.session_id.to_string());
-        }
-    }
-
-    fn forget(&mut self, request: &Request) {
-        if let Op::CloseSession { session_id, .. } = &request.op {
-            self.0.remove(session_id);
+        match &request.op {
+            Op::Append(event) => {
+                self.0.insert(event.session_id.to_string());
+            }
+            Op::CloseSession { session_id, .. } => {
+                self.0.remove(session_id);
+            }
+            Op::OpenSession(_) => {}
         }
     }
 }
 
 impl WriteSide {
-    fn commit(&mut self, mut batch: Vec<Request>) {
-        if !self.failed.0.is_empty() {
-            for refused in batch.extract_if(.., |r| self.failed.refuses(r)) {
-                refused.broken.store(true, Ordering::Release);
-            }
-        }
-        match self.write_batch(batch.iter()) {
-            Ok(()) => batch.iter().for_each(|r| self.failed.forget(r)),
-            Err(reason) => {
-                tracing::warn!(%reason, events = batch.len(), "journal batch failed; committing one by one");
-                for request in &batch {
-                    let outcome = if self.failed.refuses(request) {
-                        Err(JournalError::CommitFailed(
-                            "an earlier event of this session failed".into(),
-                        ))
-                    } else {
-                        self.write_batch(std::iter::once(request))
-                    };
-                    match outcome {
-                        Ok(()) => self.failed.forget(request),
-                        Err(reason) => {
-                            tracing::error!(%reason, "journal event failed to commit");
-                            self.failed.note(request);
-                            request.broken.store(true, Ordering::Release);
-                        }
-                    }
+    fn session_no(&self, session_id: &str) -> Option<i64> {
+        self.open.get(session_id).copied()
+    }
+
+    /// Appends a batch to the log in one write; on failure cuts the log back and fails the batch.
+    fn commit(&mut self, batch: Vec<Request>) {
+        self.out.clear();
+        let mut accepted = Vec::with_capacity(batch.len());
+        let mut opened = Vec::new();
+        let mut closed = Vec::new();
+        let mut next_no = self.last_no;
+        for request in batch {
+            let record = match &request.op {
+                _ if self.failed.refuses(&request) => None,
+                Op::OpenSession(header) => {
+                    next_no += 1;
+                    opened.push((header.session_id.clone(), next_no));
+                    Some(Record::Open {
+                        no: next_no,
+                        header,
+                    })
                 }
-            }
-        }
-    }
-}
-
-impl WriteSide {
-    /// Writes `requests` in one transaction: all of them commit, or none does.
-    fn write_batch<'a>(
-        &mut self,
-        requests: impl Iterator<Item = &'a Request>,
-    ) -> Result<(), JournalError> {
-        let mut opened: Vec<(String, i64)> = Vec::new();
-        let mut closed: Vec<&str> = Vec::new();
-        let tx = self.conn.transaction()?;
-        {
-            let mut insert_session = tx.prepare_cached(
-                "INSERT INTO sessions (no, id, protocol, identity, connection, client_addr, started_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?;
-            let mut insert_event = tx.prepare_cached(
-                "INSERT INTO events (session_no, seq, at, kind, body, findings, prev, hash) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?;
-            let mut close_session = tx.prepare_cached(
-                "UPDATE sessions SET ended_at = ?2, end_reason = ?3 WHERE id = ?1",
-            )?;
-            let mut next_no = self.last_no;
-            for request in requests {
-                match &request.op {
-                    Op::OpenSession(header) => {
-                        next_no += 1;
-                        insert_session.execute(params![
-                            next_no,
-                            header.session_id,
-                            header.protocol,
-                            header.identity,
-                            header.connection,
-                            header.client_addr,
-                            header.started_at
-                        ])?;
-                        opened.push((header.session_id.clone(), next_no));
-                    }
-                    Op::Append(event) => {
-                        let no = opened
-                            .iter()
-                            .rev()
-                            .find(|(id, _)| **id == *event.session_id)
-                            .map(|(_, no)| *no)
-                            .or_else(|| self.open.get(&*event.session_id).copied())
-                            .ok_or_else(|| {
-                                JournalError::NotFound(format!(
-                                    "session {} is not open",
-                                    event.session_id
-                                ))
-                            })?;
-                        insert_event.execute(params![
-                            no,
-                            event.seq,
-                            event.at,
-                            event.kind,
-                            event.body.as_str(),
-                            event.findings.as_str(),
-                            event.prev,
-                            event.hash
-                        ])?;
-                    }
-                    Op::CloseSession {
-                        session_id,
-                        ended_at,
+                Op::Append(event) => {
+                    let no = opened
+                        .iter()
+                        .rev()
+                        .find(|(id, _)| **id == *event.session_id)
+                        .map(|(_, no)| *no)
+                        .or_else(|| self.session_no(&event.session_id));
+                    no.map(|no| Record::Event { no, event })
+                }
+                Op::CloseSession {
+                    session_id,
+                    ended_at,
+                    reason,
+                } => self.session_no(session_id).map(|no| {
+                    closed.push(session_id.clone());
+                    Record::Close {
+                        no,
+                        ended_at: *ended_at,
                         reason,
-                    } => {
-                        close_session.execute(params![session_id, ended_at, reason])?;
-                        closed.push(session_id);
                     }
+                }),
+            };
+            match record {
+                Some(record) => {
+                    log::encode(&record, &mut self.scratch, &mut self.out);
+                    accepted.push(request);
+                }
+                None => {
+                    self.failed.note(&request);
+                    request.broken.store(true, Ordering::Release);
                 }
             }
-            self.last_no = next_no;
         }
-        tx.commit()?;
+        if let Err(e) = self.write_out() {
+            tracing::error!(error = %e, events = accepted.len(), "the commit log refused a write");
+            for request in &accepted {
+                self.failed.note(request);
+                request.broken.store(true, Ordering::Release);
+            }
+            return;
+        }
+        self.last_no = next_no;
         self.open.extend(opened);
         for session_id in closed {
-            self.open.remove(session_id);
+            self.open.remove(&session_id);
+            self.failed.0.remove(&session_id);
         }
-        Ok(())
+    }
+
+    fn write_out(&mut self) -> Result<(), JournalError> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let written = self
+            .log
+            .write_all(&self.out)
+            .and_then(|()| match self.sync {
+                SyncMode::Full => self.log.sync_data(),
+                SyncMode::Normal => Ok(()),
+            });
+        match written {
+            Ok(()) => {
+                self.len += self.out.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                if let Err(cut) = self.log.set_len(self.len) {
+                    tracing::error!(error = %cut, "could not cut the commit log back after a failed write");
+                }
+                Err(io_error("appending to the commit log", e))
+            }
+        }
     }
 }
 
@@ -437,6 +493,7 @@ mod tests {
         for task in tasks {
             task.await.unwrap();
         }
+        writer.shutdown();
         let sessions = store.list_sessions(&SessionFilter::default()).unwrap();
         assert_eq!(sessions.len(), 8);
         for session in sessions {
@@ -450,42 +507,47 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failed_commit_breaks_its_session_only_and_keeps_a_prefix() {
+    async fn a_failed_write_breaks_its_sessions_and_refuses_their_later_events() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), SyncMode::Normal).unwrap();
-        let writer = Writer::start(&store).unwrap();
-        let broken = Arc::new(AtomicBool::new(false));
-        let header = header("dup");
+        let read_only = File::open(store.path()).unwrap();
+        let mut side = WriteSide {
+            log: read_only,
+            len: 0,
+            sync: SyncMode::Normal,
+            failed: FailedSessions::default(),
+            open: HashMap::from([("s1".to_string(), 1)]),
+            last_no: 1,
+            scratch: String::new(),
+            out: Vec::new(),
+        };
+        let header = header("s1");
         let mut chain = Chain::start(&header).unwrap();
-        writer.open_session(header, &broken).await.unwrap();
+        let broken = Arc::new(AtomicBool::new(false));
+        let request = |event| Request {
+            op: Op::Append(event),
+            broken: broken.clone(),
+        };
         let first = chain.next_event(1, "db.query", CanonicalJson::of(&json!({})), no_findings());
-        writer.append(first.clone(), &broken).await.unwrap();
-
-        let other_broken = Arc::new(AtomicBool::new(false));
-        let other = super::tests::header("other");
-        let mut other_chain = Chain::start(&other).unwrap();
-        writer.open_session(other, &other_broken).await.unwrap();
-
-        writer.append_queued(first, &broken).await;
-        let healthy =
-            other_chain.next_event(1, "db.query", CanonicalJson::of(&json!({})), no_findings());
-        writer.append(healthy, &other_broken).await.unwrap();
-        assert!(broken.load(Ordering::Acquire), "the duplicate failed");
+        side.commit(vec![request(first)]);
         assert!(
-            !other_broken.load(Ordering::Acquire),
-            "the other session is unharmed"
+            broken.load(Ordering::Acquire),
+            "a write the log refused is reported"
         );
 
-        let next = chain.next_event(2, "db.query", CanonicalJson::of(&json!({})), no_findings());
-        let fresh = Arc::new(AtomicBool::new(false));
+        let writable = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("other.log"))
+            .or_else(|_| File::create(dir.path().join("other.log")))
+            .unwrap();
+        side.log = writable;
+        broken.store(false, Ordering::Release);
+        let second = chain.next_event(2, "db.query", CanonicalJson::of(&json!({})), no_findings());
+        side.commit(vec![request(second)]);
         assert!(
-            writer.append(next, &fresh).await.is_err(),
+            broken.load(Ordering::Acquire),
             "later events of a failed session are refused"
         );
-        let session = store.find_session("dup").unwrap();
-        assert!(matches!(
-            store.verify_session(&session).unwrap(),
-            VerifyOutcome::Intact { events: 1, .. }
-        ));
+        assert_eq!(side.len, 0, "nothing of the failed session reached the log");
     }
 }

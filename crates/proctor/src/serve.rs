@@ -24,6 +24,9 @@ pub fn run(config: Config) -> anyhow::Result<ExitCode> {
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // A log that cannot be written (disk full, file size limit) must not panic a session: eprintln!,
+        // which reports such errors, panics when stderr itself fails.
+        .log_internal_errors(false)
         .init();
     let secrets = config.resolve_secrets()?;
     let store = Arc::new(crate::admin::open_store(&config)?);
@@ -31,6 +34,7 @@ pub fn run(config: Config) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(serve(config, secrets, store, writer.clone()))?;
     runtime.block_on(writer.commit());
+    writer.shutdown();
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
@@ -44,6 +48,7 @@ async fn serve(
     let postgres_listen = config.server.postgres_listen;
     let http_listen = config.server.http_listen;
     let data_dir = config.server.data_dir.clone();
+    log_file_size_limit_signals()?;
     tokio::spawn(writer.clone().flush_every(FLUSH_INTERVAL));
     let gate = Arc::new(Gate::new(config, secrets, store, writer));
     let pg = PgGateway::new(gate.clone())?;
@@ -79,9 +84,25 @@ async fn serve(
     Ok(())
 }
 
+/// SIGXFSZ (a file size limit reached) is only logged: the write that hit the limit fails and the
+/// journal fails closed, instead of the process dying.
+fn log_file_size_limit_signals() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut file_too_large = signal(SignalKind::from_raw(libc::SIGXFSZ))?;
+    tokio::spawn(async move {
+        while file_too_large.recv().await.is_some() {
+            tracing::error!(
+                "a file size limit was reached; journal writes fail until it is raised"
+            );
+        }
+    });
+    Ok(())
+}
+
 async fn wait_for_signal() {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing a SIGTERM handler cannot fail on Unix");
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate =
+        signal(SignalKind::terminate()).expect("installing a SIGTERM handler cannot fail on Unix");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}

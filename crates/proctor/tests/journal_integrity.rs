@@ -9,6 +9,7 @@ use support::{admin_sql, of_kind, stdout, Proctor, APP_DB};
 use tokio_postgres::NoTls;
 
 fn journal(proctor: &Proctor) -> rusqlite::Connection {
+    proctor.sessions(&[]);
     let conn = rusqlite::Connection::open(proctor.data_dir().join("journal.db")).unwrap();
     conn.busy_timeout(Duration::from_secs(5)).unwrap();
     conn
@@ -94,21 +95,49 @@ fn every_acknowledged_statement_is_in_the_journal_after_kill_9() {
         200
     });
     proctor.kill9();
-    let db = journal(&proctor);
-    let recorded: i64 = db
-        .query_row(
-            "SELECT count(*) FROM events WHERE kind = 'db.query' AND body LIKE '%insert into e2e_durable%'",
-            [],
-            |row| row.get(0),
-        )
-        .unwrap();
-    assert_eq!(recorded, acknowledged);
     assert_eq!(admin_sql("select count(*) from e2e_durable"), "200");
 
-    proctor.spawn();
     let session = &proctor.sessions(&["--identity", "alice"])[0];
-    let verify = proctor.cli(&["sessions", "verify", session["id"].as_str().unwrap()]);
+    assert!(
+        session["end_reason"].is_null(),
+        "the crash left the session open"
+    );
+    let id = session["id"].as_str().unwrap();
+    let inserts = proctor
+        .events(id)
+        .iter()
+        .filter(|e| {
+            e["kind"] == "db.query" && e["body"]["sql"] == "insert into e2e_durable values ($1)"
+        })
+        .count();
+    assert_eq!(inserts, acknowledged);
+    let verify = proctor.cli(&["sessions", "verify", id]);
     assert!(verify.status.success(), "{}", stdout(&verify));
+    proctor.spawn();
+    let ok = proctor.psql("alice", &token, "app-db", "disable", &["-c", "select 1"]);
+    assert!(ok.status.success(), "{}", support::stderr(&ok));
+}
+
+/// Sets the soft file size limit (RLIMIT_FSIZE) of a running process with util-linux's prlimit.
+fn limit_file_size(pid: u32, limit: &str) {
+    let status = std::process::Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), &format!("--fsize={limit}:")])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Waits until alice's first session shows `count` events in the store, so all of them are committed.
+fn wait_for_events(proctor: &Proctor, count: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let sessions = proctor.sessions(&["--identity", "alice"]);
+        if sessions.first().is_some_and(|s| s["events"] == count) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{sessions:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]
@@ -123,34 +152,33 @@ fn a_statement_that_cannot_be_recorded_is_not_forwarded() {
         .unwrap();
     runtime.spawn(connection);
     runtime.block_on(client.simple_query("select 1")).unwrap();
+    wait_for_events(&proctor, 3);
 
-    let mut lock = journal(&proctor);
-    let blocker = lock
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)
-        .unwrap();
+    limit_file_size(proctor.pid(), "1");
     let error = runtime
         .block_on(client.simple_query("insert into e2e_fail_closed values (1)"))
         .unwrap_err();
-    blocker.rollback().unwrap();
+    limit_file_size(proctor.pid(), "unlimited");
     let error = error
         .as_db_error()
-        .expect("an error in the PostgreSQL protocol");
+        .unwrap_or_else(|| panic!("not a PostgreSQL error: {error:?}\n{}", proctor.log()));
     assert_eq!(error.code().code(), "58030");
     assert!(error
         .message()
         .contains("could not record this statement, so it was not sent"));
     assert_eq!(admin_sql("select count(*) from e2e_fail_closed"), "0");
 
-    let sessions = proctor.ended_sessions_of("alice", 1);
-    assert!(sessions[0]["end_reason"]
-        .as_str()
-        .unwrap()
-        .starts_with("journal failure"));
-    let events = proctor.events(sessions[0]["id"].as_str().unwrap());
-    assert!(of_kind(&events, "db.query")
+    // What was committed before the failure: the start, `select 1` and its result. The end of the
+    // session could not be recorded while the journal was failing, so the session stays open.
+    let session = proctor.sessions(&["--identity", "alice"])[0].clone();
+    assert_eq!(session["events"], 3);
+    let events = proctor.events(session["id"].as_str().unwrap());
+    let queries: Vec<_> = of_kind(&events, "db.query")
         .iter()
-        .all(|e| e["body"]["sql"] == "select 1"));
-    let verify = proctor.cli(&["sessions", "verify", sessions[0]["id"].as_str().unwrap()]);
+        .map(|e| e["body"]["sql"].clone())
+        .collect();
+    assert_eq!(queries, ["select 1"]);
+    let verify = proctor.cli(&["sessions", "verify", session["id"].as_str().unwrap()]);
     assert!(
         verify.status.success(),
         "what was committed is an intact prefix: {}",

@@ -137,6 +137,18 @@ impl Proctor {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("proctor is running").id()
+    }
+
+    /// Whether `needle` occurs in any file of the data dir (journal, commit log, keys...).
+    pub fn data_dir_contains(&self, needle: &str) -> bool {
+        std::fs::read_dir(self.data_dir()).unwrap().any(|entry| {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap_or_default();
+            bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+        })
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
     }
