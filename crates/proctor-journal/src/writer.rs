@@ -290,7 +290,7 @@ fn run_ingester(mut ingester: Ingester, shared: std::sync::Weak<Shared>) {
         };
         match ingester.ingest_available() {
             Ok((offset, len)) if offset == len && len >= ROTATE_AT => {
-                let mut writer = lock(&shared.writer);
+                let mut writer = shared.hold_write_side();
                 if writer.len == offset {
                     match writer.log.set_len(0) {
                         Ok(()) => {
@@ -314,6 +314,42 @@ fn run_ingester(mut ingester: Ingester, shared: std::sync::Weak<Shared>) {
             }
             return;
         }
+    }
+}
+
+impl Shared {
+    /// The write side, for work other than a commit. Sessions that found it busy wait for a commit's
+    /// notification, so the guard sends one when it lets go (without it they once waited forever).
+    fn hold_write_side(&self) -> HeldWriteSide<'_> {
+        HeldWriteSide {
+            guard: Some(lock(&self.writer)),
+            committed: &self.committed,
+        }
+    }
+}
+
+struct HeldWriteSide<'a> {
+    guard: Option<MutexGuard<'a, WriteSide>>,
+    committed: &'a Notify,
+}
+
+impl std::ops::Deref for HeldWriteSide<'_> {
+    type Target = WriteSide;
+    fn deref(&self) -> &WriteSide {
+        self.guard.as_ref().expect("held until dropped")
+    }
+}
+
+impl std::ops::DerefMut for HeldWriteSide<'_> {
+    fn deref_mut(&mut self) -> &mut WriteSide {
+        self.guard.as_mut().expect("held until dropped")
+    }
+}
+
+impl Drop for HeldWriteSide<'_> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        self.committed.notify_waiters();
     }
 }
 
@@ -504,6 +540,34 @@ mod tests {
                 VerifyOutcome::Intact { events: 50, .. }
             ));
         }
+    }
+
+    /// Emptying the log holds the write side without committing; a session that found it busy must be
+    /// woken when it is let go, or it waits forever.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_session_waiting_on_a_held_write_side_is_woken_when_it_is_let_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), SyncMode::Normal).unwrap();
+        let writer = Writer::start(&store).unwrap();
+        let held = writer.shared.hold_write_side();
+        let session = {
+            let writer = writer.clone();
+            tokio::spawn(async move {
+                let broken = Arc::new(AtomicBool::new(false));
+                writer.open_session(header("w"), &broken).await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            !session.is_finished(),
+            "the commit cannot happen while the write side is held"
+        );
+        drop(held);
+        tokio::time::timeout(Duration::from_secs(10), session)
+            .await
+            .expect("the waiting session was never woken")
+            .unwrap()
+            .unwrap();
     }
 
     #[tokio::test]
