@@ -37,10 +37,6 @@ impl SessionRecorder {
         })
     }
 
-    pub fn session_id(&self) -> &str {
-        &self.header.session_id
-    }
-
     pub fn header(&self) -> &SessionHeader {
         &self.header
     }

@@ -25,10 +25,6 @@ impl CanonicalJson {
         &self.0
     }
 
-    pub fn into_string(self) -> String {
-        self.0
-    }
-
     /// The canonical form of any JSON value.
     pub fn of(value: &Value) -> Self {
         let mut json = String::new();

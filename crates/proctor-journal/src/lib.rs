@@ -24,8 +24,6 @@ pub enum JournalError {
     Sqlite(#[from] rusqlite::Error),
     #[error("journal data is malformed: {0}")]
     Malformed(String),
-    #[error("journal writer has stopped; no event can be committed")]
-    WriterStopped,
     #[error("journal commit failed: {0}")]
     CommitFailed(String),
     #[error("{0}")]

@@ -222,6 +222,17 @@ fn malformed_and_oversized_messages_get_protocol_errors_and_are_recorded() {
         "{message}"
     );
 
+    let mut gss = TcpStream::connect(("127.0.0.1", proctor.pg_port)).unwrap();
+    gss.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    gss.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30])
+        .unwrap();
+    let mut answer = [0u8; 1];
+    gss.read_exact(&mut answer).unwrap();
+    assert_eq!(
+        &answer, b"N",
+        "GSSENCRequest is declined, so the client goes on without it"
+    );
+
     let mut garbage = TcpStream::connect(("127.0.0.1", proctor.pg_port)).unwrap();
     garbage
         .set_read_timeout(Some(Duration::from_secs(10)))

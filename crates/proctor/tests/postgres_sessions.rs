@@ -81,6 +81,16 @@ fn psql_statements_and_results_are_recorded_in_order_and_attributed() {
     let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
     assert_eq!(seqs, (1..=events.len() as u64).collect::<Vec<_>>());
 
+    assert_eq!(
+        proctor
+            .sessions(&["--since", "1h", "--connection", "app-db"])
+            .len(),
+        1
+    );
+    assert!(proctor
+        .sessions(&["--since", "2100-01-01T00:00:00Z"])
+        .is_empty());
+    assert!(proctor.sessions(&["--connection", "other"]).is_empty());
     let verify = proctor.cli(&["sessions", "verify", session["id"].as_str().unwrap()]);
     assert!(verify.status.success(), "{}", stdout(&verify));
     let shown = stdout(&proctor.cli(&["sessions", "show", &session["id"].as_str().unwrap()[..13]]));
