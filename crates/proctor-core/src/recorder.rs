@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use proctor_journal::{
-    no_findings, now_ns, Body, CanonicalJson, Chain, JournalError, SessionHeader, Writer,
+    no_findings, now_ns, Body, CanonicalJson, Chain, JournalError, NewEvent, SessionHeader, Writer,
 };
 
 /// The journal could not take an event: the session must stop forwarding.
@@ -50,14 +50,22 @@ impl SessionRecorder {
         Ok(())
     }
 
+    fn next_event(
+        &mut self,
+        kind: &'static str,
+        body: CanonicalJson,
+    ) -> Result<NewEvent, RecordError> {
+        self.check_intact()?;
+        Ok(self.chain.next_event(now_ns(), kind, body, no_findings()))
+    }
+
     /// Records an event and waits for its commit. Returns the event's sequence number.
     pub async fn record(
         &mut self,
         kind: &'static str,
         body: CanonicalJson,
     ) -> Result<u64, RecordError> {
-        self.check_intact()?;
-        let event = self.chain.next_event(now_ns(), kind, body, no_findings());
+        let event = self.next_event(kind, body)?;
         let seq = event.seq;
         self.writer.append(event, &self.broken).await?;
         self.check_intact()?;
@@ -71,8 +79,7 @@ impl SessionRecorder {
         kind: &'static str,
         body: CanonicalJson,
     ) -> Result<u64, RecordError> {
-        self.check_intact()?;
-        let event = self.chain.next_event(now_ns(), kind, body, no_findings());
+        let event = self.next_event(kind, body)?;
         let seq = event.seq;
         self.writer.append_queued(event, &self.broken).await;
         Ok(seq)

@@ -361,15 +361,7 @@ impl State {
                 sql,
                 param_types,
             } => {
-                if !name.is_empty()
-                    && !self.statements.contains_key(name)
-                    && self.statements.len() >= self.limits.max_prepared_statements
-                {
-                    return Err(ClientMessageError::Protocol(ProtocolError(format!(
-                        "more than {} prepared statements are open (postgres.max_prepared_statements)",
-                        self.limits.max_prepared_statements
-                    ))));
-                }
+                within_limit(&self.statements, name, "prepared statements", &self.limits)?;
                 let sql: Arc<str> = Arc::from(sql);
                 self.parses.push_back((self.client_batches, sql.clone()));
                 self.statements.insert(
@@ -389,15 +381,7 @@ impl State {
                 params,
                 result_formats,
             } => {
-                if !portal.is_empty()
-                    && !self.portals.contains_key(portal)
-                    && self.portals.len() >= self.limits.max_prepared_statements
-                {
-                    return Err(ClientMessageError::Protocol(ProtocolError(format!(
-                        "more than {} portals are open (postgres.max_prepared_statements)",
-                        self.limits.max_prepared_statements
-                    ))));
-                }
+                within_limit(&self.portals, portal, "portals", &self.limits)?;
                 let (sql, types, columns) = match self.statements.get(statement) {
                     Some(s) => (s.sql.clone(), s.param_types.as_slice(), s.columns.clone()),
                     None => (
@@ -887,6 +871,22 @@ impl From<ProtocolError> for UpstreamMessageError {
     fn from(e: ProtocolError) -> Self {
         UpstreamMessageError::Protocol(e)
     }
+}
+
+/// Refuses a new named statement or portal beyond `postgres.max_prepared_statements`.
+fn within_limit<T>(
+    open: &HashMap<String, T>,
+    name: &str,
+    what: &str,
+    limits: &Limits,
+) -> Result<(), ClientMessageError> {
+    let max = limits.max_prepared_statements;
+    if !name.is_empty() && !open.contains_key(name) && open.len() >= max {
+        return Err(ClientMessageError::Protocol(ProtocolError(format!(
+            "more than {max} {what} are open (postgres.max_prepared_statements)"
+        ))));
+    }
+    Ok(())
 }
 
 fn count_copy(copy: &mut CopyCounter, data: &[u8], limits: &Limits) {

@@ -212,44 +212,30 @@ fn help_is_available_for_every_command() {
     }
 }
 
-#[test]
-fn a_bad_config_is_refused_at_start_with_the_key_path() {
+/// Runs `proctor serve` on a config file holding `text`; it must refuse to start.
+fn refused_config(text: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
-    std::fs::write(&path, APP_DB.replace("127.0.0.1:5432", "no-port-here")).unwrap();
+    std::fs::write(&path, text).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_proctor"))
         .args(["serve", "--config"])
         .arg(&path)
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("connection[0].address"),
-        "{}",
-        stderr(&out)
-    );
+    stderr(&out)
+}
 
-    std::fs::write(
-        &path,
-        format!("{APP_DB}password_env = \"PROCTOR_E2E_UNSET\"\n"),
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_proctor"))
-        .args(["serve", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
+#[test]
+fn a_bad_config_is_refused_at_start_with_the_key_path() {
+    let bad_address = refused_config(&APP_DB.replace("127.0.0.1:5432", "no-port-here"));
     assert!(
-        stderr(&out).contains("connection[0].password_env"),
-        "{}",
-        stderr(&out)
+        bad_address.contains("connection[0].address"),
+        "{bad_address}"
     );
-    assert!(
-        stderr(&out).contains("PROCTOR_E2E_UNSET"),
-        "{}",
-        stderr(&out)
-    );
+    let unset = refused_config(&format!("{APP_DB}password_env = \"PROCTOR_E2E_UNSET\"\n"));
+    assert!(unset.contains("connection[0].password_env"), "{unset}");
+    assert!(unset.contains("PROCTOR_E2E_UNSET"), "{unset}");
 }
 
 #[test]
