@@ -293,3 +293,42 @@ fn configured_identities_take_their_token_from_the_environment() {
     let wrong = proctor.psql("ci-bot", "nope", "app-db", "disable", &["-c", "select 1"]);
     assert!(!wrong.status.success());
 }
+
+#[test]
+fn the_http_listener_answers_health_checks() {
+    use std::io::{Read, Write};
+    let proctor = Proctor::start("");
+    let mut http = std::net::TcpStream::connect(("127.0.0.1", proctor.http_port)).unwrap();
+    http.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    http.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("ok\n"), "{answer}");
+}
+
+#[test]
+fn sigterm_ends_open_sessions_cleanly_and_records_why() {
+    let (mut proctor, token) = start_with_alice();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let conninfo = proctor.conninfo("alice", &token, "app-db");
+    let (client, connection) = runtime
+        .block_on(tokio_postgres::connect(&conninfo, tokio_postgres::NoTls))
+        .unwrap();
+    let connection = runtime.spawn(connection);
+    runtime.block_on(client.simple_query("select 1")).unwrap();
+    let status = proctor.stop();
+    assert!(status.success(), "{status}");
+    let ended = runtime.block_on(connection).unwrap();
+    let error = ended.expect_err("the gateway ended the session");
+    assert_eq!(
+        error.as_db_error().map(|e| e.code().code()),
+        Some("57P01"),
+        "{error}"
+    );
+
+    let sessions = proctor.sessions(&["--identity", "alice"]);
+    assert_eq!(sessions[0]["end_reason"], "gateway shutting down");
+    let verify = proctor.cli(&["sessions", "verify", sessions[0]["id"].as_str().unwrap()]);
+    assert!(verify.status.success(), "{}", stdout(&verify));
+}
