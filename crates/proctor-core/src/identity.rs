@@ -145,7 +145,7 @@ mod tests {
             .unwrap();
         assert_eq!(found.identity, "alice");
         let raw = std::fs::read(store.path()).unwrap();
-        let secret = token.expose().rsplit('_').next().unwrap();
+        let secret = token.expose().splitn(3, '_').nth(2).unwrap();
         assert!(!raw.windows(secret.len()).any(|w| w == secret.as_bytes()));
     }
 }

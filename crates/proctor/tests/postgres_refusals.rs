@@ -82,7 +82,8 @@ fn wrong_token_unknown_identity_and_unauthorized_use_are_refused_and_recorded() 
         of_kind(&mallory, "auth.failure")[0]["body"]["reason"],
         "unknown identity"
     );
-    let secret = token.rsplit('_').next().unwrap();
+    let secret = token.splitn(3, '_').nth(2).unwrap();
+    assert_eq!(secret.len(), 43, "the whole secret part of the token");
     assert!(
         !proctor.data_dir_contains(secret),
         "the token is in the data dir"
