@@ -185,17 +185,16 @@ impl Relay {
             from_client.reserve(READ_CHUNK);
             from_upstream.reserve(READ_CHUNK);
             let flow = tokio::select! {
+                biased;
                 _ = shutdown.changed() => {
                     let notice = ClientError::fatal("57P01", "Proctor is shutting down; reconnect in a moment");
                     let _ = client.write_all(&notice.encode()).await;
                     Flow::End("gateway shutting down".into())
                 }
-                Some(()) = cancel_notices.recv() => {
-                    match recorder.record_queued("db.cancel", CanonicalJson::of(&json!({"forwarded": true}))).await {
-                        Ok(_) => Flow::Continue,
-                        Err(e) => Flow::End(e.to_string()),
-                    }
-                }
+                Some(()) = cancel_notices.recv() => match record_cancel(&mut recorder).await {
+                    Ok(()) => Flow::Continue,
+                    Err(e) => Flow::End(e.to_string()),
+                },
                 read = client.read_buf(&mut from_client) => match read {
                     Ok(0) | Err(_) => client_gone(&state, &cancel_route).await,
                     Ok(_) => state.on_client_bytes(&mut from_client, &mut client, &mut upstream, &mut recorder).await,
@@ -214,9 +213,17 @@ impl Relay {
                 break reason;
             }
         };
+        while cancel_notices.try_recv().is_ok() {
+            let _ = record_cancel(&mut recorder).await;
+        }
         let _ = client.shutdown().await;
         (recorder, Ended(reason))
     }
+}
+
+async fn record_cancel(recorder: &mut SessionRecorder) -> Result<(), RecordError> {
+    let body = Body::new().str("requested_by", "client").finish();
+    recorder.record_queued("db.cancel", body).await.map(|_| ())
 }
 
 /// The client left. If a statement was still running, the target is asked to cancel it, so it does not

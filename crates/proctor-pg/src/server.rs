@@ -315,6 +315,9 @@ impl PgGateway {
             tracing::debug!("cancel request with unknown key ignored");
             return;
         };
+        // The session records the cancel before it is forwarded, so the record comes first even when
+        // the cancelled statement's error reaches the client at once.
+        let _ = route.notify.try_send(());
         let sent = tokio::time::timeout(
             Duration::from_secs(5),
             upstream::send_cancel(
@@ -326,9 +329,7 @@ impl PgGateway {
         )
         .await;
         match sent {
-            Ok(Ok(())) => {
-                let _ = route.notify.try_send(());
-            }
+            Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "cancel could not be forwarded"),
             Err(_) => tracing::warn!("cancel forwarding timed out"),
         }

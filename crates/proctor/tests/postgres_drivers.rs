@@ -111,6 +111,11 @@ async fn a_cancelled_long_query_stops_and_the_cancel_is_recorded() {
     .unwrap();
     assert_eq!(of_kind(&events, "db.cancel").len(), 1);
     assert_eq!(of_kind(&events, "db.error")[0]["body"]["sqlstate"], "57014");
+    let position = |kind: &str| events.iter().position(|e| e["kind"] == kind).unwrap();
+    assert!(
+        position("db.cancel") < position("db.error"),
+        "the cancel is recorded before its effect"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
