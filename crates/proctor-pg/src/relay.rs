@@ -26,6 +26,9 @@ use crate::values;
 pub const PASSTHROUGH_THRESHOLD: usize = 1024 * 1024;
 /// Bytes of one parameter value kept in the journal.
 const MAX_PARAM_BYTES: usize = 8 * 1024;
+/// Parsed statements remembered to name the SQL of a failed Parse; a client that never syncs cannot
+/// grow the list beyond this.
+const MAX_PARSES_TRACKED: usize = 1024;
 /// Notices attached to one result.
 const MAX_NOTICES: usize = 10;
 const READ_CHUNK: usize = 64 * 1024;
@@ -370,6 +373,9 @@ impl State {
             } => {
                 within_limit(&self.statements, name, "prepared statements", &self.limits)?;
                 let sql: Arc<str> = Arc::from(sql);
+                if self.parses.len() == MAX_PARSES_TRACKED {
+                    self.parses.pop_front();
+                }
                 self.parses.push_back((self.client_batches, sql.clone()));
                 self.statements.insert(
                     name.to_owned(),
