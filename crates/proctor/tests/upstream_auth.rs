@@ -133,3 +133,48 @@ fn proctor_logs_in_upstream_with_scram_md5_and_tls_using_credentials_it_holds() 
     }
     assert!(!proctor.log().contains("Pa55"), "a password is in the log");
 }
+
+/// The machine's PostgreSQL serves Debian's self-signed "snakeoil" certificate, issued to localhost.
+const SERVER_CERT: &str = "/etc/ssl/certs/ssl-cert-snakeoil.pem";
+
+#[test]
+fn verify_full_checks_the_target_certificate_and_its_name() {
+    create_role("proctor_tls", "tls-Pa55", "scram-sha-256");
+    let verified = |name: &str, server_name: &str| {
+        connection(
+            name,
+            "proctor_tls",
+            "password_env = \"TLS_DB_PASSWORD\"",
+            "verify-full",
+        ) + &format!("tls_ca_file = \"{SERVER_CERT}\"\ntls_server_name = \"{server_name}\"\n")
+    };
+    let config = verified("right-name", "localhost") + &verified("wrong-name", "db.example.com");
+    let proctor = Proctor::start_with_env(&config, &[("TLS_DB_PASSWORD", "tls-Pa55")]);
+    let token = proctor.add_identity("alice", &[]);
+
+    let ok = proctor.psql(
+        "alice",
+        &token,
+        "right-name",
+        "disable",
+        &["-c", "select current_user"],
+    );
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert_eq!(stdout(&ok).trim(), "proctor_tls");
+
+    let refused = proctor.psql(
+        "alice",
+        &token,
+        "wrong-name",
+        "disable",
+        &["-c", "select 1"],
+    );
+    assert!(!refused.status.success());
+    let message = stderr(&refused);
+    assert!(
+        message.contains("Proctor could not open connection \"wrong-name\""),
+        "{message}"
+    );
+    assert!(message.contains("TLS to the database failed"), "{message}");
+    assert!(message.contains("not valid for name"), "{message}");
+}
