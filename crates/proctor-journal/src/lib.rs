@@ -1,7 +1,8 @@
 //! Proctor's journal: where every session and event is kept.
 //!
-//! Owns the embedded SQLite store (schema, reads for the CLI, identity and token rows), the group-commit
-//! writer that every session appends through, and the per-session hash chain. It knows nothing about wire
+//! Owns the embedded SQLite store (schema, reads for the CLI, identity and token rows), the commit log and
+//! its group-commit writer that every session appends through, the canonical JSON of events, and the
+//! per-session hash chain. It knows nothing about wire
 //! protocols, configuration files or masking: callers hand it events whose bodies are already final.
 
 mod canonical;

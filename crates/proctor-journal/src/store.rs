@@ -1,8 +1,8 @@
 //! The embedded SQLite store: schema, pragmas, and every read and administrative write.
 //!
-//! Session events are appended only through the group-commit [`crate::Writer`]; this module owns the schema
-//! they land in, the identity and token rows, and the queries the CLI runs. It never interprets event bodies
-//! beyond what listing sessions needs.
+//! Session events reach it only through the commit log (`crate::Writer` appends, `log` ingests); this
+//! module owns the schema they land in, the identity and token rows, and the queries the CLI runs. It never
+//! interprets event bodies beyond what listing sessions needs.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
