@@ -3,7 +3,11 @@
 # pgbouncer (session pooling), on the machine's PostgreSQL.
 #
 #   bash bench/pgbench.sh [SECONDS_PER_RUN] [ROUNDS]
+#   SSLMODE=require bash bench/pgbench.sh ...   # TLS from pgbench to every target (default: disable)
 #
+# Every target is reached with the same client TLS setting, so that one target's encryption is never
+# compared with another's plain TCP (libpq's default, "prefer", would encrypt to PostgreSQL and Proctor
+# but not to a pgbouncer without a certificate).
 # Each round runs every mode against every target, alternating, so that noise from other work on the
 # machine falls on all of them alike. Prints the median TPS per target and mode, and the ratios.
 set -euo pipefail
@@ -14,6 +18,7 @@ rounds=${2:-3}
 clients=${CLIENTS:-8}
 threads=${THREADS:-2}
 scale=${SCALE:-10}
+sslmode=${SSLMODE:-disable}
 direct_port=5432
 proctor_port=${PROCTOR_PORT:-35432}
 bouncer_port=${BOUNCER_PORT:-36432}
@@ -48,6 +53,7 @@ allow = ["bench"]
 TOML
 export PROCTOR_BENCH_TOKEN=bench-token
 target/release/proctor serve --config "$work/proctor.toml" 2>"$work/proctor.log" &
+proctor_pid=$!
 
 bouncer=$work/pgbouncer
 mkdir -p "$bouncer"
@@ -68,6 +74,12 @@ pidfile = $bouncer/pgbouncer.pid
 unix_socket_dir =
 INI
 echo '"postgres" ""' > "$bouncer/userlist.txt"
+if [ "$sslmode" != disable ]; then
+  openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost -keyout "$bouncer/key.pem" \
+    -out "$bouncer/cert.pem" >/dev/null 2>&1
+  printf 'client_tls_sslmode = require\nclient_tls_key_file = %s\nclient_tls_cert_file = %s\n' \
+    "$bouncer/key.pem" "$bouncer/cert.pem" >> "$bouncer/pgbouncer.ini"
+fi
 if [ "$(id -u)" = 0 ]; then
   # pgbouncer refuses to run as root.
   chmod 755 "$work"
@@ -94,7 +106,7 @@ run() { # target mode -> tps
     select-prepared) args=(-S -M prepared) ;;
     update-simple) args=(-N -M simple) ;;
   esac
-  PGPASSWORD=$PROCTOR_BENCH_TOKEN pgbench -n "${args[@]}" -c "$clients" -j "$threads" -T "$seconds" \
+  PGSSLMODE=$sslmode PGPASSWORD=$PROCTOR_BENCH_TOKEN pgbench -n "${args[@]}" -c "$clients" -j "$threads" -T "$seconds" \
     -h 127.0.0.1 -p "$port" -U "$user" proctor_bench 2>/dev/null \
     | awk '/^tps/ { print $3; exit }'
 }
@@ -112,7 +124,7 @@ for round in $(seq 1 "$rounds"); do
 done
 
 echo
-echo "pgbench, $clients clients, $threads threads, ${seconds}s x $rounds rounds, scale $scale (median TPS)"
+echo "pgbench, $clients clients, $threads threads, ${seconds}s x $rounds rounds, scale $scale, sslmode $sslmode (median TPS)"
 printf '%-16s %10s %10s %10s %14s %14s %16s\n' mode direct proctor pgbouncer proctor/direct bouncer/direct proctor/bouncer
 for mode in "${modes[@]}"; do
   median() { awk -v m="$mode" -v t="$1" '$2 == m && $3 == t { print $4 }' "$work/results" | sort -n \
@@ -121,6 +133,9 @@ for mode in "${modes[@]}"; do
   awk -v m="$mode" -v d="$d" -v p="$p" -v b="$b" \
     'BEGIN { printf "%-16s %10.0f %10.0f %10.0f %14.2f %14.2f %16.2f\n", m, d, p, b, p / d, b / d, p / b }'
 done
+# Stop the gateway first, so that the journal holds everything it acknowledged when it is counted.
+kill -TERM "$proctor_pid"
+wait "$proctor_pid" || true
 sessions=$(target/release/proctor sessions list --config "$work/proctor.toml" --format json | grep -c '"id"' || true)
 queries=$(target/release/proctor sessions list --config "$work/proctor.toml" --format json \
   | awk -F': ' '/"queries"/ { gsub(/,/, "", $2); n += $2 } END { print n + 0 }')

@@ -123,17 +123,52 @@ impl Body {
 const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 
 pub(crate) fn write_str(value: &str, out: &mut String) {
-    // serde_json escapes `"`, `\` and U+0000..U+001F, the short forms \b \t \n \f \r and lowercase
-    // \u00xx for the rest, and nothing else: RFC 8785 section 3.2.2.2 exactly.
-    let mut bytes = Vec::with_capacity(value.len() + 2);
-    serde_json::to_writer(&mut bytes, value).expect("writing a string to memory cannot fail");
-    out.push_str(std::str::from_utf8(&bytes).expect("serde_json writes UTF-8"));
+    // RFC 8785 section 3.2.2.2, as serde_json also writes it: escape `"`, `\` and U+0000..U+001F, with
+    // the short forms \b \t \n \f \r and lowercase \u00xx for the rest of the controls; nothing else.
+    out.reserve(value.len() + 2);
+    out.push('"');
+    let mut clean_from = 0;
+    for (at, byte) in value.bytes().enumerate() {
+        let escaped = match byte {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            0x08 => "\\b",
+            b'\t' => "\\t",
+            b'\n' => "\\n",
+            0x0c => "\\f",
+            b'\r' => "\\r",
+            0x00..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&value[clean_from..at]);
+        if escaped.is_empty() {
+            out.push_str("\\u00");
+            out.push(char::from(HEX_DIGITS[usize::from(byte >> 4)]));
+            out.push(char::from(HEX_DIGITS[usize::from(byte & 0x0f)]));
+        } else {
+            out.push_str(escaped);
+        }
+        clean_from = at + 1;
+    }
+    out.push_str(&value[clean_from..]);
+    out.push('"');
+}
+
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+/// Lowercase hexadecimal, as hashes are written in the journal.
+pub fn hex_lower(bytes: &[u8]) -> String {
+    let mut hex = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        hex.push(char::from(HEX_DIGITS[usize::from(byte >> 4)]));
+        hex.push(char::from(HEX_DIGITS[usize::from(byte & 0x0f)]));
+    }
+    hex
 }
 
 pub(crate) fn write_u64(value: u64, out: &mut String) {
-    use std::fmt::Write;
     if value <= MAX_SAFE_INTEGER {
-        let _ = write!(out, "{value}");
+        out.push_str(itoa::Buffer::new().format(value));
     } else {
         out.push_str(ryu_js::Buffer::new().format(value as f64));
     }
@@ -228,6 +263,29 @@ mod tests {
         for case in cases {
             assert_eq!(CanonicalJson::of(&case).as_str(), jcs(&case), "{case}");
         }
+    }
+
+    #[test]
+    fn every_control_character_is_escaped_as_serde_jcs_does() {
+        let every_control: String = (0u8..0x20).map(char::from).collect();
+        for text in [
+            every_control.as_str(),
+            "a\u{1f}b\"c\\d\u{7f}\u{2028}é",
+            "",
+            "plain",
+        ] {
+            let mut out = String::new();
+            write_str(text, &mut out);
+            assert_eq!(out, jcs(&json!(text)), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn hashes_are_lowercase_hex() {
+        assert_eq!(
+            hex_lower(&[0x00, 0x0f, 0xa5, 0xff]),
+            hex::encode([0x00, 0x0f, 0xa5, 0xff])
+        );
     }
 
     #[test]

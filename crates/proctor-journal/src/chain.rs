@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::canonical::{write_str, write_u64, CanonicalJson};
+use crate::canonical::{hex_lower, write_str, write_u64, CanonicalJson};
 use crate::JournalError;
 
 const EVENT_DOMAIN: &[u8] = b"proctor/event/v1\0";
@@ -74,7 +74,7 @@ pub fn genesis_hash(header: &SessionHeader) -> Result<String, JournalError> {
     let mut hasher = Sha256::new();
     hasher.update(SESSION_DOMAIN);
     hasher.update(canonical(header)?);
-    Ok(hex::encode(hasher.finalize()))
+    Ok(hex_lower(&hasher.finalize()))
 }
 
 /// The hash of a stored event, recomputed from its parsed fields (all but `hash`).
@@ -92,7 +92,7 @@ pub fn event_hash(event: &Event) -> Result<String, JournalError> {
     hasher.update(EVENT_DOMAIN);
     hasher.update(event.prev.as_bytes());
     hasher.update(canonical(&unhashed)?);
-    Ok(hex::encode(hasher.finalize()))
+    Ok(hex_lower(&hasher.finalize()))
 }
 
 /// The head of one session's chain: hands out sequence numbers and links each new event to the last.
@@ -102,6 +102,37 @@ pub struct Chain {
     next_seq: u64,
     head: String,
     scratch: String,
+    clock: TimeText,
+}
+
+/// Writes [`canonical_time`] quoted, formatting the date and time of day once per second: events of a
+/// busy session mostly share their second.
+#[derive(Debug, Default)]
+struct TimeText {
+    second: Option<i64>,
+    /// `"YYYY-MM-DDTHH:MM:SS.` of that second.
+    prefix: String,
+}
+
+impl TimeText {
+    fn write(&mut self, at_ns: i64, out: &mut String) {
+        let second = at_ns.div_euclid(1_000_000_000);
+        if self.second != Some(second) {
+            let whole = canonical_time(second * 1_000_000_000);
+            self.prefix.clear();
+            self.prefix.push('"');
+            self.prefix
+                .push_str(whole.strip_suffix("000000000Z").unwrap_or(&whole));
+            self.second = Some(second);
+        }
+        out.push_str(&self.prefix);
+        let nanos = at_ns.rem_euclid(1_000_000_000);
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(nanos);
+        out.extend(std::iter::repeat_n('0', 9 - digits.len()));
+        out.push_str(digits);
+        out.push_str("Z\"");
+    }
 }
 
 impl Chain {
@@ -111,6 +142,7 @@ impl Chain {
             next_seq: 1,
             head: genesis_hash(header)?,
             scratch: String::with_capacity(512),
+            clock: TimeText::default(),
         })
     }
 
@@ -130,7 +162,7 @@ impl Chain {
         let json = &mut self.scratch;
         json.clear();
         json.push_str("{\"at\":");
-        write_str(&canonical_time(at), json);
+        self.clock.write(at, json);
         json.push_str(",\"body\":");
         json.push_str(body.as_str());
         json.push_str(",\"findings\":");
@@ -148,7 +180,7 @@ impl Chain {
         hasher.update(EVENT_DOMAIN);
         hasher.update(self.head.as_bytes());
         hasher.update(json.as_bytes());
-        let hash = hex::encode(hasher.finalize());
+        let hash = hex_lower(&hasher.finalize());
         let prev = std::mem::replace(&mut self.head, hash.clone());
         self.next_seq += 1;
         NewEvent {
@@ -208,13 +240,10 @@ mod tests {
             json!({"params": [1, -2.5, "x\n\"y\"", null, 9007199254740993u64], "sql": "é 😀"}),
             json!({"sample": [[{"z": 1, "a": 2}]], "rows": 18446744073709551615u64}),
         ];
-        for (i, body) in bodies.iter().enumerate() {
-            let event = chain.next_event(
-                NOW + i as i64,
-                "db.query",
-                CanonicalJson::of(body),
-                no_findings(),
-            );
+        // The same second, a whole second (no fraction), then the next second with a short fraction.
+        let times = [NOW, NOW - 123_456_789, NOW + 876_543_211 + 5];
+        for (at, body) in times.into_iter().zip(&bodies) {
+            let event = chain.next_event(at, "db.query", CanonicalJson::of(body), no_findings());
             assert_eq!(event_hash(&stored(&event)).unwrap(), event.hash, "{body}");
         }
     }

@@ -11,6 +11,7 @@
 //! acknowledged. Hand-written because no maintained crate offers this small a write-ahead log with an
 //! idempotent replay into SQLite.
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
@@ -19,7 +20,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::canonical::write_str;
+use crate::canonical::{hex_lower, write_str};
 use crate::chain::{NewEvent, SessionHeader};
 use crate::JournalError;
 
@@ -45,8 +46,10 @@ pub(crate) enum Record<'a> {
 }
 
 fn push_int(json: &mut String, key: &str, value: i64) {
-    use std::fmt::Write;
-    let _ = write!(json, ",\"{key}\":{value}");
+    json.push_str(",\"");
+    json.push_str(key);
+    json.push_str("\":");
+    json.push_str(itoa::Buffer::new().format(value));
 }
 
 fn push_str(json: &mut String, key: &str, value: &str) {
@@ -97,32 +100,44 @@ pub(crate) fn encode(record: &Record<'_>, scratch: &mut String, out: &mut Vec<u8
     }
     json.push('}');
     let crc = crc32fast::hash(json.as_bytes());
-    out.extend_from_slice(format!("{crc:08x} ").as_bytes());
+    out.extend_from_slice(hex_lower(&crc.to_be_bytes()).as_bytes());
+    out.push(b' ');
     out.extend_from_slice(json.as_bytes());
     out.push(b'\n');
 }
 
+/// A record as read back; strings borrow from the log where they hold no escapes.
 #[derive(Deserialize)]
 struct Line<'a> {
-    op: &'a str,
+    #[serde(borrow)]
+    op: Cow<'a, str>,
     no: i64,
-    id: Option<String>,
-    protocol: Option<String>,
-    identity: Option<String>,
-    connection: Option<String>,
-    client_addr: Option<String>,
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    protocol: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    identity: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    connection: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    client_addr: Option<Cow<'a, str>>,
     started_at: Option<i64>,
     seq: Option<i64>,
     at: Option<i64>,
-    kind: Option<String>,
+    #[serde(borrow)]
+    kind: Option<Cow<'a, str>>,
     #[serde(borrow)]
     body: Option<&'a RawValue>,
     #[serde(borrow)]
     findings: Option<&'a RawValue>,
-    prev: Option<String>,
-    hash: Option<String>,
+    #[serde(borrow)]
+    prev: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    hash: Option<Cow<'a, str>>,
     ended_at: Option<i64>,
-    reason: Option<String>,
+    #[serde(borrow)]
+    reason: Option<Cow<'a, str>>,
 }
 
 fn missing(field: &str) -> JournalError {
@@ -140,6 +155,10 @@ pub(crate) struct Ingester {
 impl Ingester {
     /// Opens the log for reading, resuming where the store says ingestion stopped.
     pub(crate) fn open(conn: Connection, data_dir: &Path) -> Result<Self, JournalError> {
+        // Ingestion rewrites the same index and tail pages batch after batch: a larger WAL between
+        // checkpoints (and a cache that holds those pages) writes each of them to the database once.
+        conn.pragma_update(None, "wal_autocheckpoint", 16_384)?;
+        conn.pragma_update(None, "cache_size", -32_768)?;
         let log = File::open(data_dir.join(LOG_FILE)).map_err(|source| JournalError::DataDir {
             path: data_dir.join(LOG_FILE).display().to_string(),
             source,
@@ -216,7 +235,7 @@ impl Ingester {
                     tracing::error!("a commit log record fails its checksum; skipping it");
                     continue;
                 };
-                match line.op {
+                match line.op.as_ref() {
                     "open" => {
                         open.execute(params![
                             line.no,

@@ -17,6 +17,7 @@ use rustls::{ClientConfig, ServerConfig};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
@@ -85,20 +86,30 @@ impl PgGateway {
     }
 
     /// Accepts clients until `shutdown` turns true, then gives open sessions a moment to end cleanly.
+    /// Each session runs on one of `workers`, taken in turn.
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
+        workers: Vec<Handle>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut sessions = JoinSet::new();
+        let mut next_worker = (0..workers.len()).cycle();
         loop {
             tokio::select! {
                 _ = shutdown.changed() => break,
-                accepted = listener.accept() => match accepted {
+                accepted = listener.accept() => match accepted.and_then(|(stream, peer)| Ok((stream.into_std()?, peer))) {
                     Ok((stream, peer)) => {
                         let gateway = self.clone();
                         let shutdown = shutdown.clone();
-                        sessions.spawn(async move { gateway.handle(stream, peer, shutdown).await });
+                        let worker = next_worker.next().map_or_else(Handle::current, |n| workers[n].clone());
+                        // The socket joins the event loop of the worker that polls it.
+                        sessions.spawn_on(async move {
+                            match TcpStream::from_std(stream) {
+                                Ok(stream) => gateway.handle(stream, peer, shutdown).await,
+                                Err(e) => tracing::warn!(error = %e, "could not take over an accepted connection"),
+                            }
+                        }, &worker);
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");

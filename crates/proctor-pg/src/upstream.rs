@@ -228,13 +228,20 @@ async fn connect_inner(
                     scram = Some(client);
                 }
                 11 => {
-                    let client = scram.as_mut().ok_or_else(|| {
+                    let mut client = scram.take().ok_or_else(|| {
                         UpstreamError::Protocol("SASL continue without SASL".into())
                     })?;
-                    client
-                        .update(r.rest())
-                        .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
+                    // Salting the password takes the server's iteration count of HMACs
+                    // (milliseconds): off the event loop, so other sessions are not held up.
+                    let challenge = r.rest().to_vec();
+                    let client = tokio::task::spawn_blocking(move || {
+                        client.update(&challenge).map(|()| client)
+                    })
+                    .await
+                    .map_err(|e| UpstreamError::Protocol(format!("SCRAM: {e}")))?
+                    .map_err(|e| UpstreamError::Protocol(e.to_string()))?;
                     frontend::sasl_response(client.message(), &mut out).map_err(io_error)?;
+                    scram = Some(client);
                 }
                 12 => {
                     let client = scram

@@ -4,6 +4,7 @@
 mod admin;
 mod serve;
 mod sessions;
+mod workers;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -11,7 +11,10 @@ use proctor_core::journal::{Store, Writer};
 use proctor_core::{Config, Gate};
 use proctor_pg::PgGateway;
 use tokio::net::TcpListener;
+use tokio::runtime::Handle;
 use tokio::sync::watch;
+
+use crate::workers::Workers;
 
 /// How long an event that nobody waits for (a result summary) may stay queued before it is committed.
 const FLUSH_INTERVAL: Duration = Duration::from_millis(5);
@@ -31,8 +34,19 @@ pub fn run(config: Config) -> anyhow::Result<ExitCode> {
     let secrets = config.resolve_secrets()?;
     let store = Arc::new(crate::admin::open_store(&config)?);
     let writer = Writer::start(&store)?;
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(serve(config, secrets, store, writer.clone()))?;
+    let workers = Workers::start(config.server.workers)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let served = runtime.block_on(serve(
+        config,
+        secrets,
+        store,
+        writer.clone(),
+        workers.handles(),
+    ));
+    workers.stop();
+    served?;
     runtime.block_on(writer.commit());
     writer.shutdown();
     tracing::info!("stopped");
@@ -44,6 +58,7 @@ async fn serve(
     secrets: proctor_core::config::ResolvedSecrets,
     store: Arc<Store>,
     writer: Writer,
+    workers: Vec<Handle>,
 ) -> anyhow::Result<()> {
     let postgres_listen = config.server.postgres_listen;
     let http_listen = config.server.http_listen;
@@ -65,7 +80,7 @@ async fn serve(
         "proctor is ready"
     );
     let (stop, stopped) = watch::channel(false);
-    let pg_task = tokio::spawn(pg.serve(pg_listener, stopped.clone()));
+    let pg_task = tokio::spawn(pg.serve(pg_listener, workers, stopped.clone()));
     let app = axum::Router::new().route("/healthz", get(|| async { "ok\n" }));
     let mut http_stopped = stopped.clone();
     let http_task = tokio::spawn(async move {

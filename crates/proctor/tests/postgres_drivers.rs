@@ -120,8 +120,17 @@ async fn a_cancelled_long_query_stops_and_the_cancel_is_recorded() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_sessions_each_keep_a_complete_intact_chain() {
-    let proctor = Proctor::start(APP_DB);
+    // Sessions spread over three event loops share one journal and its group commit.
+    let proctor = Proctor::start(&format!("workers = 3\n{APP_DB}"));
     let token = proctor.add_identity("alice", &["dba"]);
+    let worker_threads = std::fs::read_dir(format!("/proc/{}/task", proctor.pid()))
+        .unwrap()
+        .filter(|task| {
+            let comm = std::fs::read_to_string(task.as_ref().unwrap().path().join("comm"));
+            comm.unwrap().starts_with("proctor-worker-")
+        })
+        .count();
+    assert_eq!(worker_threads, 3);
     let mut tasks = Vec::new();
     for n in 0..8i32 {
         let client = connect(&proctor, &token).await;
