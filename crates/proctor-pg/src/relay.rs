@@ -184,12 +184,16 @@ impl Relay {
         };
         let mut from_client = BytesMut::with_capacity(READ_CHUNK);
         let mut from_upstream = BytesMut::with_capacity(READ_CHUNK);
+        // Made once, not on every turn of the loop: waiting for the shutdown signal registers the
+        // session with the signal, which is not free.
+        let shutting_down = shutdown.changed();
+        tokio::pin!(shutting_down);
         let reason = loop {
             from_client.reserve(READ_CHUNK);
             from_upstream.reserve(READ_CHUNK);
             let flow = tokio::select! {
                 biased;
-                _ = shutdown.changed() => {
+                _ = &mut shutting_down => {
                     let notice = ClientError::fatal("57P01", "Proctor is shutting down; reconnect in a moment");
                     let _ = client.write_all(&notice.encode()).await;
                     Flow::End("gateway shutting down".into())
