@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use proctor_journal::SyncMode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::Secret;
 
@@ -128,14 +128,14 @@ pub struct IdentityConfig {
     pub token_env: String,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ConnectionKind {
     Postgres,
 }
 
 /// TLS towards the target, with libpq's meanings.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum UpstreamTls {
     #[default]
@@ -146,7 +146,9 @@ pub enum UpstreamTls {
     VerifyFull,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+/// Serialized, it is what the log records of a connection: it holds where secrets come from, never
+/// the secrets.
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionConfig {
     pub name: String,

@@ -95,6 +95,63 @@ pub fn event_hash(event: &Event) -> Result<String, JournalError> {
     Ok(hex_lower(&hasher.finalize()))
 }
 
+/// The result of recomputing a session's chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VerifyOutcome {
+    Intact { events: u64, head: String },
+    Broken { seq: u64, reason: String },
+}
+
+/// Recomputes a session's chain from its header and events (in stored order); names the first event
+/// that fails.
+pub fn verify_chain(
+    header: &SessionHeader,
+    events: &[Event],
+) -> Result<VerifyOutcome, JournalError> {
+    let mut prev = genesis_hash(header)?;
+    for (index, event) in events.iter().enumerate() {
+        let expected_seq = index as u64 + 1;
+        if event.seq != expected_seq {
+            return Ok(VerifyOutcome::Broken {
+                seq: expected_seq,
+                reason: format!("event {expected_seq} is missing (found {} next)", event.seq),
+            });
+        }
+        if event.session_id != header.session_id {
+            return Ok(VerifyOutcome::Broken {
+                seq: event.seq,
+                reason: "event names another session".into(),
+            });
+        }
+        if event.prev != prev {
+            let reason = if event.seq == 1 {
+                "does not link to the session header: the header was altered".to_string()
+            } else {
+                format!("does not link to event {}", event.seq - 1)
+            };
+            return Ok(VerifyOutcome::Broken {
+                seq: event.seq,
+                reason,
+            });
+        }
+        let recomputed = event_hash(event)?;
+        if recomputed != event.hash {
+            return Ok(VerifyOutcome::Broken {
+                seq: event.seq,
+                reason: format!(
+                    "content does not match its hash (stored {}, recomputed {recomputed})",
+                    event.hash
+                ),
+            });
+        }
+        prev = recomputed;
+    }
+    Ok(VerifyOutcome::Intact {
+        events: events.len() as u64,
+        head: prev,
+    })
+}
+
 /// The head of one session's chain: hands out sequence numbers and links each new event to the last.
 #[derive(Debug)]
 pub struct Chain {

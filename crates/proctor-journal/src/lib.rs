@@ -5,17 +5,23 @@
 //! per-session hash chain. It knows nothing about wire
 //! protocols, configuration files or masking: callers hand it events whose bodies are already final.
 
+pub mod bundle;
 mod canonical;
 mod chain;
 mod log;
+pub mod merkle;
+pub mod note;
 mod store;
+mod tlog;
 mod writer;
 
 pub use canonical::{Body, CanonicalJson};
 pub use chain::{
-    canonical_time, event_hash, genesis_hash, no_findings, Chain, Event, NewEvent, SessionHeader,
+    canonical_time, event_hash, genesis_hash, no_findings, verify_chain, Chain, Event, NewEvent,
+    SessionHeader, VerifyOutcome,
 };
-pub use store::{IdentityRow, SessionFilter, SessionRow, Store, SyncMode, TokenRow, VerifyOutcome};
+pub use store::{IdentityRow, SessionFilter, SessionRow, Store, SyncMode, TokenRow};
+pub use tlog::Consistency;
 pub use writer::Writer;
 
 /// Errors of the journal. They carry what the operator needs to act, never event bodies.

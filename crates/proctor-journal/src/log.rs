@@ -14,7 +14,7 @@
 use std::borrow::Cow;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Deserialize;
@@ -22,6 +22,7 @@ use serde_json::value::RawValue;
 
 use crate::canonical::{hex_lower, write_str};
 use crate::chain::{NewEvent, SessionHeader};
+use crate::tlog::{self, SealSchedule};
 use crate::JournalError;
 
 pub(crate) const LOG_FILE: &str = "journal.log";
@@ -150,6 +151,11 @@ pub(crate) struct Ingester {
     log: File,
     offset: u64,
     buf: Vec<u8>,
+    data_dir: PathBuf,
+    node: String,
+    seals: SealSchedule,
+    /// Set until the first seal pass, which seals whatever an earlier run left unsealed.
+    seal_everything: bool,
 }
 
 impl Ingester {
@@ -177,6 +183,10 @@ impl Ingester {
             log,
             offset: if offset > len { 0 } else { offset },
             buf: Vec::new(),
+            data_dir: data_dir.to_path_buf(),
+            node: tlog::node_name(),
+            seals: SealSchedule::default(),
+            seal_everything: true,
         })
     }
 
@@ -216,6 +226,24 @@ impl Ingester {
         }
     }
 
+    /// Seals the sessions whose seal is due (see `tlog`), and signs a checkpoint over them. The key is
+    /// read each time, so a rotated key takes effect at once.
+    pub(crate) fn seal_due(&mut self) -> Result<(), JournalError> {
+        let due = self.seals.take_due();
+        if due.is_empty() && !self.seal_everything {
+            return Ok(());
+        }
+        let key = tlog::log_key(&self.data_dir)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let sessions = (!self.seal_everything).then_some(due.as_slice());
+        tlog::seal(&tx, &key, &self.node, sessions)?;
+        tx.commit()?;
+        self.seal_everything = false;
+        Ok(())
+    }
+
     fn apply(&mut self, lines: &[u8]) -> Result<(), JournalError> {
         let tx = self.conn.transaction()?;
         {
@@ -248,6 +276,7 @@ impl Ingester {
                         ])?;
                     }
                     "event" => {
+                        self.seals.event(line.no);
                         event.execute(params![
                             line.no,
                             line.seq.ok_or_else(|| missing("seq"))?,
@@ -260,6 +289,7 @@ impl Ingester {
                         ])?;
                     }
                     "close" => {
+                        self.seals.ended(line.no);
                         close.execute(params![
                             line.no,
                             line.ended_at.ok_or_else(|| missing("ended_at"))?,
@@ -316,6 +346,7 @@ pub(crate) fn recover(conn: Connection, data_dir: &Path) -> Result<(), JournalEr
     }
     let mut ingester = Ingester::open(conn, data_dir)?;
     let (offset, len) = ingester.ingest_available()?;
+    ingester.seal_due()?;
     if offset == len {
         log.set_len(0)
             .map_err(|e| JournalError::CommitFailed(format!("emptying the commit log: {e}")))?;
@@ -328,8 +359,9 @@ pub(crate) fn recover(conn: Connection, data_dir: &Path) -> Result<(), JournalEr
 mod tests {
     use super::*;
     use crate::canonical::CanonicalJson;
+    use crate::chain::VerifyOutcome;
     use crate::chain::{no_findings, Chain};
-    use crate::store::{open_connection, Store, SyncMode, VerifyOutcome};
+    use crate::store::{open_connection, Store, SyncMode};
     use serde_json::json;
 
     #[test]

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
-use crate::chain::{event_hash, genesis_hash, Event, SessionHeader};
+use crate::chain::{verify_chain, Event, SessionHeader, VerifyOutcome};
 use crate::JournalError;
 
 const SCHEMA: &str = r#"
@@ -135,13 +135,6 @@ pub struct SessionFilter {
     pub since_ns: Option<i64>,
 }
 
-/// The result of recomputing a session's chain.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum VerifyOutcome {
-    Intact { events: u64, head: String },
-    Broken { seq: u64, reason: String },
-}
-
 /// The journal's SQLite database. Reads and administrative writes share one connection behind a mutex;
 /// session events go through the [`crate::Writer`], which opens its own.
 pub struct Store {
@@ -233,6 +226,7 @@ impl Store {
         let path = data_dir.join("journal.db");
         let conn = open_connection(&path, sync)?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(crate::tlog::SCHEMA)?;
         crate::log::recover(open_connection(&path, sync)?, data_dir)?;
         Ok(Self {
             path,
@@ -254,7 +248,7 @@ impl Store {
         self.sync
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -274,7 +268,10 @@ impl Store {
                 identity.name, identity.name
             )));
         }
-        Ok(())
+        let mut fields = serde_json::Map::new();
+        fields.insert("groups".into(), identity.groups.clone().into());
+        fields.insert("identity".into(), identity.name.clone().into());
+        self.record_change("identity.added", fields)
     }
 
     pub fn identity(&self, name: &str) -> Result<Option<IdentityRow>, JournalError> {
@@ -338,7 +335,10 @@ impl Store {
                 token.created_at
             ],
         )?;
-        Ok(())
+        let mut fields = serde_json::Map::new();
+        fields.insert("identity".into(), token.identity.clone().into());
+        fields.insert("token_id".into(), token.id.clone().into());
+        self.record_change("token.created", fields)
     }
 
     /// Tokens of an identity; revoked ones only if `include_revoked`.
@@ -396,6 +396,11 @@ impl Store {
             "UPDATE tokens SET revoked_at = ?2 WHERE id = ?1",
             params![id, at],
         )?;
+        drop(conn);
+        let mut fields = serde_json::Map::new();
+        fields.insert("identity".into(), existing.identity.clone().into());
+        fields.insert("token_id".into(), id.into());
+        self.record_change("token.revoked", fields)?;
         Ok(TokenRow {
             revoked_at: Some(at),
             ..existing
@@ -478,47 +483,6 @@ impl Store {
             }
             Err(e) => return Err(e),
         };
-        let mut prev = genesis_hash(&session.header())?;
-        for (index, event) in events.iter().enumerate() {
-            let expected_seq = index as u64 + 1;
-            if event.seq != expected_seq {
-                return Ok(VerifyOutcome::Broken {
-                    seq: expected_seq,
-                    reason: format!("event {expected_seq} is missing (found {} next)", event.seq),
-                });
-            }
-            if event.session_id != session.id {
-                return Ok(VerifyOutcome::Broken {
-                    seq: event.seq,
-                    reason: "event names another session".into(),
-                });
-            }
-            if event.prev != prev {
-                let reason = if event.seq == 1 {
-                    "does not link to the session header: the header was altered".to_string()
-                } else {
-                    format!("does not link to event {}", event.seq - 1)
-                };
-                return Ok(VerifyOutcome::Broken {
-                    seq: event.seq,
-                    reason,
-                });
-            }
-            let recomputed = event_hash(event)?;
-            if recomputed != event.hash {
-                return Ok(VerifyOutcome::Broken {
-                    seq: event.seq,
-                    reason: format!(
-                        "content does not match its hash (stored {}, recomputed {recomputed})",
-                        event.hash
-                    ),
-                });
-            }
-            prev = recomputed;
-        }
-        Ok(VerifyOutcome::Intact {
-            events: events.len() as u64,
-            head: prev,
-        })
+        verify_chain(&session.header(), &events)
     }
 }

@@ -286,10 +286,16 @@ fn run_ingester(mut ingester: Ingester, shared: std::sync::Weak<Shared>) {
     loop {
         std::thread::sleep(INGEST_INTERVAL);
         let Some(shared) = shared.upgrade() else {
-            let _ = ingester.ingest_available();
+            let _ = ingester
+                .ingest_available()
+                .and_then(|_| ingester.seal_due());
             return;
         };
-        match ingester.ingest_available() {
+        let ingested = ingester.ingest_available();
+        if let Err(e) = ingester.seal_due() {
+            tracing::error!(error = %e, "sealing sessions into the log failed");
+        }
+        match ingested {
             Ok((offset, len)) if offset == len && len >= ROTATE_AT => {
                 let mut writer = shared.hold_write_side();
                 if writer.len == offset {
@@ -310,7 +316,10 @@ fn run_ingester(mut ingester: Ingester, shared: std::sync::Weak<Shared>) {
             }
         }
         if shared.stop.load(Ordering::Acquire) {
-            if let Err(e) = ingester.ingest_available() {
+            if let Err(e) = ingester
+                .ingest_available()
+                .and_then(|_| ingester.seal_due())
+            {
                 tracing::error!(error = %e, "ingesting the commit log failed at shutdown");
             }
             return;
@@ -478,8 +487,9 @@ impl WriteSide {
 mod tests {
     use super::*;
     use crate::canonical::CanonicalJson;
+    use crate::chain::VerifyOutcome;
     use crate::chain::{no_findings, Chain};
-    use crate::store::{SessionFilter, VerifyOutcome};
+    use crate::store::SessionFilter;
     use crate::SyncMode;
     use serde_json::json;
 

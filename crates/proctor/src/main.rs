@@ -2,6 +2,7 @@
 //! It stays thin: behaviour lives in the library crates.
 
 mod admin;
+mod audit;
 mod serve;
 mod sessions;
 mod workers;
@@ -56,6 +57,31 @@ enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// The tamper-evident log: its key, checkpoints, consistency proofs and a check of the store.
+    Log {
+        #[command(subcommand)]
+        command: audit::LogCommand,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Write a session as a self-contained bundle that `proctor verify` checks offline.
+    Export {
+        /// The session's id or a unique prefix of it.
+        session: String,
+        #[arg(long, short = 'o')]
+        output: PathBuf,
+        #[arg(long, value_enum, default_value = "bundle")]
+        format: audit::ExportFormat,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Verify an exported bundle with the log's verifier key; needs no data dir and no network.
+    Verify {
+        bundle: PathBuf,
+        /// The verifier key, as `proctor log key` prints it.
+        #[arg(long)]
+        key: String,
+    },
 }
 
 fn load_config(arg: &ConfigArg) -> anyhow::Result<Config> {
@@ -78,6 +104,16 @@ fn main() -> ExitCode {
         Command::Sessions { command, config } => {
             load_config(&config).and_then(|c| sessions::run(c, command))
         }
+        Command::Log { command, config } => {
+            load_config(&config).and_then(|c| audit::log(c, command))
+        }
+        Command::Export {
+            session,
+            output,
+            format,
+            config,
+        } => load_config(&config).and_then(|c| audit::export(c, &session, &output, format)),
+        Command::Verify { bundle, key } => audit::verify(&bundle, &key),
     };
     match result {
         Ok(code) => code,

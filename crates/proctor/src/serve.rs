@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::http::StatusCode;
 use axum::routing::get;
 use proctor_core::journal::{Store, Writer};
 use proctor_core::{Config, Gate};
@@ -33,6 +34,8 @@ pub fn run(config: Config) -> anyhow::Result<ExitCode> {
         .init();
     let secrets = config.resolve_secrets()?;
     let store = Arc::new(crate::admin::open_store(&config)?);
+    store.log_verifier_key()?;
+    store.record_configuration(&serde_json::to_value(&config.connection)?)?;
     let writer = Writer::start(&store)?;
     let workers = Workers::start(config.server.workers)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -65,6 +68,7 @@ async fn serve(
     let data_dir = config.server.data_dir.clone();
     log_file_size_limit_signals()?;
     tokio::spawn(writer.clone().flush_every(FLUSH_INTERVAL));
+    let log_store = store.clone();
     let gate = Arc::new(Gate::new(config, secrets, store, writer));
     let pg = PgGateway::new(gate.clone())?;
     let pg_listener = TcpListener::bind(postgres_listen)
@@ -81,7 +85,15 @@ async fn serve(
     );
     let (stop, stopped) = watch::channel(false);
     let pg_task = tokio::spawn(pg.serve(pg_listener, workers, stopped.clone()));
-    let app = axum::Router::new().route("/healthz", get(|| async { "ok\n" }));
+    let app = axum::Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/log/checkpoint",
+            get(move || {
+                let store = log_store.clone();
+                async move { newest_checkpoint(&store) }
+            }),
+        );
     let mut http_stopped = stopped.clone();
     let http_task = tokio::spawn(async move {
         axum::serve(http_listener, app)
@@ -97,6 +109,24 @@ async fn serve(
     let _ = http_task.await;
     drop(gate);
     Ok(())
+}
+
+/// The newest signed checkpoint, as text (C2SP signed note).
+fn newest_checkpoint(store: &Store) -> (StatusCode, String) {
+    match store.newest_log_checkpoint() {
+        Ok(Some(note)) => (StatusCode::OK, note),
+        Ok(None) => (
+            StatusCode::NOT_FOUND,
+            "the log has no checkpoint yet\n".into(),
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "reading the newest checkpoint failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the checkpoint could not be read\n".into(),
+            )
+        }
+    }
 }
 
 /// SIGXFSZ (a file size limit reached) is only logged: the write that hit the limit fails and the

@@ -1,0 +1,686 @@
+//! The transparency log in the store: seals of session chains and records of identity and configuration
+//! changes, appended as leaves of one Merkle tree, and the signed checkpoints that commit to it.
+//!
+//! Every append runs inside the caller's SQLite transaction and ends with a new signed checkpoint, so
+//! the store never holds leaves that no checkpoint covers, whichever process appended them (the
+//! gateway's ingester, or an administrative command). The tree's right edge (its frontier: the roots
+//! of its perfect subtrees) is stored, so a root costs O(log n); proofs read the leaf hashes.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use sha2::Digest;
+
+use crate::bundle::{encode_proof, Bundle, Check, SealProof, BUNDLE_FORMAT};
+use crate::canonical::{Body, CanonicalJson};
+use crate::chain::canonical_time;
+use crate::merkle::{self, Hash};
+use crate::note::{Checkpoint, LogKey, NoteVerifier};
+use crate::store::{SessionRow, Store};
+use crate::JournalError;
+
+pub(crate) const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS log_leaves (
+    idx INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    data TEXT NOT NULL,
+    hash BLOB NOT NULL,
+    session_no INTEGER
+);
+CREATE INDEX IF NOT EXISTS log_leaves_by_session ON log_leaves(session_no) WHERE session_no IS NOT NULL;
+CREATE TABLE IF NOT EXISTS log_sealed (
+    session_no INTEGER PRIMARY KEY,
+    last_seq INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS log_frontier (
+    id INTEGER PRIMARY KEY CHECK (id = 0),
+    size INTEGER NOT NULL,
+    nodes BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS log_checkpoints (
+    size INTEGER PRIMARY KEY,
+    note TEXT NOT NULL
+);
+"#;
+
+/// A seal is due once a session has this many unsealed events...
+pub(crate) const SEAL_EVERY_EVENTS: u64 = 1000;
+/// ...or its oldest unsealed event is this old, or it ended.
+pub(crate) const SEAL_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// This machine's name, recorded in seals.
+pub fn node_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// The log's key in `data_dir`, created on first use and named after this machine.
+pub fn log_key(data_dir: &Path) -> Result<LogKey, JournalError> {
+    LogKey::load_or_create(data_dir, &format!("proctor/{}", node_name()))
+}
+
+/// A leaf to append: its kind, its canonical JSON, and the session it seals, if any.
+pub(crate) struct NewLeaf {
+    pub kind: &'static str,
+    pub data: String,
+    pub session_no: Option<i64>,
+}
+
+/// The right edge of the tree: (height, hash) of each perfect subtree, largest first.
+#[derive(Default)]
+struct Frontier {
+    size: u64,
+    nodes: Vec<(u8, Hash)>,
+}
+
+impl Frontier {
+    fn load(conn: &Connection) -> Result<Self, JournalError> {
+        let row: Option<(i64, Vec<u8>)> = conn
+            .query_row(
+                "SELECT size, nodes FROM log_frontier WHERE id = 0",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?;
+        let Some((size, blob)) = row else {
+            return Ok(Self::default());
+        };
+        if blob.len() % 33 != 0 {
+            return Err(JournalError::Malformed(
+                "the log frontier is corrupt".into(),
+            ));
+        }
+        let nodes = blob
+            .chunks(33)
+            .map(|node| {
+                let mut hash = [0u8; 32];
+                hash.copy_from_slice(&node[1..]);
+                (node[0], hash)
+            })
+            .collect();
+        Ok(Self {
+            size: size as u64,
+            nodes,
+        })
+    }
+
+    fn save(&self, conn: &Connection) -> Result<(), JournalError> {
+        let mut blob = Vec::with_capacity(self.nodes.len() * 33);
+        for (height, hash) in &self.nodes {
+            blob.push(*height);
+            blob.extend_from_slice(hash);
+        }
+        conn.execute(
+            "INSERT OR REPLACE INTO log_frontier (id, size, nodes) VALUES (0, ?1, ?2)",
+            params![self.size as i64, blob],
+        )?;
+        Ok(())
+    }
+
+    fn push(&mut self, leaf: Hash) {
+        self.nodes.push((0, leaf));
+        self.size += 1;
+        while let [.., (left_height, left), (right_height, right)] = self.nodes[..] {
+            if left_height != right_height {
+                break;
+            }
+            self.nodes.truncate(self.nodes.len() - 2);
+            self.nodes
+                .push((left_height + 1, merkle::node_hash(&left, &right)));
+        }
+    }
+
+    fn root(&self) -> Hash {
+        let mut nodes = self.nodes.iter().rev();
+        let Some((_, last)) = nodes.next() else {
+            return merkle::empty_root();
+        };
+        nodes.fold(*last, |acc, (_, left)| merkle::node_hash(left, &acc))
+    }
+}
+
+/// Appends `leaves` and signs a checkpoint over the new tree. Call inside a transaction.
+pub(crate) fn append(
+    conn: &Connection,
+    key: &LogKey,
+    leaves: &[NewLeaf],
+) -> Result<Checkpoint, JournalError> {
+    let mut frontier = Frontier::load(conn)?;
+    {
+        let mut insert = conn.prepare_cached(
+            "INSERT INTO log_leaves (idx, kind, data, hash, session_no) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for leaf in leaves {
+            let hash = merkle::leaf_hash(leaf.data.as_bytes());
+            insert.execute(params![
+                frontier.size as i64,
+                leaf.kind,
+                leaf.data,
+                hash.as_slice(),
+                leaf.session_no
+            ])?;
+            frontier.push(hash);
+        }
+    }
+    frontier.save(conn)?;
+    let checkpoint = Checkpoint {
+        origin: key.name().to_owned(),
+        size: frontier.size,
+        root: frontier.root(),
+    };
+    conn.execute(
+        "INSERT OR REPLACE INTO log_checkpoints (size, note) VALUES (?1, ?2)",
+        params![checkpoint.size as i64, key.sign(&checkpoint.text())],
+    )?;
+    Ok(checkpoint)
+}
+
+/// Appends a record of an identity or configuration change, with its own checkpoint. `fields` must
+/// not hold `at` or `kind`: they are added.
+pub(crate) fn record_change(
+    conn: &mut Connection,
+    data_dir: &Path,
+    kind: &'static str,
+    mut fields: serde_json::Map<String, serde_json::Value>,
+) -> Result<(), JournalError> {
+    let key = log_key(data_dir)?;
+    fields.insert("at".into(), canonical_time(crate::now_ns()).into());
+    fields.insert("kind".into(), kind.into());
+    let data = CanonicalJson::of(&serde_json::Value::Object(fields));
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    append(
+        &tx,
+        &key,
+        &[NewLeaf {
+            kind,
+            data: data.as_str().to_owned(),
+            session_no: None,
+        }],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Sessions with events not yet sealed, and how far their seals reach.
+fn unsealed(conn: &Connection, only: Option<&[i64]>) -> Result<Vec<Seal>, JournalError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT s.no, s.id, coalesce(l.last_seq, 0), e.seq, e.hash \
+         FROM sessions s LEFT JOIN log_sealed l ON l.session_no = s.no \
+         JOIN events e ON e.session_no = s.no \
+           AND e.seq = (SELECT max(seq) FROM events WHERE session_no = s.no) \
+         WHERE (?1 IS NULL OR s.no = ?1) AND e.seq > coalesce(l.last_seq, 0)",
+    )?;
+    let read = |row: &rusqlite::Row<'_>| {
+        Ok(Seal {
+            session_no: row.get(0)?,
+            session_id: row.get(1)?,
+            first_seq: row.get::<_, i64>(2)? as u64 + 1,
+            last_seq: row.get::<_, i64>(3)? as u64,
+            chain_head: row.get(4)?,
+        })
+    };
+    let mut seals = Vec::new();
+    match only {
+        None => {
+            for seal in stmt.query_map([None::<i64>], read)? {
+                seals.push(seal?);
+            }
+        }
+        Some(sessions) => {
+            for no in sessions {
+                for seal in stmt.query_map([Some(*no)], read)? {
+                    seals.push(seal?);
+                }
+            }
+        }
+    }
+    Ok(seals)
+}
+
+struct Seal {
+    session_no: i64,
+    session_id: String,
+    first_seq: u64,
+    last_seq: u64,
+    chain_head: String,
+}
+
+/// Seals the given sessions (all sessions with unsealed events if `None`) and signs a checkpoint.
+/// Call inside a transaction. Returns how many seals were appended.
+pub(crate) fn seal(
+    conn: &Connection,
+    key: &LogKey,
+    node: &str,
+    sessions: Option<&[i64]>,
+) -> Result<usize, JournalError> {
+    let due = unsealed(conn, sessions)?;
+    if due.is_empty() {
+        return Ok(0);
+    }
+    let at = canonical_time(crate::now_ns());
+    let leaves: Vec<NewLeaf> = due
+        .iter()
+        .map(|seal| NewLeaf {
+            kind: "seal",
+            data: Body::new()
+                .str("at", &at)
+                .str("chain_head", &seal.chain_head)
+                .uint("first_seq", seal.first_seq)
+                .str("kind", "seal")
+                .uint("last_seq", seal.last_seq)
+                .str("node", node)
+                .str("session_id", &seal.session_id)
+                .finish()
+                .as_str()
+                .to_owned(),
+            session_no: Some(seal.session_no),
+        })
+        .collect();
+    append(conn, key, &leaves)?;
+    let mut sealed = conn.prepare_cached(
+        "INSERT OR REPLACE INTO log_sealed (session_no, last_seq) VALUES (?1, ?2)",
+    )?;
+    for seal in &due {
+        sealed.execute(params![seal.session_no, seal.last_seq as i64])?;
+    }
+    Ok(due.len())
+}
+
+/// What the ingester knows of sessions with unsealed events: when the oldest arrived and how many.
+#[derive(Default)]
+pub(crate) struct SealSchedule {
+    pending: HashMap<i64, (std::time::Instant, u64)>,
+    ended: Vec<i64>,
+}
+
+impl SealSchedule {
+    pub fn event(&mut self, session_no: i64) {
+        self.pending
+            .entry(session_no)
+            .or_insert_with(|| (std::time::Instant::now(), 0))
+            .1 += 1;
+    }
+
+    pub fn ended(&mut self, session_no: i64) {
+        self.ended.push(session_no);
+    }
+
+    /// The sessions whose seal is due now; they leave the schedule.
+    pub fn take_due(&mut self) -> Vec<i64> {
+        let mut due = std::mem::take(&mut self.ended);
+        self.pending.retain(|no, (since, count)| {
+            let is_due =
+                due.contains(no) || *count >= SEAL_EVERY_EVENTS || since.elapsed() >= SEAL_EVERY;
+            if is_due && !due.contains(no) {
+                due.push(*no);
+            }
+            !is_due
+        });
+        due
+    }
+}
+
+/// The newest signed checkpoint, if any.
+pub fn newest_checkpoint(conn: &Connection) -> Result<Option<(u64, String)>, JournalError> {
+    Ok(conn
+        .query_row(
+            "SELECT size, note FROM log_checkpoints ORDER BY size DESC LIMIT 1",
+            [],
+            |row| Ok((row.get::<_, i64>(0)? as u64, row.get(1)?)),
+        )
+        .optional()?)
+}
+
+/// The hashes of the first `size` leaves, recomputed from their stored data.
+pub fn leaf_hashes(conn: &Connection, size: u64) -> Result<Vec<Hash>, JournalError> {
+    let mut stmt = conn.prepare("SELECT idx, data FROM log_leaves WHERE idx < ?1 ORDER BY idx")?;
+    let mut hashes = Vec::with_capacity(size as usize);
+    for row in stmt.query_map([size as i64], |row| {
+        Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+    })? {
+        let (idx, data) = row?;
+        if idx as usize != hashes.len() {
+            return Err(JournalError::Malformed(format!(
+                "log leaf {} is missing",
+                hashes.len()
+            )));
+        }
+        hashes.push(merkle::leaf_hash(data.as_bytes()));
+    }
+    if hashes.len() as u64 != size {
+        return Err(JournalError::Malformed(format!(
+            "the log holds {} leaves, fewer than the {size} its checkpoint covers",
+            hashes.len()
+        )));
+    }
+    Ok(hashes)
+}
+
+/// The seal leaves of a session: (index, data), in order.
+pub fn seals_of(conn: &Connection, session_no: i64) -> Result<Vec<(u64, String)>, JournalError> {
+    let mut stmt =
+        conn.prepare("SELECT idx, data FROM log_leaves WHERE session_no = ?1 ORDER BY idx")?;
+    let rows = stmt.query_map([session_no], |row| {
+        Ok((row.get::<_, i64>(0)? as u64, row.get(1)?))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// A consistency proof between two sizes of the log, and whether it holds.
+pub struct Consistency {
+    pub old_size: u64,
+    pub new_size: u64,
+    pub old_root: Hash,
+    pub new_root: Hash,
+    pub proof: Vec<Hash>,
+    pub holds: bool,
+}
+
+impl Store {
+    /// Records an identity or configuration change as a leaf of the log.
+    pub fn record_change(
+        &self,
+        kind: &'static str,
+        fields: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), JournalError> {
+        record_change(&mut self.conn(), self.data_dir(), kind, fields)
+    }
+
+    /// Records the connections' configuration (`description`, holding no secrets) if it differs from
+    /// the one recorded last.
+    pub fn record_configuration(
+        &self,
+        description: &serde_json::Value,
+    ) -> Result<(), JournalError> {
+        let digest = crate::canonical::hex_lower(&sha2::Sha256::digest(
+            CanonicalJson::of(description).as_str().as_bytes(),
+        ));
+        let last: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT data FROM log_leaves WHERE kind = 'config.connections' ORDER BY idx DESC LIMIT 1",
+                [],
+                |row| row.get(0),
+            )
+            .optional()?;
+        let unchanged = last
+            .and_then(|data| serde_json::from_str::<serde_json::Value>(&data).ok())
+            .is_some_and(|leaf| leaf["sha256"] == digest.as_str());
+        if unchanged {
+            return Ok(());
+        }
+        let mut fields = serde_json::Map::new();
+        fields.insert("connections".into(), description.clone());
+        fields.insert("sha256".into(), digest.into());
+        self.record_change("config.connections", fields)
+    }
+
+    /// The log's verifier key (its key is made on first use).
+    pub fn log_verifier_key(&self) -> Result<String, JournalError> {
+        Ok(log_key(self.data_dir())?.verifier_key())
+    }
+
+    /// The newest signed checkpoint as it is stored, if the log has one.
+    pub fn newest_log_checkpoint(&self) -> Result<Option<String>, JournalError> {
+        Ok(newest_checkpoint(&self.conn())?.map(|(_, note)| note))
+    }
+
+    /// The newest signed checkpoint, after sealing whatever is unsealed.
+    pub fn log_checkpoint(&self) -> Result<String, JournalError> {
+        self.seal_unsealed(None)?;
+        let conn = self.conn();
+        if let Some((_, note)) = newest_checkpoint(&conn)? {
+            return Ok(note);
+        }
+        drop(conn);
+        // An empty log still has a checkpoint: size 0.
+        let key = log_key(self.data_dir())?;
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        append(&tx, &key, &[])?;
+        tx.commit()?;
+        Ok(newest_checkpoint(&conn)?
+            .map(|(_, note)| note)
+            .unwrap_or_default())
+    }
+
+    /// Seals the unsealed events of one session (of every session if `None`).
+    fn seal_unsealed(&self, session_no: Option<i64>) -> Result<(), JournalError> {
+        let key = log_key(self.data_dir())?;
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let only = session_no.map(|no| [no]);
+        seal(&tx, &key, &node_name(), only.as_ref().map(|s| &s[..]))?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Starts a new log key. The change is a leaf of the log, in a checkpoint signed by both keys, so
+    /// the new key is vouched for by the old; bundles signed before stay verifiable with the old key.
+    /// Returns the old and the new verifier keys.
+    pub fn rotate_log_key(&self) -> Result<(String, String), JournalError> {
+        let old = log_key(self.data_dir())?;
+        let new = LogKey::generate(old.name())?;
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let data = Body::new()
+            .str("at", &canonical_time(crate::now_ns()))
+            .str("kind", "key.rotated")
+            .str("new_key", &new.verifier_key())
+            .str("old_key", &old.verifier_key())
+            .finish();
+        let checkpoint = append(
+            &tx,
+            &new,
+            &[NewLeaf {
+                kind: "key.rotated",
+                data: data.as_str().to_owned(),
+                session_no: None,
+            }],
+        )?;
+        let both = format!(
+            "{}{}",
+            new.sign(&checkpoint.text()),
+            old.signature_line(&checkpoint.text())
+        );
+        tx.execute(
+            "UPDATE log_checkpoints SET note = ?2 WHERE size = ?1",
+            params![checkpoint.size as i64, both],
+        )?;
+        new.save(self.data_dir())?;
+        tx.commit()?;
+        Ok((old.verifier_key(), new.verifier_key()))
+    }
+
+    /// Proves that the log of `new_size` leaves (default: the newest checkpoint's) extends the log of
+    /// `old_size` leaves, and checks the proof against the signed checkpoints of both sizes.
+    pub fn log_consistency(
+        &self,
+        old_size: u64,
+        new_size: Option<u64>,
+    ) -> Result<Consistency, JournalError> {
+        let conn = self.conn();
+        let newest = newest_checkpoint(&conn)?.map_or(0, |(size, _)| size);
+        let new_size = new_size.unwrap_or(newest);
+        if old_size == 0 || old_size > new_size || new_size > newest {
+            return Err(JournalError::NotFound(format!(
+                "sizes must satisfy 1 <= OLD <= NEW <= {newest} (the newest checkpoint)"
+            )));
+        }
+        let leaves = leaf_hashes(&conn, new_size)?;
+        let proof = merkle::consistency_proof(&leaves, old_size as usize).unwrap_or_default();
+        let old_root = merkle::root(&leaves[..old_size as usize]);
+        let new_root = merkle::root(&leaves);
+        let signed_root = |size: u64| -> Result<Option<Hash>, JournalError> {
+            let note: Option<String> = conn
+                .query_row(
+                    "SELECT note FROM log_checkpoints WHERE size = ?1",
+                    [size as i64],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            Ok(note
+                .and_then(|note| Checkpoint::parse(&note).ok())
+                .map(|c| c.root))
+        };
+        let matches_signed = |size: u64, root: &Hash| -> Result<bool, JournalError> {
+            Ok(signed_root(size)?.is_none_or(|signed| signed == *root))
+        };
+        let holds = merkle::verify_consistency(old_size, new_size, &proof, &old_root, &new_root)
+            && matches_signed(old_size, &old_root)?
+            && matches_signed(new_size, &new_root)?;
+        Ok(Consistency {
+            old_size,
+            new_size,
+            old_root,
+            new_root,
+            proof,
+            holds,
+        })
+    }
+
+    /// A bundle proving one session: its events, its seals with inclusion proofs, and the newest
+    /// checkpoint. Unsealed events are sealed first.
+    pub fn export_bundle(&self, session: &SessionRow) -> Result<Bundle, JournalError> {
+        let no: i64 = self.conn().query_row(
+            "SELECT no FROM sessions WHERE id = ?1",
+            [&session.id],
+            |row| row.get(0),
+        )?;
+        self.seal_unsealed(Some(no))?;
+        let events = self.events(&session.id)?;
+        let conn = self.conn();
+        let (size, note) = newest_checkpoint(&conn)?
+            .ok_or_else(|| JournalError::NotFound("the log has no checkpoint yet".into()))?;
+        let leaves = leaf_hashes(&conn, size)?;
+        let seals = seals_of(&conn, no)?
+            .into_iter()
+            .filter(|(index, _)| *index < size)
+            .map(|(index, leaf)| SealProof {
+                proof: encode_proof(
+                    &merkle::inclusion_proof(&leaves, index as usize).unwrap_or_default(),
+                ),
+                index,
+                leaf,
+            })
+            .collect();
+        Ok(Bundle {
+            format: BUNDLE_FORMAT.into(),
+            session: session.header(),
+            events,
+            seals,
+            checkpoint: note,
+        })
+    }
+
+    /// Checks the store against the log: the leaves hash to the newest checkpoint, which `key` signed,
+    /// and every sealed session is still in the store with the chain its seals name.
+    pub fn check_log(&self, key: &NoteVerifier) -> Result<Vec<Check>, JournalError> {
+        let mut checks = Vec::new();
+        let conn = self.conn();
+        let Some((size, note)) = newest_checkpoint(&conn)? else {
+            checks.push(Check {
+                holds: true,
+                line: "log: empty, nothing sealed yet".into(),
+            });
+            return Ok(checks);
+        };
+        let checkpoint = match key.verify(&note).and_then(Checkpoint::parse) {
+            Ok(checkpoint) => checkpoint,
+            Err(e) => {
+                checks.push(Check {
+                    holds: false,
+                    line: format!("checkpoint: {e}"),
+                });
+                return Ok(checks);
+            }
+        };
+        let root_holds = match leaf_hashes(&conn, size) {
+            Ok(leaves) => merkle::root(&leaves) == checkpoint.root,
+            Err(e) => {
+                checks.push(Check {
+                    holds: false,
+                    line: format!("tree: {e}"),
+                });
+                return Ok(checks);
+            }
+        };
+        checks.push(Check {
+            holds: root_holds,
+            line: if root_holds {
+                format!("tree: the {size} stored leaves hash to the signed root")
+            } else {
+                format!("tree: the {size} stored leaves do not hash to the signed root: a leaf was altered or removed")
+            },
+        });
+        if !root_holds {
+            return Ok(checks);
+        }
+        let mut stmt =
+            conn.prepare("SELECT idx, data FROM log_leaves WHERE kind = 'seal' ORDER BY idx")?;
+        let seals: Vec<(i64, String)> = stmt
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut sealed_sessions = std::collections::HashSet::new();
+        for (idx, data) in &seals {
+            let leaf: serde_json::Value = serde_json::from_str(data)
+                .map_err(|e| JournalError::Malformed(format!("seal leaf {idx}: {e}")))?;
+            let session_id = leaf["session_id"].as_str().unwrap_or_default();
+            let last_seq = leaf["last_seq"].as_i64().unwrap_or_default();
+            let stored: Option<String> = conn
+                .query_row(
+                    "SELECT e.hash FROM events e JOIN sessions s ON s.no = e.session_no \
+                     WHERE s.id = ?1 AND e.seq = ?2",
+                    params![session_id, last_seq],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            let problem = match stored {
+                None => Some(format!(
+                    "seal leaf {idx}: session {session_id} event {last_seq} is not in the store: the session or its events were deleted"
+                )),
+                Some(hash) if leaf["chain_head"] != hash.as_str() => Some(format!(
+                    "seal leaf {idx}: session {session_id} event {last_seq} hashes to {hash}, not the sealed chain head: the chain was rewritten"
+                )),
+                Some(_) => None,
+            };
+            if let Some(line) = problem {
+                checks.push(Check { holds: false, line });
+                return Ok(checks);
+            }
+            sealed_sessions.insert(session_id.to_owned());
+        }
+        checks.push(Check {
+            holds: true,
+            line: format!(
+                "seals: {} seals of {} sessions match the chains in the store",
+                seals.len(),
+                sealed_sessions.len()
+            ),
+        });
+        Ok(checks)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_frontier_root_equals_the_tree_root() {
+        let mut frontier = Frontier::default();
+        let mut leaves = Vec::new();
+        assert_eq!(frontier.root(), merkle::root(&leaves));
+        for i in 0..70u32 {
+            let leaf = merkle::leaf_hash(&i.to_be_bytes());
+            leaves.push(leaf);
+            frontier.push(leaf);
+            assert_eq!(frontier.root(), merkle::root(&leaves), "{} leaves", i + 1);
+        }
+    }
+}
