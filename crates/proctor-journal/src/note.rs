@@ -95,8 +95,9 @@ impl LogKey {
             .trim_end()
             .strip_prefix("PRIVATE+KEY+")
             .ok_or_else(bad)?;
-        let mut parts = rest.rsplitn(3, '+');
-        let (Some(key), Some(id), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
+        // The name holds no '+' and the id is hex; the base64 key may hold '+'.
+        let mut parts = rest.splitn(3, '+');
+        let (Some(name), Some(id), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(bad());
         };
         let key = BASE64.decode(key).map_err(|_| bad())?;
@@ -188,8 +189,8 @@ pub struct NoteVerifier {
 impl NoteVerifier {
     /// Parses `<name>+<key id>+<base64(0x01 || public key)>`.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let mut parts = text.trim().rsplitn(3, '+');
-        let (Some(key), Some(id), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
+        let mut parts = text.trim().splitn(3, '+');
+        let (Some(name), Some(id), Some(key)) = (parts.next(), parts.next(), parts.next()) else {
             return Err("a verifier key is <name>+<key id>+<base64 key>".into());
         };
         if !valid_key_name(name) {
@@ -342,10 +343,16 @@ mod tests {
 
     #[test]
     fn the_key_survives_a_round_trip_through_its_file() {
+        // Enough keys that some base64 holds '+', which must not be taken for a separator.
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let key = LogKey::load_or_create(dir.path(), "proctor/test").unwrap();
+            let again = LogKey::load_or_create(dir.path(), "ignored").unwrap();
+            assert_eq!(key.verifier_key(), again.verifier_key());
+            NoteVerifier::parse(&key.verifier_key()).unwrap();
+        }
         let dir = tempfile::tempdir().unwrap();
-        let key = LogKey::load_or_create(dir.path(), "proctor/test").unwrap();
-        let again = LogKey::load_or_create(dir.path(), "ignored").unwrap();
-        assert_eq!(key.verifier_key(), again.verifier_key());
+        LogKey::load_or_create(dir.path(), "proctor/test").unwrap();
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(dir.path().join(KEY_FILE))
             .unwrap()

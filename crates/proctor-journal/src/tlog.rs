@@ -47,8 +47,9 @@ CREATE TABLE IF NOT EXISTS log_checkpoints (
 
 /// A seal is due once a session has this many unsealed events...
 pub(crate) const SEAL_EVERY_EVENTS: u64 = 1000;
-/// ...or its oldest unsealed event is this old, or it ended.
-pub(crate) const SEAL_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// ...or its oldest unsealed event is this old (so that, with the ingester's 250 ms rounds, no event
+/// waits more than a second for its seal), or it ended.
+pub(crate) const SEAL_EVERY: std::time::Duration = std::time::Duration::from_millis(750);
 
 /// This machine's name, recorded in seals.
 pub fn node_name() -> String {
@@ -250,6 +251,34 @@ struct Seal {
     chain_head: String,
 }
 
+/// Cuts seals longer than [`SEAL_EVERY_EVENTS`] into seals of that many events each, so that no
+/// seal covers more events than the log promises.
+fn split_long(conn: &Connection, seals: Vec<Seal>) -> Result<Vec<Seal>, JournalError> {
+    let mut hash_at =
+        conn.prepare_cached("SELECT hash FROM events WHERE session_no = ?1 AND seq = ?2")?;
+    let mut split = Vec::with_capacity(seals.len());
+    for seal in seals {
+        let mut first = seal.first_seq;
+        while seal.last_seq - first + 1 > SEAL_EVERY_EVENTS {
+            let last = first + SEAL_EVERY_EVENTS - 1;
+            split.push(Seal {
+                session_no: seal.session_no,
+                session_id: seal.session_id.clone(),
+                first_seq: first,
+                last_seq: last,
+                chain_head: hash_at
+                    .query_row(params![seal.session_no, last as i64], |row| row.get(0))?,
+            });
+            first = last + 1;
+        }
+        split.push(Seal {
+            first_seq: first,
+            ..seal
+        });
+    }
+    Ok(split)
+}
+
 /// Seals the given sessions (all sessions with unsealed events if `None`) and signs a checkpoint.
 /// Call inside a transaction. Returns how many seals were appended.
 pub(crate) fn seal(
@@ -262,6 +291,7 @@ pub(crate) fn seal(
     if due.is_empty() {
         return Ok(0);
     }
+    let due = split_long(conn, due)?;
     let at = canonical_time(crate::now_ns());
     let leaves: Vec<NewLeaf> = due
         .iter()
@@ -670,6 +700,61 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::SyncMode;
+    use serde_json::Value;
+
+    #[test]
+    fn a_long_run_of_events_is_sealed_a_thousand_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), SyncMode::Normal).unwrap();
+        let mut conn = store.conn();
+        conn.execute(
+            "INSERT INTO sessions (no, id, protocol, identity, connection, client_addr, started_at) \
+             VALUES (1, 's1', 'postgres', 'alice', 'db', '127.0.0.1:1', 0)",
+            [],
+        )
+        .unwrap();
+        for seq in 1..=2500i64 {
+            conn.execute(
+                "INSERT INTO events (session_no, seq, at, kind, body, findings, prev, hash) \
+                 VALUES (1, ?1, 0, 'db.query', '{}', '[]', '', ?2)",
+                params![seq, format!("hash-{seq}")],
+            )
+            .unwrap();
+        }
+        let key = LogKey::generate("proctor/test").unwrap();
+        let tx = conn.transaction().unwrap();
+        assert_eq!(seal(&tx, &key, "node", None).unwrap(), 3);
+        assert_eq!(
+            seal(&tx, &key, "node", None).unwrap(),
+            0,
+            "nothing left unsealed"
+        );
+        tx.commit().unwrap();
+        let seals: Vec<Value> = seals_of(&conn, 1)
+            .unwrap()
+            .iter()
+            .map(|(_, data)| serde_json::from_str(data).unwrap())
+            .collect();
+        let ranges: Vec<_> = seals
+            .iter()
+            .map(|s| {
+                (
+                    s["first_seq"].as_u64().unwrap(),
+                    s["last_seq"].as_u64().unwrap(),
+                    s["chain_head"].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            ranges,
+            [
+                (1, 1000, Value::from("hash-1000")),
+                (1001, 2000, Value::from("hash-2000")),
+                (2001, 2500, Value::from("hash-2500"))
+            ]
+        );
+    }
 
     #[test]
     fn the_frontier_root_equals_the_tree_root() {
