@@ -4,6 +4,7 @@
 #
 #   bash bench/pgbench.sh [SECONDS_PER_RUN] [ROUNDS]
 #   SSLMODE=require bash bench/pgbench.sh ...   # TLS from pgbench to every target (default: disable)
+#   BASELINE=/path/to/older/proctor bash bench/pgbench.sh ...   # also an older build, to compare
 #
 # Every target is reached with the same client TLS setting, so that one target's encryption is never
 # compared with another's plain TCP (libpq's default, "prefer", would encrypt to PostgreSQL and Proctor
@@ -21,6 +22,8 @@ scale=${SCALE:-10}
 sslmode=${SSLMODE:-disable}
 direct_port=5432
 proctor_port=${PROCTOR_PORT:-35432}
+baseline_port=${BASELINE_PORT:-37432}
+baseline=${BASELINE:-}
 bouncer_port=${BOUNCER_PORT:-36432}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -33,10 +36,11 @@ psql -X -q -h 127.0.0.1 -U postgres -d postgres -c 'drop database if exists proc
   -c 'create database proctor_bench'
 pgbench -q -i -s "$scale" -h 127.0.0.1 -U postgres proctor_bench >/dev/null 2>&1
 
-cat > "$work/proctor.toml" <<TOML
+gateway_config() { # data dir, port
+  cat <<TOML
 [server]
-data_dir = "$work/proctor-data"
-postgres_listen = "127.0.0.1:$proctor_port"
+data_dir = "$1"
+postgres_listen = "127.0.0.1:$2"
 http_listen = "127.0.0.1:0"
 
 [[identity]]
@@ -51,9 +55,17 @@ database = "proctor_bench"
 user = "postgres"
 allow = ["bench"]
 TOML
+}
+gateway_config "$work/proctor-data" "$proctor_port" > "$work/proctor.toml"
 export PROCTOR_BENCH_TOKEN=bench-token
 target/release/proctor serve --config "$work/proctor.toml" 2>"$work/proctor.log" &
 proctor_pid=$!
+targets=(direct proctor pgbouncer)
+if [ -n "$baseline" ]; then
+  gateway_config "$work/baseline-data" "$baseline_port" > "$work/baseline.toml"
+  "$baseline" serve --config "$work/baseline.toml" 2>"$work/baseline.log" &
+  targets+=(baseline)
+fi
 
 bouncer=$work/pgbouncer
 mkdir -p "$bouncer"
@@ -90,7 +102,8 @@ else
 fi
 
 for _ in $(seq 1 100); do
-  pg_isready -q -h 127.0.0.1 -p "$proctor_port" && pg_isready -q -h 127.0.0.1 -p "$bouncer_port" && break
+  pg_isready -q -h 127.0.0.1 -p "$proctor_port" && pg_isready -q -h 127.0.0.1 -p "$bouncer_port" \
+    && { [ -z "$baseline" ] || pg_isready -q -h 127.0.0.1 -p "$baseline_port"; } && break
   sleep 0.1
 done
 
@@ -99,6 +112,7 @@ run() { # target mode -> tps
   case $target in
     direct) port=$direct_port user=postgres ;;
     proctor) port=$proctor_port user=bench ;;
+    baseline) port=$baseline_port user=bench ;;
     pgbouncer) port=$bouncer_port user=postgres ;;
   esac
   case $mode in
@@ -112,7 +126,6 @@ run() { # target mode -> tps
 }
 
 modes=(select-simple select-prepared update-simple)
-targets=(direct proctor pgbouncer)
 for round in $(seq 1 "$rounds"); do
   for mode in "${modes[@]}"; do
     for target in "${targets[@]}"; do
@@ -133,6 +146,14 @@ for mode in "${modes[@]}"; do
   awk -v m="$mode" -v d="$d" -v p="$p" -v b="$b" \
     'BEGIN { printf "%-16s %10.0f %10.0f %10.0f %14.2f %14.2f %16.2f\n", m, d, p, b, p / d, b / d, p / b }'
 done
+if [ -n "$baseline" ]; then
+  echo
+  printf '%-16s %10s %10s %18s\n' mode proctor baseline proctor/baseline
+  for mode in "${modes[@]}"; do
+    p=$(median proctor); o=$(median baseline)
+    awk -v m="$mode" -v p="$p" -v o="$o" 'BEGIN { printf "%-16s %10.0f %10.0f %18.2f\n", m, p, o, p / o }'
+  done
+fi
 # Stop the gateway first, so that the journal holds everything it acknowledged when it is counted.
 kill -TERM "$proctor_pid"
 wait "$proctor_pid" || true

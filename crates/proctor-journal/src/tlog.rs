@@ -41,9 +41,14 @@ CREATE TABLE IF NOT EXISTS log_frontier (
 );
 CREATE TABLE IF NOT EXISTS log_checkpoints (
     size INTEGER PRIMARY KEY,
-    note TEXT NOT NULL
+    note TEXT NOT NULL,
+    rotation INTEGER NOT NULL DEFAULT 0
 );
 "#;
+
+/// Checkpoints kept in the store, besides those of key rotations, counted in tree sizes back from the
+/// newest.
+const CHECKPOINTS_KEPT: i64 = 100_000;
 
 /// A seal is due once a session has this many unsealed events...
 pub(crate) const SEAL_EVERY_EVENTS: u64 = 1000;
@@ -177,6 +182,12 @@ pub(crate) fn append(
     conn.execute(
         "INSERT OR REPLACE INTO log_checkpoints (size, note) VALUES (?1, ?2)",
         params![checkpoint.size as i64, key.sign(&checkpoint.text())],
+    )?;
+    // Bundles carry their own checkpoint and monitors keep theirs: the store keeps the recent ones,
+    // for consistency checks, and those that record a key rotation.
+    conn.execute(
+        "DELETE FROM log_checkpoints WHERE rotation = 0 AND size <= ?1 - ?2",
+        params![checkpoint.size as i64, CHECKPOINTS_KEPT],
     )?;
     Ok(checkpoint)
 }
@@ -519,7 +530,7 @@ impl Store {
             old.signature_line(&checkpoint.text())
         );
         tx.execute(
-            "UPDATE log_checkpoints SET note = ?2 WHERE size = ?1",
+            "UPDATE log_checkpoints SET note = ?2, rotation = 1 WHERE size = ?1",
             params![checkpoint.size as i64, both],
         )?;
         new.save(self.data_dir())?;
