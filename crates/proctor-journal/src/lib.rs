@@ -1,9 +1,10 @@
-//! Proctor's journal: where every session and event is kept.
+//! Proctor's journal: where every session and event is kept, and the proof that it was kept whole.
 //!
 //! Owns the embedded SQLite store (schema, reads for the CLI, identity and token rows), the commit log and
-//! its group-commit writer that every session appends through, the canonical JSON of events, and the
-//! per-session hash chain. It knows nothing about wire
-//! protocols, configuration files or masking: callers hand it events whose bodies are already final.
+//! its group-commit writer that every session appends through, the canonical JSON of events, the
+//! per-session hash chain, and the tamper-evident log over them: seals in a Merkle tree, signed
+//! checkpoints, export bundles and their offline verification. It knows nothing about wire protocols,
+//! configuration files or masking: callers hand it events whose bodies are already final.
 
 pub mod bundle;
 mod canonical;

@@ -233,15 +233,18 @@ impl Ingester {
         if due.is_empty() && !self.seal_everything {
             return Ok(());
         }
-        let key = tlog::log_key(&self.data_dir)?;
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let sessions = (!self.seal_everything).then_some(due.as_slice());
-        tlog::seal(&tx, &key, &self.node, sessions)?;
-        tx.commit()?;
-        self.seal_everything = false;
-        Ok(())
+        let sealed = tlog::log_key(&self.data_dir).and_then(|key| {
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            tlog::seal(&tx, &key, &self.node, sessions)?;
+            Ok(tx.commit()?)
+        });
+        // The sessions taken from the schedule must not be forgotten: after a failure, the next pass
+        // seals everything unsealed.
+        self.seal_everything = sealed.is_err();
+        sealed
     }
 
     fn apply(&mut self, lines: &[u8]) -> Result<(), JournalError> {

@@ -6,7 +6,8 @@
 //! the next. So the cost of a commit is shared by all sessions waiting, and the common case needs no
 //! hand-off between threads. Events that nobody waits for (results) ride along with the next commit, or
 //! with the periodic flush that `serve` runs. A background thread copies the log into the SQLite store
-//! (see `log`).
+//! (see `log`) and seals the sessions' chains into the tamper-evident log (see `tlog`), off the path
+//! of every statement.
 //!
 //! The queue is FIFO, so a session's events commit in the order they were submitted. A failed write is
 //! undone (the log is cut back to where it was) and reported to every submitter in it through its
