@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use proctor_journal::{no_findings, now_ns, Body, Chain, SessionFilter, SessionHeader, Store, SyncMode, Writer};
+use proctor_journal::{
+    no_findings, now_ns, Body, Chain, SessionFilter, SessionHeader, Store, SyncMode, Writer,
+};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -22,7 +24,10 @@ fn main() {
     let dir = std::path::Path::new(dir);
     let store = Store::open(dir, SyncMode::Normal).expect("open the store");
     let writer = Writer::start(&store).expect("start the writer");
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let committed = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
@@ -46,7 +51,10 @@ fn main() {
                 let mut i = 0u64;
                 while Instant::now() < deadline {
                     let sql = format!("SELECT abalance FROM pgbench_accounts WHERE aid = {i}");
-                    let query = Body::new().str("protocol", "simple").str("sql", &sql).finish();
+                    let query = Body::new()
+                        .str("protocol", "simple")
+                        .str("sql", &sql)
+                        .finish();
                     let event = chain.next_event(now_ns(), "db.query", query, no_findings());
                     writer.append_queued(event, &broken).await;
                     writer.commit().await;
