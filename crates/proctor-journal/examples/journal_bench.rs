@@ -68,7 +68,7 @@ fn main() {
                     writer.append_queued(event, &broken).await;
                     committed.fetch_add(2, Ordering::Relaxed);
                     i += 1;
-                    if i % 64 == 0 {
+                    if i.is_multiple_of(64) {
                         tokio::task::yield_now().await;
                     }
                 }
