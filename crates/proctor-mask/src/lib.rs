@@ -1,0 +1,693 @@
+//! Proctor's masking: finds secrets (and, when asked, personal data) in text, replaces them with
+//! `[MASKED:<detector>]`, and gives each finding a keyed fingerprint so that an investigator holding a
+//! suspected credential can find where it passed without the journal ever holding it.
+//!
+//! Detectors are rules: a regex whose capture group is the secret, optional keywords that must occur
+//! (case-insensitively) for the rule to run at all, an optional minimum Shannon entropy, optional
+//! allowlists, and for some a checksum (Luhn for card numbers). The built-in rules are below;
+//! gitleaks rule files load into the same form (see [`gitleaks`]). Clean text costs one Aho-Corasick
+//! pass over the keywords plus the few rules without keywords; every regex is a finite automaton
+//! (the `regex` crate), so no input can make matching slower than linear. Pure: no I/O.
+
+pub mod gitleaks;
+
+use std::borrow::Cow;
+
+use aho_corasick::AhoCorasick;
+use hmac::{Hmac, Mac};
+use regex::{Regex, RegexBuilder};
+use sha2::Sha256;
+
+/// Compiled size limit of one rule's regex: rules beyond it are refused, never run slowly.
+const REGEX_SIZE_LIMIT: usize = 32 * 1024 * 1024;
+/// The mask of a secret found by `detector`. Masks never match a rule, so masking is idempotent.
+pub fn mask_of(detector: &str) -> String {
+    format!("[MASKED:{detector}]")
+}
+const MASK_PREFIX: &str = "[MASKED:";
+
+#[derive(Debug, thiserror::Error)]
+#[error("rule {id}: {reason}")]
+pub struct RuleError {
+    pub id: String,
+    pub reason: String,
+}
+
+/// What a rule finds: a secret, or personal data (off unless asked for).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Category {
+    Secret,
+    Pii,
+}
+
+/// One detector.
+pub struct Rule {
+    pub id: String,
+    pub category: Category,
+    regex: Regex,
+    /// The capture group that holds the secret; by default the first group that matched, or the
+    /// whole match.
+    secret_group: Option<usize>,
+    keywords: Vec<String>,
+    min_entropy: Option<f64>,
+    /// A finding whose secret matches one of these is not a secret.
+    allow: Vec<Regex>,
+    stopwords: Vec<String>,
+    check: Option<fn(&str) -> bool>,
+}
+
+impl Rule {
+    pub fn new(id: &str, category: Category, pattern: &str) -> Result<Self, RuleError> {
+        let regex = RegexBuilder::new(pattern)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .build()
+            .map_err(|e| RuleError {
+                id: id.to_owned(),
+                reason: first_line(&e.to_string()),
+            })?;
+        Ok(Self {
+            id: id.to_owned(),
+            category,
+            regex,
+            secret_group: None,
+            keywords: Vec::new(),
+            min_entropy: None,
+            allow: Vec::new(),
+            stopwords: Vec::new(),
+            check: None,
+        })
+    }
+
+    pub fn keywords(mut self, keywords: &[&str]) -> Self {
+        self.keywords = keywords.iter().map(|k| k.to_lowercase()).collect();
+        self
+    }
+
+    pub fn secret_group(mut self, group: usize) -> Self {
+        self.secret_group = Some(group);
+        self
+    }
+
+    pub fn min_entropy(mut self, entropy: f64) -> Self {
+        self.min_entropy = Some(entropy);
+        self
+    }
+
+    pub fn allow(mut self, allow: Vec<Regex>, stopwords: Vec<String>) -> Self {
+        self.allow = allow;
+        self.stopwords = stopwords.into_iter().map(|s| s.to_lowercase()).collect();
+        self
+    }
+
+    fn check(mut self, check: fn(&str) -> bool) -> Self {
+        self.check = Some(check);
+        self
+    }
+
+    /// The secret of each match, as a byte range of `text`.
+    fn secrets<'t>(&'t self, text: &'t str) -> impl Iterator<Item = (usize, usize)> + 't {
+        self.regex.captures_iter(text).filter_map(move |caps| {
+            let secret = match self.secret_group {
+                Some(group) => caps.get(group),
+                None => (1..caps.len())
+                    .find_map(|group| caps.get(group))
+                    .or_else(|| caps.get(0)),
+            }?;
+            let value = secret.as_str();
+            let accepted = !value.is_empty()
+                && !value.starts_with(MASK_PREFIX)
+                && self.min_entropy.is_none_or(|min| entropy(value) >= min)
+                && self.check.is_none_or(|check| check(value))
+                && !self.allow.iter().any(|allow| allow.is_match(value))
+                && !self
+                    .stopwords
+                    .iter()
+                    .any(|stop| value.to_lowercase().contains(stop));
+            accepted.then(|| (secret.start(), secret.end()))
+        })
+    }
+}
+
+fn first_line(text: &str) -> String {
+    text.lines()
+        .rfind(|line| !line.trim().is_empty())
+        .unwrap_or(text)
+        .trim()
+        .to_owned()
+}
+
+/// Shannon entropy in bits per character.
+pub fn entropy(text: &str) -> f64 {
+    let mut counts = [0usize; 256];
+    for byte in text.bytes() {
+        counts[usize::from(byte)] += 1;
+    }
+    let len = text.len() as f64;
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f64 / len;
+            -p * p.log2()
+        })
+        .sum()
+}
+
+/// The Luhn checksum of a card number (spaces and dashes ignored), with a plausible length and prefix.
+fn is_card_number(text: &str) -> bool {
+    let digits: Vec<u32> = text.chars().filter_map(|c| c.to_digit(10)).collect();
+    if !(13..=19).contains(&digits.len()) || !matches!(digits[0], 2..=6) {
+        return false;
+    }
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| match (i % 2, d * 2) {
+            (0, _) => d,
+            (_, doubled) if doubled > 9 => doubled - 9,
+            (_, doubled) => doubled,
+        })
+        .sum();
+    sum.is_multiple_of(10)
+}
+
+/// The built-in rules. `pii` adds the personal-data rules (email, phone, IBAN).
+pub fn builtin_rules(pii: bool) -> Vec<Rule> {
+    use Category::*;
+    let rule = |id: &str, category, pattern: &str| {
+        Rule::new(id, category, pattern).expect("built-in rules compile")
+    };
+    let mut rules = vec![
+        rule(
+            "connection-uri-password",
+            Secret,
+            r#"(?i)\b(?:postgres(?:ql)?|mysql|mariadb|mongodb(?:\+srv)?|rediss?|amqps?|jdbc:[a-z0-9]+)://[^\s:/@'"]*:([^\s@'"/]+)@"#,
+        )
+        .keywords(&["://"]),
+        rule(
+            "dsn-password",
+            Secret,
+            r#"(?i)\b(?:password|passwd|pwd)\s*=\s*(?:'([^']+)'|"([^"]+)"|([^\s;&'",)]+))"#,
+        )
+        .keywords(&["password", "passwd", "pwd"]),
+        rule(
+            "sql-password",
+            Secret,
+            r#"(?i)\b(?:password|identified\s+(?:with\s+\S+\s+)?by)\s*(?:=\s*)?(?:password\s*)?\(?\s*'((?:[^']|'')+)'"#,
+        )
+        .keywords(&["password", "identified"]),
+        rule(
+            "private-key",
+            Secret,
+            r"-----BEGIN[ A-Z0-9]*PRIVATE KEY-----[\s\S]*?-----END[ A-Z0-9]*PRIVATE KEY-----",
+        )
+        .secret_group(0)
+        .keywords(&["private key"]),
+        rule(
+            "jwt",
+            Secret,
+            r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{10,}",
+        )
+        .secret_group(0)
+        .keywords(&["eyj"]),
+        rule(
+            "bearer-token",
+            Secret,
+            r"(?i)\bbearer\s+([A-Za-z0-9\-._~+/]{16,}=*)",
+        )
+        .keywords(&["bearer"]),
+        rule("aws-access-key-id", Secret, r"\b((?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16})\b")
+            .keywords(&["akia", "asia", "abia", "acca"]),
+        rule(
+            "aws-secret-access-key",
+            Secret,
+            r#"(?i)aws.{0,20}?(?:secret|key).{0,20}?['"=:\s]\s*['"]?([A-Za-z0-9/+]{40})(?:[^A-Za-z0-9/+]|$)"#,
+        )
+        .keywords(&["aws"])
+        .min_entropy(3.5),
+        rule("gcp-api-key", Secret, r"\b(AIza[0-9A-Za-z_-]{35})(?:[^0-9A-Za-z_-]|$)").keywords(&["aiza"]),
+        rule(
+            "gcp-service-account-key",
+            Secret,
+            r#""private_key_id"\s*:\s*"([a-f0-9]{40})""#,
+        )
+        .keywords(&["private_key_id"]),
+        rule(
+            "azure-storage-key",
+            Secret,
+            r"(?i)AccountKey=([A-Za-z0-9+/]{86}==)",
+        )
+        .keywords(&["accountkey"]),
+        rule(
+            "github-token",
+            Secret,
+            r"\b((?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{82})\b",
+        )
+        .keywords(&["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"]),
+        rule("gitlab-token", Secret, r"\b(glpat-[A-Za-z0-9_-]{20})(?:[^A-Za-z0-9_-]|$)")
+            .keywords(&["glpat-"]),
+        rule("slack-token", Secret, r"\b(xox[baprs]-[A-Za-z0-9-]{10,})").keywords(&["xox"]),
+        rule(
+            "slack-webhook",
+            Secret,
+            r"(https://hooks\.slack\.com/services/T[A-Za-z0-9_]+/B[A-Za-z0-9_]+/[A-Za-z0-9_]+)",
+        )
+        .keywords(&["hooks.slack.com"]),
+        rule("stripe-key", Secret, r"\b((?:sk|rk)_(?:live|test)_[A-Za-z0-9]{24,})\b")
+            .keywords(&["sk_live", "sk_test", "rk_live", "rk_test"]),
+        rule("card-number", Secret, r"(?:^|[^0-9])((?:[0-9][ -]?){12,18}[0-9])(?:[^0-9]|$)")
+            .check(is_card_number),
+        rule(
+            "generic-secret",
+            Secret,
+            r#"(?i)\b(?:secret|token|api[_-]?key|apikey|access[_-]?key|client[_-]?secret|credential)s?[\w.-]{0,20}["']?\s*[:=]\s*["']?([A-Za-z0-9+/_\-.=]{16,})"#,
+        )
+        .keywords(&["secret", "token", "key", "credential"])
+        .min_entropy(3.5),
+    ];
+    if pii {
+        rules.extend([
+            rule(
+                "email",
+                Pii,
+                r"\b([A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,})\b",
+            )
+            .keywords(&["@"]),
+            rule(
+                "phone",
+                Pii,
+                r"(?:^|[^\w+])(\+[1-9][0-9]{0,2}[ .-]?(?:\(?[0-9]{1,4}\)?[ .-]?){2,4}[0-9]{2,4})\b",
+            )
+            .keywords(&["+"]),
+            rule(
+                "iban",
+                Pii,
+                r"\b([A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?)\b",
+            )
+            .check(is_iban),
+        ]);
+    }
+    rules
+}
+
+/// The ISO 13616 check digits of an IBAN (mod 97 = 1).
+fn is_iban(text: &str) -> bool {
+    let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    if !(15..=34).contains(&compact.len()) {
+        return false;
+    }
+    let rearranged = compact[4..].chars().chain(compact[..4].chars());
+    let mut remainder = 0u32;
+    for c in rearranged {
+        let value = match c.to_digit(36) {
+            Some(v) => v,
+            None => return false,
+        };
+        remainder = if value < 10 {
+            (remainder * 10 + value) % 97
+        } else {
+            (remainder * 100 + value) % 97
+        };
+    }
+    remainder == 1
+}
+
+/// A secret found in a text: which rule found it, and where it is (byte offsets).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    pub detector: String,
+    pub category: Category,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// A set of rules with their keyword pre-filter.
+pub struct Scanner {
+    rules: Vec<Rule>,
+    prefilter: AhoCorasick,
+    /// For each pattern of the pre-filter, the rules it enables.
+    keyword_rules: Vec<Vec<usize>>,
+    /// Rules without keywords: they always run.
+    always: Vec<usize>,
+}
+
+impl Scanner {
+    pub fn new(rules: Vec<Rule>) -> Self {
+        let mut keywords: Vec<String> = Vec::new();
+        let mut keyword_rules: Vec<Vec<usize>> = Vec::new();
+        let mut always = Vec::new();
+        for (index, rule) in rules.iter().enumerate() {
+            if rule.keywords.is_empty() {
+                always.push(index);
+            }
+            for keyword in &rule.keywords {
+                match keywords.iter().position(|k| k == keyword) {
+                    Some(at) => keyword_rules[at].push(index),
+                    None => {
+                        keywords.push(keyword.clone());
+                        keyword_rules.push(vec![index]);
+                    }
+                }
+            }
+        }
+        let prefilter = AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(&keywords)
+            .expect("keywords are plain strings");
+        Self {
+            rules,
+            prefilter,
+            keyword_rules,
+            always,
+        }
+    }
+
+    pub fn rules(&self) -> impl Iterator<Item = &Rule> {
+        self.rules.iter()
+    }
+
+    /// Every secret in `text`, in order, without overlaps (the earliest, then the longest, wins).
+    pub fn find(&self, text: &str) -> Vec<Finding> {
+        let mut enabled = vec![false; self.rules.len()];
+        for &index in &self.always {
+            enabled[index] = true;
+        }
+        for found in self.prefilter.find_overlapping_iter(text) {
+            for &index in &self.keyword_rules[found.pattern().as_usize()] {
+                enabled[index] = true;
+            }
+        }
+        let mut findings: Vec<Finding> = Vec::new();
+        for (rule, _) in self.rules.iter().zip(&enabled).filter(|(_, on)| **on) {
+            for (start, end) in rule.secrets(text) {
+                findings.push(Finding {
+                    detector: rule.id.clone(),
+                    category: rule.category,
+                    start,
+                    end,
+                });
+            }
+        }
+        // Secrets first, then personal data where no secret is: a password in a URI is not an email.
+        findings.sort_by(|a, b| {
+            (a.category != Category::Secret)
+                .cmp(&(b.category != Category::Secret))
+                .then(a.start.cmp(&b.start))
+                .then(b.end.cmp(&a.end))
+        });
+        let mut kept: Vec<Finding> = Vec::with_capacity(findings.len());
+        for finding in findings {
+            if kept
+                .iter()
+                .all(|k| finding.end <= k.start || finding.start >= k.end)
+            {
+                kept.push(finding);
+            }
+        }
+        kept.sort_by_key(|f| f.start);
+        kept
+    }
+
+    /// `text` with every secret replaced by its mask, and what was found: (detector, secret).
+    pub fn mask<'t>(&self, text: &'t str) -> (Cow<'t, str>, Vec<(String, &'t str)>) {
+        let findings = self.find(text);
+        if findings.is_empty() {
+            return (Cow::Borrowed(text), Vec::new());
+        }
+        let mut masked = String::with_capacity(text.len());
+        let mut secrets = Vec::with_capacity(findings.len());
+        let mut from = 0;
+        for finding in findings {
+            masked.push_str(&text[from..finding.start]);
+            masked.push_str(&mask_of(&finding.detector));
+            secrets.push((finding.detector, &text[finding.start..finding.end]));
+            from = finding.end;
+        }
+        masked.push_str(&text[from..]);
+        (Cow::Owned(masked), secrets)
+    }
+}
+
+/// The keyed fingerprint of a secret: `hex(HMAC-SHA256(key, secret))`.
+pub fn fingerprint(key: &[u8], secret: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts keys of any length");
+    mac.update(secret.as_bytes());
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scanner() -> &'static Scanner {
+        static SCANNER: std::sync::OnceLock<Scanner> = std::sync::OnceLock::new();
+        SCANNER.get_or_init(|| Scanner::new(builtin_rules(true)))
+    }
+
+    /// The secrets `text` yields, as (detector, secret).
+    fn found(text: &str) -> Vec<(String, String)> {
+        let (_, secrets) = scanner().mask(text);
+        secrets
+            .into_iter()
+            .map(|(d, s)| (d, s.to_owned()))
+            .collect()
+    }
+
+    fn finds(text: &str, detector: &str, secret: &str) {
+        let found = found(text);
+        assert!(
+            found.iter().any(|(d, s)| d == detector && s == secret),
+            "{detector} should find {secret:?} in {text:?}; found {found:?}"
+        );
+    }
+
+    fn misses(text: &str, detector: &str) {
+        let found = found(text);
+        assert!(
+            found.iter().all(|(d, _)| d != detector),
+            "{detector} should find nothing in {text:?}; found {found:?}"
+        );
+    }
+
+    #[test]
+    fn connection_uris_yield_their_password_only() {
+        for (uri, password) in [
+            (
+                "postgres://admin:S3cr3t-pw@db.internal:5432/prod",
+                "S3cr3t-pw",
+            ),
+            (
+                "postgresql://app:hunter2hunter2@10.0.0.1/app",
+                "hunter2hunter2",
+            ),
+            ("mysql://root:toor-pass@localhost/mysql", "toor-pass"),
+            (
+                "mongodb+srv://svc:m0ng0-pw@cluster0.example.net/db",
+                "m0ng0-pw",
+            ),
+            ("redis://:r3dis-pw@cache:6379/0", "r3dis-pw"),
+            ("amqp://guest:rabbit-pw@mq:5672/", "rabbit-pw"),
+            ("jdbc:postgresql://u:jdbc-pw@db/app", "jdbc-pw"),
+        ] {
+            finds(
+                &format!("connect with {uri} please"),
+                "connection-uri-password",
+                password,
+            );
+        }
+        misses(
+            "postgres://db.internal:5432/prod",
+            "connection-uri-password",
+        );
+        misses("https://example.com/a:b@c", "connection-uri-password");
+    }
+
+    #[test]
+    fn dsn_and_sql_passwords() {
+        finds(
+            "host=db user=app password=Sup3rS3cret dbname=app",
+            "dsn-password",
+            "Sup3rS3cret",
+        );
+        finds(
+            "Server=db;User Id=sa;Pwd='quoted pw';",
+            "dsn-password",
+            "quoted pw",
+        );
+        finds(
+            "jdbc:postgresql://db/app?user=u&password=q-pw-1",
+            "dsn-password",
+            "q-pw-1",
+        );
+        finds(
+            "ALTER ROLE app PASSWORD 'n3w-pa55'",
+            "sql-password",
+            "n3w-pa55",
+        );
+        finds(
+            "create user bob with encrypted password 'it''s-me'",
+            "sql-password",
+            "it''s-me",
+        );
+        finds(
+            "CREATE USER 'u'@'%' IDENTIFIED BY 'my-sql-pw'",
+            "sql-password",
+            "my-sql-pw",
+        );
+        finds(
+            "ALTER USER u IDENTIFIED WITH mysql_native_password BY 'native'",
+            "sql-password",
+            "native",
+        );
+        finds(
+            "SET PASSWORD = PASSWORD('old-style')",
+            "sql-password",
+            "old-style",
+        );
+        misses("ALTER ROLE app PASSWORD NULL", "sql-password");
+        misses("select password_hash from users", "sql-password");
+    }
+
+    #[test]
+    fn keys_and_tokens() {
+        let key = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA1234\nabcd\n-----END RSA PRIVATE KEY-----";
+        finds(&format!("key: {key} end"), "private-key", key);
+        misses(
+            "-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----",
+            "private-key",
+        );
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U";
+        finds(&format!("token {jwt}"), "jwt", jwt);
+        finds(
+            "Authorization: Bearer abcDEF123456ghiJKL789",
+            "bearer-token",
+            "abcDEF123456ghiJKL789",
+        );
+        finds(
+            "id AKIAIOSFODNN7EXAMPLE here",
+            "aws-access-key-id",
+            "AKIAIOSFODNN7EXAMPLE",
+        );
+        finds(
+            "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "aws-secret-access-key",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        );
+        finds(
+            "key=AIzaSyD-1234567890abcdefghijklmnopqrstu",
+            "gcp-api-key",
+            "AIzaSyD-1234567890abcdefghijklmnopqrstu",
+        );
+        let gh = "ghp_abcdefghijklmnopqrstuvwxyz0123456789";
+        finds(&format!("GITHUB_TOKEN={gh}"), "github-token", gh);
+        finds(
+            "glpat-abcdefghij0123456789 x",
+            "gitlab-token",
+            "glpat-abcdefghij0123456789",
+        );
+        finds(
+            "xoxb-123456789012-abcdefABCDEF",
+            "slack-token",
+            "xoxb-123456789012-abcdefABCDEF",
+        );
+        finds(
+            "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
+            "stripe-key",
+            "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
+        );
+        finds(
+            "client_secret: 'q8Zr3Lm0Xv7TgB2nW5yK'",
+            "generic-secret",
+            "q8Zr3Lm0Xv7TgB2nW5yK",
+        );
+        misses("token = aaaaaaaaaaaaaaaaaaaa", "generic-secret");
+        misses("the AKIA prefix alone", "aws-access-key-id");
+    }
+
+    #[test]
+    fn card_numbers_must_pass_luhn() {
+        finds(
+            "card 4111 1111 1111 1111 exp",
+            "card-number",
+            "4111 1111 1111 1111",
+        );
+        finds("5500-0000-0000-0004", "card-number", "5500-0000-0000-0004");
+        misses("order 4111 1111 1111 1112", "card-number");
+        misses("id 1234567890123", "card-number");
+    }
+
+    #[test]
+    fn personal_data_only_when_asked() {
+        finds("mail alice@example.com now", "email", "alice@example.com");
+        finds(
+            "IBAN DE89 3704 0044 0532 0130 00",
+            "iban",
+            "DE89 3704 0044 0532 0130 00",
+        );
+        misses("IBAN DE00 3704 0044 0532 0130 00", "iban");
+        finds("call +44 20 7946 0958 today", "phone", "+44 20 7946 0958");
+        let secrets_only = Scanner::new(builtin_rules(false));
+        assert!(secrets_only.find("mail alice@example.com").is_empty());
+    }
+
+    #[test]
+    fn masking_replaces_the_secret_and_keeps_the_rest() {
+        let (masked, secrets) =
+            scanner().mask("psql postgres://admin:S3cr3t@db/prod -c 'select 1'");
+        assert_eq!(
+            masked,
+            "psql postgres://admin:[MASKED:connection-uri-password]@db/prod -c 'select 1'"
+        );
+        assert_eq!(secrets, [("connection-uri-password".to_string(), "S3cr3t")]);
+        let (clean, none) = scanner().mask("select * from accounts where id = 42");
+        assert!(matches!(clean, Cow::Borrowed(_)) && none.is_empty());
+    }
+
+    #[test]
+    fn fingerprints_are_keyed_and_stable() {
+        assert_eq!(fingerprint(b"k", "s"), fingerprint(b"k", "s"));
+        assert_ne!(fingerprint(b"k", "s"), fingerprint(b"other", "s"));
+        assert_eq!(fingerprint(b"k", "s").len(), 64);
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn masking_never_panics_and_is_idempotent(text in ".{0,300}") {
+                let scanner = scanner();
+                let (once, _) = scanner.mask(&text);
+                let (twice, again) = scanner.mask(&once);
+                prop_assert_eq!(&once, &twice);
+                prop_assert!(again.is_empty());
+            }
+
+            #[test]
+            fn masking_secret_laden_text_is_idempotent(
+                prefix in "[ a-z=:'\"]{0,20}",
+                secret in prop::sample::select(vec![
+                    "postgres://u:pw-123456@h/db", "password=hunter22", "ALTER ROLE x PASSWORD 'y'",
+                    "AKIAIOSFODNN7EXAMPLE", "4111 1111 1111 1111", "token: q8Zr3Lm0Xv7TgB2nW5yK",
+                ]),
+                suffix in "[ a-z=:'\"]{0,20}",
+            ) {
+                let text = format!("{prefix} {secret} {suffix}");
+                let scanner = scanner();
+                let (once, found) = scanner.mask(&text);
+                prop_assert!(!found.is_empty(), "{text:?}");
+                let (twice, again) = scanner.mask(&once);
+                prop_assert_eq!(&once, &twice);
+                prop_assert!(again.is_empty(), "{:?} -> {:?}", once, again);
+            }
+        }
+    }
+}
