@@ -23,7 +23,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(path: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(path: impl Into<String>, reason: impl Into<String>) -> Self {
         Self {
             path: path.into(),
             reason: reason.into(),
@@ -39,6 +39,17 @@ pub struct Config {
     pub postgres: PostgresConfig,
     pub identity: Vec<IdentityConfig>,
     pub connection: Vec<ConnectionConfig>,
+    pub masking: MaskingConfig,
+}
+
+/// What is masked. Secrets are always masked before they are stored; `pii` adds personal data.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MaskingConfig {
+    /// gitleaks-format rule files, loaded after the built-in detectors.
+    pub rules_files: Vec<PathBuf>,
+    /// Also mask email addresses, phone numbers and IBANs.
+    pub pii: bool,
 }
 
 #[derive(Debug, Deserialize)]

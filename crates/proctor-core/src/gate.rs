@@ -14,7 +14,7 @@ use crate::identity::{
     config_identity_salt, scram_verifier, token_sha256, unknown_identity_salt, SCRAM_ITERATIONS,
 };
 use crate::recorder::{RecordError, SessionRecorder};
-use crate::Secret;
+use crate::{Masker, Secret};
 
 /// An authenticated identity.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,6 +82,7 @@ pub struct Gate {
     config: Config,
     store: Arc<Store>,
     writer: Writer,
+    masker: Arc<Masker>,
     config_identities: HashMap<String, ConfigIdentity>,
     targets: HashMap<String, Arc<Target>>,
 }
@@ -97,6 +98,7 @@ impl Gate {
         secrets: ResolvedSecrets,
         store: Arc<Store>,
         writer: Writer,
+        masker: Masker,
     ) -> Self {
         let config_identities = config
             .identity
@@ -130,6 +132,7 @@ impl Gate {
             config,
             store,
             writer,
+            masker: Arc::new(masker),
             config_identities,
             targets,
         }
@@ -281,6 +284,6 @@ impl Gate {
             client_addr: client_addr.to_owned(),
             started_at: now_ns(),
         };
-        SessionRecorder::open(self.writer.clone(), header).await
+        SessionRecorder::open(self.writer.clone(), header, self.masker.clone()).await
     }
 }

@@ -5,12 +5,16 @@
 //! for everything queued so far. A protocol crate queues the commands of one read and commits them before
 //! forwarding any (fail closed), and queues results, which are already on their way to the client.
 
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use proctor_journal::{
     no_findings, now_ns, Body, CanonicalJson, Chain, JournalError, NewEvent, SessionHeader, Writer,
 };
+use serde_json::Value;
+
+use crate::Masker;
 
 /// The journal could not take an event: the session must stop forwarding.
 #[derive(Debug, thiserror::Error)]
@@ -22,10 +26,15 @@ pub struct SessionRecorder {
     chain: Chain,
     writer: Writer,
     broken: Arc<AtomicBool>,
+    masker: Arc<Masker>,
 }
 
 impl SessionRecorder {
-    pub(crate) async fn open(writer: Writer, header: SessionHeader) -> Result<Self, RecordError> {
+    pub(crate) async fn open(
+        writer: Writer,
+        header: SessionHeader,
+        masker: Arc<Masker>,
+    ) -> Result<Self, RecordError> {
         let chain = Chain::start(&header)?;
         let broken = Arc::new(AtomicBool::new(false));
         writer.open_session(header.clone(), &broken).await?;
@@ -34,6 +43,7 @@ impl SessionRecorder {
             chain,
             writer,
             broken,
+            masker,
         })
     }
 
@@ -50,13 +60,30 @@ impl SessionRecorder {
         Ok(())
     }
 
+    /// `text` with its secrets masked, and the findings to record with the event that stores it.
+    /// Everything a protocol crate stores of what passes through goes through here first.
+    pub fn mask<'t>(&self, text: &'t str, location: &str) -> (Cow<'t, str>, Vec<Value>) {
+        self.masker.mask(text, location)
+    }
+
+    /// Masks every string inside `value`; returns the findings.
+    pub fn mask_value(&self, value: &mut Value, location: &str) -> Vec<Value> {
+        self.masker.mask_value(value, location)
+    }
+
     fn next_event(
         &mut self,
         kind: &'static str,
         body: CanonicalJson,
+        findings: Vec<Value>,
     ) -> Result<NewEvent, RecordError> {
         self.check_intact()?;
-        Ok(self.chain.next_event(now_ns(), kind, body, no_findings()))
+        let findings = if findings.is_empty() {
+            no_findings()
+        } else {
+            CanonicalJson::of(&Value::Array(findings))
+        };
+        Ok(self.chain.next_event(now_ns(), kind, body, findings))
     }
 
     /// Records an event and waits for its commit. Returns the event's sequence number.
@@ -65,7 +92,7 @@ impl SessionRecorder {
         kind: &'static str,
         body: CanonicalJson,
     ) -> Result<u64, RecordError> {
-        let event = self.next_event(kind, body)?;
+        let event = self.next_event(kind, body, Vec::new())?;
         let seq = event.seq;
         self.writer.append(event, &self.broken).await?;
         self.check_intact()?;
@@ -79,7 +106,17 @@ impl SessionRecorder {
         kind: &'static str,
         body: CanonicalJson,
     ) -> Result<u64, RecordError> {
-        let event = self.next_event(kind, body)?;
+        self.record_queued_with(kind, body, Vec::new()).await
+    }
+
+    /// [`Self::record_queued`], with the findings of masking what the body holds.
+    pub async fn record_queued_with(
+        &mut self,
+        kind: &'static str,
+        body: CanonicalJson,
+        findings: Vec<Value>,
+    ) -> Result<u64, RecordError> {
+        let event = self.next_event(kind, body, findings)?;
         let seq = event.seq;
         self.writer.append_queued(event, &self.broken).await;
         Ok(seq)

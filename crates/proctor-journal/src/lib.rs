@@ -21,7 +21,7 @@ pub use chain::{
     canonical_time, event_hash, genesis_hash, no_findings, verify_chain, Chain, Event, NewEvent,
     SessionHeader, VerifyOutcome,
 };
-pub use store::{IdentityRow, SessionFilter, SessionRow, Store, SyncMode, TokenRow};
+pub use store::{IdentityRow, SessionFilter, SessionRow, Sighting, Store, SyncMode, TokenRow};
 pub use tlog::Consistency;
 pub use writer::Writer;
 

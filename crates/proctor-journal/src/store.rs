@@ -128,6 +128,19 @@ impl SessionRow {
     }
 }
 
+/// One event where a fingerprinted secret passed.
+#[derive(Clone, Debug, Serialize)]
+pub struct Sighting {
+    pub session_id: String,
+    pub identity: String,
+    pub connection: String,
+    pub seq: u64,
+    pub at: i64,
+    pub kind: String,
+    pub detector: String,
+    pub location: String,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct SessionFilter {
     pub identity: Option<String>,
@@ -472,6 +485,51 @@ impl Store {
             events.push(event);
         }
         Ok(events)
+    }
+
+    /// Every event whose findings carry `fingerprint`: where a secret passed, when, and by whom.
+    pub fn find_fingerprint(&self, fingerprint: &str) -> Result<Vec<Sighting>, JournalError> {
+        if fingerprint.is_empty() || !fingerprint.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(JournalError::Malformed(
+                "a fingerprint is hexadecimal".into(),
+            ));
+        }
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT s.id, s.identity, s.connection, e.seq, e.at, e.kind, e.findings \
+             FROM events e JOIN sessions s ON s.no = e.session_no \
+             WHERE e.findings LIKE '%' || ?1 || '%' ORDER BY e.at",
+        )?;
+        let rows = stmt.query_map([fingerprint], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, i64>(3)?,
+                row.get::<_, i64>(4)?,
+                row.get::<_, String>(5)?,
+                row.get::<_, String>(6)?,
+            ))
+        })?;
+        let mut sightings = Vec::new();
+        for row in rows {
+            let (session_id, identity, connection, seq, at, kind, findings) = row?;
+            let findings: Vec<serde_json::Value> = serde_json::from_str(&findings)
+                .map_err(|e| JournalError::Malformed(format!("findings of event {seq}: {e}")))?;
+            for finding in findings.iter().filter(|f| f["fingerprint"] == fingerprint) {
+                sightings.push(Sighting {
+                    session_id: session_id.clone(),
+                    identity: identity.clone(),
+                    connection: connection.clone(),
+                    seq: seq as u64,
+                    at,
+                    kind: kind.clone(),
+                    detector: finding["detector"].as_str().unwrap_or_default().to_owned(),
+                    location: finding["location"].as_str().unwrap_or_default().to_owned(),
+                });
+            }
+        }
+        Ok(sightings)
     }
 
     /// Recomputes a session's chain from its header and stored events; names the first event that fails.

@@ -47,16 +47,24 @@ struct Column {
     binary: bool,
 }
 
+/// Statement text as it is recorded: masked, with the findings of masking it.
+#[derive(Clone)]
+struct MaskedSql {
+    text: Arc<str>,
+    findings: Arc<[Value]>,
+}
+
 struct Statement {
-    sql: Arc<str>,
+    sql: MaskedSql,
     param_types: Vec<u32>,
     columns: Option<Arc<[Column]>>,
 }
 
 struct Portal {
     statement: String,
-    sql: Arc<str>,
+    sql: MaskedSql,
     params: CanonicalJson,
+    param_findings: Vec<Value>,
     columns: Option<Arc<[Column]>>,
 }
 
@@ -142,7 +150,7 @@ struct State {
     pending: VecDeque<Pending>,
     describes: VecDeque<Describing>,
     /// Statements parsed per batch, to name the SQL of an error that no Execute was recorded for.
-    parses: VecDeque<(u64, Arc<str>)>,
+    parses: VecDeque<(u64, MaskedSql)>,
     /// Batches the client has ended (Sync or Query) and batches the server has finished (ReadyForQuery).
     client_batches: u64,
     server_batches: u64,
@@ -359,13 +367,15 @@ impl State {
     ) -> Result<bool, ClientMessageError> {
         match message {
             Frontend::Query(sql) => {
+                let (sql, findings) = recorder.mask(sql, "sql");
                 let seq = recorder
-                    .record_queued(
+                    .record_queued_with(
                         "db.query",
                         Body::new()
                             .str("protocol", "simple")
-                            .str("sql", sql)
+                            .str("sql", &sql)
                             .finish(),
+                        findings,
                     )
                     .await?;
                 self.pending
@@ -379,7 +389,11 @@ impl State {
                 param_types,
             } => {
                 within_limit(&self.statements, name, "prepared statements", &self.limits)?;
-                let sql: Arc<str> = Arc::from(sql);
+                let (text, findings) = recorder.mask(sql, "sql");
+                let sql = MaskedSql {
+                    text: Arc::from(text),
+                    findings: findings.into(),
+                };
                 if self.parses.len() == MAX_PARSES_TRACKED {
                     self.parses.pop_front();
                 }
@@ -405,17 +419,20 @@ impl State {
                 let (sql, types, columns) = match self.statements.get(statement) {
                     Some(s) => (s.sql.clone(), s.param_types.as_slice(), s.columns.clone()),
                     None => (
-                        Arc::from(format!("EXECUTE {statement} -- prepared with SQL PREPARE")),
+                        MaskedSql {
+                            text: Arc::from(format!(
+                                "EXECUTE {statement} -- prepared with SQL PREPARE"
+                            )),
+                            findings: Arc::from([]),
+                        },
                         &[][..],
                         None,
                     ),
                 };
-                let params = CanonicalJson::of(&decode_params(
-                    types,
-                    &param_formats,
-                    &params,
-                    self.limits.sample_bytes,
-                ));
+                let mut params =
+                    decode_params(types, &param_formats, &params, self.limits.sample_bytes);
+                let param_findings = recorder.mask_value(&mut params, "params");
+                let params = CanonicalJson::of(&params);
                 let columns = columns.map(|cols| with_formats(&cols, &result_formats));
                 self.portals.insert(
                     portal.to_owned(),
@@ -423,6 +440,7 @@ impl State {
                         statement: statement.to_owned(),
                         sql,
                         params,
+                        param_findings,
                         columns,
                     },
                 );
@@ -441,17 +459,23 @@ impl State {
                 Ok(false)
             }
             Frontend::Execute { portal, max_rows } => {
-                let (body, columns) = match self.portals.get(portal) {
+                let (body, columns, findings) = match self.portals.get(portal) {
                     Some(p) => (
                         Body::new()
                             .int("max_rows", i64::from(max_rows))
                             .json("params", &p.params)
                             .str("portal", portal)
                             .str("protocol", "extended")
-                            .str("sql", &p.sql)
+                            .str("sql", &p.sql.text)
                             .str("statement", &p.statement)
                             .finish(),
                         p.columns.clone(),
+                        p.sql
+                            .findings
+                            .iter()
+                            .chain(&p.param_findings)
+                            .cloned()
+                            .collect(),
                     ),
                     None => (
                         Body::new()
@@ -460,9 +484,12 @@ impl State {
                             .str("protocol", "extended")
                             .finish(),
                         None,
+                        Vec::new(),
                     ),
                 };
-                let seq = recorder.record_queued("db.query", body).await?;
+                let seq = recorder
+                    .record_queued_with("db.query", body, findings)
+                    .await?;
                 self.pending
                     .push_back(Pending::Unit(Unit::new(seq, true, columns)));
                 Ok(true)
@@ -487,11 +514,11 @@ impl State {
                 Ok(false)
             }
             Frontend::FunctionCall { oid, args } => {
+                let mut body =
+                    json!({"function_oid": oid, "args": args, "protocol": "function-call"});
+                let findings = recorder.mask_value(&mut body["args"], "params");
                 let seq = recorder
-                    .record_queued(
-                        "db.query",
-                        CanonicalJson::of(&json!({"function_oid": oid, "args": args, "protocol": "function-call"}),
-                    ))
+                    .record_queued_with("db.query", CanonicalJson::of(&body), findings)
                     .await?;
                 self.pending
                     .push_back(Pending::Unit(Unit::new(seq, true, None)));
@@ -678,13 +705,23 @@ impl State {
                         unit.reset();
                     }
                 }
-                let mut event = Body::new().opt_str("detail", get(b'D'));
+                // A server's error can quote the statement, and with it a secret.
+                let mut findings = Vec::new();
+                let mut masked = |code: u8| {
+                    get(code).map(|text| {
+                        let (text, found) = recorder.mask(text, "error");
+                        findings.extend(found);
+                        text
+                    })
+                };
+                let (detail, hint, message) = (masked(b'D'), masked(b'H'), masked(b'M'));
+                let mut event = Body::new().opt_str("detail", detail.as_deref());
                 if let Some((_, duration_us)) = answered {
                     event = event.uint("duration_us", duration_us);
                 }
                 event = event
-                    .opt_str("hint", get(b'H'))
-                    .opt_str("message", get(b'M'))
+                    .opt_str("hint", hint.as_deref())
+                    .opt_str("message", message.as_deref())
                     .opt_str("position", get(b'P'));
                 if let Some((query_seq, _)) = answered {
                     event = event.uint("query", query_seq);
@@ -692,12 +729,15 @@ impl State {
                 event = event.opt_str("severity", get(b'V').or(get(b'S')));
                 let parse_failure = parsed.filter(|_| answered.is_none());
                 event = event
-                    .opt_str("sql", parse_failure.as_deref())
+                    .opt_str("sql", parse_failure.as_ref().map(|sql| &*sql.text))
                     .opt_str("sqlstate", get(b'C'));
-                if parse_failure.is_some() {
+                if let Some(sql) = &parse_failure {
                     event = event.str("stage", "parse");
+                    findings.extend(sql.findings.iter().cloned());
                 }
-                recorder.record_queued("db.error", event.finish()).await?;
+                recorder
+                    .record_queued_with("db.error", event.finish(), findings)
+                    .await?;
             }
             b'N' => {
                 let fields = error_fields(body)?;
@@ -707,8 +747,10 @@ impl State {
                     Some(unit) if unit.notices.len() < MAX_NOTICES => unit.notices.push(notice),
                     Some(_) => {}
                     None => {
+                        let mut notice = notice;
+                        let findings = recorder.mask_value(&mut notice, "notice");
                         recorder
-                            .record_queued("db.notice", CanonicalJson::of(&notice))
+                            .record_queued_with("db.notice", CanonicalJson::of(&notice), findings)
                             .await?;
                     }
                 }
@@ -724,13 +766,10 @@ impl State {
                     Some(payload.as_bytes()),
                     self.limits.sample_bytes,
                 );
+                let mut body = json!({"channel": channel, "payload": payload, "sender_pid": pid});
+                let findings = recorder.mask_value(&mut body["payload"], "notification");
                 recorder
-                    .record_queued(
-                        "db.notification",
-                        CanonicalJson::of(
-                            &json!({"channel": channel, "payload": payload, "sender_pid": pid}),
-                        ),
-                    )
+                    .record_queued_with("db.notification", CanonicalJson::of(&body), findings)
                     .await?;
             }
             b'G' => self.copy_in = Some(CopyCounter::default()),
@@ -831,12 +870,17 @@ impl State {
             event = event.value("columns", &Value::Array(names));
         }
         event = event.uint("duration_us", unit.started.elapsed().as_micros() as u64);
+        let mut findings = Vec::new();
         if !unit.notices.is_empty() {
-            event = event.value("notices", &Value::Array(std::mem::take(&mut unit.notices)));
+            let mut notices = Value::Array(std::mem::take(&mut unit.notices));
+            findings.extend(recorder.mask_value(&mut notices, "notice"));
+            event = event.value("notices", &notices);
         }
         event = event.uint("query", unit.query_seq).uint("rows", rows);
         if let Some((rows_sampled, truncated)) = sample {
-            event = event.value("sample", &Value::Array(rows_sampled));
+            let mut rows_sampled = Value::Array(rows_sampled);
+            findings.extend(recorder.mask_value(&mut rows_sampled, "sample"));
+            event = event.value("sample", &rows_sampled);
             if let Some(truncated) = truncated {
                 event = event.bool("sample_truncated", truncated);
             }
@@ -860,7 +904,9 @@ impl State {
         } else {
             unit.reset();
         }
-        recorder.record_queued("db.result", event).await?;
+        recorder
+            .record_queued_with("db.result", event, findings)
+            .await?;
         Ok(())
     }
 }

@@ -3,6 +3,7 @@
 
 mod admin;
 mod audit;
+mod search;
 mod serve;
 mod sessions;
 mod workers;
@@ -75,6 +76,14 @@ enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Find where a suspected secret passed (read from standard input, never from the command line).
+    Search {
+        /// Search for the secret given on standard input, by its keyed fingerprint.
+        #[arg(long, required = true)]
+        secret: bool,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
     /// Verify an exported bundle with the log's verifier key; needs no data dir and no network.
     Verify {
         bundle: PathBuf,
@@ -114,6 +123,7 @@ fn main() -> ExitCode {
             config,
         } => load_config(&config).and_then(|c| audit::export(c, &session, &output, format)),
         Command::Verify { bundle, key } => audit::verify(&bundle, &key),
+        Command::Search { config, .. } => load_config(&config).and_then(search::run),
     };
     match result {
         Ok(code) => code,

@@ -9,7 +9,8 @@ use anyhow::Context;
 use axum::http::StatusCode;
 use axum::routing::get;
 use proctor_core::journal::{Store, Writer};
-use proctor_core::{Config, Gate};
+use proctor_core::masking::fingerprint_key;
+use proctor_core::{Config, Gate, Masker};
 use proctor_pg::PgGateway;
 use tokio::net::TcpListener;
 use tokio::runtime::Handle;
@@ -36,6 +37,7 @@ pub fn run(config: Config) -> anyhow::Result<ExitCode> {
     let store = Arc::new(crate::admin::open_store(&config)?);
     store.log_verifier_key()?;
     store.record_configuration(&serde_json::to_value(&config.connection)?)?;
+    let masker = masker(&config)?;
     let writer = Writer::start(&store)?;
     let workers = Workers::start(config.server.workers)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -46,6 +48,7 @@ pub fn run(config: Config) -> anyhow::Result<ExitCode> {
         secrets,
         store,
         writer.clone(),
+        masker,
         workers.handles(),
     ));
     workers.stop();
@@ -61,6 +64,7 @@ async fn serve(
     secrets: proctor_core::config::ResolvedSecrets,
     store: Arc<Store>,
     writer: Writer,
+    masker: Masker,
     workers: Vec<Handle>,
 ) -> anyhow::Result<()> {
     let postgres_listen = config.server.postgres_listen;
@@ -69,7 +73,7 @@ async fn serve(
     log_file_size_limit_signals()?;
     tokio::spawn(writer.clone().flush_every(FLUSH_INTERVAL));
     let log_store = store.clone();
-    let gate = Arc::new(Gate::new(config, secrets, store, writer));
+    let gate = Arc::new(Gate::new(config, secrets, store, writer, masker));
     let pg = PgGateway::new(gate.clone())?;
     let pg_listener = TcpListener::bind(postgres_listen)
         .await
@@ -109,6 +113,21 @@ async fn serve(
     let _ = http_task.await;
     drop(gate);
     Ok(())
+}
+
+/// The detectors and the fingerprint key; every rule refused from a rule file is logged.
+fn masker(config: &Config) -> anyhow::Result<Masker> {
+    let key = fingerprint_key(&config.server.data_dir).context("the fingerprint key")?;
+    let (masker, report) = Masker::from_config(config, key)?;
+    for refused in &report.refused {
+        tracing::warn!(rule = %refused, "a masking rule was refused");
+    }
+    tracing::info!(
+        rules = report.rules,
+        refused = report.refused.len(),
+        "masking detectors loaded"
+    );
+    Ok(masker)
 }
 
 /// The newest signed checkpoint, as text (C2SP signed note).
