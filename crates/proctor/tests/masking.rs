@@ -142,3 +142,37 @@ fn secrets_are_masked_in_the_journal_and_found_by_fingerprint() {
     let (found, text) = search(&proctor, "a-password-that-never-passed");
     assert!(!found && text.contains("not found"), "{text}");
 }
+
+#[test]
+fn gitleaks_rules_from_the_config_mask_what_the_built_in_rules_do_not_know() {
+    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data/gitleaks/gitleaks.toml");
+    let proctor = Proctor::start(&format!(
+        "[masking]\nrules_files = [{:?}]\n{APP_DB}",
+        rules.display().to_string()
+    ));
+    let log = proctor.log();
+    assert!(log.contains("a masking rule was refused"), "{log}");
+    assert!(
+        log.contains("pypi-upload-token") && log.contains("pkcs12-file"),
+        "{log}"
+    );
+    let token = proctor.add_identity("alice", &["dba"]);
+    let age_key = format!(
+        "AGE-SECRET-KEY-1{}",
+        "QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L".repeat(2)[..58].to_owned()
+    );
+    let out = proctor.psql(
+        "alice",
+        &token,
+        "app-db",
+        "disable",
+        &["-c", &format!("select '{age_key}'")],
+    );
+    assert!(out.status.success(), "{}", support::stderr(&out));
+    let session = &proctor.ended_sessions_of("alice", 1)[0];
+    let events = proctor.events(session["id"].as_str().unwrap());
+    let query = &of_kind(&events, "db.query")[0];
+    assert_eq!(query["body"]["sql"], "select '[MASKED:age-secret-key]'");
+    assert!(!proctor.data_dir_contains(&age_key));
+}
