@@ -603,54 +603,60 @@ mod tests {
     #[test]
     fn keys_and_tokens() {
         let key = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA1234\nabcd\n-----END RSA PRIVATE KEY-----";
-        finds(&format!("key: {key} end"), "private-key", key);
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U";
+        let aws_secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+        let gh = "ghp_abcdefghijklmnopqrstuvwxyz0123456789";
+        let cases = [
+            (format!("key: {key} end"), "private-key", key),
+            (format!("token {jwt}"), "jwt", jwt),
+            (
+                "Authorization: Bearer abcDEF123456ghiJKL789".into(),
+                "bearer-token",
+                "abcDEF123456ghiJKL789",
+            ),
+            (
+                "id AKIAIOSFODNN7EXAMPLE here".into(),
+                "aws-access-key-id",
+                "AKIAIOSFODNN7EXAMPLE",
+            ),
+            (
+                format!("aws_secret_access_key = {aws_secret}"),
+                "aws-secret-access-key",
+                aws_secret,
+            ),
+            (
+                "key=AIzaSyD-1234567890abcdefghijklmnopqrstu".into(),
+                "gcp-api-key",
+                "AIzaSyD-1234567890abcdefghijklmnopqrstu",
+            ),
+            (format!("GITHUB_TOKEN={gh}"), "github-token", gh),
+            (
+                "glpat-abcdefghij0123456789 x".into(),
+                "gitlab-token",
+                "glpat-abcdefghij0123456789",
+            ),
+            (
+                "xoxb-123456789012-abcdefABCDEF".into(),
+                "slack-token",
+                "xoxb-123456789012-abcdefABCDEF",
+            ),
+            (
+                "sk_live_4eC39HqLyjWDarjtT1zdp7dc".into(),
+                "stripe-key",
+                "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
+            ),
+            (
+                "client_secret: 'q8Zr3Lm0Xv7TgB2nW5yK'".into(),
+                "generic-secret",
+                "q8Zr3Lm0Xv7TgB2nW5yK",
+            ),
+        ];
+        for (text, detector, secret) in &cases {
+            finds(text, detector, secret);
+        }
         misses(
             "-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----",
             "private-key",
-        );
-        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U";
-        finds(&format!("token {jwt}"), "jwt", jwt);
-        finds(
-            "Authorization: Bearer abcDEF123456ghiJKL789",
-            "bearer-token",
-            "abcDEF123456ghiJKL789",
-        );
-        finds(
-            "id AKIAIOSFODNN7EXAMPLE here",
-            "aws-access-key-id",
-            "AKIAIOSFODNN7EXAMPLE",
-        );
-        finds(
-            "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-            "aws-secret-access-key",
-            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-        );
-        finds(
-            "key=AIzaSyD-1234567890abcdefghijklmnopqrstu",
-            "gcp-api-key",
-            "AIzaSyD-1234567890abcdefghijklmnopqrstu",
-        );
-        let gh = "ghp_abcdefghijklmnopqrstuvwxyz0123456789";
-        finds(&format!("GITHUB_TOKEN={gh}"), "github-token", gh);
-        finds(
-            "glpat-abcdefghij0123456789 x",
-            "gitlab-token",
-            "glpat-abcdefghij0123456789",
-        );
-        finds(
-            "xoxb-123456789012-abcdefABCDEF",
-            "slack-token",
-            "xoxb-123456789012-abcdefABCDEF",
-        );
-        finds(
-            "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
-            "stripe-key",
-            "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
-        );
-        finds(
-            "client_secret: 'q8Zr3Lm0Xv7TgB2nW5yK'",
-            "generic-secret",
-            "q8Zr3Lm0Xv7TgB2nW5yK",
         );
         misses("token = aaaaaaaaaaaaaaaaaaaa", "generic-secret");
         misses("the AKIA prefix alone", "aws-access-key-id");
