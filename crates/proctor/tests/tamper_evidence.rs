@@ -471,3 +471,40 @@ fn the_documented_format_is_enough_to_verify_bundles_independently() {
         support::stderr(&theirs)
     );
 }
+
+#[test]
+/// Seals are due a second after an event at most; the deadline here leaves room for a loaded machine.
+fn an_open_session_is_sealed_without_waiting_for_its_end() {
+    let proctor = Proctor::start(APP_DB);
+    let token = proctor.add_identity("alice", &["dba"]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (client, connection) = runtime
+        .block_on(tokio_postgres::connect(
+            &proctor.conninfo("alice", &token, "app-db"),
+            tokio_postgres::NoTls,
+        ))
+        .unwrap();
+    runtime.spawn(connection);
+    runtime.block_on(client.simple_query("select 1")).unwrap();
+    let sealed = |db: &rusqlite::Connection| -> i64 {
+        db.query_row(
+            "SELECT coalesce(max(l.last_seq), 0) FROM log_sealed l JOIN sessions s ON s.no = l.session_no \
+             WHERE s.identity = 'alice'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap()
+    };
+    let db = journal(&proctor);
+    let asked = std::time::Instant::now();
+    while sealed(&db) < 3 {
+        assert!(
+            asked.elapsed() < Duration::from_secs(10),
+            "the open session was not sealed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Still open: the seal came from the clock, not from the session's end.
+    assert!(!client.is_closed());
+    assert!(proctor.sessions(&["--identity", "alice"])[0]["end_reason"].is_null());
+}
