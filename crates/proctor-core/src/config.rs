@@ -179,6 +179,18 @@ pub struct ConnectionConfig {
     /// Who may use it: identity names, `group:NAME`, or `*` for every identity.
     #[serde(default)]
     pub allow: Vec<String>,
+    /// Whether results are masked for the client too, or only in the journal (always masked).
+    #[serde(default)]
+    pub mask_results: MaskResults,
+}
+
+/// Where results are masked: the journal always; the client's copy too with `client_and_journal`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaskResults {
+    #[default]
+    JournalOnly,
+    ClientAndJournal,
 }
 
 impl ConnectionConfig {

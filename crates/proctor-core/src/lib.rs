@@ -10,7 +10,7 @@ pub mod identity;
 pub mod masking;
 mod recorder;
 
-pub use config::{Config, ConfigError, ConnectionConfig, UpstreamTls};
+pub use config::{Config, ConfigError, ConnectionConfig, MaskResults, UpstreamTls};
 pub use gate::{AuthFailure, AuthzError, Gate, Identity, ScramCredentials, ScramKey, Target};
 pub use masking::Masker;
 pub use proctor_journal as journal;

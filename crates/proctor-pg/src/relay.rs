@@ -6,6 +6,7 @@
 //! are forwarded as they arrive, never a whole result set at a time; a target message larger than
 //! [`PASSTHROUGH_THRESHOLD`] is streamed through without being held in memory.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
@@ -31,6 +32,8 @@ const MAX_PARAM_BYTES: usize = 8 * 1024;
 const MAX_PARSES_TRACKED: usize = 1024;
 /// Notices attached to one result.
 const MAX_NOTICES: usize = 10;
+/// Findings of masking the client's copy of one result that the event keeps (the rest are counted).
+const MAX_CLIENT_FINDINGS: usize = 100;
 const READ_CHUNK: usize = 64 * 1024;
 
 pub struct Limits {
@@ -38,6 +41,8 @@ pub struct Limits {
     pub sample_rows: usize,
     pub sample_bytes: usize,
     pub max_prepared_statements: usize,
+    /// Mask result cells and COPY data on their way to the client too, not only in the journal.
+    pub mask_client: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -86,6 +91,27 @@ struct CopyCounter {
     bytes: u64,
     sample: Vec<Value>,
     sample_bytes: usize,
+    /// COPY in binary format: its data cannot be masked for the client without breaking it.
+    binary: bool,
+}
+
+/// What masking the client's copy of a result did, for its `db.result` event.
+#[derive(Default)]
+struct ClientMasking {
+    cells: u64,
+    /// Binary cells of non-text types that held a secret: sent as NULL, since they cannot be masked
+    /// in place.
+    nulled: u64,
+    /// Binary COPY data that could not be masked.
+    unmasked_binary_copy: bool,
+    findings: Vec<Value>,
+}
+
+impl ClientMasking {
+    fn note(&mut self, findings: Vec<Value>) {
+        let room = MAX_CLIENT_FINDINGS.saturating_sub(self.findings.len());
+        self.findings.extend(findings.into_iter().take(room));
+    }
 }
 
 /// One recorded command awaiting its results.
@@ -100,6 +126,7 @@ struct Unit {
     sample_bytes: usize,
     sample_truncated: bool,
     notices: Vec<Value>,
+    client_masking: ClientMasking,
 }
 
 impl Unit {
@@ -115,6 +142,7 @@ impl Unit {
             sample_bytes: 0,
             sample_truncated: false,
             notices: Vec::new(),
+            client_masking: ClientMasking::default(),
         }
     }
 
@@ -545,6 +573,10 @@ impl State {
     ) -> Flow {
         let mut consumed = 0;
         let mut failure = None;
+        // With client masking: what goes to the client when a message was rewritten, and how much
+        // of `buf` it already covers.
+        let mut rewritten: Option<Vec<u8>> = None;
+        let mut copied = 0;
         loop {
             let rest = &buf[consumed..];
             if self.passthrough > 0 {
@@ -556,7 +588,7 @@ impl State {
                 }
                 continue;
             }
-            if rest.len() >= 5 && matches!(rest[0], b'D' | b'd') {
+            if !self.limits.mask_client && rest.len() >= 5 && matches!(rest[0], b'D' | b'd') {
                 let len = i32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]);
                 if let Ok(len) = usize::try_from(len) {
                     if len > PASSTHROUGH_THRESHOLD {
@@ -578,6 +610,22 @@ impl State {
                 }
             };
             let message = &rest[..len];
+            if self.limits.mask_client && matches!(message[0], b'D' | b'd') {
+                match self.mask_for_client(message, recorder) {
+                    Ok(Some(masked)) => {
+                        let rewritten = rewritten.get_or_insert_with(Vec::new);
+                        rewritten.extend_from_slice(&buf[copied..consumed]);
+                        rewritten.extend_from_slice(&masked);
+                        copied = consumed + len;
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        failure = Some(format!("the database sent a bad message: {e}"));
+                        break;
+                    }
+                }
+            }
+            let message = &buf[consumed..consumed + len];
             if let Err(e) = self.on_upstream_message(message, recorder).await {
                 match e {
                     UpstreamMessageError::Record(e) => return self.journal_failed(client, e).await,
@@ -590,7 +638,14 @@ impl State {
             consumed += len;
         }
         if consumed > 0 {
-            if let Err(e) = client.write_all(&buf[..consumed]).await {
+            let written = match rewritten.as_mut() {
+                Some(rewritten) => {
+                    rewritten.extend_from_slice(&buf[copied..consumed]);
+                    client.write_all(rewritten).await
+                }
+                None => client.write_all(&buf[..consumed]).await,
+            };
+            if let Err(e) = written {
                 return end_with(format!("writing to the client failed: {e}"));
             }
             buf.advance(consumed);
@@ -610,6 +665,89 @@ impl State {
                 Flow::End(reason)
             }
         }
+    }
+
+    /// The client's copy of a DataRow or COPY data message with its secrets masked, or `None` if it
+    /// holds none. Text cells are masked in place; a binary cell of another type that holds a secret
+    /// is sent as NULL. The counts and findings go to the statement's `db.result`.
+    fn mask_for_client(
+        &mut self,
+        message: &[u8],
+        recorder: &SessionRecorder,
+    ) -> Result<Option<Vec<u8>>, ProtocolError> {
+        let body = &message[5..];
+        if message[0] == b'd' {
+            let binary = self.copy_out.as_ref().is_some_and(|copy| copy.binary);
+            let Some(unit) = self.current_unit() else {
+                return Ok(None);
+            };
+            if binary {
+                unit.client_masking.unmasked_binary_copy = true;
+                return Ok(None);
+            }
+            let text = String::from_utf8_lossy(body);
+            let (masked, findings) = recorder.mask(&text, "client");
+            if findings.is_empty() {
+                return Ok(None);
+            }
+            unit.client_masking.cells += findings.len() as u64;
+            unit.client_masking.note(findings);
+            return Ok(Some(with_body(b'd', masked.as_bytes())));
+        }
+        let sample_bytes = self.limits.sample_bytes;
+        let Some(unit) = self.current_unit() else {
+            return Ok(None);
+        };
+        let mut r = Reader::new(body);
+        let n = r.count16(4)?;
+        let mut cells: Vec<Option<Cow<'_, [u8]>>> = Vec::with_capacity(n);
+        let mut changed = false;
+        for i in 0..n {
+            let Some(value) = r.nullable()? else {
+                cells.push(None);
+                continue;
+            };
+            let column = unit.columns.as_ref().and_then(|c| c.get(i));
+            let (type_oid, binary) = column.map_or((0, false), |c| (c.type_oid, c.binary));
+            let as_text = !binary || values::is_text_type(type_oid);
+            let text: Cow<'_, str> = if as_text {
+                String::from_utf8_lossy(value)
+            } else {
+                match values::decode(type_oid, true, Some(value), sample_bytes) {
+                    Value::String(text) => Cow::Owned(text),
+                    other => Cow::Owned(other.to_string()),
+                }
+            };
+            let (masked, findings) = recorder.mask(&text, "client");
+            if findings.is_empty() {
+                cells.push(Some(Cow::Borrowed(value)));
+                continue;
+            }
+            changed = true;
+            unit.client_masking.cells += 1;
+            unit.client_masking.note(findings);
+            if as_text {
+                cells.push(Some(Cow::Owned(masked.into_owned().into_bytes())));
+            } else {
+                unit.client_masking.nulled += 1;
+                cells.push(None);
+            }
+        }
+        if !changed {
+            return Ok(None);
+        }
+        let mut row = Vec::with_capacity(body.len() + 64);
+        row.extend_from_slice(&(n as u16).to_be_bytes());
+        for cell in &cells {
+            match cell {
+                None => row.extend_from_slice(&(-1i32).to_be_bytes()),
+                Some(bytes) => {
+                    row.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
+                    row.extend_from_slice(bytes);
+                }
+            }
+        }
+        Ok(Some(with_body(b'D', &row)))
     }
 
     fn count_large_message(&mut self, tag: u8, len: usize) {
@@ -773,7 +911,12 @@ impl State {
                     .await?;
             }
             b'G' => self.copy_in = Some(CopyCounter::default()),
-            b'H' | b'W' => self.copy_out = Some(CopyCounter::default()),
+            b'H' | b'W' => {
+                self.copy_out = Some(CopyCounter {
+                    binary: body.first() == Some(&1),
+                    ..CopyCounter::default()
+                })
+            }
             b'd' => {
                 if let Some(copy) = self.copy_out.as_mut() {
                     count_copy(copy, body, &self.limits);
@@ -862,6 +1005,15 @@ impl State {
             None => (unit.bytes, None),
         };
         let mut event = Body::new().uint("bytes", bytes);
+        let client = &unit.client_masking;
+        if client.cells > 0 || client.unmasked_binary_copy {
+            let mut masked = json!({"cells": client.cells, "nulled": client.nulled});
+            if client.unmasked_binary_copy {
+                masked["unmasked"] =
+                    json!("binary COPY data cannot be masked; it was sent as it is");
+            }
+            event = event.value("client_masked", &masked);
+        }
         if let Some(columns) = &unit.columns {
             let names = columns
                 .iter()
@@ -888,6 +1040,7 @@ impl State {
         if tag == b's' {
             event = event.bool("suspended", true);
         }
+        let client_masking = std::mem::take(&mut unit.client_masking);
         let event = event
             .str(
                 "tag",
@@ -904,6 +1057,7 @@ impl State {
         } else {
             unit.reset();
         }
+        findings.extend(client_masking.findings);
         recorder
             .record_queued_with("db.result", event, findings)
             .await?;
@@ -937,6 +1091,15 @@ impl From<ProtocolError> for UpstreamMessageError {
     fn from(e: ProtocolError) -> Self {
         UpstreamMessageError::Protocol(e)
     }
+}
+
+/// A backend message with `tag` and `body`.
+fn with_body(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut message = Vec::with_capacity(body.len() + 5);
+    message.push(tag);
+    message.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+    message.extend_from_slice(body);
+    message
 }
 
 /// Refuses a new named statement or portal beyond `postgres.max_prepared_statements`.

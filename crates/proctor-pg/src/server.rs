@@ -204,7 +204,7 @@ impl PgGateway {
                     client,
                     upstream,
                     recorder,
-                    limits: self.limits(),
+                    limits: self.limits(&connection),
                     cancel_route: route.route,
                     cancel_notices: route.notices,
                     shutdown,
@@ -248,13 +248,17 @@ impl PgGateway {
         let _ = recorder.end("refused at startup").await;
     }
 
-    fn limits(&self) -> Limits {
+    fn limits(&self, connection: &str) -> Limits {
         let pg = self.gate.postgres();
+        let mask_client = self.gate.config().connection.iter().any(|c| {
+            c.name == connection && c.mask_results == proctor_core::MaskResults::ClientAndJournal
+        });
         Limits {
             max_message_bytes: pg.max_message_bytes,
             sample_rows: pg.sample_rows,
             sample_bytes: pg.sample_bytes,
             max_prepared_statements: pg.max_prepared_statements,
+            mask_client,
         }
     }
 

@@ -26,6 +26,11 @@ pub const TIMESTAMPTZ: u32 = 1184;
 pub const UUID: u32 = 2950;
 pub const JSONB: u32 = 3802;
 
+/// Types whose binary format is the text itself (UTF-8), so a cell can be masked in place.
+pub fn is_text_type(type_oid: u32) -> bool {
+    matches!(type_oid, TEXT | VARCHAR | BPCHAR | NAME | JSON)
+}
+
 /// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
 const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
 

@@ -176,3 +176,112 @@ fn gitleaks_rules_from_the_config_mask_what_the_built_in_rules_do_not_know() {
     assert_eq!(query["body"]["sql"], "select '[MASKED:age-secret-key]'");
     assert!(!proctor.data_dir_contains(&age_key));
 }
+
+const MASKED_DB: &str = r#"
+[[connection]]
+name = "masked-db"
+kind = "postgres"
+address = "127.0.0.1:5432"
+database = "test"
+user = "postgres"
+allow = ["group:dba"]
+mask_results = "client_and_journal"
+"#;
+
+#[test]
+fn with_client_and_journal_masking_the_client_sees_masks_too() {
+    let password = "Cl1ent-Side-Pa55";
+    let card: i64 = 4_111_111_111_111_111;
+    admin_sql(&format!(
+        "drop table if exists e2e_client_masked; create table e2e_client_masked (id int, dsn text, card int8); \
+         insert into e2e_client_masked select g, 'postgres://app:{password}@db/prod', {card} \
+         from generate_series(1, 30) g"
+    ));
+    let proctor = Proctor::start(&format!("{APP_DB}{MASKED_DB}"));
+    let token = proctor.add_identity("alice", &["dba"]);
+
+    // psql: text format, and more rows than the journal samples.
+    let out = proctor.psql(
+        "alice",
+        &token,
+        "masked-db",
+        "disable",
+        &[
+            "-c",
+            "select id, dsn, card from e2e_client_masked order by id",
+        ],
+    );
+    assert!(out.status.success(), "{}", support::stderr(&out));
+    let shown = stdout(&out);
+    assert!(
+        !shown.contains(password) && !shown.contains(&card.to_string()),
+        "{shown}"
+    );
+    assert_eq!(
+        shown.lines().next().unwrap(),
+        "1|postgres://app:[MASKED:connection-uri-password]@db/prod|[MASKED:card-number]"
+    );
+    assert_eq!(shown.lines().count(), 30);
+    let copied = proctor.psql(
+        "alice",
+        &token,
+        "masked-db",
+        "disable",
+        &[
+            "-c",
+            "copy (select dsn from e2e_client_masked where id = 1) to stdout",
+        ],
+    );
+    assert_eq!(
+        stdout(&copied).trim(),
+        "postgres://app:[MASKED:connection-uri-password]@db/prod"
+    );
+
+    // tokio-postgres: binary format. Text masks in place; an int8 holding a card number cannot, so
+    // it arrives as NULL, and the event says so.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let (client, connection) =
+            tokio_postgres::connect(&proctor.conninfo("alice", &token, "masked-db"), NoTls)
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        let row = client
+            .query_one(
+                "select dsn, card, id from e2e_client_masked where id = $1",
+                &[&7i32],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            row.get::<_, String>(0),
+            "postgres://app:[MASKED:connection-uri-password]@db/prod"
+        );
+        assert_eq!(row.get::<_, Option<i64>>(1), None);
+        assert_eq!(row.get::<_, i32>(2), 7);
+    });
+
+    // The same statements through the journal-only connection reach the client whole.
+    let out = proctor.psql(
+        "alice",
+        &token,
+        "app-db",
+        "disable",
+        &["-c", "select dsn from e2e_client_masked where id = 1"],
+    );
+    assert!(stdout(&out).contains(password));
+
+    let sessions = proctor.ended_sessions_of("alice", 4);
+    let binary = proctor.events(sessions[2]["id"].as_str().unwrap());
+    let result = of_kind(&binary, "db.result")
+        .into_iter()
+        .find(|e| e["body"]["client_masked"].is_object())
+        .expect("a result masked for the client");
+    assert_eq!(result["body"]["client_masked"]["cells"], 2);
+    assert_eq!(result["body"]["client_masked"]["nulled"], 1);
+    let text = proctor.events(sessions[0]["id"].as_str().unwrap());
+    assert_eq!(
+        of_kind(&text, "db.result")[0]["body"]["client_masked"]["cells"],
+        60
+    );
+}
