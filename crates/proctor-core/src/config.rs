@@ -182,6 +182,47 @@ pub struct ConnectionConfig {
     /// Whether results are masked for the client too, or only in the journal (always masked).
     #[serde(default)]
     pub mask_results: MaskResults,
+    /// Result columns masked by name, whatever they hold.
+    #[serde(default)]
+    pub mask_columns: Vec<ColumnRuleConfig>,
+}
+
+/// `{ column = "users.email", strategy = "hash" }`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnRuleConfig {
+    pub column: String,
+    pub strategy: ColumnStrategy,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColumnStrategy {
+    Redact,
+    Partial,
+    Hash,
+}
+
+impl ConnectionConfig {
+    /// The connection's column rules, compiled (validated at start).
+    pub fn column_rules(&self) -> Vec<proctor_mask::columns::ColumnRule> {
+        self.mask_columns
+            .iter()
+            .filter_map(|rule| rule.compile().ok())
+            .collect()
+    }
+}
+
+impl ColumnRuleConfig {
+    fn compile(&self) -> Result<proctor_mask::columns::ColumnRule, String> {
+        use proctor_mask::columns::{ColumnRule, Strategy};
+        let strategy = match self.strategy {
+            ColumnStrategy::Redact => Strategy::Redact,
+            ColumnStrategy::Partial => Strategy::Partial,
+            ColumnStrategy::Hash => Strategy::Hash,
+        };
+        ColumnRule::new(&self.column, strategy)
+    }
 }
 
 /// Where results are masked: the journal always; the client's copy too with `client_and_journal`.
@@ -320,6 +361,11 @@ impl Config {
         let mut connections = HashSet::new();
         for (i, connection) in self.connection.iter().enumerate() {
             let at = |key: &str| format!("connection[{i}].{key}");
+            for (j, rule) in connection.mask_columns.iter().enumerate() {
+                rule.compile().map_err(|reason| {
+                    ConfigError::new(at(&format!("mask_columns[{j}].column")), reason)
+                })?;
+            }
             if !valid_name(&connection.name) {
                 return Err(ConfigError::new(
                     at("name"),
@@ -469,6 +515,7 @@ allow = ["group:dba", "alice"]
             (GOOD.replace("user = ", "usr = "), "connection[0].usr"),
             (GOOD.replace("127.0.0.1:15432", "not an address"), "server.postgres_listen"),
             (GOOD.replace("[server]", "[server]\nworkers = 0"), "server.workers"),
+            (format!("{GOOD}mask_columns = [{{ column = \"email\", strategy = \"hash\" }}]\n"), "connection[0].mask_columns[0].column"),
             (GOOD.replace("[\"group:dba\", \"alice\"]", "[]"), "connection[0].allow"),
             (format!("{GOOD}\n[postgres]\nsample_rows = \"ten\"\n"), "postgres.sample_rows"),
             (format!("{GOOD}\n[[connection]]\nname = \"app-db\"\nkind = \"postgres\"\naddress = \"h:1\"\ndatabase = \"d\"\nuser = \"u\"\nallow = [\"*\"]\n"), "connection[1].name"),

@@ -14,6 +14,7 @@ pub use config::{Config, ConfigError, ConnectionConfig, MaskResults, UpstreamTls
 pub use gate::{AuthFailure, AuthzError, Gate, Identity, ScramCredentials, ScramKey, Target};
 pub use masking::Masker;
 pub use proctor_journal as journal;
+pub use proctor_mask as mask;
 pub use recorder::{RecordError, SessionRecorder};
 
 /// A secret value (a password, a token) whose `Debug` never shows it, so it cannot leak into logs.

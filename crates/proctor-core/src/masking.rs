@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 use std::path::Path;
 
+use proctor_mask::columns::ColumnRule;
 use proctor_mask::{fingerprint, gitleaks, Scanner};
 use serde_json::{json, Value};
 
@@ -105,6 +106,13 @@ impl Masker {
     /// The keyed fingerprint of a secret.
     pub fn fingerprint(&self, secret: &str) -> String {
         fingerprint(&self.key, secret)
+    }
+
+    /// `value` as a column rule shows it, and the finding that records it.
+    pub fn mask_column(&self, rule: &ColumnRule, value: &str, location: &str) -> (String, Value) {
+        let finding = json!({"detector": format!("column:{}", rule.pattern),
+                             "fingerprint": self.fingerprint(value), "location": location});
+        (rule.apply(value, &self.key), finding)
     }
 
     /// `text` masked, and a finding for each secret: detector, fingerprint, and `location`.

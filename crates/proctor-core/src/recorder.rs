@@ -66,6 +66,16 @@ impl SessionRecorder {
         self.masker.mask(text, location)
     }
 
+    /// `value` as a column rule shows it, with its finding.
+    pub fn mask_column(
+        &self,
+        rule: &proctor_mask::columns::ColumnRule,
+        value: &str,
+        location: &str,
+    ) -> (String, Value) {
+        self.masker.mask_column(rule, value, location)
+    }
+
     /// Masks every string inside `value`; returns the findings.
     pub fn mask_value(&self, value: &mut Value, location: &str) -> Vec<Value> {
         self.masker.mask_value(value, location)

@@ -9,6 +9,7 @@
 //! pass over the keywords plus the few rules without keywords; every regex is a finite automaton
 //! (the `regex` crate), so no input can make matching slower than linear. Pure: no I/O.
 
+pub mod columns;
 pub mod gitleaks;
 
 use std::borrow::Cow;

@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
 use proctor_core::journal::{Body, CanonicalJson};
+use proctor_core::mask::columns::ColumnRule;
 use proctor_core::{RecordError, SessionRecorder};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -43,6 +44,10 @@ pub struct Limits {
     pub max_prepared_statements: usize,
     /// Mask result cells and COPY data on their way to the client too, not only in the journal.
     pub mask_client: bool,
+    /// Columns masked by name.
+    pub column_rules: Vec<ColumnRule>,
+    /// Table names by OID, for column rules that name tables.
+    pub table_names: HashMap<u32, String>,
 }
 
 #[derive(Clone, Debug)]
@@ -50,6 +55,9 @@ struct Column {
     name: String,
     type_oid: u32,
     binary: bool,
+    table_oid: u32,
+    /// The column rule that masks this column, if any (an index into `Limits::column_rules`).
+    rule: Option<usize>,
 }
 
 /// Statement text as it is recorded: masked, with the findings of masking it.
@@ -126,6 +134,8 @@ struct Unit {
     sample_bytes: usize,
     sample_truncated: bool,
     notices: Vec<Value>,
+    /// Findings of column rules in the sample.
+    sample_findings: Vec<Value>,
     client_masking: ClientMasking,
 }
 
@@ -142,6 +152,7 @@ impl Unit {
             sample_bytes: 0,
             sample_truncated: false,
             notices: Vec::new(),
+            sample_findings: Vec::new(),
             client_masking: ClientMasking::default(),
         }
     }
@@ -667,6 +678,19 @@ impl State {
         }
     }
 
+    /// The rule that masks `column`: its table is named by OID, known if it existed at login. A
+    /// column of no table (OID 0) matches only rules for any table.
+    fn column_rule(&self, column: &Column) -> Option<usize> {
+        let table = match column.table_oid {
+            0 => Some(""),
+            oid => self.limits.table_names.get(&oid).map(String::as_str),
+        };
+        self.limits
+            .column_rules
+            .iter()
+            .position(|rule| rule.matches(table, &column.name))
+    }
+
     /// The client's copy of a DataRow or COPY data message with its secrets masked, or `None` if it
     /// holds none. Text cells are masked in place; a binary cell of another type that holds a secret
     /// is sent as NULL. The counts and findings go to the statement's `db.result`.
@@ -695,7 +719,8 @@ impl State {
             return Ok(Some(with_body(b'd', masked.as_bytes())));
         }
         let sample_bytes = self.limits.sample_bytes;
-        let Some(unit) = self.current_unit() else {
+        // The unit through its field, not `current_unit`, so that the rules stay borrowable.
+        let Some(Pending::Unit(unit)) = self.pending.front_mut() else {
             return Ok(None);
         };
         let mut r = Reader::new(body);
@@ -718,7 +743,16 @@ impl State {
                     other => Cow::Owned(other.to_string()),
                 }
             };
-            let (masked, findings) = recorder.mask(&text, "client");
+            let rule = column
+                .and_then(|c| c.rule)
+                .map(|n| &self.limits.column_rules[n]);
+            let (masked, findings) = match rule {
+                Some(rule) => {
+                    let (shown, finding) = recorder.mask_column(rule, &text, "client");
+                    (Cow::Owned(shown), vec![finding])
+                }
+                None => recorder.mask(&text, "client"),
+            };
             if findings.is_empty() {
                 cells.push(Some(Cow::Borrowed(value)));
                 continue;
@@ -774,9 +808,13 @@ impl State {
         let tag = message[0];
         let body = &message[5..];
         match tag {
-            b'D' => self.on_data_row(body)?,
+            b'D' => self.on_data_row(body, recorder)?,
             b'T' => {
-                let columns: Arc<[Column]> = parse_row_description(body)?.into();
+                let mut columns = parse_row_description(body)?;
+                for column in &mut columns {
+                    column.rule = self.column_rule(column);
+                }
+                let columns: Arc<[Column]> = columns.into();
                 match self.describes.pop_front().map(|d| d.target) {
                     Some(DescribeTarget::Statement(name)) => {
                         if let Some(statement) = self.statements.get_mut(&name) {
@@ -950,10 +988,14 @@ impl State {
         Ok(())
     }
 
-    fn on_data_row(&mut self, body: &[u8]) -> Result<(), ProtocolError> {
+    fn on_data_row(
+        &mut self,
+        body: &[u8],
+        recorder: &SessionRecorder,
+    ) -> Result<(), ProtocolError> {
         let sample_rows = self.limits.sample_rows;
         let sample_bytes = self.limits.sample_bytes;
-        let Some(unit) = self.current_unit() else {
+        let Some(Pending::Unit(unit)) = self.pending.front_mut() else {
             return Ok(());
         };
         unit.rows += 1;
@@ -971,7 +1013,23 @@ impl State {
             let column = unit.columns.as_ref().and_then(|c| c.get(i));
             let (type_oid, binary) = column.map_or((0, false), |c| (c.type_oid, c.binary));
             unit.sample_bytes += value.map_or(4, <[u8]>::len);
-            row.push(values::decode(type_oid, binary, value, budget));
+            let decoded = values::decode(type_oid, binary, value, budget);
+            let rule = column
+                .and_then(|c| c.rule)
+                .map(|n| &self.limits.column_rules[n]);
+            row.push(match (rule, decoded) {
+                (Some(rule), Value::String(text)) => {
+                    let (shown, finding) = recorder.mask_column(rule, &text, "sample");
+                    unit.sample_findings.push(finding);
+                    Value::String(shown)
+                }
+                (Some(rule), other) if !other.is_null() => {
+                    let (shown, finding) = recorder.mask_column(rule, &other.to_string(), "sample");
+                    unit.sample_findings.push(finding);
+                    Value::String(shown)
+                }
+                (_, decoded) => decoded,
+            });
         }
         unit.sample.push(Value::Array(row));
         Ok(())
@@ -1041,6 +1099,7 @@ impl State {
             event = event.bool("suspended", true);
         }
         let client_masking = std::mem::take(&mut unit.client_masking);
+        let sample_findings = std::mem::take(&mut unit.sample_findings);
         let event = event
             .str(
                 "tag",
@@ -1057,6 +1116,7 @@ impl State {
         } else {
             unit.reset();
         }
+        findings.extend(sample_findings);
         findings.extend(client_masking.findings);
         recorder
             .record_queued_with("db.result", event, findings)
@@ -1140,7 +1200,7 @@ fn parse_row_description(body: &[u8]) -> Result<Vec<Column>, ProtocolError> {
     let mut columns = Vec::with_capacity(n);
     for _ in 0..n {
         let name = r.cstr()?.to_owned();
-        let _table = r.i32()?;
+        let table_oid = r.i32()? as u32;
         let _attnum = r.i16()?;
         let type_oid = r.i32()? as u32;
         let _typlen = r.i16()?;
@@ -1150,6 +1210,8 @@ fn parse_row_description(body: &[u8]) -> Result<Vec<Column>, ProtocolError> {
             name,
             type_oid,
             binary: format == 1,
+            table_oid,
+            rule: None,
         });
     }
     Ok(columns)

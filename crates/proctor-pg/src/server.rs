@@ -199,12 +199,12 @@ impl PgGateway {
             .recorded("auth.failure", json!({"reason": "startup timed out"})))
         });
         let reason = match outcome {
-            Ok((upstream, route, pid)) => {
+            Ok((upstream, route, pid, table_names)) => {
                 let relay = Relay {
                     client,
                     upstream,
                     recorder,
-                    limits: self.limits(&connection),
+                    limits: self.limits(&connection, table_names),
                     cancel_route: route.route,
                     cancel_notices: route.notices,
                     shutdown,
@@ -248,17 +248,23 @@ impl PgGateway {
         let _ = recorder.end("refused at startup").await;
     }
 
-    fn limits(&self, connection: &str) -> Limits {
+    fn limits(&self, connection: &str, table_names: HashMap<u32, String>) -> Limits {
         let pg = self.gate.postgres();
-        let mask_client = self.gate.config().connection.iter().any(|c| {
-            c.name == connection && c.mask_results == proctor_core::MaskResults::ClientAndJournal
-        });
+        let config = self
+            .gate
+            .config()
+            .connection
+            .iter()
+            .find(|c| c.name == connection);
         Limits {
             max_message_bytes: pg.max_message_bytes,
             sample_rows: pg.sample_rows,
             sample_bytes: pg.sample_bytes,
             max_prepared_statements: pg.max_prepared_statements,
-            mask_client,
+            mask_client: config
+                .is_some_and(|c| c.mask_results == proctor_core::MaskResults::ClientAndJournal),
+            column_rules: config.map(|c| c.column_rules()).unwrap_or_default(),
+            table_names,
         }
     }
 
@@ -360,7 +366,7 @@ impl PgGateway {
         identity_name: &str,
         connection: &str,
         tls: bool,
-    ) -> Result<(BoxedStream, RegisteredRoute, i32), Box<Refusal>> {
+    ) -> Result<(BoxedStream, RegisteredRoute, i32, HashMap<u32, String>), Box<Refusal>> {
         let use_cleartext = tls && self.gate.postgres().auth == PostgresAuth::Password;
         let method = if use_cleartext {
             "password"
@@ -404,7 +410,7 @@ impl PgGateway {
             .cloned()
             .collect();
         let upstream_tls = self.upstream_tls.get(connection).cloned().flatten();
-        let upstream = upstream::connect(
+        let mut upstream = upstream::connect(
             &target,
             upstream_tls.as_ref(),
             &forwarded,
@@ -422,6 +428,28 @@ impl PgGateway {
             )
             .recorded("db.error", json!({"stage": "connect", "message": e.to_string()}))
         })?;
+        let names_tables = target
+            .config
+            .column_rules()
+            .iter()
+            .any(|r| r.names_a_table());
+        let table_names = if names_tables {
+            upstream::table_names(&mut upstream.stream)
+                .await
+                .map_err(|e| {
+                    Refusal::new(
+                        ClientError::fatal(
+                            "08001",
+                            format!("Proctor could not read the table names of \"{connection}\": {e}"),
+                        )
+                        .hint("Its column masking rules name tables; Proctor must be able to read pg_class."),
+                        "database unavailable",
+                    )
+                    .recorded("db.error", json!({"stage": "connect", "message": e.to_string()}))
+                })?
+        } else {
+            HashMap::new()
+        };
         let (notify, notices) = mpsc::channel(8);
         let route = CancelRoute {
             target: target.clone(),
@@ -495,7 +523,12 @@ impl PgGateway {
                 format!("client disconnected: {e}"),
             ));
         }
-        Ok((upstream.stream, RegisteredRoute { route, notices }, pid))
+        Ok((
+            upstream.stream,
+            RegisteredRoute { route, notices },
+            pid,
+            table_names,
+        ))
     }
 
     /// Runs the authentication exchange. Returns the identity, the token used, and (for SCRAM) the

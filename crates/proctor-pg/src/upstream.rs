@@ -3,6 +3,7 @@
 //!
 //! Message encoding and the SCRAM client come from `postgres-protocol`; this module drives them.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -289,6 +290,52 @@ async fn connect_inner(
         }
         if !out.is_empty() {
             stream.write_all(&out).await.map_err(io_error)?;
+        }
+    }
+}
+
+/// Table names by OID, for column rules that name tables: RowDescription identifies a column's table
+/// only by OID. Asked once, right after login and before the client's first message; tables made later
+/// in the session are unknown to it (column rules then go by the column name alone).
+pub async fn table_names(stream: &mut BoxedStream) -> Result<HashMap<u32, String>, UpstreamError> {
+    const MAX_TABLES: usize = 1_000_000;
+    let mut out = BytesMut::new();
+    frontend::query(
+        "SELECT c.oid::int8::text, c.relname FROM pg_catalog.pg_class c \
+         WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f')",
+        &mut out,
+    )
+    .map_err(io_error)?;
+    stream.write_all(&out).await.map_err(io_error)?;
+    let mut names = HashMap::new();
+    let mut failure = None;
+    loop {
+        let mut head = [0u8; 5];
+        stream.read_exact(&mut head).await.map_err(io_error)?;
+        let len = i32::from_be_bytes([head[1], head[2], head[3], head[4]]);
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|len| (4..=1024 * 1024).contains(len))
+            .ok_or_else(|| UpstreamError::Protocol("a bad message length".into()))?;
+        let mut body = vec![0u8; len - 4];
+        stream.read_exact(&mut body).await.map_err(io_error)?;
+        let mut r = Reader::new(&body);
+        match head[0] {
+            b'D' if names.len() < MAX_TABLES => {
+                r.count16(4)?;
+                let oid = r
+                    .nullable()?
+                    .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok());
+                let name = r
+                    .nullable()?
+                    .map(|v| String::from_utf8_lossy(v).into_owned());
+                if let (Some(oid), Some(name)) = (oid, name) {
+                    names.insert(oid, name);
+                }
+            }
+            b'E' => failure = Some(rejected(&body)),
+            b'Z' => return failure.map_or(Ok(names), Err),
+            _ => {}
         }
     }
 }

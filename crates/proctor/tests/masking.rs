@@ -285,3 +285,58 @@ fn with_client_and_journal_masking_the_client_sees_masks_too() {
         60
     );
 }
+
+#[test]
+fn column_rules_redact_keep_the_last_four_or_hash_by_table_and_column_name() {
+    admin_sql(
+        "drop table if exists e2e_people, e2e_contacts; \
+         create table e2e_people (id int, email text, password_digest text, card text); \
+         insert into e2e_people values (1, 'ann@example.org', 'x1', '5500000000000004'), \
+                                       (2, 'ann@example.org', 'x2', '340000000000009'); \
+         create table e2e_contacts (email text); insert into e2e_contacts values ('bob@example.org')",
+    );
+    let proctor = Proctor::start(&format!(
+        "{MASKED_DB}mask_columns = [\
+           {{ column = \"e2e_people.email\", strategy = \"hash\" }}, \
+           {{ column = \"*.password*\", strategy = \"redact\" }}, \
+           {{ column = \"e2e_people.card\", strategy = \"partial\" }}]\n"
+    ));
+    let token = proctor.add_identity("alice", &["dba"]);
+    let out = proctor.psql(
+        "alice",
+        &token,
+        "masked-db",
+        "disable",
+        &[
+            "-c",
+            "select email, password_digest, card from e2e_people order by id",
+            "-c",
+            "select email from e2e_contacts",
+        ],
+    );
+    assert!(out.status.success(), "{}", support::stderr(&out));
+    let shown = stdout(&out);
+    let lines: Vec<&str> = shown.lines().collect();
+    let first: Vec<&str> = lines[0].split('|').collect();
+    let second: Vec<&str> = lines[1].split('|').collect();
+    assert!(first[0].starts_with("[HASH:"), "{shown}");
+    assert_eq!(
+        first[0], second[0],
+        "the same email hashes the same, so analysts can join"
+    );
+    assert_eq!(first[1], "[MASKED:*.password*]");
+    assert_eq!(first[2], "************0004");
+    assert_eq!(second[2], "***********0009");
+    assert_eq!(
+        lines[2], "bob@example.org",
+        "a rule naming another table leaves this one"
+    );
+
+    let session = &proctor.ended_sessions_of("alice", 1)[0];
+    let events = proctor.events(session["id"].as_str().unwrap());
+    let result = of_kind(&events, "db.result")[0];
+    assert_eq!(result["body"]["sample"][0][0], first[0]);
+    assert_eq!(result["body"]["sample"][0][2], "************0004");
+    assert!(!proctor.data_dir_contains("ann@example.org"));
+    assert!(!proctor.data_dir_contains("5500000000000004"));
+}
