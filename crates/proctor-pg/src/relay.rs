@@ -1266,11 +1266,15 @@ mod tests {
                 name: "a".into(),
                 type_oid: values::INT4,
                 binary: false,
+                table_oid: 0,
+                rule: None,
             },
             Column {
                 name: "b".into(),
                 type_oid: values::TEXT,
                 binary: false,
+                table_oid: 0,
+                rule: None,
             },
         ];
         assert!(with_formats(&cols, &[1]).iter().all(|c| c.binary));
