@@ -14,7 +14,7 @@ pub mod gitleaks;
 
 use std::borrow::Cow;
 
-use aho_corasick::AhoCorasick;
+use aho_corasick::{AhoCorasick, Input, MatchKind};
 use hmac::{Hmac, Mac};
 use regex::{Regex, RegexBuilder};
 use sha2::Sha256;
@@ -83,7 +83,7 @@ impl Rule {
     }
 
     pub fn keywords(mut self, keywords: &[&str]) -> Self {
-        self.keywords = keywords.iter().map(|k| k.to_lowercase()).collect();
+        self.keywords = keywords.iter().map(|k| k.to_ascii_lowercase()).collect();
         self
     }
 
@@ -398,8 +398,19 @@ impl Scanner {
                 }
             }
         }
+        // A keyword occurrence contains an occurrence of every keyword that is a substring of it: its
+        // rules are enabled with it, since the leftmost-first search below reports only one pattern
+        // per position.
+        for (i, keyword) in keywords.iter().enumerate() {
+            for (j, other) in keywords.iter().enumerate() {
+                if i != j && keyword.contains(other.as_str()) {
+                    let contained = keyword_rules[j].clone();
+                    keyword_rules[i].extend(contained);
+                }
+            }
+        }
         let prefilter = AhoCorasick::builder()
-            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::LeftmostFirst)
             .build(&keywords)
             .expect("keywords are plain strings");
         Self {
@@ -422,10 +433,18 @@ impl Scanner {
                 .worth_running
                 .is_none_or(|test| test(text));
         }
-        for found in self.prefilter.find_overlapping_iter(text) {
+        // Keywords are lowercase; a leftmost-first search (which, unlike an overlapping one, runs the
+        // SIMD prefilter) restarted one byte after each match start finds every keyword occurrence.
+        let folded = text.to_ascii_lowercase();
+        let mut from = 0;
+        while let Some(found) = self
+            .prefilter
+            .find(Input::new(folded.as_bytes()).range(from..))
+        {
             for &index in &self.keyword_rules[found.pattern().as_usize()] {
                 enabled[index] = true;
             }
+            from = found.start() + 1;
         }
         let mut findings: Vec<Finding> = Vec::new();
         for (rule, _) in self.rules.iter().zip(&enabled).filter(|(_, on)| **on) {
@@ -700,6 +719,27 @@ mod tests {
         assert_eq!(secrets, [("connection-uri-password".to_string(), "S3cr3t")]);
         let (clean, none) = scanner().mask("select * from accounts where id = 42");
         assert!(matches!(clean, Cow::Borrowed(_)) && none.is_empty());
+    }
+
+    #[test]
+    fn keywords_hidden_inside_or_across_other_keywords_still_enable_their_rules() {
+        let rule = |id: &str, pattern: &str, keywords: &[&str]| {
+            Rule::new(id, Category::Secret, pattern)
+                .unwrap()
+                .keywords(keywords)
+        };
+        let scanner = Scanner::new(vec![
+            rule("inner", r"INNER-(\d+)", &["key"]),
+            rule("outer", r"OUTER-(\d+)", &["monkeys"]),
+            rule("across", r"ACROSS-(\d+)", &["eyso"]),
+        ]);
+        // "monkeys" holds "key"; "monkeysoup" holds "eyso" across the end of "monkeys".
+        let found: Vec<String> = scanner
+            .find("MonKeySoup INNER-1 OUTER-2 ACROSS-3")
+            .into_iter()
+            .map(|f| f.detector)
+            .collect();
+        assert_eq!(found, ["inner", "outer", "across"]);
     }
 
     #[test]
