@@ -197,8 +197,26 @@ fn with_client_and_journal_masking_the_client_sees_masks_too() {
          insert into e2e_client_masked select g, 'postgres://app:{password}@db/prod', {card} \
          from generate_series(1, 30) g"
     ));
-    let proctor = Proctor::start(&format!("{APP_DB}{MASKED_DB}"));
+    let aws_key = "AKIAE2ECLIENTMASK123";
+    let key_body = "MIIEpAIBAAKCAQEAclientSideMaskedKeyMaterial";
+    admin_sql(&format!(
+        "drop table if exists e2e_client_secrets; create table e2e_client_secrets (value text); \
+         insert into e2e_client_secrets values ('{aws_key}'), \
+         (E'-----BEGIN PRIVATE KEY-----\\n{key_body}\\n-----END PRIVATE KEY-----')"
+    ));
+    let mut proctor = Proctor::start(&format!("{APP_DB}{MASKED_DB}"));
     let token = proctor.add_identity("alice", &["dba"]);
+    let out = proctor.psql(
+        "alice",
+        &token,
+        "masked-db",
+        "disable",
+        &["-c", "select value from e2e_client_secrets"],
+    );
+    assert_eq!(
+        stdout(&out).trim(),
+        "[MASKED:aws-access-key-id]\n[MASKED:private-key]"
+    );
 
     // psql: text format, and more rows than the journal samples.
     let out = proctor.psql(
@@ -271,19 +289,26 @@ fn with_client_and_journal_masking_the_client_sees_masks_too() {
     );
     assert!(stdout(&out).contains(password));
 
-    let sessions = proctor.ended_sessions_of("alice", 4);
-    let binary = proctor.events(sessions[2]["id"].as_str().unwrap());
+    let sessions = proctor.ended_sessions_of("alice", 5);
+    let binary = proctor.events(sessions[3]["id"].as_str().unwrap());
     let result = of_kind(&binary, "db.result")
         .into_iter()
         .find(|e| e["body"]["client_masked"].is_object())
         .expect("a result masked for the client");
     assert_eq!(result["body"]["client_masked"]["cells"], 2);
     assert_eq!(result["body"]["client_masked"]["nulled"], 1);
-    let text = proctor.events(sessions[0]["id"].as_str().unwrap());
+    let text = proctor.events(sessions[1]["id"].as_str().unwrap());
     assert_eq!(
         of_kind(&text, "db.result")[0]["body"]["client_masked"]["cells"],
         60
     );
+    proctor.stop();
+    for secret in [aws_key, key_body, password] {
+        assert!(
+            !proctor.data_dir_contains(secret),
+            "{secret} is in the data dir"
+        );
+    }
 }
 
 #[test]
