@@ -16,6 +16,16 @@ const CARD: &str = "4111 1111 1111 1111";
 const ROLE_PASSWORD: &str = "R0le-Pa55w0rd-e2e";
 const PARAM_TOKEN: &str = "ghp_E2eMaskParamToken0123456789abcdefXYZ";
 
+/// A tokio-postgres client through Proctor (it asks for results in binary format).
+async fn connect(proctor: &Proctor, token: &str, connection: &str) -> tokio_postgres::Client {
+    let (client, driver) =
+        tokio_postgres::connect(&proctor.conninfo("alice", token, connection), NoTls)
+            .await
+            .unwrap();
+    tokio::spawn(driver);
+    client
+}
+
 fn search(proctor: &Proctor, secret: &str) -> (bool, String) {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_proctor"))
         .args(["search", "--secret", "--config"])
@@ -72,13 +82,8 @@ fn secrets_are_masked_in_the_journal_and_found_by_fingerprint() {
     );
 
     // The extended protocol: a secret in a bound parameter.
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        let (client, connection) =
-            tokio_postgres::connect(&proctor.conninfo("alice", &token, "app-db"), NoTls)
-                .await
-                .unwrap();
-        tokio::spawn(connection);
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let client = connect(&proctor, &token, "app-db").await;
         let row = client
             .query_one(
                 "select length($1::text)",
@@ -257,13 +262,8 @@ fn with_client_and_journal_masking_the_client_sees_masks_too() {
 
     // tokio-postgres: binary format. Text masks in place; an int8 holding a card number cannot, so
     // it arrives as NULL, and the event says so.
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        let (client, connection) =
-            tokio_postgres::connect(&proctor.conninfo("alice", &token, "masked-db"), NoTls)
-                .await
-                .unwrap();
-        tokio::spawn(connection);
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let client = connect(&proctor, &token, "masked-db").await;
         let row = client
             .query_one(
                 "select dsn, card, id from e2e_client_masked where id = $1",
