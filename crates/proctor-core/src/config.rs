@@ -8,8 +8,10 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use proctor_journal::SyncMode;
+use proctor_policy::{ActionName, Policy, PolicySpec, Preset, RuleError, RuleSpec};
 use serde::{Deserialize, Serialize};
 
 use crate::Secret;
@@ -185,6 +187,24 @@ pub struct ConnectionConfig {
     /// Result columns masked by name, whatever they hold.
     #[serde(default)]
     pub mask_columns: Vec<ColumnRuleConfig>,
+    /// A ready-made rule set: `off` or `recommended`.
+    #[serde(default)]
+    pub guardrails: Preset,
+    /// Refuse anything but reads, and open the target session with `default_transaction_read_only`.
+    #[serde(default)]
+    pub read_only: bool,
+    /// Guardrail rules, judged before the preset's; first match wins.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<RuleSpec>,
+    /// Who approves statements held by rules that name no approvers (default `group:dba`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<String>,
+    /// How long a held statement waits for a decision, unless its rule says (default 600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_timeout_secs: Option<u64>,
+    /// What happens when no rule matches: `allow` (default) or `deny`.
+    #[serde(default)]
+    pub default_action: ActionName,
 }
 
 /// `{ column = "users.email", strategy = "hash" }`.
@@ -210,6 +230,20 @@ impl ConnectionConfig {
             .iter()
             .filter_map(|rule| rule.compile().ok())
             .collect()
+    }
+}
+
+impl ConnectionConfig {
+    /// The connection's guardrails, compiled (validated at start).
+    pub fn policy(&self) -> Result<Policy, RuleError> {
+        Policy::new(&PolicySpec {
+            preset: self.guardrails,
+            read_only: self.read_only,
+            rules: self.rules.clone(),
+            approvers: self.approvers.clone(),
+            approval_timeout: self.approval_timeout_secs.map(Duration::from_secs),
+            default_action: self.default_action,
+        })
     }
 }
 
@@ -361,6 +395,9 @@ impl Config {
         let mut connections = HashSet::new();
         for (i, connection) in self.connection.iter().enumerate() {
             let at = |key: &str| format!("connection[{i}].{key}");
+            connection
+                .policy()
+                .map_err(|e| ConfigError::new(at(&e.field), e.reason))?;
             for (j, rule) in connection.mask_columns.iter().enumerate() {
                 rule.compile().map_err(|reason| {
                     ConfigError::new(at(&format!("mask_columns[{j}].column")), reason)
@@ -422,6 +459,18 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The tokens of configured identities whose variable is set in this process (for CLI commands
+    /// that authenticate an approver).
+    pub fn available_identity_tokens(&self) -> Vec<(String, Secret)> {
+        self.identity
+            .iter()
+            .filter_map(|i| {
+                let token = std::env::var(&i.token_env).ok()?;
+                Some((i.name.clone(), Secret::new(token)))
+            })
+            .collect()
     }
 
     /// Reads every secret the configuration names; a missing variable or unreadable file is an error
@@ -516,6 +565,8 @@ allow = ["group:dba", "alice"]
             (GOOD.replace("127.0.0.1:15432", "not an address"), "server.postgres_listen"),
             (GOOD.replace("[server]", "[server]\nworkers = 0"), "server.workers"),
             (format!("{GOOD}mask_columns = [{{ column = \"email\", strategy = \"hash\" }}]\n"), "connection[0].mask_columns[0].column"),
+            (format!("{GOOD}rules = [{{ name = \"r\", kinds = [\"reed\"], action = \"deny\" }}]\n"), "connection[0].rules[0].kinds[0]"),
+            (format!("{GOOD}guardrails = \"strict\"\n"), "connection[0].guardrails"),
             (GOOD.replace("[\"group:dba\", \"alice\"]", "[]"), "connection[0].allow"),
             (format!("{GOOD}\n[postgres]\nsample_rows = \"ten\"\n"), "postgres.sample_rows"),
             (format!("{GOOD}\n[[connection]]\nname = \"app-db\"\nkind = \"postgres\"\naddress = \"h:1\"\ndatabase = \"d\"\nuser = \"u\"\nallow = [\"*\"]\n"), "connection[1].name"),

@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use proctor_journal::{now_ns, SessionHeader, Store, Writer};
+use proctor_policy::{ActionName, Policy, PolicySpec};
 
+use crate::approvals::Approvals;
 use crate::config::{Config, ConnectionConfig, PostgresConfig, ResolvedSecrets};
 use crate::identity::{
     config_identity_salt, scram_verifier, token_sha256, unknown_identity_salt, SCRAM_ITERATIONS,
@@ -28,6 +30,8 @@ pub struct Identity {
 pub struct Target {
     pub config: ConnectionConfig,
     pub password: Option<Secret>,
+    /// The connection's guardrails.
+    pub policy: Arc<Policy>,
 }
 
 /// One token's SCRAM keys.
@@ -78,13 +82,30 @@ struct ConfigIdentity {
     token: Secret,
 }
 
+/// Checks who a client is: the stored identities and tokens, and those the configuration declares.
+pub struct Authenticator {
+    store: Arc<Store>,
+    config_identities: HashMap<String, ConfigIdentity>,
+}
+
 pub struct Gate {
     config: Config,
     store: Arc<Store>,
     writer: Writer,
     masker: Arc<Masker>,
-    config_identities: HashMap<String, ConfigIdentity>,
+    authenticator: Authenticator,
     targets: HashMap<String, Arc<Target>>,
+    approvals: Approvals,
+}
+
+/// Guardrails for a connection whose rules do not compile: refuse everything. `Config` validation
+/// refuses such a configuration at start, so this is only a fail-closed backstop.
+fn deny_all() -> Policy {
+    Policy::new(&PolicySpec {
+        default_action: ActionName::Deny,
+        ..PolicySpec::default()
+    })
+    .unwrap_or_else(|_| Policy::allow_all())
 }
 
 /// Compares two byte strings in time that depends only on their lengths.
@@ -92,58 +113,26 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-impl Gate {
-    pub fn new(
-        config: Config,
-        secrets: ResolvedSecrets,
-        store: Arc<Store>,
-        writer: Writer,
-        masker: Masker,
-    ) -> Self {
-        let config_identities = config
-            .identity
-            .iter()
-            .zip(secrets.identity_tokens)
-            .map(|(identity, (_, token))| {
-                (
-                    identity.name.clone(),
+impl Authenticator {
+    /// `identity_tokens`: the tokens of configured identities, by name (those missing are skipped).
+    pub fn new(config: &Config, identity_tokens: Vec<(String, Secret)>, store: Arc<Store>) -> Self {
+        let config_identities = identity_tokens
+            .into_iter()
+            .filter_map(|(name, token)| {
+                let declared = config.identity.iter().find(|i| i.name == name)?;
+                Some((
+                    name,
                     ConfigIdentity {
-                        groups: identity.groups.clone(),
+                        groups: declared.groups.clone(),
                         token,
                     },
-                )
-            })
-            .collect();
-        let targets = config
-            .connection
-            .iter()
-            .zip(secrets.connection_passwords)
-            .map(|(connection, (_, password))| {
-                (
-                    connection.name.clone(),
-                    Arc::new(Target {
-                        config: connection.clone(),
-                        password,
-                    }),
-                )
+                ))
             })
             .collect();
         Self {
-            config,
             store,
-            writer,
-            masker: Arc::new(masker),
             config_identities,
-            targets,
         }
-    }
-
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
-    pub fn postgres(&self) -> &PostgresConfig {
-        &self.config.postgres
     }
 
     /// The SCRAM material for a claimed identity name: every token of a stored identity (revoked ones
@@ -238,6 +227,84 @@ impl Gate {
                 })
             }
         }
+    }
+
+    /// The identity a token belongs to (an API caller's bearer token).
+    pub fn identify_token(&self, token: &str) -> Result<Identity, AuthFailure> {
+        let configured = self
+            .config_identities
+            .iter()
+            .find(|(_, c)| constant_time_eq(c.token.expose().as_bytes(), token.as_bytes()))
+            .map(|(name, _)| name.clone());
+        let name = match configured {
+            Some(name) => name,
+            None => crate::identity::identity_of_token(&self.store, token)?,
+        };
+        self.verify_token(&name, token)
+    }
+}
+
+impl Gate {
+    pub fn new(
+        config: Config,
+        secrets: ResolvedSecrets,
+        store: Arc<Store>,
+        writer: Writer,
+        masker: Masker,
+    ) -> Self {
+        let authenticator = Authenticator::new(&config, secrets.identity_tokens, store.clone());
+        let targets = config
+            .connection
+            .iter()
+            .zip(secrets.connection_passwords)
+            .map(|(connection, (_, password))| {
+                (
+                    connection.name.clone(),
+                    Arc::new(Target {
+                        config: connection.clone(),
+                        password,
+                        policy: Arc::new(connection.policy().unwrap_or_else(|_| deny_all())),
+                    }),
+                )
+            })
+            .collect();
+        Self {
+            config,
+            approvals: Approvals::new(store.clone()),
+            store,
+            writer,
+            masker: Arc::new(masker),
+            authenticator,
+            targets,
+        }
+    }
+
+    pub fn approvals(&self) -> &Approvals {
+        &self.approvals
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn postgres(&self) -> &PostgresConfig {
+        &self.config.postgres
+    }
+
+    pub fn authenticator(&self) -> &Authenticator {
+        &self.authenticator
+    }
+
+    pub fn scram_credentials(&self, name: &str) -> Result<ScramCredentials, AuthFailure> {
+        self.authenticator.scram_credentials(name)
+    }
+
+    pub fn verify_token(&self, name: &str, token: &str) -> Result<Identity, AuthFailure> {
+        self.authenticator.verify_token(name, token)
     }
 
     /// May `identity` use the connection named `connection`?

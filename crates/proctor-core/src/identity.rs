@@ -99,6 +99,18 @@ pub fn create_token(store: &Store, name: &str) -> Result<(Secret, TokenRow), Jou
     Ok((token, row))
 }
 
+/// The stored identity an active token belongs to.
+pub fn identity_of_token(store: &Store, token: &str) -> Result<String, crate::AuthFailure> {
+    let store_error = |e: JournalError| crate::AuthFailure::Store(e.to_string());
+    match store
+        .active_token_by_hash(&token_sha256(token))
+        .map_err(store_error)?
+    {
+        Some(row) => Ok(row.identity),
+        None => Err(crate::AuthFailure::WrongToken),
+    }
+}
+
 /// The salt used for an identity that exists only in the configuration file. It is public in SCRAM
 /// anyway; deriving it from the name keeps it stable across restarts without storing anything.
 pub fn config_identity_salt(name: &str) -> Vec<u8> {

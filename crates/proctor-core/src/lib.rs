@@ -4,17 +4,22 @@
 //! of a connection, and hands back a [`SessionRecorder`] through which every event of the session is
 //! recorded. This crate knows no wire protocol and does no network I/O of its own.
 
+pub mod approvals;
 pub mod config;
 mod gate;
 pub mod identity;
 pub mod masking;
 mod recorder;
 
+pub use approvals::{Approvals, DecideError, HoldRequest};
 pub use config::{Config, ConfigError, ConnectionConfig, MaskResults, UpstreamTls};
-pub use gate::{AuthFailure, AuthzError, Gate, Identity, ScramCredentials, ScramKey, Target};
+pub use gate::{
+    AuthFailure, Authenticator, AuthzError, Gate, Identity, ScramCredentials, ScramKey, Target,
+};
 pub use masking::Masker;
 pub use proctor_journal as journal;
 pub use proctor_mask as mask;
+pub use proctor_policy as policy;
 pub use recorder::{RecordError, SessionRecorder};
 
 /// A secret value (a password, a token) whose `Debug` never shows it, so it cannot leak into logs.

@@ -6,6 +6,7 @@
 //! checkpoints, export bundles and their offline verification. It knows nothing about wire protocols,
 //! configuration files or masking: callers hand it events whose bodies are already final.
 
+mod approvals;
 pub mod bundle;
 mod canonical;
 mod chain;
@@ -16,6 +17,7 @@ mod store;
 mod tlog;
 mod writer;
 
+pub use approvals::{ApprovalRow, ApprovalStatus};
 pub use canonical::{Body, CanonicalJson};
 pub use chain::{
     canonical_time, event_hash, genesis_hash, no_findings, verify_chain, Chain, Event, NewEvent,

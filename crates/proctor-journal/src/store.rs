@@ -240,6 +240,7 @@ impl Store {
         let conn = open_connection(&path, sync)?;
         conn.execute_batch(SCHEMA)?;
         conn.execute_batch(crate::tlog::SCHEMA)?;
+        conn.execute_batch(crate::approvals::SCHEMA)?;
         crate::log::recover(open_connection(&path, sync)?, data_dir)?;
         Ok(Self {
             path,

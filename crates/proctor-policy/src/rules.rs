@@ -199,6 +199,7 @@ pub struct RuleError {
     pub reason: String,
 }
 
+#[derive(Debug)]
 struct Rule {
     name: Arc<str>,
     kinds: Vec<Kind>,
@@ -223,6 +224,7 @@ pub struct Decision {
 }
 
 /// The compiled guardrails of one connection.
+#[derive(Debug)]
 pub struct Policy {
     read_only: bool,
     rules: Vec<Rule>,
