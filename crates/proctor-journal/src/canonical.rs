@@ -107,6 +107,13 @@ impl Body {
     }
 
     /// A nested canonical object or value.
+    pub fn opt_json(self, key: &'static str, value: Option<&CanonicalJson>) -> Self {
+        match value {
+            Some(value) => self.json(key, value),
+            None => self,
+        }
+    }
+
     pub fn json(mut self, key: &'static str, value: &CanonicalJson) -> Self {
         self.key(key);
         self.json.push_str(&value.0);

@@ -339,13 +339,19 @@ fn put_cstr(buf: &mut BytesMut, s: &str) {
     buf.put_u8(0);
 }
 
-/// A fatal error Proctor answers a client with, in the client's protocol; the session ends after it.
+/// An error (or notice) Proctor answers a client with, in the client's protocol. After a fatal one
+/// the session ends; after an error it goes on.
 #[derive(Clone, Debug)]
 pub struct ClientError {
     pub code: &'static str,
     pub message: String,
     pub hint: Option<String>,
+    severity: &'static str,
 }
+
+/// A Sync message: what a refused simple query is replaced with, so that the database answers with
+/// ReadyForQuery in its true transaction state.
+pub const SYNC: &[u8] = b"S\0\0\0\x04";
 
 impl ClientError {
     pub fn fatal(code: &'static str, message: impl Into<String>) -> Self {
@@ -353,6 +359,23 @@ impl ClientError {
             code,
             message: message.into(),
             hint: None,
+            severity: "FATAL",
+        }
+    }
+
+    /// An error that ends the statement, not the session.
+    pub fn error(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            severity: "ERROR",
+            ..Self::fatal(code, message)
+        }
+    }
+
+    /// A NoticeResponse: information while the session goes on.
+    pub fn notice(message: impl Into<String>) -> Self {
+        Self {
+            severity: "NOTICE",
+            ..Self::fatal("00000", message)
         }
     }
 
@@ -362,8 +385,17 @@ impl ClientError {
     }
 
     pub fn encode(&self) -> BytesMut {
-        message(b'E', |b| {
-            for (field, value) in [(b'S', "FATAL"), (b'V', "FATAL"), (b'C', self.code)] {
+        let tag = if self.severity == "NOTICE" {
+            b'N'
+        } else {
+            b'E'
+        };
+        message(tag, |b| {
+            for (field, value) in [
+                (b'S', self.severity),
+                (b'V', self.severity),
+                (b'C', self.code),
+            ] {
                 b.put_u8(field);
                 put_cstr(b, value);
             }

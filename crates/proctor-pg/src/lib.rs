@@ -8,6 +8,7 @@
 
 mod cancel;
 mod codec;
+mod guard;
 mod relay;
 mod scram;
 mod server;

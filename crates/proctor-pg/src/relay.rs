@@ -8,11 +8,13 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
-use proctor_core::journal::{Body, CanonicalJson};
+use proctor_core::journal::{ApprovalRow, Body, CanonicalJson};
 use proctor_core::mask::columns::ColumnRule;
 use proctor_core::{RecordError, SessionRecorder};
 use serde_json::{json, Value};
@@ -21,8 +23,10 @@ use tokio::sync::{mpsc, watch};
 
 use crate::cancel::CancelRoute;
 use crate::codec::{self, error_fields, ClientError, Frontend, ProtocolError, Reader};
+use crate::guard::{Guardrails, Hold, Verdict};
 use crate::upstream::{self, BoxedStream};
 use crate::values;
+use proctor_core::policy::Decision;
 
 /// Target messages above this size (rows, COPY data) are forwarded without being buffered whole.
 pub const PASSTHROUGH_THRESHOLD: usize = 1024 * 1024;
@@ -71,6 +75,8 @@ struct Statement {
     sql: MaskedSql,
     param_types: Vec<u32>,
     columns: Option<Arc<[Column]>>,
+    /// What the guardrails decided, for the `db.query` of each execution.
+    policy: Option<CanonicalJson>,
 }
 
 struct Portal {
@@ -79,6 +85,7 @@ struct Portal {
     params: CanonicalJson,
     param_findings: Vec<Value>,
     columns: Option<Arc<[Column]>>,
+    policy: Option<CanonicalJson>,
 }
 
 enum DescribeTarget {
@@ -166,7 +173,22 @@ impl Unit {
 
 enum Pending {
     Unit(Unit),
-    Sync,
+    /// The end of a batch; with the error to answer before its ReadyForQuery when a statement of
+    /// the batch was refused.
+    Sync(Option<ClientError>),
+}
+
+/// What to do with one client message.
+enum Handling {
+    Forward,
+    /// Forward it once the events it caused are committed.
+    Command,
+    /// Do not forward it (refused); its decision is committed.
+    Drop,
+    /// Forward these bytes instead (refused); its decision is committed.
+    Replace(&'static [u8]),
+    /// Stop here: the message waits for an approver.
+    Hold(Decision, String, Vec<Value>),
 }
 
 /// Why a session ended, for `session.end`.
@@ -180,6 +202,7 @@ pub struct Relay {
     pub cancel_route: CancelRoute,
     pub cancel_notices: mpsc::Receiver<()>,
     pub shutdown: watch::Receiver<bool>,
+    pub guardrails: Guardrails,
 }
 
 struct State {
@@ -196,6 +219,18 @@ struct State {
     copy_in: Option<CopyCounter>,
     copy_out: Option<CopyCounter>,
     passthrough: usize,
+    guardrails: Guardrails,
+    /// A statement of the current extended batch was refused: the client's messages are dropped
+    /// until its Sync, as PostgreSQL skips them after an error.
+    skipping: bool,
+    /// The error for that refusal, answered before the batch's ReadyForQuery.
+    refusal: Option<ClientError>,
+    /// The database sent an error in the current batch (so no refusal is added to it).
+    batch_failed: bool,
+    /// Bytes to send the client before the target message being handled.
+    inject: Option<BytesMut>,
+    /// The statement waiting for an approver; the client's later messages wait behind it.
+    hold: Option<Hold>,
 }
 
 /// What handling one side's bytes decided.
@@ -215,6 +250,7 @@ impl Relay {
             cancel_route,
             mut cancel_notices,
             mut shutdown,
+            guardrails,
         } = self;
         let mut state = State {
             limits,
@@ -228,7 +264,15 @@ impl Relay {
             copy_in: None,
             copy_out: None,
             passthrough: 0,
+            guardrails,
+            skipping: false,
+            refusal: None,
+            batch_failed: false,
+            inject: None,
+            hold: None,
         };
+        // The wait for an approver's decision on the held statement, kept across turns of the loop.
+        let mut decision: Option<Pin<Box<dyn Future<Output = ApprovalRow> + Send>>> = None;
         let mut from_client = BytesMut::with_capacity(READ_CHUNK);
         let mut from_upstream = BytesMut::with_capacity(READ_CHUNK);
         // Made once, not on every turn of the loop: waiting for the shutdown signal registers the
@@ -246,11 +290,33 @@ impl Relay {
                     Flow::End("gateway shutting down".into())
                 }
                 Some(()) = cancel_notices.recv() => match record_cancel(&mut recorder).await {
-                    Ok(()) => Flow::Continue,
+                    Ok(()) => match state.hold.take() {
+                        Some(hold) => {
+                            decision = None;
+                            let row = state.guardrails.withdraw(&hold, "the client cancelled the statement").await;
+                            state.end_hold(hold, row, &mut from_client, &mut client, &mut upstream, &mut recorder).await
+                        }
+                        None => Flow::Continue,
+                    },
                     Err(e) => Flow::End(e.to_string()),
                 },
-                read = client.read_buf(&mut from_client) => match read {
-                    Ok(0) | Err(_) => client_gone(&state, &cancel_route).await,
+                row = wait_for(&mut decision), if decision.is_some() => {
+                    decision = None;
+                    match state.hold.take() {
+                        Some(hold) => state.end_hold(hold, row, &mut from_client, &mut client, &mut upstream, &mut recorder).await,
+                        None => Flow::Continue,
+                    }
+                }
+                read = client.read_buf(&mut from_client),
+                    if state.hold.is_none() || from_client.len() < state.limits.max_message_bytes => match read {
+                    Ok(0) | Err(_) => {
+                        if let Some(hold) = state.hold.take() {
+                            let row = state.guardrails.withdraw(&hold, "the client disconnected").await;
+                            let _ = state.guardrails.resolve(hold, row, &mut recorder).await;
+                        }
+                        client_gone(&state, &cancel_route).await
+                    }
+                    Ok(_) if state.hold.is_some() => Flow::Continue,
                     Ok(_) => state.on_client_bytes(&mut from_client, &mut client, &mut upstream, &mut recorder).await,
                 },
                 read = upstream.read_buf(&mut from_upstream) => match read {
@@ -266,12 +332,25 @@ impl Relay {
             if let Flow::End(reason) = flow {
                 break reason;
             }
+            if let (Some(hold), None) = (&state.hold, &decision) {
+                decision = Some(Box::pin(state.guardrails.outcome(hold)));
+            }
         };
         while cancel_notices.try_recv().is_ok() {
             let _ = record_cancel(&mut recorder).await;
         }
         let _ = client.shutdown().await;
         (recorder, Ended(reason))
+    }
+}
+
+/// Waits for the approver's decision, if a statement is held.
+async fn wait_for(
+    decision: &mut Option<Pin<Box<dyn Future<Output = ApprovalRow> + Send>>>,
+) -> ApprovalRow {
+    match decision {
+        Some(waiting) => waiting.await,
+        None => std::future::pending().await,
     }
 }
 
@@ -318,6 +397,11 @@ impl State {
         let mut consumed = 0;
         let mut commands = 0;
         let mut stop: Option<Result<String, ProtocolError>> = None;
+        // When a message is dropped or replaced: what goes to the database instead of `buf`, and how
+        // much of `buf` it already covers.
+        let mut forwarded: Option<Vec<u8>> = None;
+        let mut copied = 0;
+        let mut held = None;
         while stop.is_none() {
             let rest = &buf[consumed..];
             let (tag, len) = match codec::frame(rest, self.limits.max_message_bytes) {
@@ -329,15 +413,45 @@ impl State {
                 }
             };
             let message = &rest[..len];
-            match codec::parse_frontend(message) {
+            let parsed = codec::parse_frontend(message);
+            if self.skipping
+                && matches!(parsed, Ok(ref m) if !matches!(m, Frontend::Sync | Frontend::Terminate))
+            {
+                let out = forwarded.get_or_insert_with(Vec::new);
+                out.extend_from_slice(&buf[copied..consumed]);
+                consumed += len;
+                copied = consumed;
+                continue;
+            }
+            match parsed {
                 Ok(Frontend::Terminate) => {
                     consumed += len;
                     stop = Some(Ok("client closed the session".into()));
                 }
                 Ok(parsed) => match self.on_client_message(parsed, recorder).await {
-                    Ok(is_command) => {
+                    Ok(Handling::Forward) => consumed += len,
+                    Ok(Handling::Command) => {
                         consumed += len;
-                        commands += usize::from(is_command);
+                        commands += 1;
+                    }
+                    Ok(Handling::Drop) => {
+                        let out = forwarded.get_or_insert_with(Vec::new);
+                        out.extend_from_slice(&buf[copied..consumed]);
+                        consumed += len;
+                        copied = consumed;
+                        commands += 1;
+                    }
+                    Ok(Handling::Replace(instead)) => {
+                        let out = forwarded.get_or_insert_with(Vec::new);
+                        out.extend_from_slice(&buf[copied..consumed]);
+                        out.extend_from_slice(instead);
+                        consumed += len;
+                        copied = consumed;
+                        commands += 1;
+                    }
+                    Ok(Handling::Hold(decision, masked, findings)) => {
+                        held = Some((decision, masked, findings));
+                        break;
                     }
                     Err(ClientMessageError::Record(e)) => {
                         return self.journal_failed(client, e).await
@@ -361,10 +475,34 @@ impl State {
             }
         }
         if consumed > 0 {
-            if let Err(e) = upstream.write_all(&buf[..consumed]).await {
+            let written = match forwarded.as_mut() {
+                Some(out) => {
+                    out.extend_from_slice(&buf[copied..consumed]);
+                    upstream.write_all(out).await
+                }
+                None => upstream.write_all(&buf[..consumed]).await,
+            };
+            if let Err(e) = written {
                 return end_with(format!("writing to the database failed: {e}"));
             }
             buf.advance(consumed);
+        }
+        if let Some((decision, masked, findings)) = held {
+            match self
+                .guardrails
+                .hold(decision, &masked, &findings, recorder)
+                .await
+            {
+                Ok((hold, notice)) => {
+                    if let Err(e) = client.write_all(&notice.encode()).await {
+                        let row = self.guardrails.withdraw(&hold, "the client left").await;
+                        let _ = self.guardrails.resolve(hold, row, recorder).await;
+                        return end_with(format!("writing to the client failed: {e}"));
+                    }
+                    self.hold = Some(hold);
+                }
+                Err(e) => return self.journal_failed(client, e).await,
+            }
         }
         match stop {
             None => Flow::Continue,
@@ -397,20 +535,53 @@ impl State {
         Flow::End(format!("journal failure: {e}"))
     }
 
+    /// The held statement's wait is over: records how, then processes it (and what the client sent
+    /// after it) with that outcome.
+    async fn end_hold(
+        &mut self,
+        hold: Hold,
+        row: ApprovalRow,
+        buf: &mut BytesMut,
+        client: &mut BoxedStream,
+        upstream: &mut BoxedStream,
+        recorder: &mut SessionRecorder,
+    ) -> Flow {
+        if let Err(e) = self.guardrails.resolve(hold, row, recorder).await {
+            return self.journal_failed(client, e).await;
+        }
+        self.on_client_bytes(buf, client, upstream, recorder).await
+    }
+
     /// Updates the bookkeeping for one client message and records it if it runs something. Returns
     /// whether it was a command, which must be committed before it is forwarded.
     async fn on_client_message(
         &mut self,
         message: Frontend<'_>,
         recorder: &mut SessionRecorder,
-    ) -> Result<bool, ClientMessageError> {
+    ) -> Result<Handling, ClientMessageError> {
         match message {
-            Frontend::Query(sql) => {
-                let (sql, findings) = recorder.mask(sql, "sql");
+            Frontend::Query(text) => {
+                let (sql, findings) = recorder.mask(text, "sql");
+                let policy = match self
+                    .guardrails
+                    .judge_sql(text, &sql, &findings, recorder)
+                    .await?
+                {
+                    Verdict::Allow(policy) => policy,
+                    Verdict::Refuse(error) => {
+                        self.pending.push_back(Pending::Sync(Some(error)));
+                        self.client_batches += 1;
+                        return Ok(Handling::Replace(codec::SYNC));
+                    }
+                    Verdict::Hold(decision) => {
+                        return Ok(Handling::Hold(decision, sql.into_owned(), findings))
+                    }
+                };
                 let seq = recorder
                     .record_queued_with(
                         "db.query",
                         Body::new()
+                            .opt_json("policy", policy.as_ref())
                             .str("protocol", "simple")
                             .str("sql", &sql)
                             .finish(),
@@ -420,7 +591,7 @@ impl State {
                 self.pending
                     .push_back(Pending::Unit(Unit::new(seq, false, None)));
                 self.client_batches += 1;
-                Ok(true)
+                Ok(Handling::Command)
             }
             Frontend::Parse {
                 name,
@@ -429,6 +600,21 @@ impl State {
             } => {
                 within_limit(&self.statements, name, "prepared statements", &self.limits)?;
                 let (text, findings) = recorder.mask(sql, "sql");
+                let policy = match self
+                    .guardrails
+                    .judge_sql(sql, &text, &findings, recorder)
+                    .await?
+                {
+                    Verdict::Allow(policy) => policy,
+                    Verdict::Refuse(error) => {
+                        self.skipping = true;
+                        self.refusal = Some(error);
+                        return Ok(Handling::Drop);
+                    }
+                    Verdict::Hold(decision) => {
+                        return Ok(Handling::Hold(decision, text.into_owned(), findings))
+                    }
+                };
                 let sql = MaskedSql {
                     text: Arc::from(text),
                     findings: findings.into(),
@@ -443,9 +629,10 @@ impl State {
                         sql,
                         param_types,
                         columns: None,
+                        policy,
                     },
                 );
-                Ok(false)
+                Ok(Handling::Forward)
             }
             Frontend::Bind {
                 portal,
@@ -455,8 +642,13 @@ impl State {
                 result_formats,
             } => {
                 within_limit(&self.portals, portal, "portals", &self.limits)?;
-                let (sql, types, columns) = match self.statements.get(statement) {
-                    Some(s) => (s.sql.clone(), s.param_types.as_slice(), s.columns.clone()),
+                let (sql, types, columns, policy) = match self.statements.get(statement) {
+                    Some(s) => (
+                        s.sql.clone(),
+                        s.param_types.as_slice(),
+                        s.columns.clone(),
+                        s.policy.clone(),
+                    ),
                     None => (
                         MaskedSql {
                             text: Arc::from(format!(
@@ -465,6 +657,7 @@ impl State {
                             findings: Arc::from([]),
                         },
                         &[][..],
+                        None,
                         None,
                     ),
                 };
@@ -481,9 +674,10 @@ impl State {
                         params,
                         param_findings,
                         columns,
+                        policy,
                     },
                 );
-                Ok(false)
+                Ok(Handling::Forward)
             }
             Frontend::Describe { kind, name } => {
                 let target = if kind == b'S' {
@@ -495,7 +689,7 @@ impl State {
                     target,
                     batch: self.client_batches,
                 });
-                Ok(false)
+                Ok(Handling::Forward)
             }
             Frontend::Execute { portal, max_rows } => {
                 let (body, columns, findings) = match self.portals.get(portal) {
@@ -503,6 +697,7 @@ impl State {
                         Body::new()
                             .int("max_rows", i64::from(max_rows))
                             .json("params", &p.params)
+                            .opt_json("policy", p.policy.as_ref())
                             .str("portal", portal)
                             .str("protocol", "extended")
                             .str("sql", &p.sql.text)
@@ -531,7 +726,7 @@ impl State {
                     .await?;
                 self.pending
                     .push_back(Pending::Unit(Unit::new(seq, true, columns)));
-                Ok(true)
+                Ok(Handling::Command)
             }
             Frontend::Close { kind, name } => {
                 if kind == b'S' {
@@ -539,20 +734,30 @@ impl State {
                 } else {
                     self.portals.remove(name);
                 }
-                Ok(false)
+                Ok(Handling::Forward)
             }
             Frontend::Sync => {
-                self.pending.push_back(Pending::Sync);
+                self.skipping = false;
+                self.pending.push_back(Pending::Sync(self.refusal.take()));
                 self.client_batches += 1;
-                Ok(false)
+                Ok(Handling::Forward)
             }
             Frontend::CopyData(data) => {
                 if let Some(copy) = self.copy_in.as_mut() {
                     count_copy(copy, data, &self.limits);
                 }
-                Ok(false)
+                Ok(Handling::Forward)
             }
             Frontend::FunctionCall { oid, args } => {
+                if let Verdict::Refuse(error) = self
+                    .guardrails
+                    .judge_function_call(oid as i32, recorder)
+                    .await?
+                {
+                    self.pending.push_back(Pending::Sync(Some(error)));
+                    self.client_batches += 1;
+                    return Ok(Handling::Replace(codec::SYNC));
+                }
                 let mut body =
                     json!({"function_oid": oid, "args": args, "protocol": "function-call"});
                 let findings = recorder.mask_value(&mut body["args"], "params");
@@ -561,10 +766,10 @@ impl State {
                     .await?;
                 self.pending
                     .push_back(Pending::Unit(Unit::new(seq, true, None)));
-                Ok(true)
+                Ok(Handling::Command)
             }
             Frontend::Flush | Frontend::CopyDone | Frontend::CopyFail(_) | Frontend::Terminate => {
-                Ok(false)
+                Ok(Handling::Forward)
             }
         }
     }
@@ -637,7 +842,14 @@ impl State {
                 }
             }
             let message = &buf[consumed..consumed + len];
-            if let Err(e) = self.on_upstream_message(message, recorder).await {
+            let handled = self.on_upstream_message(message, recorder).await;
+            if let Some(refusal) = self.inject.take() {
+                let rewritten = rewritten.get_or_insert_with(Vec::new);
+                rewritten.extend_from_slice(&buf[copied..consumed]);
+                rewritten.extend_from_slice(&refusal);
+                copied = consumed;
+            }
+            if let Err(e) = handled {
                 match e {
                     UpstreamMessageError::Record(e) => return self.journal_failed(client, e).await,
                     UpstreamMessageError::Protocol(e) => {
@@ -863,6 +1075,7 @@ impl State {
             b'E' => {
                 let fields = error_fields(body)?;
                 let get = |code: u8| fields.iter().find(|(c, _)| *c == code).map(|(_, v)| *v);
+                self.batch_failed = true;
                 self.copy_in = None;
                 self.copy_out = None;
                 let batch = self.server_batches;
@@ -961,6 +1174,7 @@ impl State {
                 }
             }
             b'Z' => {
+                let batch_failed = std::mem::take(&mut self.batch_failed);
                 self.server_batches += 1;
                 let finished = self.server_batches;
                 self.describes.retain(|d| d.batch >= finished);
@@ -969,7 +1183,12 @@ impl State {
                 self.copy_out = None;
                 while let Some(pending) = self.pending.pop_front() {
                     match pending {
-                        Pending::Sync => break,
+                        Pending::Sync(refusal) => {
+                            if let Some(refusal) = refusal.filter(|_| !batch_failed) {
+                                self.inject = Some(refusal.encode());
+                            }
+                            break;
+                        }
                         Pending::Unit(unit) if !unit.extended => break,
                         Pending::Unit(unit) => {
                             recorder

@@ -23,10 +23,12 @@ use tokio::task::JoinSet;
 
 use crate::cancel::{CancelRegistry, CancelRoute};
 use crate::codec::{self, ClientError, Reader, StartupPacket};
+use crate::guard::Guardrails;
 use crate::relay::{Ended, Limits, Relay};
 use crate::scram::{self, ScramExchange};
 use crate::tls::{self, TlsError};
 use crate::upstream::{self, BoxedStream};
+use proctor_core::policy::{Dialect, Guard, Policy};
 
 /// A client has this long to get from connecting to an authenticated session.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -199,7 +201,20 @@ impl PgGateway {
             .recorded("auth.failure", json!({"reason": "startup timed out"})))
         });
         let reason = match outcome {
-            Ok((upstream, route, pid, table_names)) => {
+            Ok(Established {
+                upstream,
+                route,
+                pid,
+                table_names,
+                identity,
+                policy,
+            }) => {
+                let guardrails = Guardrails::new(
+                    Guard::new(policy, Dialect::Postgres),
+                    identity,
+                    connection.clone(),
+                    self.gate.approvals().clone(),
+                );
                 let relay = Relay {
                     client,
                     upstream,
@@ -208,6 +223,7 @@ impl PgGateway {
                     cancel_route: route.route,
                     cancel_notices: route.notices,
                     shutdown,
+                    guardrails,
                 };
                 let (returned, Ended(reason)) = relay.run().await;
                 recorder = returned;
@@ -366,7 +382,7 @@ impl PgGateway {
         identity_name: &str,
         connection: &str,
         tls: bool,
-    ) -> Result<(BoxedStream, RegisteredRoute, i32, HashMap<u32, String>), Box<Refusal>> {
+    ) -> Result<Established, Box<Refusal>> {
         let use_cleartext = tls && self.gate.postgres().auth == PostgresAuth::Password;
         let method = if use_cleartext {
             "password"
@@ -404,11 +420,24 @@ impl PgGateway {
                 json!({"method": method, "identity": identity.name, "reason": e.to_string(), "stage": "authorize"}),
             )
         })?;
-        let forwarded: Vec<(String, String)> = params
+        let read_only = target.policy.is_read_only();
+        let mut forwarded: Vec<(String, String)> = params
             .iter()
             .filter(|(k, _)| k != "user" && k != "database" && k != "replication")
+            // A read-only connection's target session is read-only too; the client cannot turn
+            // that off from its startup packet.
+            .filter(|(k, _)| {
+                !read_only
+                    || !matches!(
+                        k.as_str(),
+                        "options" | "default_transaction_read_only" | "transaction_read_only"
+                    )
+            })
             .cloned()
             .collect();
+        if read_only {
+            forwarded.push(("default_transaction_read_only".into(), "on".into()));
+        }
         let upstream_tls = self.upstream_tls.get(connection).cloned().flatten();
         let mut upstream = upstream::connect(
             &target,
@@ -523,12 +552,14 @@ impl PgGateway {
                 format!("client disconnected: {e}"),
             ));
         }
-        Ok((
-            upstream.stream,
-            RegisteredRoute { route, notices },
+        Ok(Established {
+            upstream: upstream.stream,
+            route: RegisteredRoute { route, notices },
             pid,
             table_names,
-        ))
+            identity,
+            policy: target.policy.clone(),
+        })
     }
 
     /// Runs the authentication exchange. Returns the identity, the token used, and (for SCRAM) the
@@ -599,6 +630,16 @@ impl PgGateway {
             Err(e) => Err(AuthFailure::Store(e.to_string())),
         }
     }
+}
+
+/// A session ready to relay: the target's stream and what the relay needs to know about it.
+struct Established {
+    upstream: BoxedStream,
+    route: RegisteredRoute,
+    pid: i32,
+    table_names: HashMap<u32, String>,
+    identity: Identity,
+    policy: Arc<Policy>,
 }
 
 /// A registered cancel route and the channel on which the session hears of forwarded cancels.

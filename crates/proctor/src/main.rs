@@ -2,6 +2,7 @@
 //! It stays thin: behaviour lives in the library crates.
 
 mod admin;
+mod approvals;
 mod audit;
 mod search;
 mod serve;
@@ -55,6 +56,13 @@ enum Command {
     Sessions {
         #[command(subcommand)]
         command: sessions::SessionsCommand,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Statements held by guardrails: list them, approve or deny them.
+    Approvals {
+        #[command(subcommand)]
+        command: approvals::ApprovalsCommand,
         #[command(flatten)]
         config: ConfigArg,
     },
@@ -112,6 +120,9 @@ fn main() -> ExitCode {
         }
         Command::Sessions { command, config } => {
             load_config(&config).and_then(|c| sessions::run(c, command))
+        }
+        Command::Approvals { command, config } => {
+            load_config(&config).and_then(|c| approvals::run(c, command))
         }
         Command::Log { command, config } => {
             load_config(&config).and_then(|c| audit::log(c, command))

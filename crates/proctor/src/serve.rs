@@ -97,7 +97,8 @@ async fn serve(
                 let store = log_store.clone();
                 async move { newest_checkpoint(&store) }
             }),
-        );
+        )
+        .merge(crate::approvals::router(gate.clone()));
     let mut http_stopped = stopped.clone();
     let http_task = tokio::spawn(async move {
         axum::serve(http_listener, app)

@@ -201,7 +201,59 @@ fn print_timeline(session: &SessionRow, events: &[Event]) {
                 if let Some(params) = b["params"].as_array().filter(|p| !p.is_empty()) {
                     line.push_str(&format!("  params {}", Value::Array(params.clone())));
                 }
+                if let Some(approval) = b["policy"]["approval"].as_str() {
+                    line.push_str(&format!(
+                        "  (approved by {}, request {approval})",
+                        text(&b["policy"]["approved_by"])
+                    ));
+                } else if b["policy"]["rule"].as_str().is_some_and(|r| r != "default") {
+                    line.push_str(&format!(
+                        "  (allowed by rule {})",
+                        text(&b["policy"]["rule"])
+                    ));
+                }
                 line
+            }
+            "policy.decision" => {
+                let flags = b["flags"]
+                    .as_array()
+                    .filter(|f| !f.is_empty())
+                    .map(|f| format!(", {}", f.iter().map(text).collect::<Vec<_>>().join(" ")))
+                    .unwrap_or_default();
+                let verdict = match b["action"].as_str() {
+                    Some("deny") => "DENIED".to_string(),
+                    Some("require_approval") => {
+                        format!("HELD for approval (request {})", text(&b["approval"]))
+                    }
+                    _ => text(&b["action"]),
+                };
+                format!(
+                    "#{} guardrail {verdict} by rule {} ({}{flags})  {}",
+                    event.seq,
+                    text(&b["rule"]),
+                    text(&b["kind"]),
+                    one_line(&text(&b["sql"]))
+                )
+            }
+            "approval" => {
+                let reason = b["reason"]
+                    .as_str()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default();
+                match b["by"].as_str() {
+                    Some(by) => format!(
+                        "  approval {} {} by {by}{reason} after {} ms",
+                        text(&b["approval"]),
+                        text(&b["outcome"]),
+                        b["waited_ms"]
+                    ),
+                    None => format!(
+                        "  approval {} {}{reason} after {} ms",
+                        text(&b["approval"]),
+                        text(&b["outcome"]),
+                        b["waited_ms"]
+                    ),
+                }
             }
             "db.result" if b["outcome"] == "skipped" => {
                 format!("  -> #{} skipped: {}", b["query"], text(&b["reason"]))

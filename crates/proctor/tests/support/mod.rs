@@ -180,6 +180,43 @@ impl Proctor {
             .unwrap()
     }
 
+    /// Runs the CLI with extra environment variables.
+    pub fn cli_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_proctor"))
+            .args(args)
+            .arg("--config")
+            .arg(&self.config_path)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap()
+    }
+
+    /// One HTTP/1.1 request to the HTTP listener: the status code and the body.
+    pub fn http(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: &str,
+    ) -> (u16, String) {
+        use std::io::Read;
+        let mut stream = TcpStream::connect(("127.0.0.1", self.http_port)).unwrap();
+        let auth = bearer
+            .map(|token| format!("Authorization: Bearer {token}\r\n"))
+            .unwrap_or_default();
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap();
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        (status, body.to_owned())
+    }
+
     /// Creates an identity with the CLI and returns its token.
     pub fn add_identity(&self, name: &str, groups: &[&str]) -> String {
         let mut args = vec!["identity", "add", name];

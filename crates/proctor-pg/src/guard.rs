@@ -1,0 +1,370 @@
+//! Guardrails in a PostgreSQL session: each statement judged before it is recorded and forwarded, the
+//! decision recorded, and a held statement's wait for an approver.
+//!
+//! This module turns policy decisions into PostgreSQL answers (SQLSTATE 42501, a NOTICE while a
+//! statement waits) and events (`policy.decision`, `approval`). Where in the message stream those
+//! answers go is the relay's business; what the rules say is `proctor-policy`'s.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use proctor_core::journal::{ApprovalRow, ApprovalStatus, Body, CanonicalJson, JournalError};
+use proctor_core::policy::{Action, Decision, Dialect, Guard, Request, RequestKind};
+use proctor_core::{Approvals, HoldRequest, Identity, RecordError, SessionRecorder};
+use serde_json::Value;
+
+use crate::codec::ClientError;
+
+/// What happens to one statement.
+pub enum Verdict {
+    /// Forward it; the note (what the guardrails decided) goes into its `db.query` event.
+    Allow(Option<CanonicalJson>),
+    /// Answer with this error instead; the decision is recorded.
+    Refuse(ClientError),
+    /// Wait for an approver.
+    Hold(Decision),
+}
+
+/// A statement waiting for an approver.
+pub struct Hold {
+    pub id: String,
+    started: Instant,
+    deadline: Instant,
+    decision: Decision,
+}
+
+/// One session's guardrails.
+pub struct Guardrails {
+    guard: Guard,
+    identity: Identity,
+    connection: String,
+    approvals: Approvals,
+    /// The outcome of the statement that was held, for when it is processed again.
+    resolved: Option<Verdict>,
+}
+
+fn flag_names(decision: &Decision) -> Value {
+    let flags = decision
+        .statement
+        .as_ref()
+        .map(|s| s.flags.iter().map(|f| Value::from(f.name())).collect())
+        .unwrap_or_default();
+    Value::Array(flags)
+}
+
+fn kind_name(decision: &Decision) -> &'static str {
+    decision
+        .statement
+        .as_ref()
+        .map_or("none", |s| s.kind.name())
+}
+
+fn refused(decision: &Decision, connection: &str) -> ClientError {
+    let why = decision
+        .message
+        .as_deref()
+        .map(|m| format!(": {m}"))
+        .unwrap_or_default();
+    ClientError::error(
+        "42501",
+        format!("Proctor's guardrail \"{}\" denied this statement{why}", decision.rule),
+    )
+    .hint(format!(
+        "Nothing was sent to the database. Rewrite the statement, or ask the Proctor operators about the rules of connection \"{connection}\"."
+    ))
+}
+
+impl Guardrails {
+    pub fn new(guard: Guard, identity: Identity, connection: String, approvals: Approvals) -> Self {
+        Self {
+            guard,
+            identity,
+            connection,
+            approvals,
+            resolved: None,
+        }
+    }
+
+    /// Judges a SQL text (as sent) whose recorded form is `masked`. A refusal is recorded (queued:
+    /// the caller commits before it answers).
+    pub async fn judge_sql(
+        &mut self,
+        sql: &str,
+        masked: &str,
+        findings: &[Value],
+        recorder: &mut SessionRecorder,
+    ) -> Result<Verdict, RecordError> {
+        if let Some(resolved) = self.resolved.take() {
+            return Ok(resolved);
+        }
+        if !self.guard.policy().is_guarded() {
+            return Ok(Verdict::Allow(None));
+        }
+        let decision = self.guard.judge(&Request {
+            kind: RequestKind::Sql(Dialect::Postgres),
+            text: sql,
+            target: &self.connection,
+            identity: &self.identity.name,
+            groups: &self.identity.groups,
+        });
+        self.verdict(decision, masked, findings, recorder).await
+    }
+
+    /// Judges a fast-path function call, which names a function by OID and cannot be classified.
+    pub async fn judge_function_call(
+        &mut self,
+        oid: i32,
+        recorder: &mut SessionRecorder,
+    ) -> Result<Verdict, RecordError> {
+        if !self.guard.policy().is_guarded() {
+            return Ok(Verdict::Allow(None));
+        }
+        let decision = Decision {
+            action: Action::Deny,
+            rule: "function-call".into(),
+            message: Some(
+                "fast-path function calls cannot be classified, so a guarded connection refuses them"
+                    .into(),
+            ),
+            statement: None,
+        };
+        self.verdict(decision, &format!("function call {oid}"), &[], recorder)
+            .await
+    }
+
+    async fn verdict(
+        &mut self,
+        decision: Decision,
+        masked: &str,
+        findings: &[Value],
+        recorder: &mut SessionRecorder,
+    ) -> Result<Verdict, RecordError> {
+        match decision.action {
+            Action::Allow => Ok(Verdict::Allow(Some(
+                Body::new()
+                    .str("action", "allow")
+                    .value("flags", &flag_names(&decision))
+                    .str("kind", kind_name(&decision))
+                    .str("rule", &decision.rule)
+                    .finish(),
+            ))),
+            Action::Deny => {
+                record_decision(recorder, &decision, None, masked, findings).await?;
+                Ok(Verdict::Refuse(refused(&decision, &self.connection)))
+            }
+            Action::RequireApproval { .. } => Ok(Verdict::Hold(decision)),
+        }
+    }
+
+    /// Opens the approval request for a held statement and records the decision (committed). Returns
+    /// the hold and the notice that tells the client what it waits for.
+    pub async fn hold(
+        &mut self,
+        decision: Decision,
+        masked: &str,
+        findings: &[Value],
+        recorder: &mut SessionRecorder,
+    ) -> Result<(Hold, ClientError), RecordError> {
+        let (approvers, timeout): (Vec<String>, Duration) = match &decision.action {
+            Action::RequireApproval { approvers, timeout } => (approvers.to_vec(), *timeout),
+            Action::Allow | Action::Deny => (Vec::new(), Duration::ZERO),
+        };
+        let request = self
+            .approvals
+            .open(HoldRequest {
+                session_id: recorder.header().session_id.clone(),
+                identity: self.identity.name.clone(),
+                connection: self.connection.clone(),
+                statement: masked.to_owned(),
+                rule: decision.rule.to_string(),
+                kind: kind_name(&decision).to_owned(),
+                flags: decision
+                    .statement
+                    .as_ref()
+                    .map(|s| s.flags.iter().map(|f| f.name().to_owned()).collect())
+                    .unwrap_or_default(),
+                approvers: approvers.clone(),
+                timeout,
+            })
+            .await?;
+        record_decision(recorder, &decision, Some(&request.id), masked, findings).await?;
+        recorder.commit().await?;
+        let notice = ClientError::notice(format!(
+            "Proctor's guardrail \"{}\" holds this statement for approval: request {} (approvers: {}; waiting up to {} s)",
+            decision.rule,
+            request.id,
+            approvers.join(", "),
+            timeout.as_secs()
+        ))
+        .hint(format!(
+            "An approver runs `proctor approvals approve {}` (or deny). Cancel the query to withdraw it.",
+            request.id
+        ));
+        let started = Instant::now();
+        Ok((
+            Hold {
+                id: request.id,
+                started,
+                deadline: started + timeout,
+                decision,
+            },
+            notice,
+        ))
+    }
+
+    /// Waits for the hold to end: a decision, or its deadline (then it is marked timed out, unless
+    /// an approver decided at the last moment). Owns what it needs, so the session can drop and
+    /// remake it while it waits.
+    pub fn outcome(&self, hold: &Hold) -> impl Future<Output = ApprovalRow> + 'static {
+        let approvals = self.approvals.clone();
+        let (id, deadline) = (hold.id.clone(), hold.deadline);
+        async move {
+            loop {
+                let now = Instant::now();
+                if now >= deadline {
+                    return settle(
+                        &approvals,
+                        &id,
+                        ApprovalStatus::TimedOut,
+                        "no approver decided in time",
+                    )
+                    .await;
+                }
+                let poll = proctor_core::approvals::POLL_INTERVAL.min(deadline - now);
+                tokio::time::sleep(poll).await;
+                if let Ok(row) = approvals.current(&id).await {
+                    if row.status != ApprovalStatus::Pending {
+                        return row;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Withdraws a held statement (the client cancelled or left).
+    pub async fn withdraw(&self, hold: &Hold, why: &str) -> ApprovalRow {
+        settle(&self.approvals, &hold.id, ApprovalStatus::Withdrawn, why).await
+    }
+
+    /// Records how the hold ended and keeps the verdict for when the statement is processed again.
+    pub async fn resolve(
+        &mut self,
+        hold: Hold,
+        row: ApprovalRow,
+        recorder: &mut SessionRecorder,
+    ) -> Result<(), RecordError> {
+        let waited_ms = hold.started.elapsed().as_millis() as u64;
+        recorder
+            .record_queued(
+                "approval",
+                Body::new()
+                    .str("approval", &hold.id)
+                    .opt_str("by", row.decided_by.as_deref())
+                    .str("outcome", row.status.name())
+                    .opt_str("reason", row.reason.as_deref())
+                    .str("rule", &hold.decision.rule)
+                    .uint("waited_ms", waited_ms)
+                    .finish(),
+            )
+            .await?;
+        let by = row.decided_by.as_deref().unwrap_or("?");
+        let reason = row
+            .reason
+            .as_deref()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default();
+        let verdict = match row.status {
+            ApprovalStatus::Approved => Verdict::Allow(Some(
+                Body::new()
+                    .str("action", "require_approval")
+                    .str("approval", &hold.id)
+                    .str("approved_by", by)
+                    .value("flags", &flag_names(&hold.decision))
+                    .str("kind", kind_name(&hold.decision))
+                    .str("rule", &hold.decision.rule)
+                    .finish(),
+            )),
+            ApprovalStatus::Denied => Verdict::Refuse(
+                ClientError::error(
+                    "42501",
+                    format!("approval request {} was denied by {by}{reason}", hold.id),
+                )
+                .hint("Nothing was sent to the database."),
+            ),
+            ApprovalStatus::Withdrawn => Verdict::Refuse(ClientError::error(
+                "57014",
+                "canceling statement due to user request (its approval request was withdrawn)",
+            )),
+            ApprovalStatus::TimedOut | ApprovalStatus::Pending => Verdict::Refuse(
+                ClientError::error(
+                    "42501",
+                    format!(
+                        "approval request {} timed out: no approver decided within {} s",
+                        hold.id,
+                        (hold.deadline - hold.started).as_secs()
+                    ),
+                )
+                .hint("Nothing was sent to the database. Ask an approver, then run it again."),
+            ),
+        };
+        self.resolved = Some(verdict);
+        Ok(())
+    }
+}
+
+/// Ends a pending request without an approver; a store failure counts as the request's end too
+/// (fail closed: the statement is refused).
+async fn settle(approvals: &Approvals, id: &str, status: ApprovalStatus, why: &str) -> ApprovalRow {
+    match approvals.settle(id, status, why).await {
+        Ok(row) => row,
+        Err(e) => failed_row(id, status, &e),
+    }
+}
+
+fn failed_row(id: &str, status: ApprovalStatus, e: &JournalError) -> ApprovalRow {
+    ApprovalRow {
+        id: id.to_owned(),
+        session_id: String::new(),
+        identity: String::new(),
+        connection: String::new(),
+        statement: String::new(),
+        rule: String::new(),
+        kind: String::new(),
+        flags: Vec::new(),
+        approvers: Vec::new(),
+        requested_at: 0,
+        expires_at: 0,
+        status,
+        decided_by: None,
+        reason: Some(format!("the approval store failed: {e}")),
+        decided_at: None,
+    }
+}
+
+async fn record_decision(
+    recorder: &mut SessionRecorder,
+    decision: &Decision,
+    approval: Option<&str>,
+    masked: &str,
+    findings: &[Value],
+) -> Result<(), RecordError> {
+    let tables = decision
+        .statement
+        .as_ref()
+        .map(|s| s.tables.iter().map(|t| Value::from(t.as_str())).collect())
+        .unwrap_or_default();
+    let body = Body::new()
+        .str("action", decision.action.name())
+        .opt_str("approval", approval)
+        .value("flags", &flag_names(decision))
+        .str("kind", kind_name(decision))
+        .opt_str("message", decision.message.as_deref())
+        .str("rule", &decision.rule)
+        .str("sql", masked)
+        .value("tables", &Value::Array(tables))
+        .finish();
+    recorder
+        .record_queued_with("policy.decision", body, findings.to_vec())
+        .await?;
+    Ok(())
+}
