@@ -5,6 +5,7 @@
 #   bash bench/pgbench.sh [SECONDS_PER_RUN] [ROUNDS]
 #   SSLMODE=require bash bench/pgbench.sh ...   # TLS from pgbench to every target (default: disable)
 #   BASELINE=/path/to/older/proctor bash bench/pgbench.sh ...   # also an older build, to compare
+#   GUARDED=1 bash bench/pgbench.sh ...   # also Proctor with guardrails = "recommended", to compare
 #
 # Every target is reached with the same client TLS setting, so that one target's encryption is never
 # compared with another's plain TCP (libpq's default, "prefer", would encrypt to PostgreSQL and Proctor
@@ -24,6 +25,8 @@ direct_port=5432
 proctor_port=${PROCTOR_PORT:-35432}
 baseline_port=${BASELINE_PORT:-37432}
 baseline=${BASELINE:-}
+guarded=${GUARDED:-}
+guarded_port=${GUARDED_PORT:-38432}
 bouncer_port=${BOUNCER_PORT:-36432}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -36,7 +39,7 @@ psql -X -q -h 127.0.0.1 -U postgres -d postgres -c 'drop database if exists proc
   -c 'create database proctor_bench'
 pgbench -q -i -s "$scale" -h 127.0.0.1 -U postgres proctor_bench >/dev/null 2>&1
 
-gateway_config() { # data dir, port
+gateway_config() { # data dir, port [extra connection keys]
   cat <<TOML
 [server]
 data_dir = "$1"
@@ -54,6 +57,7 @@ address = "127.0.0.1:$direct_port"
 database = "proctor_bench"
 user = "postgres"
 allow = ["bench"]
+${3:-}
 TOML
 }
 gateway_config "$work/proctor-data" "$proctor_port" > "$work/proctor.toml"
@@ -65,6 +69,11 @@ if [ -n "$baseline" ]; then
   gateway_config "$work/baseline-data" "$baseline_port" > "$work/baseline.toml"
   "$baseline" serve --config "$work/baseline.toml" 2>"$work/baseline.log" &
   targets+=(baseline)
+fi
+if [ -n "$guarded" ]; then
+  gateway_config "$work/guarded-data" "$guarded_port" 'guardrails = "recommended"' > "$work/guarded.toml"
+  target/release/proctor serve --config "$work/guarded.toml" 2>"$work/guarded.log" &
+  targets+=(guarded)
 fi
 
 bouncer=$work/pgbouncer
@@ -103,7 +112,8 @@ fi
 
 for _ in $(seq 1 100); do
   pg_isready -q -h 127.0.0.1 -p "$proctor_port" && pg_isready -q -h 127.0.0.1 -p "$bouncer_port" \
-    && { [ -z "$baseline" ] || pg_isready -q -h 127.0.0.1 -p "$baseline_port"; } && break
+    && { [ -z "$baseline" ] || pg_isready -q -h 127.0.0.1 -p "$baseline_port"; } \
+    && { [ -z "$guarded" ] || pg_isready -q -h 127.0.0.1 -p "$guarded_port"; } && break
   sleep 0.1
 done
 
@@ -113,6 +123,7 @@ run() { # target mode -> tps
     direct) port=$direct_port user=postgres ;;
     proctor) port=$proctor_port user=bench ;;
     baseline) port=$baseline_port user=bench ;;
+    guarded) port=$guarded_port user=bench ;;
     pgbouncer) port=$bouncer_port user=postgres ;;
   esac
   case $mode in
@@ -152,6 +163,14 @@ if [ -n "$baseline" ]; then
   for mode in "${modes[@]}"; do
     p=$(median proctor); o=$(median baseline)
     awk -v m="$mode" -v p="$p" -v o="$o" 'BEGIN { printf "%-16s %10.0f %10.0f %18.2f\n", m, p, o, p / o }'
+  done
+fi
+if [ -n "$guarded" ]; then
+  echo
+  printf '%-16s %10s %10s %18s\n' mode proctor guarded guarded/proctor
+  for mode in "${modes[@]}"; do
+    p=$(median proctor); g=$(median guarded)
+    awk -v m="$mode" -v p="$p" -v g="$g" 'BEGIN { printf "%-16s %10.0f %10.0f %18.2f\n", m, p, g, g / p }'
   done
 fi
 # Stop the gateway first, so that the journal holds everything it acknowledged when it is counted.

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use proctor_journal::{now_ns, SessionHeader, Store, Writer};
-use proctor_policy::{ActionName, Policy, PolicySpec};
+use proctor_policy::Policy;
 
 use crate::approvals::Approvals;
 use crate::config::{Config, ConnectionConfig, PostgresConfig, ResolvedSecrets};
@@ -96,16 +96,6 @@ pub struct Gate {
     authenticator: Authenticator,
     targets: HashMap<String, Arc<Target>>,
     approvals: Approvals,
-}
-
-/// Guardrails for a connection whose rules do not compile: refuse everything. `Config` validation
-/// refuses such a configuration at start, so this is only a fail-closed backstop.
-fn deny_all() -> Policy {
-    Policy::new(&PolicySpec {
-        default_action: ActionName::Deny,
-        ..PolicySpec::default()
-    })
-    .unwrap_or_else(|_| Policy::allow_all())
 }
 
 /// Compares two byte strings in time that depends only on their lengths.
@@ -263,7 +253,11 @@ impl Gate {
                     Arc::new(Target {
                         config: connection.clone(),
                         password,
-                        policy: Arc::new(connection.policy().unwrap_or_else(|_| deny_all())),
+                        // `Config` validation refuses rules that do not compile; refusing everything is
+                        // only the fail-closed backstop.
+                        policy: Arc::new(
+                            connection.policy().unwrap_or_else(|_| Policy::deny_all()),
+                        ),
                     }),
                 )
             })

@@ -19,7 +19,7 @@ use sqlparser::ast::{
 };
 use sqlparser::dialect::{MySqlDialect, PostgreSqlDialect};
 use sqlparser::parser::Parser;
-use sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
+use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Whitespace};
 
 /// Text longer than this is not parsed: it is [`Kind::Unparsed`].
 pub const MAX_CLASSIFIED_BYTES: usize = 256 * 1024;
@@ -205,10 +205,13 @@ impl Classification {
 
 /// Classifies query texts of one dialect, remembering recent answers.
 ///
-/// The memory is keyed by the text's tokens with numeric literals blanked, so the same statement with
-/// other numbers (`WHERE id = 7`, `WHERE id = 8`) is parsed once. That is sound because no kind, flag
-/// or table depends on a number's value. The key is built from each token's `Debug` form, which quotes
-/// and escapes strings and identifiers, so two different token sequences never share a key.
+/// The memory is keyed so that the same statement with other numbers (`WHERE id = 7`, `WHERE id = 8`)
+/// is parsed once. That is sound because no kind, flag or table depends on a number's value. Two keys:
+///
+/// - For plain text (see [`plain_key`]) the text itself with its standalone digit runs blanked, found
+///   without tokenizing: the statements clients repeat most cost one pass over their bytes.
+/// - Otherwise the token sequence with numeric literals blanked, each token written so that two
+///   different sequences never share a key (strings and identifiers with their length).
 pub struct Classifier {
     dialect: Dialect,
     memory: HashMap<String, Arc<Classification>>,
@@ -242,24 +245,21 @@ impl Classifier {
             Dialect::Postgres => &postgres,
             Dialect::MySql => &mysql,
         };
+        let plain = plain_key(sql, &mut self.key);
+        if plain {
+            if let Some(known) = self.memory.get(&self.key) {
+                return known.clone();
+            }
+        }
         let tokens = match Tokenizer::new(dialect, sql).tokenize_with_location() {
             Ok(tokens) => tokens,
             Err(e) => return Arc::new(Classification::unparsed(e.to_string())),
         };
-        self.key.clear();
-        for token in &tokens {
-            match &token.token {
-                Token::Number(..) => self.key.push_str("\n#"),
-                Token::Whitespace(Whitespace::Space | Whitespace::Newline | Whitespace::Tab) => {
-                    self.key.push_str("\n ")
-                }
-                other => {
-                    let _ = write!(self.key, "\n{other:?}");
-                }
+        if !plain {
+            token_key(&tokens, &mut self.key);
+            if let Some(known) = self.memory.get(&self.key) {
+                return known.clone();
             }
-        }
-        if let Some(known) = self.memory.get(&self.key) {
-            return known.clone();
         }
         let parsed = Parser::new(dialect)
             .with_recursion_limit(MAX_NESTING)
@@ -285,6 +285,87 @@ impl Classifier {
         }
         self.memory.insert(self.key.clone(), classification.clone());
         classification
+    }
+}
+
+/// Writes the memory key of a text made only of ASCII letters, digits, `_`, white space and the
+/// punctuation `= , . ( ) * ; < > + - : !`, without `--`; returns false for any other text. Such a text
+/// holds no string, quoted identifier, comment, placeholder or dollar quote, so a digit can only be
+/// part of a word or of a number. A digit run with no letter, digit, `_` or `.` on either side is a
+/// whole number token: it is blanked. Every other byte is kept, so two texts share a key only when
+/// they differ in such numbers alone.
+fn plain_key(sql: &str, key: &mut String) -> bool {
+    key.clear();
+    key.push('\u{1}');
+    let bytes = sql.as_bytes();
+    let joins = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'.';
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let allowed = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'_' | b' '
+                    | b'\t'
+                    | b'\n'
+                    | b'\r'
+                    | b'='
+                    | b','
+                    | b'.'
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b';'
+                    | b'<'
+                    | b'>'
+                    | b'+'
+                    | b'-'
+                    | b':'
+                    | b'!'
+            );
+        if !allowed || (b == b'-' && bytes.get(i + 1) == Some(&b'-')) {
+            return false;
+        }
+        if b.is_ascii_digit() && (i == 0 || !joins(bytes[i - 1])) {
+            let end = bytes[i..]
+                .iter()
+                .position(|c| !c.is_ascii_digit())
+                .map_or(bytes.len(), |n| i + n);
+            if bytes.get(end).is_none_or(|&c| !joins(c)) {
+                key.push('#');
+            } else {
+                key.push_str(&sql[i..end]);
+            }
+            i = end;
+            continue;
+        }
+        key.push(char::from(b));
+        i += 1;
+    }
+    true
+}
+
+/// Writes the memory key of a token sequence: numbers blanked, strings and identifiers written with
+/// their length (so no content can pass for a token boundary), other tokens by their `Debug` name.
+fn token_key(tokens: &[TokenWithSpan], key: &mut String) {
+    key.clear();
+    for token in tokens {
+        match &token.token {
+            Token::Number(..) => key.push_str("\n#"),
+            Token::Whitespace(Whitespace::Space | Whitespace::Newline | Whitespace::Tab) => {
+                key.push_str("\n ")
+            }
+            Token::Word(word) => {
+                let quote = word.quote_style.unwrap_or(' ');
+                let _ = write!(key, "\nw{quote}{}:{}", word.value.len(), word.value);
+            }
+            Token::SingleQuotedString(text) => {
+                let _ = write!(key, "\ns{}:{text}", text.len());
+            }
+            other => {
+                let _ = write!(key, "\n{other:?}");
+            }
+        }
     }
 }
 
@@ -827,6 +908,45 @@ mod tests {
     }
 
     #[test]
+    fn plain_keys_blank_whole_numbers_only() {
+        let key = |sql: &str| {
+            let mut key = String::new();
+            plain_key(sql, &mut key).then_some(key)
+        };
+        assert_eq!(
+            key("SELECT a FROM t WHERE id = 42;"),
+            key("SELECT a FROM t WHERE id = 7;")
+        );
+        assert_ne!(
+            key("SELECT * FROM t1"),
+            key("SELECT * FROM t2"),
+            "digits of names stay"
+        );
+        assert_ne!(
+            key("SELECT 1.5"),
+            key("SELECT 2.5"),
+            "only whole numbers are blanked"
+        );
+        assert_ne!(key("SELECT 1e5"), key("SELECT 2e5"));
+        assert_ne!(key("SELECT 0x1F"), key("SELECT 1x1F"));
+        for not_plain in [
+            "SELECT 'a'",
+            "SELECT \"t 1\"",
+            "SELECT 1 -- 2",
+            "SELECT 1 /* 2 */",
+            "SELECT $1",
+            "SELECT $$1$$",
+            "SELECT E'\\1'",
+            "SELECT `x`",
+            "SELECT 1 # 2",
+            "SELECT ?",
+            "SELECT café",
+        ] {
+            assert_eq!(key(not_plain), None, "{not_plain}");
+        }
+    }
+
+    #[test]
     fn remembered_answers_match_fresh_ones() {
         let mut classifier = Classifier::new(Dialect::Postgres);
         let corpus = [
@@ -838,6 +958,11 @@ mod tests {
             "SELECT 'a' ; DROP TABLE t ; 'b'",
             "DELETE FROM t WHERE id = 1",
             "DELETE FROM t",
+            "SELECT 1; DROP TABLE t1",
+            "SELECT 1; DROP TABLE t2",
+            "SELECT * FROM t WHERE a = 'x' AND id = 1",
+            "SELECT * FROM t WHERE a = 'x' AND id = 2",
+            "SELECT * FROM t WHERE a = 'x'' AND id = 2'",
         ];
         for _ in 0..2 {
             for sql in corpus {

@@ -459,12 +459,12 @@ impl Policy {
         })
     }
 
-    /// A policy that allows everything (a connection without guardrails).
-    pub fn allow_all() -> Policy {
+    /// A policy that refuses everything: the fail-closed stand-in for rules that cannot be compiled.
+    pub fn deny_all() -> Policy {
         Policy {
             read_only: false,
             rules: Vec::new(),
-            default: Action::Allow,
+            default: Action::Deny,
             default_rule: "default".into(),
         }
     }
