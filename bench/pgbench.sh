@@ -157,22 +157,16 @@ for mode in "${modes[@]}"; do
   awk -v m="$mode" -v d="$d" -v p="$p" -v b="$b" \
     'BEGIN { printf "%-16s %10.0f %10.0f %10.0f %14.2f %14.2f %16.2f\n", m, d, p, b, p / d, b / d, p / b }'
 done
-if [ -n "$baseline" ]; then
+against_proctor() { # other target: its median TPS per mode, and its ratio to this build's
   echo
-  printf '%-16s %10s %10s %18s\n' mode proctor baseline proctor/baseline
+  printf '%-16s %10s %10s %18s\n' mode proctor "$1" "$1/proctor"
   for mode in "${modes[@]}"; do
-    p=$(median proctor); o=$(median baseline)
-    awk -v m="$mode" -v p="$p" -v o="$o" 'BEGIN { printf "%-16s %10.0f %10.0f %18.2f\n", m, p, o, p / o }'
+    p=$(median proctor); o=$(median "$1")
+    awk -v m="$mode" -v p="$p" -v o="$o" 'BEGIN { printf "%-16s %10.0f %10.0f %18.2f\n", m, p, o, o / p }'
   done
-fi
-if [ -n "$guarded" ]; then
-  echo
-  printf '%-16s %10s %10s %18s\n' mode proctor guarded guarded/proctor
-  for mode in "${modes[@]}"; do
-    p=$(median proctor); g=$(median guarded)
-    awk -v m="$mode" -v p="$p" -v g="$g" 'BEGIN { printf "%-16s %10.0f %10.0f %18.2f\n", m, p, g, g / p }'
-  done
-fi
+}
+[ -z "$baseline" ] || against_proctor baseline
+[ -z "$guarded" ] || against_proctor guarded
 # Stop the gateway first, so that the journal holds everything it acknowledged when it is counted.
 kill -TERM "$proctor_pid"
 wait "$proctor_pid" || true

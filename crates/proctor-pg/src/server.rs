@@ -508,6 +508,7 @@ impl PgGateway {
                     "tls": tls,
                     "auth": {"method": method, "token_id": token_id},
                     "application_name": application_name,
+                    "guardrails": guardrails_record(&target.policy),
                     "upstream": {
                         "address": target.config.address,
                         "database": target.config.database,
@@ -630,6 +631,16 @@ impl PgGateway {
             Err(e) => Err(AuthFailure::Store(e.to_string())),
         }
     }
+}
+
+/// The connection's guardrails as `session.start` records them; a statement that carries no `policy`
+/// note was allowed by their default.
+fn guardrails_record(policy: &Policy) -> serde_json::Value {
+    if !policy.is_guarded() {
+        return serde_json::Value::Null;
+    }
+    let (read_only, rules, default_action) = policy.summary();
+    json!({"default_action": default_action, "read_only": read_only, "rules": rules})
 }
 
 /// A session ready to relay: the target's stream and what the relay needs to know about it.

@@ -21,6 +21,8 @@ use crate::classify::{Classification, Classifier, Dialect, Flag, Flags, Kind, St
 pub const MAX_APPROVAL_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 /// Approval timeout when neither the rule nor the connection sets one.
 pub const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(600);
+/// The name decisions carry when no rule matched.
+pub const DEFAULT_RULE: &str = "default";
 /// Who approves what a rule holds when neither the rule nor the connection says.
 pub const DEFAULT_APPROVERS: &str = "group:dba";
 const MAX_REGEX_BYTES: usize = 1 << 20;
@@ -455,7 +457,7 @@ impl Policy {
             read_only: spec.read_only,
             rules,
             default,
-            default_rule: "default".into(),
+            default_rule: DEFAULT_RULE.into(),
         })
     }
 
@@ -465,7 +467,7 @@ impl Policy {
             read_only: false,
             rules: Vec::new(),
             default: Action::Deny,
-            default_rule: "default".into(),
+            default_rule: DEFAULT_RULE.into(),
         }
     }
 
@@ -476,6 +478,13 @@ impl Policy {
 
     pub fn is_read_only(&self) -> bool {
         self.read_only
+    }
+
+    /// What a session's record says of its guardrails: read-only, the rules in order, and the
+    /// default action.
+    pub fn summary(&self) -> (bool, Vec<&str>, &'static str) {
+        let rules = self.rules.iter().map(|r| r.name.as_ref()).collect();
+        (self.read_only, rules, self.default.name())
     }
 
     /// Judges a request; for SQL, `classification` holds its statements.

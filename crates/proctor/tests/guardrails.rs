@@ -9,7 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{admin_sql, of_kind, stderr, stdout, Proctor, APP_DB};
+use support::{admin_sql, of_kind, refused_config, stderr, stdout, Proctor, APP_DB};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
 
@@ -55,9 +55,10 @@ fn db_error(e: tokio_postgres::Error) -> (SqlState, String) {
     (db.code().clone(), db.message().to_owned())
 }
 
-fn events_of(proctor: &Proctor, identity: &str) -> Vec<Value> {
+/// The events of `sessions` sessions of `identity`, once they all ended, oldest session first.
+fn events_of(proctor: &Proctor, identity: &str, sessions: usize) -> Vec<Value> {
     proctor
-        .ended_sessions_of(identity, 1)
+        .ended_sessions_of(identity, sessions)
         .iter()
         .flat_map(|s| proctor.events(s["id"].as_str().unwrap()))
         .collect()
@@ -134,6 +135,28 @@ async fn dangerous_statements_are_denied_and_the_session_goes_on() {
         "5",
         "the table is still there"
     );
+    let out = proctor.psql(
+        "alice",
+        &alice,
+        "app-db",
+        "disable",
+        &["-c", "DELETE FROM g_items"],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("DELETE without WHERE would remove every row"),
+        "{}",
+        stderr(&out)
+    );
+    let out = proctor.psql(
+        "alice",
+        &alice,
+        "app-db",
+        "disable",
+        &["-c", "DELETE FROM g_items WHERE id = 5"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(admin_sql("select count(*) from g_items"), "4");
 
     let client = connect(&proctor, &alice).await;
     let (code, message) = db_error(
@@ -179,10 +202,10 @@ async fn dangerous_statements_are_denied_and_the_session_goes_on() {
         .await
         .unwrap()
         .get(0);
-    assert_eq!(count, 4);
+    assert_eq!(count, 3);
     drop(client);
 
-    let events = events_of(&proctor, "alice");
+    let events = events_of(&proctor, "alice", 4);
     let decisions = of_kind(&events, "policy.decision");
     let rules: Vec<&str> = decisions
         .iter()
@@ -192,6 +215,7 @@ async fn dangerous_statements_are_denied_and_the_session_goes_on() {
         rules,
         [
             "no-drop-table",
+            "recommended/deny-delete-without-where",
             "recommended/deny-delete-without-where",
             "recommended/deny-update-without-where",
             "recommended/deny-truncate"
@@ -221,10 +245,22 @@ async fn dangerous_statements_are_denied_and_the_session_goes_on() {
         .into_iter()
         .find(|q| q["body"]["sql"] == "DELETE FROM g_items WHERE id = $1")
         .unwrap();
-    assert_eq!(allowed["body"]["policy"]["action"], "allow");
-    assert_eq!(allowed["body"]["policy"]["kind"], "write");
+    assert!(
+        allowed["body"]["policy"].is_null(),
+        "allowed by default: no note, the session's start names the guardrails"
+    );
+    let start = of_kind(&events, "session.start")[0];
+    assert_eq!(start["body"]["guardrails"]["default_action"], "allow");
+    assert_eq!(
+        start["body"]["guardrails"]["rules"][0], "no-drop-table",
+        "{start}"
+    );
+    assert_eq!(
+        start["body"]["guardrails"]["rules"][2],
+        "recommended/deny-drop-database"
+    );
 
-    let session = proctor.sessions(&["--identity", "alice"])[1]["id"]
+    let session = proctor.sessions(&["--identity", "alice"])[3]["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -339,11 +375,7 @@ fn held_statements_run_once_approved_and_are_refused_when_denied_or_unanswered()
         "0"
     );
 
-    let events: Vec<Value> = proctor
-        .ended_sessions_of("alice", 3)
-        .iter()
-        .flat_map(|s| proctor.events(s["id"].as_str().unwrap()))
-        .collect();
+    let events = events_of(&proctor, "alice", 3);
     let outcomes: Vec<(&str, &str)> = of_kind(&events, "approval")
         .iter()
         .map(|a| {
@@ -497,37 +529,12 @@ fn a_read_only_connection_refuses_writes_here_and_at_the_database() {
 
 #[test]
 fn an_invalid_rule_is_refused_at_start_with_its_path() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("bad.toml");
-    std::fs::write(
-        &path,
-        format!("{APP_DB}rules = [{{ name = \"x\", kinds = [\"read\"], action = \"hold\" }}]\n"),
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_proctor"))
-        .args(["serve", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("connection[0].rules[0].action"),
-        "{}",
-        stderr(&out)
-    );
-    std::fs::write(
-        &path,
-        format!("{APP_DB}rules = [{{ name = \"x\", regex = \"(\", action = \"deny\" }}]\n"),
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_proctor"))
-        .args(["serve", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        stderr(&out).contains("connection[0].rules[0].regex"),
-        "{}",
-        stderr(&out)
-    );
+    let action = refused_config(&format!(
+        "{APP_DB}rules = [{{ name = \"x\", kinds = [\"read\"], action = \"hold\" }}]\n"
+    ));
+    assert!(action.contains("connection[0].rules[0].action"), "{action}");
+    let regex = refused_config(&format!(
+        "{APP_DB}rules = [{{ name = \"x\", regex = \"(\", action = \"deny\" }}]\n"
+    ));
+    assert!(regex.contains("connection[0].rules[0].regex"), "{regex}");
 }

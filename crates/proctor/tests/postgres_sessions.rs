@@ -4,7 +4,7 @@
 mod support;
 
 use serde_json::{json, Value};
-use support::{admin_sql, of_kind, stderr, stdout, Proctor, APP_DB};
+use support::{admin_sql, of_kind, refused_config, stderr, stdout, Proctor, APP_DB};
 
 fn start_with_alice() -> (Proctor, String) {
     let proctor = Proctor::start(APP_DB);
@@ -210,20 +210,6 @@ fn help_is_available_for_every_command() {
         assert!(out.status.success(), "{args:?}");
         assert!(stdout(&out).contains("Usage:"), "{args:?}");
     }
-}
-
-/// Runs `proctor serve` on a config file holding `text`; it must refuse to start.
-fn refused_config(text: &str) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("bad.toml");
-    std::fs::write(&path, text).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_proctor"))
-        .args(["serve", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    stderr(&out)
 }
 
 #[test]

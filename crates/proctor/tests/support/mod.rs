@@ -341,6 +341,20 @@ impl Drop for Proctor {
     }
 }
 
+/// Runs `proctor serve` on a config file holding `text`; it must refuse to start.
+pub fn refused_config(text: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_proctor"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    stderr(&out)
+}
+
 /// Events of one kind.
 pub fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["kind"] == kind).collect()
