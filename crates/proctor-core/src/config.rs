@@ -42,6 +42,49 @@ pub struct Config {
     pub identity: Vec<IdentityConfig>,
     pub connection: Vec<ConnectionConfig>,
     pub masking: MaskingConfig,
+    pub llm: LlmConfig,
+}
+
+/// The LLM proxy: providers behind `/llm/<name>/...` and what is masked before them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LlmConfig {
+    /// Mask secrets in what clients send before it leaves for the provider.
+    pub mask_prompts: bool,
+    /// Largest request body accepted.
+    pub max_request_bytes: usize,
+    pub provider: Vec<LlmProviderConfig>,
+}
+
+impl Default for LlmConfig {
+    fn default() -> Self {
+        Self {
+            mask_prompts: true,
+            max_request_bytes: 8 * 1024 * 1024,
+            provider: Vec::new(),
+        }
+    }
+}
+
+/// `[[llm.provider]]`: an OpenAI- or Anthropic-compatible API (any OpenAI-compatible server works).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmProviderConfig {
+    /// The path segment clients use: `/llm/<name>/v1/...`.
+    pub name: String,
+    pub kind: LlmKind,
+    /// Up to and excluding `/v1`, e.g. `https://api.openai.com`.
+    pub base_url: String,
+    /// The variable holding the provider's API key (absent: the provider needs none).
+    pub api_key_env: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LlmKind {
+    #[serde(rename = "openai")]
+    OpenAi,
+    Anthropic,
 }
 
 /// What is masked. Secrets are always masked before they are stored; `pii` adds personal data.
@@ -284,6 +327,8 @@ pub struct ResolvedSecrets {
     pub connection_passwords: Vec<(String, Option<Secret>)>,
     /// Token of each configured identity, by identity name.
     pub identity_tokens: Vec<(String, Secret)>,
+    /// API key of each LLM provider, by provider name.
+    pub llm_keys: Vec<(String, Option<Secret>)>,
 }
 
 /// Names of identities, groups and connections: 1-63 letters, digits, '-', '_', '.', '@'.
@@ -392,6 +437,24 @@ impl Config {
                 ));
             }
         }
+        let mut providers = HashSet::new();
+        for (i, provider) in self.llm.provider.iter().enumerate() {
+            let at = |key: &str| format!("llm.provider[{i}].{key}");
+            if !valid_name(&provider.name) || !providers.insert(provider.name.as_str()) {
+                return Err(ConfigError::new(
+                    at("name"),
+                    "use a unique name of 1-63 letters, digits, '-', '_', '.', '@'",
+                ));
+            }
+            if !(provider.base_url.starts_with("http://")
+                || provider.base_url.starts_with("https://"))
+            {
+                return Err(ConfigError::new(
+                    at("base_url"),
+                    "use an http:// or https:// URL",
+                ));
+            }
+        }
         let mut connections = HashSet::new();
         for (i, connection) in self.connection.iter().enumerate() {
             let at = |key: &str| format!("connection[{i}].{key}");
@@ -494,6 +557,14 @@ impl Config {
             resolved
                 .connection_passwords
                 .push((connection.name.clone(), password));
+        }
+        for (i, provider) in self.llm.provider.iter().enumerate() {
+            let key = provider
+                .api_key_env
+                .as_ref()
+                .map(|var| read_env(var, format!("llm.provider[{i}].api_key_env")))
+                .transpose()?;
+            resolved.llm_keys.push((provider.name.clone(), key));
         }
         for (i, identity) in self.identity.iter().enumerate() {
             let token = read_env(&identity.token_env, format!("identity[{i}].token_env"))?;

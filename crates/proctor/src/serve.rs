@@ -11,6 +11,7 @@ use axum::routing::get;
 use proctor_core::journal::{Store, Writer};
 use proctor_core::masking::fingerprint_key;
 use proctor_core::{Config, Gate, Masker};
+use proctor_llm::LlmProxy;
 use proctor_pg::PgGateway;
 use tokio::net::TcpListener;
 use tokio::runtime::Handle;
@@ -20,6 +21,9 @@ use crate::workers::Workers;
 
 /// How long an event that nobody waits for (a result summary) may stay queued before it is committed.
 const FLUSH_INTERVAL: Duration = Duration::from_millis(5);
+/// A conversation with a model unused this long is ended (its next turn starts a new session).
+const CONVERSATION_IDLE: Duration = Duration::from_secs(30 * 60);
+const CONVERSATION_SWEEP: Duration = Duration::from_secs(60);
 
 pub fn run(config: Config) -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt()
@@ -73,7 +77,19 @@ async fn serve(
     log_file_size_limit_signals()?;
     tokio::spawn(writer.clone().flush_every(FLUSH_INTERVAL));
     let log_store = store.clone();
+    let mut secrets = secrets;
+    let llm_keys = std::mem::take(&mut secrets.llm_keys);
     let gate = Arc::new(Gate::new(config, secrets, store, writer, masker));
+    let llm = LlmProxy::new(gate.clone(), &gate.config().llm, llm_keys);
+    let reaper = tokio::spawn({
+        let llm = llm.clone();
+        async move {
+            loop {
+                tokio::time::sleep(CONVERSATION_SWEEP).await;
+                llm.close_idle(CONVERSATION_IDLE).await;
+            }
+        }
+    });
     let pg = PgGateway::new(gate.clone())?;
     let pg_listener = TcpListener::bind(postgres_listen)
         .await
@@ -98,20 +114,26 @@ async fn serve(
                 async move { newest_checkpoint(&store) }
             }),
         )
-        .merge(crate::approvals::router(gate.clone()));
+        .merge(crate::approvals::router(gate.clone()))
+        .merge(llm.clone().router());
     let mut http_stopped = stopped.clone();
     let http_task = tokio::spawn(async move {
-        axum::serve(http_listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = http_stopped.changed().await;
-            })
-            .await
+        axum::serve(
+            http_listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = http_stopped.changed().await;
+        })
+        .await
     });
     wait_for_signal().await;
     tracing::info!("shutting down: ending sessions");
     let _ = stop.send(true);
     let _ = pg_task.await;
     let _ = http_task.await;
+    reaper.abort();
+    llm.close_idle(Duration::ZERO).await;
     drop(gate);
     Ok(())
 }

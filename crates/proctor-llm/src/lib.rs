@@ -1,0 +1,637 @@
+//! Proctor's LLM proxy: OpenAI-compatible `POST /llm/<provider>/v1/chat/completions` and
+//! Anthropic-compatible `POST /llm/<provider>/v1/messages` on the HTTP listener.
+//!
+//! Clients use their Proctor token as the API key; Proctor injects the provider's key. Secrets in what
+//! the client sends are masked before the request leaves (never inside blocks the provider signs:
+//! Anthropic thinking and tool_use blocks echoed back, which are masked in the stored copy only). Each
+//! turn is an `llm.request` event holding only the messages its conversation had not sent before, and
+//! an `llm.response` event with the answer assembled from the stream, which passes through to the
+//! client as it arrives. A conversation is a chain ([`chains`]), recorded as one session.
+//!
+//! Owns the wire formats ([`wire`], [`sse`]) and the HTTP exchange; identities, masking and the
+//! journal are `proctor-core`'s.
+
+pub mod chains;
+pub mod sse;
+pub mod wire;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use futures_util::StreamExt;
+use proctor_core::config::{LlmConfig, LlmKind};
+use proctor_core::journal::CanonicalJson;
+use proctor_core::{Gate, Secret, SessionRecorder};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::chains::{Chain, Chains};
+use crate::sse::SseReader;
+use crate::wire::{Answer, Block, Kind, Turn};
+
+/// Largest non-streamed response body kept whole for the record (it still reaches the client).
+const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
+/// Bounds of one SSE line and one event, for the assembler only (the bytes pass through anyway).
+const MAX_SSE_LINE: usize = 4 * 1024 * 1024;
+const MAX_SSE_EVENT: usize = 8 * 1024 * 1024;
+/// Chunks in flight between the provider and a slow client.
+const STREAM_BUFFER: usize = 64;
+/// The header that names a conversation explicitly.
+pub const CHAIN_HEADER: &str = "x-proctor-chain";
+
+struct Provider {
+    name: String,
+    kind: Kind,
+    base_url: String,
+    key: Option<Secret>,
+}
+
+/// The proxy's state, shared by every request.
+pub struct LlmProxy {
+    gate: Arc<Gate>,
+    providers: HashMap<String, Provider>,
+    client: reqwest::Client,
+    chains: Chains,
+    mask_prompts: bool,
+    max_request_bytes: usize,
+}
+
+/// An error in the format of the provider the client speaks to.
+fn refusal(kind: Kind, status: StatusCode, kind_name: &str, message: &str) -> Response {
+    let body = match kind {
+        Kind::OpenAi => {
+            json!({"error": {"message": message, "type": kind_name, "code": Value::Null}})
+        }
+        Kind::Anthropic => {
+            json!({"type": "error", "error": {"type": kind_name, "message": message}})
+        }
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// The client's token: `Authorization: Bearer` (OpenAI SDKs) or `x-api-key` (Anthropic SDKs).
+fn token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+        .map(str::trim)
+}
+
+/// Request headers passed on to the provider: the client's credentials, hop-by-hop headers and the
+/// body's framing are not.
+fn forwarded(name: &HeaderName) -> bool {
+    !matches!(
+        name.as_str(),
+        "authorization"
+            | "x-api-key"
+            | "host"
+            | "content-length"
+            | "connection"
+            | "transfer-encoding"
+            | "accept-encoding"
+            | "keep-alive"
+            | "upgrade"
+            | "te"
+            | "trailer"
+            | "proxy-authorization"
+            | CHAIN_HEADER
+    )
+}
+
+impl LlmProxy {
+    pub fn new(
+        gate: Arc<Gate>,
+        config: &LlmConfig,
+        keys: Vec<(String, Option<Secret>)>,
+    ) -> Arc<Self> {
+        let keys: HashMap<String, Option<Secret>> = keys.into_iter().collect();
+        let providers = config
+            .provider
+            .iter()
+            .map(|p| {
+                (
+                    p.name.clone(),
+                    Provider {
+                        name: p.name.clone(),
+                        kind: match p.kind {
+                            LlmKind::OpenAi => Kind::OpenAi,
+                            LlmKind::Anthropic => Kind::Anthropic,
+                        },
+                        base_url: p.base_url.trim_end_matches('/').to_owned(),
+                        key: keys.get(&p.name).cloned().flatten(),
+                    },
+                )
+            })
+            .collect();
+        Arc::new(Self {
+            gate,
+            providers,
+            client: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .build()
+                .unwrap_or_default(),
+            chains: Chains::default(),
+            mask_prompts: config.mask_prompts,
+            max_request_bytes: config.max_request_bytes,
+        })
+    }
+
+    pub fn router(self: Arc<Self>) -> Router {
+        Router::new()
+            .route(
+                "/llm/{provider}/v1/chat/completions",
+                post(chat_completions),
+            )
+            .route("/llm/{provider}/v1/messages", post(messages))
+            .with_state(self)
+    }
+
+    /// Ends the sessions of conversations idle for `idle`; every one of them with `idle` zero.
+    pub async fn close_idle(&self, idle: Duration) {
+        for chain in self.chains.take_idle(idle) {
+            chains::end(chain, "conversation idle").await;
+        }
+    }
+}
+
+async fn chat_completions(
+    state: State<Arc<LlmProxy>>,
+    path: Path<String>,
+    peer: ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    handle(
+        state,
+        path,
+        peer,
+        headers,
+        body,
+        Kind::OpenAi,
+        "/v1/chat/completions",
+    )
+    .await
+}
+
+async fn messages(
+    state: State<Arc<LlmProxy>>,
+    path: Path<String>,
+    peer: ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    handle(
+        state,
+        path,
+        peer,
+        headers,
+        body,
+        Kind::Anthropic,
+        "/v1/messages",
+    )
+    .await
+}
+
+async fn handle(
+    State(proxy): State<Arc<LlmProxy>>,
+    Path(provider_name): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+    speaks: Kind,
+    endpoint: &'static str,
+) -> Response {
+    let Some(provider) = proxy.providers.get(&provider_name) else {
+        return refusal(
+            speaks,
+            StatusCode::NOT_FOUND,
+            "not_found_error",
+            &format!("Proctor has no LLM provider named {provider_name:?}"),
+        );
+    };
+    if provider.kind != speaks {
+        return refusal(
+            speaks,
+            StatusCode::NOT_FOUND,
+            "not_found_error",
+            &format!("provider {provider_name:?} does not speak {endpoint}"),
+        );
+    }
+    let kind = provider.kind;
+    let Some(token) = token(&headers) else {
+        return refusal(
+            kind,
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "use your Proctor token as the API key",
+        );
+    };
+    let gate = proxy.gate.clone();
+    let token = token.to_owned();
+    let identity = match tokio::task::spawn_blocking(move || {
+        gate.authenticator().identify_token(&token)
+    })
+    .await
+    {
+        Ok(Ok(identity)) => identity,
+        _ => {
+            return refusal(
+                kind,
+                StatusCode::UNAUTHORIZED,
+                "authentication_error",
+                "the API key is not a valid Proctor token",
+            )
+        }
+    };
+    if body.len() > proxy.max_request_bytes {
+        return refusal(
+            kind,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            "the request is larger than llm.max_request_bytes",
+        );
+    }
+    let mut request: Value = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => {
+            return refusal(
+                kind,
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                &format!("the body is not JSON: {e}"),
+            )
+        }
+    };
+    let turn = match Turn::read(kind, &request) {
+        Ok(turn) => turn,
+        Err(e) => return refusal(kind, StatusCode::BAD_REQUEST, "invalid_request_error", &e),
+    };
+    let explicit = headers
+        .get(CHAIN_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let placed = proxy
+        .chains
+        .place(
+            &proxy.gate,
+            &identity,
+            &provider.name,
+            &peer.to_string(),
+            explicit.as_deref(),
+            &turn.messages,
+        )
+        .await;
+    let (chain, known) = match placed {
+        Ok(placed) => placed,
+        Err(e) => {
+            return refusal(
+                kind,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "api_error",
+                &format!("Proctor cannot record this conversation, so it does not forward it: {e}"),
+            )
+        }
+    };
+    let mut guard = chain.lock_owned().await;
+    let Some(chain) = guard.as_mut() else {
+        return refusal(
+            kind,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "api_error",
+            "this conversation was just closed; send the request again",
+        );
+    };
+    let masked_for_provider = if proxy.mask_prompts {
+        mask_for_provider(kind, &mut request, &chain.recorder)
+    } else {
+        Vec::new()
+    };
+    let mut findings = masked_for_provider.clone();
+    let new_messages: Vec<Value> = turn.messages[known.min(turn.messages.len())..]
+        .iter()
+        .map(|message| {
+            let hash = chains::message_hash(message);
+            let mut stored = message.clone();
+            findings.extend(chain.recorder.mask_value(&mut stored, "prompt"));
+            json!({"hash": hash, "message": stored})
+        })
+        .collect();
+    findings.sort_by_key(|f| f.to_string());
+    findings.dedup();
+    let event = json!({
+        "chain": chain.id(),
+        "chain_name": explicit,
+        "context": known,
+        "endpoint": endpoint,
+        "masked_before_provider": masked_for_provider.len(),
+        "model": turn.model,
+        "new_messages": new_messages,
+        "provider": provider.name,
+        "stream": turn.stream,
+        "tools": turn.tools,
+    });
+    let recorded = chain
+        .recorder
+        .record_queued_with("llm.request", CanonicalJson::of(&event), findings)
+        .await;
+    if let Err(e) = recorded.map(|_| ()).and(chain.recorder.commit().await) {
+        return refusal(
+            kind,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "api_error",
+            &format!("Proctor could not record this request, so it was not sent: {e}"),
+        );
+    }
+    let outgoing = if masked_for_provider.is_empty() {
+        body
+    } else {
+        Bytes::from(request.to_string())
+    };
+    let mut upstream = proxy
+        .client
+        .post(format!("{}{endpoint}", provider.base_url))
+        .header(header::ACCEPT_ENCODING, "identity")
+        .header(header::CONTENT_TYPE, "application/json");
+    for (name, value) in &headers {
+        if forwarded(name) && name != header::CONTENT_TYPE {
+            upstream = upstream.header(name, value);
+        }
+    }
+    if let Some(key) = &provider.key {
+        upstream = match kind {
+            Kind::OpenAi => upstream.bearer_auth(key.expose()),
+            Kind::Anthropic => upstream.header("x-api-key", key.expose()),
+        };
+    }
+    let started = Instant::now();
+    let response = match upstream.body(outgoing).send().await {
+        Ok(response) => response,
+        Err(e) => {
+            let reason = format!("the provider could not be reached: {}", without_url(&e));
+            let body = json!({"chain": chain.id(), "error": {"message": reason}, "status": 502});
+            let _ = chain
+                .recorder
+                .record_queued_with("llm.response", CanonicalJson::of(&body), Vec::new())
+                .await;
+            let _ = chain.recorder.commit().await;
+            return refusal(kind, StatusCode::BAD_GATEWAY, "api_error", &reason);
+        }
+    };
+    let status =
+        StatusCode::from_u16(response.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut client_headers = HeaderMap::new();
+    for (name, value) in response.headers() {
+        if matches!(
+            name.as_str(),
+            "content-type" | "retry-after" | "request-id" | "x-request-id"
+        ) || name.as_str().starts_with("anthropic-")
+            || name.as_str().starts_with("openai-")
+            || name.as_str().starts_with("x-ratelimit-")
+        {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name.as_str().as_bytes()),
+                HeaderValue::from_bytes(value.as_bytes()),
+            ) {
+                client_headers.insert(name, value);
+            }
+        }
+    }
+    if let Ok(id) = HeaderValue::from_str(chain.id()) {
+        client_headers.insert(HeaderName::from_static(CHAIN_HEADER), id);
+    }
+    let streamed = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("text/event-stream"));
+    let proxy_for_task = proxy.clone();
+    let context = Context {
+        status,
+        started,
+        turn_messages: turn.messages,
+    };
+    if !streamed {
+        let bytes = read_whole(response).await;
+        let answer = match serde_json::from_slice::<Value>(&bytes) {
+            Ok(body) => Answer::from_body(kind, &body),
+            Err(_) => Answer {
+                error: Some(
+                    json!({"message": "the provider's body is not JSON", "bytes": bytes.len()}),
+                ),
+                ..Answer::default()
+            },
+        };
+        record_answer(
+            &proxy_for_task,
+            chain,
+            &context,
+            &answer,
+            Outcome::default(),
+        )
+        .await;
+        let mut response = (status, bytes).into_response();
+        response.headers_mut().extend(client_headers);
+        return response;
+    }
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(STREAM_BUFFER);
+    tokio::spawn(async move {
+        let mut reader = SseReader::new(MAX_SSE_LINE, MAX_SSE_EVENT);
+        let mut answer = Answer::default();
+        let mut outcome = Outcome::default();
+        let mut chunks = response.bytes_stream();
+        while let Some(chunk) = chunks.next().await {
+            match chunk {
+                Ok(bytes) => {
+                    outcome.first_byte.get_or_insert_with(Instant::now);
+                    outcome.chunks += 1;
+                    for event in reader.feed(&bytes) {
+                        answer.on_event(kind, &event);
+                    }
+                    if tx.send(Ok(bytes)).await.is_err() {
+                        outcome.client_disconnected = true;
+                        break;
+                    }
+                }
+                Err(e) => {
+                    let reason = format!("the provider's stream broke: {}", without_url(&e));
+                    outcome.stream_error = Some(reason.clone());
+                    let _ = tx.send(Err(std::io::Error::other(reason))).await;
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        if let Some(chain) = guard.as_mut() {
+            record_answer(&proxy_for_task, chain, &context, &answer, outcome).await;
+        }
+    });
+    let mut response = Response::new(Body::from_stream(ReceiverStream::new(rx)));
+    *response.status_mut() = status;
+    response.headers_mut().extend(client_headers);
+    response
+}
+
+/// A reqwest error's text without the URL (which names the provider's address, never a secret, but
+/// is noise in the client's error).
+fn without_url(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    if let Some(url) = e.url() {
+        text = text
+            .replace(&format!(" ({url})"), "")
+            .replace(url.as_str(), "the provider");
+    }
+    text
+}
+
+async fn read_whole(response: reqwest::Response) -> Bytes {
+    let mut body = Vec::new();
+    let mut chunks = response.bytes_stream();
+    while let Some(Ok(chunk)) = chunks.next().await {
+        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            break;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Bytes::from(body)
+}
+
+struct Context {
+    status: StatusCode,
+    started: Instant,
+    turn_messages: Vec<Value>,
+}
+
+#[derive(Default)]
+struct Outcome {
+    first_byte: Option<Instant>,
+    chunks: u64,
+    client_disconnected: bool,
+    stream_error: Option<String>,
+}
+
+/// Records the answer (masked) and teaches the chain the conversation as the client will resend it.
+async fn record_answer(
+    proxy: &LlmProxy,
+    chain: &mut Chain,
+    context: &Context,
+    answer: &Answer,
+    outcome: Outcome,
+) {
+    let thinking: Vec<Value> = answer
+        .blocks
+        .values()
+        .filter_map(|b| match b {
+            Block::Thinking { text, signature } => {
+                Some(json!({"text": text, "signed": signature.is_some()}))
+            }
+            _ => None,
+        })
+        .collect();
+    let tool_calls: Vec<Value> = answer
+        .tool_calls()
+        .iter()
+        .map(|c| json!({"id": c.id, "name": c.name, "arguments": c.arguments}))
+        .collect();
+    let mut body = json!({
+        "chain": chain.id(),
+        "duration_ms": context.started.elapsed().as_millis() as u64,
+        "model": answer.model,
+        "status": context.status.as_u16(),
+        "stop_reason": answer.stop_reason,
+        "text": answer.text(),
+        "thinking": thinking,
+        "tool_calls": tool_calls,
+        "usage": answer.usage,
+    });
+    if let Some(error) = &answer.error {
+        body["error"] = error.clone();
+    }
+    if let Some(first) = outcome.first_byte {
+        body["ttfb_ms"] = json!(first.duration_since(context.started).as_millis() as u64);
+        body["chunks"] = json!(outcome.chunks);
+        body["events"] = json!(answer.events);
+        body["complete"] = json!(answer.finished);
+    }
+    if outcome.client_disconnected {
+        body["client_disconnected"] = json!(true);
+    }
+    if let Some(error) = outcome.stream_error {
+        body["stream_error"] = json!(error);
+    }
+    let findings = chain.recorder.mask_value(&mut body, "completion");
+    if let Err(e) = chain
+        .recorder
+        .record_queued_with("llm.response", CanonicalJson::of(&body), findings)
+        .await
+    {
+        tracing::error!(error = %e, "could not record an LLM response");
+    }
+    let _ = chain.recorder.commit().await;
+    if context.status.is_success() && answer.error.is_none() {
+        proxy
+            .chains
+            .learn(chain, &context.turn_messages, answer.as_message());
+    }
+}
+
+/// Masks secrets in what the client wrote (system, user and tool messages' text), in place, before
+/// the request leaves. Assistant messages and every block a provider signs are left as they are.
+fn mask_for_provider(kind: Kind, request: &mut Value, recorder: &SessionRecorder) -> Vec<Value> {
+    let mut findings = Vec::new();
+    let mut mask_text = |text: &mut Value| {
+        if let Value::String(s) = text {
+            let (masked, found) = recorder.mask(s, "prompt");
+            if !found.is_empty() {
+                *s = masked.into_owned();
+                findings.extend(found);
+            }
+        }
+    };
+    if kind == Kind::Anthropic {
+        match &mut request["system"] {
+            Value::Array(blocks) => blocks.iter_mut().for_each(|b| mask_text(&mut b["text"])),
+            system => mask_text(system),
+        }
+    }
+    if let Some(messages) = request["messages"].as_array_mut() {
+        for message in messages {
+            if message["role"] == "assistant" {
+                continue;
+            }
+            match &mut message["content"] {
+                Value::Array(blocks) => {
+                    for block in blocks {
+                        match block["type"].as_str() {
+                            Some("text") | Some("input_text") => mask_text(&mut block["text"]),
+                            Some("tool_result") => match &mut block["content"] {
+                                Value::Array(inner) => {
+                                    inner.iter_mut().for_each(|b| mask_text(&mut b["text"]))
+                                }
+                                content => mask_text(content),
+                            },
+                            _ => {}
+                        }
+                    }
+                }
+                content => mask_text(content),
+            }
+        }
+    }
+    findings
+}

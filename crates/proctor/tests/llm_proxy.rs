@@ -1,0 +1,305 @@
+//! End to end: the official OpenAI and Anthropic Python SDKs talk to Proctor's LLM proxy, which
+//! forwards to a local fixture speaking each provider's wire format (streaming included). What the
+//! SDKs get, what left Proctor, and what the journal holds are checked.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+use support::{of_kind, stderr, stdout, Proctor};
+
+const SECRET: &str = "S3cr3tPassw0rd-llm-e2e";
+const PROVIDER_KEY: &str = "sk-fixture-provider-key-0001";
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// The fixture provider, on a free port, logging what it receives.
+struct FixtureProvider {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl FixtureProvider {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("provider.jsonl");
+        let mut child = Command::new("python3")
+            .arg(fixtures().join("llm_provider.py"))
+            .arg(&log)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        Self {
+            child,
+            port: line.trim().parse().unwrap(),
+            log,
+            _dir: dir,
+        }
+    }
+
+    fn received(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for FixtureProvider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start() -> (Proctor, FixtureProvider, String) {
+    let provider = FixtureProvider::start();
+    let config = format!(
+        r#"
+[[llm.provider]]
+name = "openai"
+kind = "openai"
+base_url = "http://127.0.0.1:{port}"
+api_key_env = "FIXTURE_PROVIDER_KEY"
+
+[[llm.provider]]
+name = "anthropic"
+kind = "anthropic"
+base_url = "http://127.0.0.1:{port}"
+api_key_env = "FIXTURE_PROVIDER_KEY"
+"#,
+        port = provider.port
+    );
+    let proctor = Proctor::start_with_env(&config, &[("FIXTURE_PROVIDER_KEY", PROVIDER_KEY)]);
+    let token = proctor.add_identity("alice", &["dev"]);
+    (proctor, provider, token)
+}
+
+fn sdk(scenario: &str, proctor: &Proctor, token: &str) -> Value {
+    let out = Command::new("python3")
+        .arg(fixtures().join("llm_clients.py"))
+        .args([scenario, &proctor.http_port.to_string(), token, SECRET])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The events of alice's LLM sessions, once the proxy has closed them (at shutdown).
+fn llm_events(proctor: &mut Proctor) -> Vec<Vec<Value>> {
+    proctor.stop();
+    proctor
+        .sessions(&["--identity", "alice"])
+        .iter()
+        .filter(|s| s["protocol"] == "llm")
+        .map(|s| proctor.events(s["id"].as_str().unwrap()))
+        .collect()
+}
+
+fn search(proctor: &Proctor, secret: &str) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_proctor"))
+        .args(["search", "--secret", "--config"])
+        .arg(&proctor.config_path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{secret}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "not found");
+    stdout(&out)
+}
+
+fn requests_to(provider: &FixtureProvider, path: &str) -> Vec<Value> {
+    provider
+        .received()
+        .into_iter()
+        .filter(|r| r["path"] == path && !r["body"].is_null())
+        .collect()
+}
+
+#[test]
+fn the_openai_sdk_streams_through_proctor_and_every_turn_is_recorded() {
+    let (mut proctor, provider, token) = start();
+    let out = sdk("openai", &proctor, &token);
+
+    assert_eq!(out["stream"]["text"], "Hello there");
+    assert_eq!(
+        out["stream"]["usage"], 27,
+        "the usage-only final chunk arrives"
+    );
+    let last_event_at = provider
+        .received()
+        .iter()
+        .find_map(|r| r["last_event_at"].as_f64())
+        .unwrap();
+    assert!(
+        out["stream"]["first_delta_at"].as_f64().unwrap() < last_event_at,
+        "the first token reached the client before the provider sent the last event"
+    );
+    let update = "UPDATE accounts SET plan = 'pro' WHERE id = 7";
+    assert_eq!(out["tools_whole"]["calls"][0][0], "query");
+    assert_eq!(out["tools_whole"]["calls"][0][1]["sql"], update);
+    assert_eq!(out["tools_stream"][0]["name"], "query");
+    assert_eq!(
+        serde_json::from_str::<Value>(out["tools_stream"][0]["arguments"].as_str().unwrap())
+            .unwrap()["sql"],
+        update,
+        "interleaved fragments of parallel tool calls reach the SDK whole"
+    );
+    assert_eq!(out["tools_stream"][1]["name"], "describe");
+    assert!(
+        out["midstream_error"]
+            .as_str()
+            .unwrap()
+            .contains("server had an error"),
+        "{out}"
+    );
+    assert_eq!(out["ratelimit"]["status"], 429);
+    assert_eq!(out["unauthenticated"], 401);
+
+    let sent = requests_to(&provider, "/v1/chat/completions");
+    assert!(!sent.is_empty());
+    for request in &sent {
+        assert_eq!(
+            request["headers"]["authorization"],
+            format!("Bearer {PROVIDER_KEY}")
+        );
+        let text = request.to_string();
+        assert!(
+            !text.contains(SECRET),
+            "the provider received the password: {text}"
+        );
+        assert!(
+            !text.contains(&token),
+            "the provider received the Proctor token"
+        );
+    }
+    assert!(sent[0]["body"]["messages"][1]["content"]
+        .as_str()
+        .unwrap()
+        .contains("postgres://admin:[MASKED:"));
+
+    let chain_id = out["tools_whole"]["chain"].as_str().unwrap().to_owned();
+    let sessions = llm_events(&mut proctor);
+    let conversation = sessions
+        .iter()
+        .find(|events| events[0]["session_id"] == chain_id.as_str())
+        .expect("the conversation's session");
+    let requests = of_kind(conversation, "llm.request");
+    let context: Vec<u64> = requests
+        .iter()
+        .map(|r| r["body"]["context"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        context,
+        [0, 3, 5],
+        "each turn records only the messages not sent before"
+    );
+    let new: Vec<usize> = requests
+        .iter()
+        .map(|r| r["body"]["new_messages"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(new, [2, 1, 1]);
+    assert_eq!(requests[0]["body"]["masked_before_provider"], 1);
+    assert!(requests[0]["findings"][0]["fingerprint"].is_string());
+    let responses = of_kind(conversation, "llm.response");
+    assert_eq!(responses[0]["body"]["text"], "Hello there");
+    assert_eq!(responses[0]["body"]["usage"]["total_tokens"], 27);
+    assert!(responses[0]["body"]["ttfb_ms"].is_u64());
+    assert_eq!(responses[1]["body"]["tool_calls"][0]["name"], "query");
+    assert_eq!(
+        responses[2]["body"]["tool_calls"].as_array().unwrap().len(),
+        2
+    );
+    let all: Vec<&Value> = sessions.iter().flatten().collect();
+    assert!(all
+        .iter()
+        .any(|e| e["kind"] == "llm.response" && e["body"]["error"]["type"] == "server_error"));
+    assert!(all
+        .iter()
+        .any(|e| e["kind"] == "llm.response" && e["body"]["status"] == 429));
+
+    assert!(
+        !proctor.data_dir_contains(SECRET),
+        "the password is in the data dir"
+    );
+    let found = search(&proctor, SECRET);
+    assert!(
+        found.contains("llm.request") && found.contains(&chain_id),
+        "{found}"
+    );
+}
+
+#[test]
+fn the_anthropic_sdk_streams_thinking_and_its_signed_blocks_go_back_untouched() {
+    let (mut proctor, provider, token) = start();
+    let out = sdk("anthropic", &proctor, &token);
+
+    let blocks = out["thinking"].as_array().unwrap();
+    assert_eq!(blocks[0]["type"], "thinking");
+    assert_eq!(
+        blocks[0]["signature"],
+        "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxdiCRl"
+    );
+    assert_eq!(blocks[1]["text"], "I will run it.");
+    assert_eq!(blocks[2]["type"], "tool_use");
+    assert_eq!(
+        blocks[2]["input"]["sql"],
+        "UPDATE accounts SET plan = 'pro' WHERE id = 7"
+    );
+    assert_eq!(out["second"], "Hello there");
+    assert!(
+        out["midstream_error"]
+            .as_str()
+            .unwrap()
+            .contains("Overloaded"),
+        "{out}"
+    );
+    assert_eq!(out["ratelimit"]["status"], 429);
+    assert_eq!(out["ratelimit"]["type"], "rate_limit_error");
+
+    let sent = requests_to(&provider, "/v1/messages");
+    for request in &sent {
+        assert_eq!(request["headers"]["x-api-key"], PROVIDER_KEY);
+        assert!(!request.to_string().contains(SECRET));
+    }
+    let echoed = &sent[1]["body"]["messages"][1]["content"];
+    assert_eq!(
+        echoed[0]["signature"], "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxdiCRl",
+        "signed blocks are sent back as they came"
+    );
+    assert_eq!(
+        echoed[2]["input"]["sql"],
+        "UPDATE accounts SET plan = 'pro' WHERE id = 7"
+    );
+
+    let sessions = llm_events(&mut proctor);
+    let conversation = sessions
+        .iter()
+        .find(|events| of_kind(events, "llm.request").len() == 2)
+        .expect("both turns in one conversation");
+    let requests = of_kind(conversation, "llm.request");
+    assert_eq!(
+        requests[1]["body"]["context"], 2,
+        "the answer, echoed with its signature, was recognised: {}",
+        requests[1]["body"]["new_messages"]
+    );
+    let response = of_kind(conversation, "llm.response")[0];
+    assert_eq!(response["body"]["thinking"][0]["signed"], true);
+    assert_eq!(response["body"]["stop_reason"], "tool_use");
+    assert_eq!(response["body"]["usage"]["output_tokens"], 40);
+    assert!(!proctor.data_dir_contains(SECRET));
+}
