@@ -144,6 +144,7 @@ impl LlmProxy {
             providers,
             client: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(10))
+                .tcp_nodelay(true)
                 .build()
                 .unwrap_or_default(),
             chains: Chains::default(),

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::http::StatusCode;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use proctor_core::journal::{Store, Writer};
 use proctor_core::masking::fingerprint_key;
 use proctor_core::{Config, Gate, Masker};
@@ -118,6 +119,11 @@ async fn serve(
         .merge(llm.clone().router());
     let mut http_stopped = stopped.clone();
     let http_task = tokio::spawn(async move {
+        // Streamed answers go out chunk by chunk: without TCP_NODELAY each small chunk would wait
+        // for the client's delayed acknowledgement of the one before.
+        let http_listener = http_listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(
             http_listener,
             app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
