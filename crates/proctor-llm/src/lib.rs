@@ -323,7 +323,7 @@ async fn handle(
     } else {
         Vec::new()
     };
-    let mut findings = masked_for_provider.clone();
+    let mut findings = Vec::new();
     let new_messages: Vec<Value> = turn.messages[known.min(turn.messages.len())..]
         .iter()
         .map(|message| {
@@ -333,8 +333,13 @@ async fn handle(
             json!({"hash": hash, "message": stored})
         })
         .collect();
-    findings.sort_by_key(|f| f.to_string());
-    findings.dedup();
+    // Whether the provider saw each secret: it did not if it was masked in the outgoing request.
+    for finding in &mut findings {
+        let before_provider = masked_for_provider
+            .iter()
+            .any(|m| m["fingerprint"] == finding["fingerprint"]);
+        finding["masked_before_provider"] = json!(before_provider);
+    }
     let event = json!({
         "chain": chain.id(),
         "chain_name": explicit,

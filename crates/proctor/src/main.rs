@@ -4,6 +4,7 @@
 mod admin;
 mod approvals;
 mod audit;
+mod chains;
 mod search;
 mod serve;
 mod sessions;
@@ -66,6 +67,13 @@ enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Conversations with models: who started them, what the AI proposed, which secrets passed.
+    Chains {
+        #[command(subcommand)]
+        command: chains::ChainsCommand,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
     /// The tamper-evident log: its key, checkpoints, consistency proofs and a check of the store.
     Log {
         #[command(subcommand)]
@@ -123,6 +131,9 @@ fn main() -> ExitCode {
         }
         Command::Approvals { command, config } => {
             load_config(&config).and_then(|c| approvals::run(c, command))
+        }
+        Command::Chains { command, config } => {
+            load_config(&config).and_then(|c| chains::run(c, command))
         }
         Command::Log { command, config } => {
             load_config(&config).and_then(|c| audit::log(c, command))

@@ -103,7 +103,7 @@ pub fn run(config: Config, command: SessionsCommand) -> anyhow::Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
-fn parse_since(text: &str) -> anyhow::Result<i64> {
+pub(crate) fn parse_since(text: &str) -> anyhow::Result<i64> {
     if let Ok(at) = DateTime::parse_from_rfc3339(text) {
         return at
             .timestamp_nanos_opt()
@@ -123,13 +123,13 @@ fn parse_since(text: &str) -> anyhow::Result<i64> {
     Ok(proctor_core::journal::now_ns() - seconds * 1_000_000_000)
 }
 
-fn time(ns: i64) -> String {
+pub(crate) fn time(ns: i64) -> String {
     DateTime::<Utc>::from_timestamp_nanos(ns)
         .format("%Y-%m-%d %H:%M:%S%.3f")
         .to_string()
 }
 
-fn clock(ns: i64) -> String {
+pub(crate) fn clock(ns: i64) -> String {
     DateTime::<Utc>::from_timestamp_nanos(ns)
         .format("%H:%M:%S%.3f")
         .to_string()

@@ -215,6 +215,7 @@ fn the_openai_sdk_streams_through_proctor_and_every_turn_is_recorded() {
     assert_eq!(new, [2, 1, 1]);
     assert_eq!(requests[0]["body"]["masked_before_provider"], 1);
     assert!(requests[0]["findings"][0]["fingerprint"].is_string());
+    assert_eq!(requests[0]["findings"][0]["masked_before_provider"], true);
     let responses = of_kind(conversation, "llm.response");
     assert_eq!(responses[0]["body"]["text"], "Hello there");
     assert_eq!(responses[0]["body"]["usage"]["total_tokens"], 27);
@@ -241,6 +242,40 @@ fn the_openai_sdk_streams_through_proctor_and_every_turn_is_recorded() {
         found.contains("llm.request") && found.contains(&chain_id),
         "{found}"
     );
+
+    let listed: Vec<Value> =
+        serde_json::from_slice(&proctor.cli(&["chains", "list", "--format", "json"]).stdout)
+            .unwrap();
+    let listed = listed
+        .iter()
+        .find(|c| c["chain"] == chain_id.as_str())
+        .unwrap();
+    assert_eq!(
+        (listed["identity"].as_str(), listed["turns"].as_u64()),
+        (Some("alice"), Some(3))
+    );
+    assert_eq!(
+        listed["proposals"], 3,
+        "one tool call in the second answer, two in the third"
+    );
+    let shown = stdout(&proctor.cli(&["chains", "show", &chain_id]));
+    for expected in [
+        "started by  alice",
+        "human: Then fix plan of account 7.",
+        "AI: Hello there",
+        "AI proposed: query {\"connection\": \"app-db\", \"sql\": \"UPDATE accounts SET plan = 'pro' WHERE id = 7\"}",
+        "masked before storage, masked before the provider",
+    ] {
+        assert!(shown.contains(expected), "{expected:?} not in:\n{shown}");
+    }
+    let json: Value = serde_json::from_slice(
+        &proctor
+            .cli(&["chains", "show", &chain_id, "--format", "json"])
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(json["secrets"][0]["masked_before_provider"], true);
+    assert_eq!(json["turns"][1]["new_messages"][0]["role"], "user");
 }
 
 #[test]
