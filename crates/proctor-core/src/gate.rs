@@ -11,6 +11,7 @@ use proctor_journal::{now_ns, SessionHeader, Store, Writer};
 use proctor_policy::Policy;
 
 use crate::approvals::Approvals;
+use crate::proposals::Proposals;
 use crate::config::{Config, ConnectionConfig, PostgresConfig, ResolvedSecrets};
 use crate::identity::{
     config_identity_salt, scram_verifier, token_sha256, unknown_identity_salt, SCRAM_ITERATIONS,
@@ -96,6 +97,7 @@ pub struct Gate {
     authenticator: Authenticator,
     targets: HashMap<String, Arc<Target>>,
     approvals: Approvals,
+    proposals: Proposals,
 }
 
 /// Compares two byte strings in time that depends only on their lengths.
@@ -265,12 +267,28 @@ impl Gate {
         Self {
             config,
             approvals: Approvals::new(store.clone()),
+            proposals: Proposals::default(),
             store,
             writer,
             masker: Arc::new(masker),
             authenticator,
             targets,
         }
+    }
+
+    /// Tool calls models proposed recently, for linking the calls agents make.
+    pub fn proposals(&self) -> &Proposals {
+        &self.proposals
+    }
+
+    /// The connections an identity may use.
+    pub fn connections_of(&self, identity: &Identity) -> Vec<Arc<Target>> {
+        let mut names: Vec<&String> = self.targets.keys().collect();
+        names.sort();
+        names
+            .into_iter()
+            .filter_map(|name| self.authorize(identity, name).ok())
+            .collect()
     }
 
     pub fn approvals(&self) -> &Approvals {

@@ -9,6 +9,7 @@ pub mod config;
 mod gate;
 pub mod identity;
 pub mod masking;
+pub mod proposals;
 mod recorder;
 
 pub use approvals::{Approvals, DecideError, HoldRequest};

@@ -581,12 +581,24 @@ async fn record_answer(
         body["stream_error"] = json!(error);
     }
     let findings = chain.recorder.mask_value(&mut body, "completion");
-    if let Err(e) = chain
+    match chain
         .recorder
         .record_queued_with("llm.response", CanonicalJson::of(&body), findings)
         .await
     {
-        tracing::error!(error = %e, "could not record an LLM response");
+        Ok(seq) => {
+            for call in answer.tool_calls() {
+                proxy.gate.proposals().remember(
+                    &chain.identity().name,
+                    chain.id(),
+                    seq,
+                    &call.id,
+                    &call.name,
+                    &call.arguments,
+                );
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "could not record an LLM response"),
     }
     let _ = chain.recorder.commit().await;
     if context.status.is_success() && answer.error.is_none() {

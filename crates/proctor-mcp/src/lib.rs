@@ -1,0 +1,421 @@
+//! Proctor's MCP server: agents reach connections as tools (`list_connections`, `describe`,
+//! `query`) over Streamable HTTP at `/mcp`, built on the official `rmcp` SDK.
+//!
+//! A tool call goes through exactly the gate a person's session goes through: the SQL runs over
+//! Proctor's own PostgreSQL listener as the calling identity (its bearer token), so authorization,
+//! guardrails (a held statement answers "pending approval" with its request id), masking and
+//! recording are the same code. The call itself is an `mcp.call` event, recorded before the statement
+//! leaves, linked to the model answer that proposed it (same identity, tool and arguments, recent) and
+//! to its database session (whose `application_name` names the call and the chain); `mcp.result`
+//! records how it ended. This crate owns the tools and that linking; the rest is `proctor-core`'s.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::http::request::Parts;
+use futures_util::StreamExt;
+use proctor_core::journal::CanonicalJson;
+use proctor_core::{Gate, Identity};
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::Extension;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{CallToolResult, ContentBlock, ServerCapabilities, ServerConfig};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{schemars, tool, tool_handler, tool_router, ErrorData, ServerHandler};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio_postgres::{AsyncMessage, NoTls, SimpleQueryMessage};
+
+/// Rows of a result returned to the agent; the rest is counted.
+const MAX_ROWS: usize = 100;
+/// The header that names the conversation a call belongs to, when no proposal does.
+pub const CHAIN_HEADER: &str = "x-proctor-chain";
+
+#[derive(Clone)]
+pub struct ProctorMcp {
+    gate: Arc<Gate>,
+    /// Proctor's own PostgreSQL listener, which tool calls go through.
+    postgres: SocketAddr,
+    tool_router: ToolRouter<Self>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct DescribeArgs {
+    /// A connection name, as list_connections gives it.
+    pub connection: String,
+    /// A table (optionally schema-qualified); without it, the tables are listed.
+    pub table: Option<String>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct QueryArgs {
+    /// A connection name, as list_connections gives it.
+    pub connection: String,
+    /// One SQL statement (or several, separated by semicolons).
+    pub sql: String,
+}
+
+/// The bearer token of an HTTP request.
+pub fn bearer(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
+fn text(value: Value) -> ContentBlock {
+    ContentBlock::text(value.to_string())
+}
+
+/// How a statement ended, as the agent and the journal see it.
+enum Outcome {
+    Rows(Value),
+    Refused { sqlstate: String, message: String },
+    Pending { request: String },
+    Failed(String),
+}
+
+impl ProctorMcp {
+    pub fn new(gate: Arc<Gate>, postgres: SocketAddr) -> Self {
+        Self {
+            gate,
+            postgres: SocketAddr::new([127, 0, 0, 1].into(), postgres.port()),
+            tool_router: Self::tool_router(),
+        }
+    }
+
+    /// Who calls: the identity of the bearer token (the HTTP layer already refused requests without
+    /// a valid one).
+    async fn caller(&self, parts: &Parts) -> Result<(Identity, String), ErrorData> {
+        let token = bearer(parts)
+            .ok_or_else(|| ErrorData::invalid_request("send your Proctor token as a bearer token", None))?
+            .to_owned();
+        let gate = self.gate.clone();
+        let checked = token.clone();
+        match tokio::task::spawn_blocking(move || gate.authenticator().identify_token(&checked)).await {
+            Ok(Ok(identity)) => Ok((identity, token)),
+            _ => Err(ErrorData::invalid_request("the token is not valid", None)),
+        }
+    }
+
+    /// Records the call, runs its SQL through Proctor's PostgreSQL listener, records the outcome.
+    async fn run(
+        &self,
+        parts: &Parts,
+        tool: &str,
+        arguments: Value,
+        connection: &str,
+        sql: &str,
+    ) -> Result<CallToolResult, ErrorData> {
+        let (identity, token) = self.caller(parts).await?;
+        let proposal = self.gate.proposals().find(&identity.name, tool, &arguments);
+        let chain = proposal
+            .as_ref()
+            .map(|p| p.chain.clone())
+            .or_else(|| parts.headers.get(CHAIN_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned));
+        let call = uuid::Uuid::now_v7().to_string();
+        let application_name = match &chain {
+            Some(chain) => format!("proctor-mcp call={call} chain={chain}"),
+            None => format!("proctor-mcp call={call}"),
+        };
+        let client = parts
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("mcp")
+            .to_owned();
+        let journal_error = |e: proctor_core::RecordError| {
+            ErrorData::internal_error(format!("Proctor could not record this call, so it did not run it: {e}"), None)
+        };
+        let mut recorder = self
+            .gate
+            .open_session("mcp", &identity.name, connection, &client)
+            .await
+            .map_err(journal_error)?;
+        recorder
+            .record(
+                "session.start",
+                CanonicalJson::of(&json!({
+                    "identity": identity.name,
+                    "groups": identity.groups,
+                    "connection": connection,
+                    "mcp_session": parts.headers.get("mcp-session-id").and_then(|v| v.to_str().ok()),
+                })),
+            )
+            .await
+            .map_err(journal_error)?;
+        let mut recorded_arguments = arguments.clone();
+        let findings = recorder.mask_value(&mut recorded_arguments, "tool-call");
+        let call_event = json!({
+            "call": call,
+            "chain": chain,
+            "tool": tool,
+            "arguments": recorded_arguments,
+            "connection": connection,
+            "database_session": {"application_name": application_name},
+            "proposed_by": proposal.as_ref().map(|p| json!({
+                "chain": p.chain, "seq": p.seq, "tool_call_id": p.tool_call_id,
+            })),
+        });
+        let recorded = recorder
+            .record_queued_with("mcp.call", CanonicalJson::of(&call_event), findings)
+            .await;
+        if let Err(e) = recorded.map(|_| ()).and(recorder.commit().await) {
+            let _ = recorder.end("journal failure").await;
+            return Err(journal_error(e));
+        }
+        let outcome = self.execute(&identity, &token, connection, sql, &application_name).await;
+        let (result_event, reply) = match outcome {
+            Outcome::Rows(rows) => (
+                json!({"call": call, "outcome": "ok", "rows": rows["rows_returned"], "rows_affected": rows["rows_affected"]}),
+                CallToolResult::success(vec![text(rows)]),
+            ),
+            Outcome::Refused { sqlstate, message } => (
+                json!({"call": call, "outcome": "refused", "sqlstate": sqlstate, "message": message}),
+                CallToolResult::error(vec![text(json!({"error": message, "sqlstate": sqlstate}))]),
+            ),
+            Outcome::Pending { request } => (
+                json!({"call": call, "outcome": "pending_approval", "approval": request}),
+                CallToolResult::success(vec![text(json!({
+                    "status": "pending approval",
+                    "approval": request,
+                    "note": "an approver must approve this request; the statement runs once approved",
+                }))]),
+            ),
+            Outcome::Failed(message) => (
+                json!({"call": call, "outcome": "failed", "message": message}),
+                CallToolResult::error(vec![text(json!({"error": message}))]),
+            ),
+        };
+        let mut result_event = result_event;
+        let findings = recorder.mask_value(&mut result_event, "tool-result");
+        let _ = recorder
+            .record_queued_with("mcp.result", CanonicalJson::of(&result_event), findings)
+            .await;
+        let _ = recorder.end("call finished").await;
+        Ok(reply)
+    }
+
+    /// Runs SQL as `identity` through Proctor's own PostgreSQL listener.
+    async fn execute(
+        &self,
+        identity: &Identity,
+        token: &str,
+        connection: &str,
+        sql: &str,
+        application_name: &str,
+    ) -> Outcome {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host(self.postgres.ip().to_string())
+            .port(self.postgres.port())
+            .user(&identity.name)
+            .password(token)
+            .dbname(connection)
+            .application_name(application_name);
+        let (client, mut driver) = match config.connect(NoTls).await {
+            Ok(connected) => connected,
+            Err(e) => return refused_or_failed(&e),
+        };
+        let (notices, mut noticed) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut messages = futures_util::stream::poll_fn(move |cx| driver.poll_message(cx));
+            while let Some(Ok(message)) = messages.next().await {
+                if let AsyncMessage::Notice(notice) = message {
+                    let _ = notices.send(notice.message().to_owned());
+                }
+            }
+        });
+        let sql = sql.to_owned();
+        // The statement runs in a task of its own: if it is held for approval, the agent is told at
+        // once, and the statement still runs (and is recorded) if an approver approves it.
+        let mut running = tokio::spawn(async move { client.simple_query(&sql).await });
+        loop {
+            tokio::select! {
+                finished = &mut running => return match finished {
+                    Ok(Ok(messages)) => Outcome::Rows(rows(&messages)),
+                    Ok(Err(e)) => refused_or_failed(&e),
+                    Err(e) => Outcome::Failed(e.to_string()),
+                },
+                Some(notice) = noticed.recv() => {
+                    if let Some(request) = held_request(&notice) {
+                        return Outcome::Pending { request };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The approval request a Proctor NOTICE names, if it says the statement is held.
+fn held_request(notice: &str) -> Option<String> {
+    let (_, after) = notice.split_once("holds this statement for approval: request ")?;
+    let id: String = after.chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+    (!id.is_empty()).then_some(id)
+}
+
+fn refused_or_failed(e: &tokio_postgres::Error) -> Outcome {
+    match e.as_db_error() {
+        Some(db) => Outcome::Refused {
+            sqlstate: db.code().code().to_owned(),
+            message: db.message().to_owned(),
+        },
+        None => Outcome::Failed(e.to_string()),
+    }
+}
+
+fn rows(messages: &[SimpleQueryMessage]) -> Value {
+    let mut columns: Vec<String> = Vec::new();
+    let mut rows = Vec::new();
+    let mut returned = 0u64;
+    let mut affected = 0u64;
+    for message in messages {
+        match message {
+            SimpleQueryMessage::RowDescription(described) => {
+                columns = described.iter().map(|c| c.name().to_owned()).collect();
+            }
+            SimpleQueryMessage::Row(row) => {
+                returned += 1;
+                if rows.len() < MAX_ROWS {
+                    rows.push(Value::Array((0..row.len()).map(|i| json!(row.get(i))).collect()));
+                }
+            }
+            SimpleQueryMessage::CommandComplete(n) => affected += n,
+            _ => {}
+        }
+    }
+    json!({
+        "columns": columns,
+        "rows": rows,
+        "rows_returned": returned,
+        "rows_affected": affected,
+        "truncated": returned as usize > MAX_ROWS,
+    })
+}
+
+/// A SQL literal for a name.
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// `/mcp`: the MCP Streamable HTTP endpoint; requests without a valid bearer token get 401 before
+/// they reach the MCP layer.
+pub fn router(gate: Arc<Gate>, postgres: SocketAddr) -> axum::Router {
+    let factory_gate = gate.clone();
+    let service: StreamableHttpService<ProctorMcp, LocalSessionManager> = StreamableHttpService::new(
+        move || Ok(ProctorMcp::new(factory_gate.clone(), postgres)),
+        Default::default(),
+        StreamableHttpServerConfig::default(),
+    );
+    axum::Router::new()
+        .nest_service("/mcp", service)
+        .layer(axum::middleware::from_fn_with_state(gate, require_token))
+}
+
+async fn require_token(
+    axum::extract::State(gate): axum::extract::State<Arc<Gate>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let token = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_owned());
+    let valid = match token {
+        Some(token) => tokio::task::spawn_blocking(move || gate.authenticator().identify_token(&token).is_ok())
+            .await
+            .unwrap_or(false),
+        None => false,
+    };
+    if !valid {
+        return (
+            axum::http::StatusCode::UNAUTHORIZED,
+            [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+            "send your Proctor token as Authorization: Bearer <token>\n",
+        )
+            .into_response();
+    }
+    next.run(request).await
+}
+
+#[tool_router]
+impl ProctorMcp {
+    #[tool(description = "The database connections you may use through Proctor, with their guardrails.")]
+    async fn list_connections(&self, Extension(parts): Extension<Parts>) -> Result<CallToolResult, ErrorData> {
+        let (identity, _) = self.caller(&parts).await?;
+        let connections: Vec<Value> = self
+            .gate
+            .connections_of(&identity)
+            .iter()
+            .map(|t| {
+                json!({
+                    "name": t.config.name,
+                    "kind": t.config.kind,
+                    "database": t.config.database,
+                    "read_only": t.config.read_only,
+                    "guardrails": t.config.guardrails,
+                })
+            })
+            .collect();
+        Ok(CallToolResult::success(vec![text(json!({"connections": connections}))]))
+    }
+
+    #[tool(description = "The tables of a connection, or the columns of one table.")]
+    async fn describe(
+        &self,
+        Extension(parts): Extension<Parts>,
+        Parameters(args): Parameters<DescribeArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let arguments = serde_json::to_value(json!({"connection": args.connection, "table": args.table})).unwrap_or_default();
+        let sql = match &args.table {
+            None => "SELECT table_schema, table_name FROM information_schema.tables \
+                     WHERE table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2"
+                .to_owned(),
+            Some(table) => {
+                let (schema, name) = table.rsplit_once('.').map_or((None, table.as_str()), |(s, n)| (Some(s), n));
+                let schema_filter = schema.map(|s| format!(" AND table_schema = {}", literal(s))).unwrap_or_default();
+                format!(
+                    "SELECT column_name, data_type, is_nullable FROM information_schema.columns \
+                     WHERE table_name = {}{schema_filter} ORDER BY ordinal_position",
+                    literal(name)
+                )
+            }
+        };
+        self.run(&parts, "describe", arguments, &args.connection, &sql).await
+    }
+
+    #[tool(description = "Run SQL on a connection. It goes through Proctor: recorded, masked, and judged by the connection's guardrails (a refused statement returns an error; a held one returns its approval request id).")]
+    async fn query(
+        &self,
+        Extension(parts): Extension<Parts>,
+        Parameters(args): Parameters<QueryArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let arguments = json!({"connection": args.connection, "sql": args.sql});
+        self.run(&parts, "query", arguments, &args.connection, &args.sql).await
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for ProctorMcp {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_notice_names_its_request() {
+        let notice = "Proctor's guardrail \"recommended/hold-ddl\" holds this statement for approval: request ab3k9x2mqp (approvers: group:dba; waiting up to 600 s)";
+        assert_eq!(held_request(notice).as_deref(), Some("ab3k9x2mqp"));
+        assert_eq!(held_request("some other notice"), None);
+    }
+}
