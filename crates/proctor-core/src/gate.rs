@@ -11,11 +11,11 @@ use proctor_journal::{now_ns, SessionHeader, Store, Writer};
 use proctor_policy::Policy;
 
 use crate::approvals::Approvals;
-use crate::proposals::Proposals;
 use crate::config::{Config, ConnectionConfig, PostgresConfig, ResolvedSecrets};
 use crate::identity::{
     config_identity_salt, scram_verifier, token_sha256, unknown_identity_salt, SCRAM_ITERATIONS,
 };
+use crate::proposals::Proposals;
 use crate::recorder::{RecordError, SessionRecorder};
 use crate::{Masker, Secret};
 

@@ -68,7 +68,9 @@ impl Proposals {
 
     /// The newest proposal of `tool` with these arguments by a model talking to `identity`.
     pub fn find(&self, identity: &str, tool: &str, arguments: &Value) -> Option<Proposal> {
-        let wanted = proctor_journal::CanonicalJson::of(arguments).as_str().to_owned();
+        let wanted = proctor_journal::CanonicalJson::of(arguments)
+            .as_str()
+            .to_owned();
         let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         recent
             .iter()
@@ -87,12 +89,35 @@ mod tests {
     #[test]
     fn a_call_finds_the_proposal_with_its_arguments_whatever_their_spelling() {
         let proposals = Proposals::default();
-        proposals.remember("alice", "chain-1", 7, "call_q", "query", "{\"sql\": \"select 1\", \"connection\": \"db\"}");
+        proposals.remember(
+            "alice",
+            "chain-1",
+            7,
+            "call_q",
+            "query",
+            "{\"sql\": \"select 1\", \"connection\": \"db\"}",
+        );
         let found = proposals
-            .find("alice", "query", &json!({"connection": "db", "sql": "select 1"}))
+            .find(
+                "alice",
+                "query",
+                &json!({"connection": "db", "sql": "select 1"}),
+            )
             .unwrap();
         assert_eq!((found.chain.as_str(), found.seq), ("chain-1", 7));
-        assert!(proposals.find("bob", "query", &json!({"connection": "db", "sql": "select 1"})).is_none());
-        assert!(proposals.find("alice", "query", &json!({"connection": "db", "sql": "select 2"})).is_none());
+        assert!(proposals
+            .find(
+                "bob",
+                "query",
+                &json!({"connection": "db", "sql": "select 1"})
+            )
+            .is_none());
+        assert!(proposals
+            .find(
+                "alice",
+                "query",
+                &json!({"connection": "db", "sql": "select 2"})
+            )
+            .is_none());
     }
 }

@@ -91,11 +91,15 @@ impl ProctorMcp {
     /// a valid one).
     async fn caller(&self, parts: &Parts) -> Result<(Identity, String), ErrorData> {
         let token = bearer(parts)
-            .ok_or_else(|| ErrorData::invalid_request("send your Proctor token as a bearer token", None))?
+            .ok_or_else(|| {
+                ErrorData::invalid_request("send your Proctor token as a bearer token", None)
+            })?
             .to_owned();
         let gate = self.gate.clone();
         let checked = token.clone();
-        match tokio::task::spawn_blocking(move || gate.authenticator().identify_token(&checked)).await {
+        match tokio::task::spawn_blocking(move || gate.authenticator().identify_token(&checked))
+            .await
+        {
             Ok(Ok(identity)) => Ok((identity, token)),
             _ => Err(ErrorData::invalid_request("the token is not valid", None)),
         }
@@ -112,10 +116,13 @@ impl ProctorMcp {
     ) -> Result<CallToolResult, ErrorData> {
         let (identity, token) = self.caller(parts).await?;
         let proposal = self.gate.proposals().find(&identity.name, tool, &arguments);
-        let chain = proposal
-            .as_ref()
-            .map(|p| p.chain.clone())
-            .or_else(|| parts.headers.get(CHAIN_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned));
+        let chain = proposal.as_ref().map(|p| p.chain.clone()).or_else(|| {
+            parts
+                .headers
+                .get(CHAIN_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        });
         let call = uuid::Uuid::now_v7().to_string();
         let application_name = match &chain {
             Some(chain) => format!("proctor-mcp call={call} chain={chain}"),
@@ -128,7 +135,10 @@ impl ProctorMcp {
             .unwrap_or("mcp")
             .to_owned();
         let journal_error = |e: proctor_core::RecordError| {
-            ErrorData::internal_error(format!("Proctor could not record this call, so it did not run it: {e}"), None)
+            ErrorData::internal_error(
+                format!("Proctor could not record this call, so it did not run it: {e}"),
+                None,
+            )
         };
         let mut recorder = self
             .gate
@@ -167,7 +177,9 @@ impl ProctorMcp {
             let _ = recorder.end("journal failure").await;
             return Err(journal_error(e));
         }
-        let outcome = self.execute(&identity, &token, connection, sql, &application_name).await;
+        let outcome = self
+            .execute(&identity, &token, connection, sql, &application_name)
+            .await;
         let (result_event, reply) = match outcome {
             Outcome::Rows(rows) => (
                 json!({"call": call, "outcome": "ok", "rows": rows["rows_returned"], "rows_affected": rows["rows_affected"]}),
@@ -253,7 +265,10 @@ impl ProctorMcp {
 /// The approval request a Proctor NOTICE names, if it says the statement is held.
 fn held_request(notice: &str) -> Option<String> {
     let (_, after) = notice.split_once("holds this statement for approval: request ")?;
-    let id: String = after.chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+    let id: String = after
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .collect();
     (!id.is_empty()).then_some(id)
 }
 
@@ -280,7 +295,9 @@ fn rows(messages: &[SimpleQueryMessage]) -> Value {
             SimpleQueryMessage::Row(row) => {
                 returned += 1;
                 if rows.len() < MAX_ROWS {
-                    rows.push(Value::Array((0..row.len()).map(|i| json!(row.get(i))).collect()));
+                    rows.push(Value::Array(
+                        (0..row.len()).map(|i| json!(row.get(i))).collect(),
+                    ));
                 }
             }
             SimpleQueryMessage::CommandComplete(n) => affected += n,
@@ -305,11 +322,12 @@ fn literal(text: &str) -> String {
 /// they reach the MCP layer.
 pub fn router(gate: Arc<Gate>, postgres: SocketAddr) -> axum::Router {
     let factory_gate = gate.clone();
-    let service: StreamableHttpService<ProctorMcp, LocalSessionManager> = StreamableHttpService::new(
-        move || Ok(ProctorMcp::new(factory_gate.clone(), postgres)),
-        Default::default(),
-        StreamableHttpServerConfig::default(),
-    );
+    let service: StreamableHttpService<ProctorMcp, LocalSessionManager> =
+        StreamableHttpService::new(
+            move || Ok(ProctorMcp::new(factory_gate.clone(), postgres)),
+            Default::default(),
+            StreamableHttpServerConfig::default(),
+        );
     axum::Router::new()
         .nest_service("/mcp", service)
         .layer(axum::middleware::from_fn_with_state(gate, require_token))
@@ -328,9 +346,11 @@ async fn require_token(
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|t| t.trim().to_owned());
     let valid = match token {
-        Some(token) => tokio::task::spawn_blocking(move || gate.authenticator().identify_token(&token).is_ok())
-            .await
-            .unwrap_or(false),
+        Some(token) => {
+            tokio::task::spawn_blocking(move || gate.authenticator().identify_token(&token).is_ok())
+                .await
+                .unwrap_or(false)
+        }
         None => false,
     };
     if !valid {
@@ -346,8 +366,13 @@ async fn require_token(
 
 #[tool_router]
 impl ProctorMcp {
-    #[tool(description = "The database connections you may use through Proctor, with their guardrails.")]
-    async fn list_connections(&self, Extension(parts): Extension<Parts>) -> Result<CallToolResult, ErrorData> {
+    #[tool(
+        description = "The database connections you may use through Proctor, with their guardrails."
+    )]
+    async fn list_connections(
+        &self,
+        Extension(parts): Extension<Parts>,
+    ) -> Result<CallToolResult, ErrorData> {
         let (identity, _) = self.caller(&parts).await?;
         let connections: Vec<Value> = self
             .gate
@@ -363,7 +388,9 @@ impl ProctorMcp {
                 })
             })
             .collect();
-        Ok(CallToolResult::success(vec![text(json!({"connections": connections}))]))
+        Ok(CallToolResult::success(vec![text(
+            json!({"connections": connections}),
+        )]))
     }
 
     #[tool(description = "The tables of a connection, or the columns of one table.")]
@@ -372,14 +399,20 @@ impl ProctorMcp {
         Extension(parts): Extension<Parts>,
         Parameters(args): Parameters<DescribeArgs>,
     ) -> Result<CallToolResult, ErrorData> {
-        let arguments = serde_json::to_value(json!({"connection": args.connection, "table": args.table})).unwrap_or_default();
+        let arguments =
+            serde_json::to_value(json!({"connection": args.connection, "table": args.table}))
+                .unwrap_or_default();
         let sql = match &args.table {
             None => "SELECT table_schema, table_name FROM information_schema.tables \
                      WHERE table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2"
                 .to_owned(),
             Some(table) => {
-                let (schema, name) = table.rsplit_once('.').map_or((None, table.as_str()), |(s, n)| (Some(s), n));
-                let schema_filter = schema.map(|s| format!(" AND table_schema = {}", literal(s))).unwrap_or_default();
+                let (schema, name) = table
+                    .rsplit_once('.')
+                    .map_or((None, table.as_str()), |(s, n)| (Some(s), n));
+                let schema_filter = schema
+                    .map(|s| format!(" AND table_schema = {}", literal(s)))
+                    .unwrap_or_default();
                 format!(
                     "SELECT column_name, data_type, is_nullable FROM information_schema.columns \
                      WHERE table_name = {}{schema_filter} ORDER BY ordinal_position",
@@ -387,17 +420,21 @@ impl ProctorMcp {
                 )
             }
         };
-        self.run(&parts, "describe", arguments, &args.connection, &sql).await
+        self.run(&parts, "describe", arguments, &args.connection, &sql)
+            .await
     }
 
-    #[tool(description = "Run SQL on a connection. It goes through Proctor: recorded, masked, and judged by the connection's guardrails (a refused statement returns an error; a held one returns its approval request id).")]
+    #[tool(
+        description = "Run SQL on a connection. It goes through Proctor: recorded, masked, and judged by the connection's guardrails (a refused statement returns an error; a held one returns its approval request id)."
+    )]
     async fn query(
         &self,
         Extension(parts): Extension<Parts>,
         Parameters(args): Parameters<QueryArgs>,
     ) -> Result<CallToolResult, ErrorData> {
         let arguments = json!({"connection": args.connection, "sql": args.sql});
-        self.run(&parts, "query", arguments, &args.connection, &args.sql).await
+        self.run(&parts, "query", arguments, &args.connection, &args.sql)
+            .await
     }
 }
 

@@ -92,12 +92,12 @@ pub fn run(config: Config, command: ChainsCommand) -> anyhow::Result<ExitCode> {
                 session.protocol
             );
             let events = store.events(&session.id)?;
+            let commands = commands_of(&store, &session)?;
+            let mut chain = chain_json(&session, &events);
+            chain["commands"] = Value::Array(commands);
             match format {
-                Format::Json => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&chain_json(&session, &events))?
-                ),
-                Format::Text => print_chain(&session, &events),
+                Format::Json => println!("{}", serde_json::to_string_pretty(&chain)?),
+                Format::Text => print_chain(&session, &events, &chain),
             }
         }
     }
@@ -218,8 +218,98 @@ fn chain_json(session: &SessionRow, events: &[Event]) -> Value {
     })
 }
 
-fn print_chain(session: &SessionRow, events: &[Event]) {
-    let chain = chain_json(session, events);
+/// The tool calls made for a chain and what each did on its target: `mcp.call` events naming the
+/// chain, and the database sessions those calls opened (their `application_name` names the call).
+fn commands_of(store: &Store, chain: &SessionRow) -> anyhow::Result<Vec<Value>> {
+    let later = store.list_sessions(&SessionFilter {
+        identity: None,
+        connection: None,
+        since_ns: Some(chain.started_at),
+    })?;
+    let mut database: Vec<(String, Vec<Event>)> = Vec::new();
+    let mut calls = Vec::new();
+    for session in &later {
+        match session.protocol.as_str() {
+            "postgres" => {
+                let events = store.events(&session.id)?;
+                let application = events
+                    .first()
+                    .and_then(|e| e.body["application_name"].as_str())
+                    .unwrap_or_default()
+                    .to_owned();
+                if application.contains(&format!("chain={}", chain.id)) {
+                    database.push((application, events));
+                }
+            }
+            "mcp" => {
+                let events = store.events(&session.id)?;
+                if events
+                    .iter()
+                    .any(|e| e.kind == "mcp.call" && e.body["chain"] == chain.id.as_str())
+                {
+                    calls.push((session.clone(), events));
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut commands = Vec::new();
+    for (session, events) in calls {
+        let Some(call) = events.iter().find(|e| e.kind == "mcp.call") else {
+            continue;
+        };
+        let result = events.iter().find(|e| e.kind == "mcp.result");
+        let id = call.body["call"].as_str().unwrap_or_default();
+        let statements: Vec<Value> = database
+            .iter()
+            .filter(|(application, _)| application.contains(&format!("call={id}")))
+            .flat_map(|(_, events)| statements_of(events))
+            .collect();
+        commands.push(json!({
+            "at": time(call.at),
+            "identity": session.identity,
+            "connection": session.connection,
+            "tool": call.body["tool"],
+            "arguments": call.body["arguments"],
+            "proposed_by": call.body["proposed_by"],
+            "outcome": result.map(|r| r.body.clone()),
+            "statements": statements,
+        }));
+    }
+    Ok(commands)
+}
+
+/// What a database session did: each statement, run (with its outcome) or stopped by a guardrail.
+fn statements_of(events: &[Event]) -> Vec<Value> {
+    let mut statements = Vec::new();
+    for event in events {
+        let b = &event.body;
+        match event.kind.as_str() {
+            "db.query" => {
+                statements.push(json!({"seq": event.seq, "sql": b["sql"], "reached_target": true}))
+            }
+            "policy.decision" => statements.push(json!({
+                "seq": event.seq, "sql": b["sql"], "reached_target": false,
+                "guardrail": {"action": b["action"], "rule": b["rule"], "approval": b["approval"]},
+            })),
+            "db.result" | "db.error" => {
+                if let Some(statement) =
+                    statements.iter_mut().rev().find(|s| s["seq"] == b["query"])
+                {
+                    statement["outcome"] = if event.kind == "db.result" {
+                        json!({"tag": b["tag"], "rows": b["rows"]})
+                    } else {
+                        json!({"error": b["message"], "sqlstate": b["sqlstate"]})
+                    };
+                }
+            }
+            _ => {}
+        }
+    }
+    statements
+}
+
+fn print_chain(session: &SessionRow, events: &[Event], chain: &Value) {
     println!("chain       {}", session.id);
     println!(
         "started by  {} (from {}) at {} UTC",
@@ -242,10 +332,10 @@ fn print_chain(session: &SessionRow, events: &[Event]) {
                 );
                 for m in b["new_messages"].as_array().into_iter().flatten() {
                     let role = m["message"]["role"].as_str().unwrap_or("?");
-                    let who = if role == "user" || role == "tool" {
-                        "human"
-                    } else {
-                        role
+                    let who = match role {
+                        "user" => "human",
+                        "tool" => "tool result",
+                        other => other,
                     };
                     println!("              {who}: {}", message_text(&m["message"]));
                 }
@@ -278,6 +368,46 @@ fn print_chain(session: &SessionRow, events: &[Event]) {
         }
     }
     println!();
+    let commands = chain["commands"].as_array().cloned().unwrap_or_default();
+    if commands.is_empty() {
+        println!("commands    none: no tool call of this chain reached a target");
+    }
+    for c in &commands {
+        let proposed = match c["proposed_by"]["seq"].as_u64() {
+            Some(seq) => format!("proposed by the AI in #{seq}"),
+            None => "not proposed in this chain".to_owned(),
+        };
+        println!(
+            "command     {} {} on {} by {} ({proposed})",
+            c["at"].as_str().unwrap_or_default(),
+            c["tool"].as_str().unwrap_or("?"),
+            c["connection"].as_str().unwrap_or("?"),
+            c["identity"].as_str().unwrap_or("?"),
+        );
+        for s in c["statements"].as_array().into_iter().flatten() {
+            let sql = s["sql"].as_str().unwrap_or_default();
+            if s["reached_target"] == true {
+                let outcome = match (&s["outcome"]["tag"], &s["outcome"]["error"]) {
+                    (Value::String(tag), _) => format!("ran: {tag}"),
+                    (_, Value::String(error)) => format!("failed: {error}"),
+                    _ => "sent".to_owned(),
+                };
+                println!("              {sql} -> {outcome}");
+            } else {
+                let verdict = match s["guardrail"]["action"].as_str() {
+                    Some("require_approval") => format!(
+                        "HELD for approval (request {})",
+                        s["guardrail"]["approval"].as_str().unwrap_or("?")
+                    ),
+                    _ => "BLOCKED".to_owned(),
+                };
+                println!(
+                    "              {sql} -> {verdict} by rule {}",
+                    s["guardrail"]["rule"].as_str().unwrap_or("?")
+                );
+            }
+        }
+    }
     let secrets = chain["secrets"].as_array().cloned().unwrap_or_default();
     if secrets.is_empty() {
         println!("secrets     none found");

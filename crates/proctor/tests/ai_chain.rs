@@ -1,0 +1,191 @@
+//! The brief's scenario end to end: an engineer pastes a production connection string into a chat
+//! (the official OpenAI SDK through Proctor's LLM proxy, to a fixture model); the model answers with a
+//! tool call `query(app-db, "UPDATE ...")`; an agent runs it with the official MCP SDK through
+//! Proctor's MCP server against the real PostgreSQL; the engineer answers. `proctor chains show` then
+//! answers the brief's four questions, and the password is nowhere it should not be.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::{json, Value};
+use support::{admin_sql, stderr, stdout, Proctor, APP_DB};
+
+const PASSWORD: &str = "S3cr3tProdPassw0rd-brief";
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+struct FixtureModel {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl FixtureModel {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("provider.jsonl");
+        let mut child = Command::new("python3")
+            .arg(fixtures().join("llm_provider.py"))
+            .arg(&log)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        Self {
+            child,
+            port: line.trim().parse().unwrap(),
+            log,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for FixtureModel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn python(script: &str, args: &[&str]) -> Value {
+    let out = Command::new("python3")
+        .arg(fixtures().join(script))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{script}: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn a_pasted_secret_a_proposed_update_and_its_execution_form_one_readable_chain() {
+    admin_sql(
+        "drop table if exists accounts; create table accounts (id int primary key, plan text); \
+         insert into accounts values (7, 'free'), (8, 'free')",
+    );
+    let model = FixtureModel::start();
+    let mut proctor = Proctor::start(&format!(
+        "{APP_DB}guardrails = \"recommended\"\n\n[[llm.provider]]\nname = \"openai\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{}\"\n",
+        model.port
+    ));
+    let token = proctor.add_identity("alice", &["dba"]);
+    let port = proctor.http_port.to_string();
+    let state = model._dir.path().join("conversation.json");
+    let state = state.to_str().unwrap();
+
+    // 1. The engineer pastes the connection string; the model proposes an UPDATE.
+    let proposed = python(
+        "llm_clients.py",
+        &["brief-1", &port, &token, PASSWORD, state],
+    );
+    let chain = proposed["chain"].as_str().unwrap().to_owned();
+    assert_eq!(proposed["tool"], "query");
+    let update = "UPDATE accounts SET plan = 'pro' WHERE id = 7";
+    assert_eq!(proposed["arguments"]["sql"], update);
+
+    // 2. The agent runs it (and tries something the guardrails refuse) over MCP, naming the chain.
+    let calls = json!([
+        ["list_connections", {}],
+        ["query", proposed["arguments"]],
+        ["query", {"connection": "app-db", "sql": "DELETE FROM accounts"}],
+        ["describe", {"connection": "app-db", "table": "accounts"}],
+    ]);
+    let ran = python(
+        "mcp_client.py",
+        &[&port, &token, &calls.to_string(), &chain],
+    );
+    assert_eq!(
+        ran["tools"],
+        json!(["describe", "list_connections", "query"])
+    );
+    assert_eq!(
+        ran["results"][0]["content"]["connections"][0]["name"],
+        "app-db"
+    );
+    assert_eq!(ran["results"][1]["error"], false, "{ran}");
+    assert_eq!(ran["results"][1]["content"]["rows_affected"], 1);
+    assert_eq!(ran["results"][2]["error"], true);
+    assert_eq!(ran["results"][2]["content"]["sqlstate"], "42501");
+    assert_eq!(
+        ran["results"][3]["content"]["rows"],
+        json!([["id", "integer", "NO"], ["plan", "text", "YES"]])
+    );
+    assert_eq!(admin_sql("select plan from accounts where id = 7"), "pro");
+    assert_eq!(
+        admin_sql("select count(*) from accounts"),
+        "2",
+        "the DELETE never ran"
+    );
+
+    // 3. The engineer answers the model.
+    let answered = python(
+        "llm_clients.py",
+        &["brief-2", &port, &token, PASSWORD, state, "UPDATE 1"],
+    );
+    assert_eq!(
+        answered["chain"],
+        chain.as_str(),
+        "the answer continues the same chain"
+    );
+
+    // The four questions, from the CLI.
+    proctor.stop();
+    let shown = stdout(&proctor.cli(&["chains", "show", &chain]));
+    for expected in [
+        // Which identity started the chain.
+        "started by  alice",
+        // What the AI proposed, and how the human answered.
+        &format!("AI proposed: query {{\"connection\": \"app-db\", \"sql\": \"{update}\"}}"),
+        "human: Thanks, that fixed it.",
+        // Which commands reached which target, and which were blocked.
+        "query on app-db by alice (proposed by the AI in #",
+        &format!("{update} -> ran: UPDATE 1"),
+        "DELETE FROM accounts -> BLOCKED by rule recommended/deny-delete-without-where",
+        // Which secrets were found, where, and whether they were masked.
+        "masked before storage, masked before the provider",
+    ] {
+        assert!(shown.contains(expected), "{expected:?} not in:\n{shown}");
+    }
+    let json: Value = serde_json::from_slice(
+        &proctor
+            .cli(&["chains", "show", &chain, "--format", "json"])
+            .stdout,
+    )
+    .unwrap();
+    let command = &json["commands"][0];
+    assert_eq!(command["proposed_by"]["tool_call_id"], "call_q");
+    assert_eq!(command["statements"][0]["reached_target"], true);
+    assert_eq!(json["secrets"][0]["masked_before_provider"], true);
+
+    // The model never received the password; no file of the data dir holds it; search finds it.
+    let sent = std::fs::read_to_string(&model.log).unwrap();
+    assert!(
+        !sent.contains(PASSWORD),
+        "the fixture model received the password"
+    );
+    assert!(!proctor.data_dir_contains(PASSWORD));
+    let mut search = Command::new(env!("CARGO_BIN_EXE_proctor"))
+        .args(["search", "--secret", "--config"])
+        .arg(&proctor.config_path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(search.stdin.take().unwrap(), "{PASSWORD}").unwrap();
+    let found = search.wait_with_output().unwrap();
+    assert!(found.status.success());
+    let found = stdout(&found);
+    assert!(
+        found.contains(&chain) && found.contains("llm.request"),
+        "{found}"
+    );
+}
