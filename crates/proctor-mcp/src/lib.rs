@@ -1,5 +1,6 @@
 //! Proctor's MCP server: agents reach connections as tools (`list_connections`, `describe`,
-//! `query`) over Streamable HTTP at `/mcp`, built on the official `rmcp` SDK.
+//! `query`) over Streamable HTTP at `/mcp`, built on the official `rmcp` SDK, and through
+//! [`stdio::bridge`] for clients that speak stdio only.
 //!
 //! A tool call goes through exactly the gate a person's session goes through: the SQL runs over
 //! Proctor's own PostgreSQL listener as the calling identity (its bearer token), so authorization,
@@ -8,6 +9,8 @@
 //! leaves, linked to the model answer that proposed it (same identity, tool and arguments, recent) and
 //! to its database session (whose `application_name` names the call and the chain); `mcp.result`
 //! records how it ended. This crate owns the tools and that linking; the rest is `proctor-core`'s.
+
+pub mod stdio;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -74,6 +74,13 @@ enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// MCP: `stdio` bridges a stdio-only MCP client to the gateway's /mcp endpoint.
+    Mcp {
+        #[command(subcommand)]
+        command: McpCommand,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
     /// The tamper-evident log: its key, checkpoints, consistency proofs and a check of the store.
     Log {
         #[command(subcommand)]
@@ -109,6 +116,29 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum McpCommand {
+    /// Speak MCP on stdin/stdout and forward to the gateway's /mcp endpoint as the identity whose
+    /// token is in PROCTOR_TOKEN.
+    Stdio {
+        /// The endpoint; default: /mcp on the configured http_listen.
+        #[arg(long)]
+        url: Option<String>,
+    },
+}
+
+fn mcp(config: Config, command: McpCommand) -> anyhow::Result<ExitCode> {
+    let McpCommand::Stdio { url } = command;
+    let url = url.unwrap_or_else(|| format!("http://{}/mcp", config.server.http_listen));
+    let token = std::env::var("PROCTOR_TOKEN")
+        .map_err(|_| anyhow::anyhow!("set PROCTOR_TOKEN to your Proctor token"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(proctor_mcp::stdio::bridge(&url, &token))?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn load_config(arg: &ConfigArg) -> anyhow::Result<Config> {
     Ok(match &arg.config {
         Some(path) => Config::load(path)?,
@@ -135,6 +165,7 @@ fn main() -> ExitCode {
         Command::Chains { command, config } => {
             load_config(&config).and_then(|c| chains::run(c, command))
         }
+        Command::Mcp { command, config } => load_config(&config).and_then(|c| mcp(c, command)),
         Command::Log { command, config } => {
             load_config(&config).and_then(|c| audit::log(c, command))
         }

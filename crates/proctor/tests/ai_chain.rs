@@ -189,3 +189,30 @@ fn a_pasted_secret_a_proposed_update_and_its_execution_form_one_readable_chain()
         "{found}"
     );
 }
+
+#[test]
+fn a_stdio_mcp_client_reaches_the_same_tools_through_the_bridge() {
+    let proctor = Proctor::start(APP_DB);
+    let token = proctor.add_identity("carol", &["dba"]);
+    let bridge = format!(
+        "stdio:{}:{}",
+        env!("CARGO_BIN_EXE_proctor"),
+        proctor.config_path.display()
+    );
+    let calls = json!([["query", {"connection": "app-db", "sql": "select 41 + 1 as answer"}]]);
+    let ran = python("mcp_client.py", &[&bridge, &token, &calls.to_string()]);
+    assert_eq!(
+        ran["results"][0]["content"]["rows"],
+        json!([["42"]]),
+        "{ran}"
+    );
+    let sessions = proctor.ended_sessions_of("carol", 2);
+    let kinds: Vec<&str> = sessions
+        .iter()
+        .map(|s| s["protocol"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"mcp") && kinds.contains(&"postgres"),
+        "{kinds:?}"
+    );
+}
