@@ -53,6 +53,8 @@ struct Known {
     prefixes: HashMap<(String, String), String>,
     /// (identity, the client's name) -> chain id.
     names: HashMap<(String, String), String>,
+    /// (identity, a provider's answer id) -> chain id (Responses API `previous_response_id`).
+    answers: HashMap<(String, String), String>,
     open: HashMap<String, (Shared, Instant)>,
 }
 
@@ -100,6 +102,7 @@ impl Chains {
         provider: &str,
         client_addr: &str,
         name: Option<&str>,
+        previous_answer: Option<&str>,
         messages: &[Value],
     ) -> Result<(Shared, usize), RecordError> {
         let normals: Vec<Value> = messages.iter().map(normal_form).collect();
@@ -121,11 +124,23 @@ impl Chains {
                     }
                 }
             }
-            let found = found.or_else(|| {
-                named
-                    .filter(|id| known.open.contains_key(id))
-                    .map(|id| (id, 0))
+            let continued = previous_answer.and_then(|a| {
+                known
+                    .answers
+                    .get(&(identity.name.clone(), a.to_owned()))
+                    .cloned()
             });
+            let found = found
+                .or_else(|| {
+                    continued
+                        .filter(|id| known.open.contains_key(id))
+                        .map(|id| (id, 0))
+                })
+                .or_else(|| {
+                    named
+                        .filter(|id| known.open.contains_key(id))
+                        .map(|id| (id, 0))
+                });
             if let Some((id, seen)) = found {
                 if let Some((chain, used)) = known.open.get_mut(&id) {
                     *used = Instant::now();
@@ -182,16 +197,33 @@ impl Chains {
 
     /// After a turn: the request's messages, and those followed by the answer (in normal form), lead
     /// to `chain`.
-    pub fn learn(&self, chain: &Chain, request: &[Value], answer: Value) {
+    pub fn learn(
+        &self,
+        chain: &Chain,
+        request: &[Value],
+        answer: Vec<Value>,
+        answer_id: Option<&str>,
+    ) {
         let identity = chain.identity.name.clone();
         let mut normals: Vec<Value> = request.iter().map(normal_form).collect();
-        normals.push(answer);
+        let asked = normals.len();
+        normals.extend(answer);
         let hashes = prefix_hashes(&normals);
         let mut known = self.lock();
-        for hash in hashes.into_iter().rev().take(2) {
+        for i in [asked.checked_sub(1), hashes.len().checked_sub(1)]
+            .into_iter()
+            .flatten()
+        {
+            if let Some(hash) = hashes.get(i) {
+                known
+                    .prefixes
+                    .insert((identity.clone(), hash.clone()), chain.id.clone());
+            }
+        }
+        if let Some(answer_id) = answer_id {
             known
-                .prefixes
-                .insert((identity.clone(), hash), chain.id.clone());
+                .answers
+                .insert((identity, answer_id.to_owned()), chain.id.clone());
         }
     }
 
@@ -199,6 +231,7 @@ impl Chains {
         let (chain, _) = known.open.remove(id)?;
         known.prefixes.retain(|_, chain_id| chain_id != id);
         known.names.retain(|_, chain_id| chain_id != id);
+        known.answers.retain(|_, chain_id| chain_id != id);
         Some(chain)
     }
 

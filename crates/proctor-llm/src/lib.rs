@@ -1,5 +1,5 @@
 //! Proctor's LLM proxy: OpenAI-compatible `POST /llm/<provider>/v1/chat/completions` and
-//! Anthropic-compatible `POST /llm/<provider>/v1/messages` on the HTTP listener.
+//! `/v1/responses`, and Anthropic-compatible `POST /llm/<provider>/v1/messages`, on the HTTP listener.
 //!
 //! Clients use their Proctor token as the API key; Proctor injects the provider's key. Secrets in what
 //! the client sends are masked before the request leaves (never inside blocks the provider signs:
@@ -36,7 +36,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::chains::{Chain, Chains};
 use crate::sse::SseReader;
-use crate::wire::{Answer, Block, Kind, Turn};
+use crate::wire::{Answer, Block, Format, Kind, Turn};
 
 /// Largest non-streamed response body kept whole for the record (it still reaches the client).
 const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
@@ -160,6 +160,7 @@ impl LlmProxy {
                 post(chat_completions),
             )
             .route("/llm/{provider}/v1/messages", post(messages))
+            .route("/llm/{provider}/v1/responses", post(responses))
             .with_state(self)
     }
 
@@ -178,16 +179,17 @@ async fn chat_completions(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    handle(
-        state,
-        path,
-        peer,
-        headers,
-        body,
-        Kind::OpenAi,
-        "/v1/chat/completions",
-    )
-    .await
+    handle(state, path, peer, headers, body, Format::Chat).await
+}
+
+async fn responses(
+    state: State<Arc<LlmProxy>>,
+    path: Path<String>,
+    peer: ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    handle(state, path, peer, headers, body, Format::Responses).await
 }
 
 async fn messages(
@@ -197,16 +199,7 @@ async fn messages(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    handle(
-        state,
-        path,
-        peer,
-        headers,
-        body,
-        Kind::Anthropic,
-        "/v1/messages",
-    )
-    .await
+    handle(state, path, peer, headers, body, Format::Messages).await
 }
 
 async fn handle(
@@ -215,9 +208,9 @@ async fn handle(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
-    speaks: Kind,
-    endpoint: &'static str,
+    format: Format,
 ) -> Response {
+    let (speaks, endpoint) = (format.kind(), format.endpoint());
     let Some(provider) = proxy.providers.get(&provider_name) else {
         return refusal(
             speaks,
@@ -279,7 +272,7 @@ async fn handle(
             )
         }
     };
-    let turn = match Turn::read(kind, &request) {
+    let turn = match Turn::read(format, &request) {
         Ok(turn) => turn,
         Err(e) => return refusal(kind, StatusCode::BAD_REQUEST, "invalid_request_error", &e),
     };
@@ -295,6 +288,7 @@ async fn handle(
             &provider.name,
             &peer.to_string(),
             explicit.as_deref(),
+            turn.previous_response.as_deref(),
             &turn.messages,
         )
         .await;
@@ -319,7 +313,7 @@ async fn handle(
         );
     };
     let masked_for_provider = if proxy.mask_prompts {
-        mask_for_provider(kind, &mut request, &chain.recorder)
+        mask_for_provider(format, &mut request, &chain.recorder)
     } else {
         Vec::new()
     };
@@ -428,6 +422,7 @@ async fn handle(
         .is_some_and(|t| t.starts_with("text/event-stream"));
     let proxy_for_task = proxy.clone();
     let context = Context {
+        format,
         status,
         started,
         turn_messages: turn.messages,
@@ -435,7 +430,7 @@ async fn handle(
     if !streamed {
         let bytes = read_whole(response).await;
         let answer = match serde_json::from_slice::<Value>(&bytes) {
-            Ok(body) => Answer::from_body(kind, &body),
+            Ok(body) => Answer::from_body(format, &body),
             Err(_) => Answer {
                 error: Some(
                     json!({"message": "the provider's body is not JSON", "bytes": bytes.len()}),
@@ -467,7 +462,7 @@ async fn handle(
                     outcome.first_byte.get_or_insert_with(Instant::now);
                     outcome.chunks += 1;
                     for event in reader.feed(&bytes) {
-                        answer.on_event(kind, &event);
+                        answer.on_event(format, &event);
                     }
                     if tx.send(Ok(bytes)).await.is_err() {
                         outcome.client_disconnected = true;
@@ -518,6 +513,7 @@ async fn read_whole(response: reqwest::Response) -> Bytes {
 }
 
 struct Context {
+    format: Format,
     status: StatusCode,
     started: Instant,
     turn_messages: Vec<Value>,
@@ -602,15 +598,22 @@ async fn record_answer(
     }
     let _ = chain.recorder.commit().await;
     if context.status.is_success() && answer.error.is_none() {
-        proxy
-            .chains
-            .learn(chain, &context.turn_messages, answer.as_message());
+        proxy.chains.learn(
+            chain,
+            &context.turn_messages,
+            answer.as_messages(context.format),
+            answer.response_id.as_deref(),
+        );
     }
 }
 
 /// Masks secrets in what the client wrote (system, user and tool messages' text), in place, before
 /// the request leaves. Assistant messages and every block a provider signs are left as they are.
-fn mask_for_provider(kind: Kind, request: &mut Value, recorder: &SessionRecorder) -> Vec<Value> {
+fn mask_for_provider(
+    format: Format,
+    request: &mut Value,
+    recorder: &SessionRecorder,
+) -> Vec<Value> {
     let mut findings = Vec::new();
     let mut mask_text = |text: &mut Value| {
         if let Value::String(s) = text {
@@ -621,14 +624,34 @@ fn mask_for_provider(kind: Kind, request: &mut Value, recorder: &SessionRecorder
             }
         }
     };
-    if kind == Kind::Anthropic {
-        match &mut request["system"] {
+    match format {
+        Format::Messages => match &mut request["system"] {
             Value::Array(blocks) => blocks.iter_mut().for_each(|b| mask_text(&mut b["text"])),
             system => mask_text(system),
+        },
+        Format::Responses => {
+            mask_text(&mut request["instructions"]);
+            if request["input"].is_string() {
+                mask_text(&mut request["input"]);
+            }
         }
+        Format::Chat => {}
     }
-    if let Some(messages) = request["messages"].as_array_mut() {
+    let listed = if format == Format::Responses {
+        "input"
+    } else {
+        "messages"
+    };
+    if let Some(messages) = request[listed].as_array_mut() {
         for message in messages {
+            match message["type"].as_str() {
+                Some("function_call_output") => {
+                    mask_text(&mut message["output"]);
+                    continue;
+                }
+                Some("function_call") | Some("reasoning") => continue,
+                _ => {}
+            }
             if message["role"] == "assistant" {
                 continue;
             }

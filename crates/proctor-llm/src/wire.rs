@@ -6,7 +6,9 @@
 //! fragments keyed by `index`; a final chunk may carry only `usage`; `[DONE]` ends it. Anthropic
 //! messages: `message_start`, `content_block_start/delta/stop` (text, `input_json_delta` of a
 //! `tool_use`, `thinking_delta` and `signature_delta`), `message_delta` (stop reason, usage),
-//! `message_stop`, and `error`.
+//! `message_stop`, and `error`. OpenAI responses: `response.output_item.added/done`, text,
+//! function-call argument and reasoning-summary deltas keyed by `output_index`, `response.completed`
+//! (usage) or `response.failed`, and `error`.
 
 use std::collections::BTreeMap;
 
@@ -22,6 +24,34 @@ pub enum Kind {
     Anthropic,
 }
 
+/// The three request formats: which endpoint, and which kind of provider serves it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// OpenAI `/v1/chat/completions`.
+    Chat,
+    /// OpenAI `/v1/responses`.
+    Responses,
+    /// Anthropic `/v1/messages`.
+    Messages,
+}
+
+impl Format {
+    pub fn kind(self) -> Kind {
+        match self {
+            Format::Chat | Format::Responses => Kind::OpenAi,
+            Format::Messages => Kind::Anthropic,
+        }
+    }
+
+    pub fn endpoint(self) -> &'static str {
+        match self {
+            Format::Chat => "/v1/chat/completions",
+            Format::Responses => "/v1/responses",
+            Format::Messages => "/v1/messages",
+        }
+    }
+}
+
 /// What one request asks.
 pub struct Turn {
     pub model: String,
@@ -29,22 +59,38 @@ pub struct Turn {
     /// The whole conversation as sent, in order (Anthropic's `system` first, as a system message).
     pub messages: Vec<Value>,
     pub tools: Vec<String>,
+    /// Responses API: the answer this request continues.
+    pub previous_response: Option<String>,
 }
 
 impl Turn {
-    pub fn read(kind: Kind, body: &Value) -> Result<Turn, String> {
+    pub fn read(format: Format, body: &Value) -> Result<Turn, String> {
         let model = body["model"]
             .as_str()
             .ok_or("the request has no \"model\"")?
             .to_owned();
         let mut messages = Vec::new();
-        if kind == Kind::Anthropic && !body["system"].is_null() {
-            messages.push(json!({"role": "system", "content": body["system"]}));
+        match format {
+            Format::Messages | Format::Chat => {
+                if format == Format::Messages && !body["system"].is_null() {
+                    messages.push(json!({"role": "system", "content": body["system"]}));
+                }
+                let listed = body["messages"]
+                    .as_array()
+                    .ok_or("the request has no \"messages\" list")?;
+                messages.extend(listed.iter().cloned());
+            }
+            Format::Responses => {
+                if let Some(instructions) = body["instructions"].as_str() {
+                    messages.push(json!({"role": "system", "content": instructions}));
+                }
+                match &body["input"] {
+                    Value::String(text) => messages.push(json!({"role": "user", "content": text})),
+                    Value::Array(items) => messages.extend(items.iter().cloned()),
+                    _ => return Err("the request has no \"input\"".into()),
+                }
+            }
         }
-        let listed = body["messages"]
-            .as_array()
-            .ok_or("the request has no \"messages\" list")?;
-        messages.extend(listed.iter().cloned());
         let tools = body["tools"]
             .as_array()
             .map(|tools| {
@@ -64,6 +110,7 @@ impl Turn {
             stream: body["stream"].as_bool().unwrap_or(false),
             messages,
             tools,
+            previous_response: body["previous_response_id"].as_str().map(str::to_owned),
         })
     }
 }
@@ -97,6 +144,8 @@ pub struct Answer {
     pub usage: Option<Value>,
     pub error: Option<Value>,
     pub model: Option<String>,
+    /// The provider's id of this answer (Responses API: what `previous_response_id` names).
+    pub response_id: Option<String>,
     /// Events or chunks seen.
     pub events: u64,
     pub finished: bool,
@@ -134,7 +183,7 @@ impl Answer {
     }
 
     /// One event of a stream.
-    pub fn on_event(&mut self, kind: Kind, event: &SseEvent) {
+    pub fn on_event(&mut self, format: Format, event: &SseEvent) {
         self.events += 1;
         if event.data == "[DONE]" {
             self.finished = true;
@@ -143,9 +192,63 @@ impl Answer {
         let Ok(data) = serde_json::from_str::<Value>(&event.data) else {
             return;
         };
-        match kind {
-            Kind::OpenAi => self.on_openai_chunk(&data),
-            Kind::Anthropic => self.on_anthropic_event(event.event.as_deref(), &data),
+        match format {
+            Format::Chat => self.on_openai_chunk(&data),
+            Format::Responses => self.on_responses_event(event.event.as_deref(), &data),
+            Format::Messages => self.on_anthropic_event(event.event.as_deref(), &data),
+        }
+    }
+
+    fn on_responses_event(&mut self, name: Option<&str>, data: &Value) {
+        let name = data["type"].as_str().or(name).unwrap_or_default();
+        let index = data["output_index"].as_u64().unwrap_or(0);
+        match name {
+            "response.created" | "response.in_progress" => {
+                self.response_id = data["response"]["id"].as_str().map(str::to_owned);
+                self.model = data["response"]["model"].as_str().map(str::to_owned);
+            }
+            "response.output_item.added" | "response.output_item.done" => {
+                let item = &data["item"];
+                let block = response_item(item);
+                let keep_text =
+                    name == "response.output_item.done" || !self.blocks.contains_key(&index);
+                if let Some(block) = block.filter(|_| keep_text) {
+                    self.blocks.insert(index, block);
+                }
+            }
+            "response.output_text.delta" | "response.reasoning_summary_text.delta" => {
+                if name.starts_with("response.reasoning") && !self.blocks.contains_key(&index) {
+                    self.blocks.insert(
+                        index,
+                        Block::Thinking {
+                            text: String::new(),
+                            signature: None,
+                        },
+                    );
+                }
+                self.text_at(index)
+                    .push_str(data["delta"].as_str().unwrap_or_default());
+            }
+            "response.function_call_arguments.delta" => self
+                .tool_at(index)
+                .arguments
+                .push_str(data["delta"].as_str().unwrap_or_default()),
+            "response.completed" | "response.incomplete" => {
+                let response = &data["response"];
+                self.usage = (!response["usage"].is_null()).then(|| response["usage"].clone());
+                self.stop_reason = response["status"].as_str().map(str::to_owned);
+                self.response_id = response["id"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .or(self.response_id.take());
+                self.finished = true;
+            }
+            "response.failed" => {
+                self.error = Some(data["response"]["error"].clone());
+                self.finished = true;
+            }
+            "error" => self.error = Some(data.clone()),
+            _ => {}
         }
     }
 
@@ -262,7 +365,7 @@ impl Answer {
     }
 
     /// A whole (non-streamed) response body.
-    pub fn from_body(kind: Kind, body: &Value) -> Answer {
+    pub fn from_body(format: Format, body: &Value) -> Answer {
         let mut answer = Answer {
             finished: true,
             ..Answer::default()
@@ -273,8 +376,17 @@ impl Answer {
         }
         answer.model = body["model"].as_str().map(str::to_owned);
         answer.usage = (!body["usage"].is_null()).then(|| body["usage"].clone());
-        match kind {
-            Kind::OpenAi => {
+        match format {
+            Format::Responses => {
+                answer.response_id = body["id"].as_str().map(str::to_owned);
+                for (i, item) in body["output"].as_array().into_iter().flatten().enumerate() {
+                    if let Some(block) = response_item(item) {
+                        answer.blocks.insert(i as u64, block);
+                    }
+                }
+                answer.stop_reason = body["status"].as_str().map(str::to_owned);
+            }
+            Format::Chat => {
                 let choice = &body["choices"][0];
                 let message = &choice["message"];
                 if let Some(text) = message["reasoning_content"].as_str() {
@@ -314,7 +426,7 @@ impl Answer {
                 }
                 answer.stop_reason = choice["finish_reason"].as_str().map(str::to_owned);
             }
-            Kind::Anthropic => {
+            Format::Messages => {
                 for (i, block) in body["content"].as_array().into_iter().flatten().enumerate() {
                     let parsed = match block["type"].as_str() {
                         Some("tool_use") => Block::Tool(ToolCall {
@@ -356,7 +468,25 @@ impl Answer {
             .collect()
     }
 
-    /// The answer as the client will send it back, in normal form (see [`normal_form`]).
+    /// The answer as the client will send it back, in normal form (see [`normal_form`]): one message,
+    /// or for the Responses API one item per output item.
+    pub fn as_messages(&self, format: Format) -> Vec<Value> {
+        if format != Format::Responses {
+            return vec![self.as_message()];
+        }
+        self.blocks
+            .values()
+            .map(|block| {
+                let single = Answer {
+                    blocks: BTreeMap::from([(0, block.clone())]),
+                    ..Answer::default()
+                };
+                single.as_message()
+            })
+            .collect()
+    }
+
+    /// The answer as one assistant message in normal form.
     pub fn as_message(&self) -> Value {
         let parts: Vec<Value> = self
             .blocks
@@ -377,6 +507,35 @@ impl Answer {
     }
 }
 
+/// A Responses API output item as a block.
+fn response_item(item: &Value) -> Option<Block> {
+    match item["type"].as_str()? {
+        "message" => Some(Block::Text(
+            item["content"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["text"].as_str())
+                .collect(),
+        )),
+        "function_call" => Some(Block::Tool(ToolCall {
+            id: item["call_id"].as_str().unwrap_or_default().to_owned(),
+            name: item["name"].as_str().unwrap_or_default().to_owned(),
+            arguments: item["arguments"].as_str().unwrap_or_default().to_owned(),
+        })),
+        "reasoning" => Some(Block::Thinking {
+            text: item["summary"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s["text"].as_str())
+                .collect(),
+            signature: item["encrypted_content"].as_str().map(str::to_owned),
+        }),
+        _ => None,
+    }
+}
+
 /// Tool arguments compare as JSON values when they are JSON, else as text.
 fn arguments_form(arguments: &str) -> Value {
     serde_json::from_str(arguments).unwrap_or_else(|_| Value::String(arguments.to_owned()))
@@ -386,6 +545,25 @@ fn arguments_form(arguments: &str) -> Value {
 /// (text, thinking, tool calls and results), whatever the wire spelling (a string or a list of blocks,
 /// with or without signatures).
 pub fn normal_form(message: &Value) -> Value {
+    match message["type"].as_str() {
+        Some("function_call") => {
+            let arguments = message["arguments"].as_str().unwrap_or_default();
+            return json!({"role": "assistant", "parts": [["tool", message["call_id"], message["name"], arguments_form(arguments)]]});
+        }
+        Some("function_call_output") => {
+            return json!({"role": "tool", "parts": [["result", message["call_id"]], ["text", message["output"]]]});
+        }
+        Some("reasoning") => {
+            let text: String = message["summary"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s["text"].as_str())
+                .collect();
+            return json!({"role": "assistant", "parts": [["thinking", text]]});
+        }
+        _ => {}
+    }
     let role = message["role"].as_str().unwrap_or_default();
     let mut parts = Vec::new();
     let push_content = |content: &Value, parts: &mut Vec<Value>| match content {
@@ -452,10 +630,10 @@ mod tests {
             json!({"choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": 5}}),
         ];
         for chunk in chunks {
-            answer.on_event(Kind::OpenAi, &sse(None, chunk));
+            answer.on_event(Format::Chat, &sse(None, chunk));
         }
         answer.on_event(
-            Kind::OpenAi,
+            Format::Chat,
             &SseEvent {
                 event: None,
                 data: "[DONE]".into(),
@@ -523,7 +701,7 @@ mod tests {
             ("message_stop", json!({})),
         ];
         for (name, data) in events {
-            answer.on_event(Kind::Anthropic, &sse(Some(name), data));
+            answer.on_event(Format::Messages, &sse(Some(name), data));
         }
         assert_eq!(
             answer.blocks[&0],
@@ -544,7 +722,7 @@ mod tests {
             {"type": "tool_use", "id": "toolu_1", "name": "query", "input": {"sql": "select 1"}}]});
         assert_eq!(normal_form(&echoed), answer.as_message());
         let mut failed = Answer::default();
-        failed.on_event(Kind::Anthropic, &sse(Some("error"), json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})));
+        failed.on_event(Format::Messages, &sse(Some("error"), json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})));
         assert_eq!(failed.error.unwrap()["type"], "overloaded_error");
     }
 }

@@ -338,3 +338,44 @@ fn the_anthropic_sdk_streams_thinking_and_its_signed_blocks_go_back_untouched() 
     assert_eq!(response["body"]["usage"]["output_tokens"], 40);
     assert!(!proctor.data_dir_contains(SECRET));
 }
+
+#[test]
+fn the_openai_responses_api_streams_and_continues_a_chain_by_response_id() {
+    let (mut proctor, provider, token) = start();
+    let out = sdk("responses", &proctor, &token);
+    assert_eq!(out["stream"]["text"], "Hello there");
+    let last_event_at = provider
+        .received()
+        .iter()
+        .find_map(|r| r["last_event_at"].as_f64())
+        .unwrap();
+    assert!(out["stream"]["first_delta_at"].as_f64().unwrap() < last_event_at);
+    assert_eq!(out["call"]["name"], "query");
+    assert_eq!(out["call"]["arguments"]["connection"], "app-db");
+    assert_eq!(out["ratelimit"], 429);
+    let sent = requests_to(&provider, "/v1/responses");
+    assert!(sent[0]["body"]["input"]
+        .as_str()
+        .unwrap()
+        .contains("postgres://admin:[MASKED:"));
+    assert!(sent.iter().all(|r| !r.to_string().contains(SECRET)));
+
+    let chain = out["call"]["chain"].as_str().unwrap().to_owned();
+    let sessions = llm_events(&mut proctor);
+    let conversation = sessions
+        .iter()
+        .find(|events| events[0]["session_id"] == chain.as_str())
+        .unwrap();
+    let requests = of_kind(conversation, "llm.request");
+    assert_eq!(
+        requests.len(),
+        2,
+        "previous_response_id continued the chain"
+    );
+    assert_eq!(requests[1]["body"]["endpoint"], "/v1/responses");
+    let responses = of_kind(conversation, "llm.response");
+    assert_eq!(responses[0]["body"]["text"], "Hello there");
+    assert_eq!(responses[0]["body"]["usage"]["total_tokens"], 27);
+    assert_eq!(responses[1]["body"]["tool_calls"][0]["name"], "query");
+    assert!(!proctor.data_dir_contains(SECRET));
+}
