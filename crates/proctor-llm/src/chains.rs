@@ -58,6 +58,17 @@ struct Known {
     open: HashMap<String, (Shared, Instant)>,
 }
 
+/// What places a turn in a chain: who sends it where, the chain's name or the answer it continues if
+/// the client gives them, and the conversation as sent.
+pub struct Placing<'a> {
+    pub identity: &'a Identity,
+    pub provider: &'a str,
+    pub client_addr: &'a str,
+    pub name: Option<&'a str>,
+    pub previous_answer: Option<&'a str>,
+    pub messages: &'a [Value],
+}
+
 #[derive(Default)]
 pub struct Chains {
     known: Mutex<Known>,
@@ -98,13 +109,16 @@ impl Chains {
     pub async fn place(
         &self,
         gate: &Gate,
-        identity: &Identity,
-        provider: &str,
-        client_addr: &str,
-        name: Option<&str>,
-        previous_answer: Option<&str>,
-        messages: &[Value],
+        turn: Placing<'_>,
     ) -> Result<(Shared, usize), RecordError> {
+        let Placing {
+            identity,
+            provider,
+            client_addr,
+            name,
+            previous_answer,
+            messages,
+        } = turn;
         let normals: Vec<Value> = messages.iter().map(normal_form).collect();
         let hashes = prefix_hashes(&normals);
         {

@@ -34,7 +34,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::chains::{Chain, Chains};
+use crate::chains::{Chain, Chains, Placing};
 use crate::sse::SseReader;
 use crate::wire::{Answer, Block, Format, Kind, Turn};
 
@@ -284,12 +284,14 @@ async fn handle(
         .chains
         .place(
             &proxy.gate,
-            &identity,
-            &provider.name,
-            &peer.to_string(),
-            explicit.as_deref(),
-            turn.previous_response.as_deref(),
-            &turn.messages,
+            Placing {
+                identity: &identity,
+                provider: &provider.name,
+                client_addr: &peer.to_string(),
+                name: explicit.as_deref(),
+                previous_answer: turn.previous_response.as_deref(),
+                messages: &turn.messages,
+            },
         )
         .await;
     let (chain, known) = match placed {
