@@ -98,6 +98,7 @@ fn a_pasted_secret_a_proposed_update_and_its_execution_form_one_readable_chain()
         ["query", proposed["arguments"]],
         ["query", {"connection": "app-db", "sql": "DELETE FROM accounts"}],
         ["describe", {"connection": "app-db", "table": "accounts"}],
+        ["query", {"connection": "app-db", "sql": "ALTER TABLE accounts ADD COLUMN note text"}],
     ]);
     let ran = python(
         "mcp_client.py",
@@ -119,6 +120,11 @@ fn a_pasted_secret_a_proposed_update_and_its_execution_form_one_readable_chain()
         ran["results"][3]["content"]["rows"],
         json!([["id", "integer", "NO"], ["plan", "text", "YES"]])
     );
+    let held = &ran["results"][4]["content"];
+    assert_eq!(held["status"], "pending approval", "{ran}");
+    let request = held["approval"].as_str().unwrap().to_owned();
+    let pending = stdout(&proctor.cli(&["approvals", "list", "--format", "json"]));
+    assert!(pending.contains(&request), "{pending}");
     assert_eq!(admin_sql("select plan from accounts where id = 7"), "pro");
     assert_eq!(
         admin_sql("select count(*) from accounts"),
@@ -150,6 +156,7 @@ fn a_pasted_secret_a_proposed_update_and_its_execution_form_one_readable_chain()
         "query on app-db by alice (proposed by the AI in #",
         &format!("{update} -> ran: UPDATE 1"),
         "DELETE FROM accounts -> BLOCKED by rule recommended/deny-delete-without-where",
+        &format!("ALTER TABLE accounts ADD COLUMN note text -> HELD for approval (request {request}) by rule recommended/hold-ddl"),
         // Which secrets were found, where, and whether they were masked.
         "masked before storage, masked before the provider",
     ] {
