@@ -379,3 +379,31 @@ fn the_openai_responses_api_streams_and_continues_a_chain_by_response_id() {
     assert_eq!(responses[1]["body"]["tool_calls"][0]["name"], "query");
     assert!(!proctor.data_dir_contains(SECRET));
 }
+
+#[test]
+fn a_client_that_leaves_mid_stream_is_recorded_as_such() {
+    use std::io::Read;
+    let (mut proctor, _provider, token) = start();
+    let body =
+        r#"{"model": "text", "stream": true, "messages": [{"role": "user", "content": "hi"}]}"#;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", proctor.http_port)).unwrap();
+    write!(
+        stream,
+        "POST /llm/openai/v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut first = [0u8; 512];
+    let read = stream.read(&mut first).unwrap();
+    assert!(String::from_utf8_lossy(&first[..read]).starts_with("HTTP/1.1 200"));
+    drop(stream);
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let sessions = llm_events(&mut proctor);
+    let response = sessions
+        .iter()
+        .flatten()
+        .find(|e| e["kind"] == "llm.response")
+        .expect("the answer is recorded");
+    assert_eq!(response["body"]["client_disconnected"], true, "{response}");
+    assert_eq!(response["body"]["complete"], false);
+}
