@@ -157,10 +157,16 @@ impl LlmProxy {
         Router::new()
             .route(
                 "/llm/{provider}/v1/chat/completions",
-                post(chat_completions),
+                post(endpoint(Format::Chat)),
             )
-            .route("/llm/{provider}/v1/messages", post(messages))
-            .route("/llm/{provider}/v1/responses", post(responses))
+            .route(
+                "/llm/{provider}/v1/responses",
+                post(endpoint(Format::Responses)),
+            )
+            .route(
+                "/llm/{provider}/v1/messages",
+                post(endpoint(Format::Messages)),
+            )
             .with_state(self)
     }
 
@@ -172,34 +178,20 @@ impl LlmProxy {
     }
 }
 
-async fn chat_completions(
-    state: State<Arc<LlmProxy>>,
-    path: Path<String>,
-    peer: ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    handle(state, path, peer, headers, body, Format::Chat).await
-}
+/// A boxed handler future (each endpoint's handler is [`handle`] with its format).
+type Handled = std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>;
 
-async fn responses(
-    state: State<Arc<LlmProxy>>,
-    path: Path<String>,
-    peer: ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    handle(state, path, peer, headers, body, Format::Responses).await
-}
-
-async fn messages(
-    state: State<Arc<LlmProxy>>,
-    path: Path<String>,
-    peer: ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    handle(state, path, peer, headers, body, Format::Messages).await
+/// The handler of one endpoint: every format goes through [`handle`].
+fn endpoint(
+    format: Format,
+) -> impl Fn(State<Arc<LlmProxy>>, Path<String>, ConnectInfo<SocketAddr>, HeaderMap, Bytes) -> Handled
+       + Clone
+       + Send
+       + Sync
+       + 'static {
+    move |state, path, peer, headers, body| {
+        Box::pin(handle(state, path, peer, headers, body, format))
+    }
 }
 
 async fn handle(

@@ -6,65 +6,10 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-
 use serde_json::{json, Value};
-use support::{admin_sql, stderr, stdout, Proctor, APP_DB};
+use support::{admin_sql, python, search_secret, stdout, FixtureProvider, Proctor, APP_DB};
 
 const PASSWORD: &str = "S3cr3tProdPassw0rd-brief";
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-struct FixtureModel {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl FixtureModel {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("provider.jsonl");
-        let mut child = Command::new("python3")
-            .arg(fixtures().join("llm_provider.py"))
-            .arg(&log)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        Self {
-            child,
-            port: line.trim().parse().unwrap(),
-            log,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for FixtureModel {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn python(script: &str, args: &[&str]) -> Value {
-    let out = Command::new("python3")
-        .arg(fixtures().join(script))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{script}: {}", stderr(&out));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 #[test]
 fn a_pasted_secret_a_proposed_update_and_its_execution_form_one_readable_chain() {
@@ -72,14 +17,14 @@ fn a_pasted_secret_a_proposed_update_and_its_execution_form_one_readable_chain()
         "drop table if exists accounts; create table accounts (id int primary key, plan text); \
          insert into accounts values (7, 'free'), (8, 'free')",
     );
-    let model = FixtureModel::start();
+    let model = FixtureProvider::start();
     let mut proctor = Proctor::start(&format!(
         "{APP_DB}guardrails = \"recommended\"\n\n[[llm.provider]]\nname = \"openai\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{}\"\n",
         model.port
     ));
     let token = proctor.add_identity("alice", &["dba"]);
     let port = proctor.http_port.to_string();
-    let state = model._dir.path().join("conversation.json");
+    let state = model.dir.path().join("conversation.json");
     let state = state.to_str().unwrap();
 
     // 1. The engineer pastes the connection string; the model proposes an UPDATE.
@@ -180,17 +125,8 @@ fn a_pasted_secret_a_proposed_update_and_its_execution_form_one_readable_chain()
         "the fixture model received the password"
     );
     assert!(!proctor.data_dir_contains(PASSWORD));
-    let mut search = Command::new(env!("CARGO_BIN_EXE_proctor"))
-        .args(["search", "--secret", "--config"])
-        .arg(&proctor.config_path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(search.stdin.take().unwrap(), "{PASSWORD}").unwrap();
-    let found = search.wait_with_output().unwrap();
-    assert!(found.status.success());
-    let found = stdout(&found);
+    let (found_it, found) = search_secret(&proctor, PASSWORD);
+    assert!(found_it);
     assert!(
         found.contains(&chain) && found.contains("llm.request"),
         "{found}"

@@ -4,65 +4,13 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
 
 use serde_json::Value;
-use support::{of_kind, stderr, stdout, Proctor};
+use support::{of_kind, python, search_secret, stdout, FixtureProvider, Proctor};
 
 const SECRET: &str = "S3cr3tPassw0rd-llm-e2e";
 const PROVIDER_KEY: &str = "sk-fixture-provider-key-0001";
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-/// The fixture provider, on a free port, logging what it receives.
-struct FixtureProvider {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl FixtureProvider {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("provider.jsonl");
-        let mut child = Command::new("python3")
-            .arg(fixtures().join("llm_provider.py"))
-            .arg(&log)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        Self {
-            child,
-            port: line.trim().parse().unwrap(),
-            log,
-            _dir: dir,
-        }
-    }
-
-    fn received(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-}
-
-impl Drop for FixtureProvider {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn start() -> (Proctor, FixtureProvider, String) {
     let provider = FixtureProvider::start();
@@ -88,13 +36,10 @@ api_key_env = "FIXTURE_PROVIDER_KEY"
 }
 
 fn sdk(scenario: &str, proctor: &Proctor, token: &str) -> Value {
-    let out = Command::new("python3")
-        .arg(fixtures().join("llm_clients.py"))
-        .args([scenario, &proctor.http_port.to_string(), token, SECRET])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    serde_json::from_slice(&out.stdout).unwrap()
+    python(
+        "llm_clients.py",
+        &[scenario, &proctor.http_port.to_string(), token, SECRET],
+    )
 }
 
 /// The events of alice's LLM sessions, once the proxy has closed them (at shutdown).
@@ -106,20 +51,6 @@ fn llm_events(proctor: &mut Proctor) -> Vec<Vec<Value>> {
         .filter(|s| s["protocol"] == "llm")
         .map(|s| proctor.events(s["id"].as_str().unwrap()))
         .collect()
-}
-
-fn search(proctor: &Proctor, secret: &str) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_proctor"))
-        .args(["search", "--secret", "--config"])
-        .arg(&proctor.config_path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{secret}").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "not found");
-    stdout(&out)
 }
 
 fn requests_to(provider: &FixtureProvider, path: &str) -> Vec<Value> {
@@ -237,7 +168,8 @@ fn the_openai_sdk_streams_through_proctor_and_every_turn_is_recorded() {
         !proctor.data_dir_contains(SECRET),
         "the password is in the data dir"
     );
-    let found = search(&proctor, SECRET);
+    let (found_it, found) = search_secret(&proctor, SECRET);
+    assert!(found_it);
     assert!(
         found.contains("llm.request") && found.contains(&chain_id),
         "{found}"

@@ -3,10 +3,7 @@
 
 mod support;
 
-use std::io::Write;
-use std::process::Stdio;
-
-use support::{admin_sql, of_kind, stdout, Proctor, APP_DB};
+use support::{admin_sql, of_kind, search_secret, stdout, Proctor, APP_DB};
 use tokio_postgres::NoTls;
 
 const URI_PASSWORD: &str = "S3cr3tPassw0rd-e2e";
@@ -24,20 +21,6 @@ async fn connect(proctor: &Proctor, token: &str, connection: &str) -> tokio_post
             .unwrap();
     tokio::spawn(driver);
     client
-}
-
-fn search(proctor: &Proctor, secret: &str) -> (bool, String) {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_proctor"))
-        .args(["search", "--secret", "--config"])
-        .arg(&proctor.config_path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{secret}").unwrap();
-    let out = child.wait_with_output().unwrap();
-    (out.status.success(), stdout(&out))
 }
 
 #[test]
@@ -140,11 +123,11 @@ fn secrets_are_masked_in_the_journal_and_found_by_fingerprint() {
         (ROLE_PASSWORD, "sql-password"),
         (PARAM_TOKEN, "github-token"),
     ] {
-        let (found, text) = search(&proctor, secret);
+        let (found, text) = search_secret(&proctor, secret);
         assert!(found, "{secret}: {text}");
         assert!(text.contains("alice") && text.contains(detector), "{text}");
     }
-    let (found, text) = search(&proctor, "a-password-that-never-passed");
+    let (found, text) = search_secret(&proctor, "a-password-that-never-passed");
     assert!(!found && text.contains("not found"), "{text}");
 }
 

@@ -2,9 +2,9 @@
 //! data dir, runs its CLI, and talks to the machine's real PostgreSQL as its administrator.
 #![allow(dead_code)]
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -366,4 +366,83 @@ pub fn stderr(out: &Output) -> String {
 
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `proctor search --secret` with the secret on stdin: whether it was found, and what was printed.
+pub fn search_secret(proctor: &Proctor, secret: &str) -> (bool, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_proctor"))
+        .args(["search", "--secret", "--config"])
+        .arg(&proctor.config_path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{secret}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.success(), stdout(&out))
+}
+
+/// The Python helpers of the tests (fixture provider, SDK clients).
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// Runs a Python helper of `tests/fixtures` and parses the JSON it prints.
+pub fn python(script: &str, args: &[&str]) -> Value {
+    let out = Command::new("python3")
+        .arg(fixtures().join(script))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{script}: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The local stand-in for the LLM providers (`tests/fixtures/llm_provider.py`), on a free port,
+/// logging every request it receives.
+pub struct FixtureProvider {
+    child: Child,
+    pub port: u16,
+    pub log: PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
+impl FixtureProvider {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("provider.jsonl");
+        let mut child = Command::new("python3")
+            .arg(fixtures().join("llm_provider.py"))
+            .arg(&log)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        Self {
+            child,
+            port: line.trim().parse().unwrap(),
+            log,
+            dir,
+        }
+    }
+
+    /// What it received, one JSON object per request (and per stream's last event).
+    pub fn received(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for FixtureProvider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
