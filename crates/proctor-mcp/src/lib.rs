@@ -329,7 +329,9 @@ pub fn router(gate: Arc<Gate>, postgres: SocketAddr) -> axum::Router {
         StreamableHttpService::new(
             move || Ok(ProctorMcp::new(factory_gate.clone(), postgres)),
             Default::default(),
-            StreamableHttpServerConfig::default(),
+            // Any Host: every request carries a bearer token, which a page that rebinds DNS to the
+            // gateway cannot know, and a gateway is reached under names the SDK cannot guess.
+            StreamableHttpServerConfig::default().disable_allowed_hosts(),
         );
     axum::Router::new()
         .nest_service("/mcp", service)
