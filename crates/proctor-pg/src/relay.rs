@@ -52,6 +52,9 @@ pub struct Limits {
     pub column_rules: Vec<ColumnRule>,
     /// Table names by OID, for column rules that name tables.
     pub table_names: HashMap<u32, String>,
+    /// The conversation with a model this session's statements belong to, which each `db.query`
+    /// names.
+    pub chain: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -581,6 +584,7 @@ impl State {
                     .record_queued_with(
                         "db.query",
                         Body::new()
+                            .opt_str("chain", self.limits.chain.as_deref())
                             .opt_json("policy", policy.as_ref())
                             .str("protocol", "simple")
                             .str("sql", &sql)
@@ -695,6 +699,7 @@ impl State {
                 let (body, columns, findings) = match self.portals.get(portal) {
                     Some(p) => (
                         Body::new()
+                            .opt_str("chain", self.limits.chain.as_deref())
                             .int("max_rows", i64::from(max_rows))
                             .json("params", &p.params)
                             .opt_json("policy", p.policy.as_ref())

@@ -219,7 +219,7 @@ impl PgGateway {
                     client,
                     upstream,
                     recorder,
-                    limits: self.limits(&connection, table_names),
+                    limits: self.limits(&connection, table_names, &params),
                     cancel_route: route.route,
                     cancel_notices: route.notices,
                     shutdown,
@@ -264,7 +264,12 @@ impl PgGateway {
         let _ = recorder.end("refused at startup").await;
     }
 
-    fn limits(&self, connection: &str, table_names: HashMap<u32, String>) -> Limits {
+    fn limits(
+        &self,
+        connection: &str,
+        table_names: HashMap<u32, String>,
+        params: &[(String, String)],
+    ) -> Limits {
         let pg = self.gate.postgres();
         let config = self
             .gate
@@ -281,6 +286,7 @@ impl PgGateway {
                 .is_some_and(|c| c.mask_results == proctor_core::MaskResults::ClientAndJournal),
             column_rules: config.map(|c| c.column_rules()).unwrap_or_default(),
             table_names,
+            chain: chain_of(params),
         }
     }
 
@@ -641,6 +647,20 @@ fn guardrails_record(policy: &Policy) -> serde_json::Value {
     }
     let (read_only, rules, default_action) = policy.summary();
     json!({"default_action": default_action, "read_only": read_only, "rules": rules})
+}
+
+/// The conversation with a model a session says it serves: `chain=<id>` in its `application_name`
+/// (set by Proctor's MCP server for the statements of a tool call).
+fn chain_of(params: &[(String, String)]) -> Option<String> {
+    let application = params.iter().find(|(k, _)| k == "application_name")?;
+    let chain = application
+        .1
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("chain="))?;
+    let valid = !chain.is_empty()
+        && chain.len() <= 64
+        && chain.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    valid.then(|| chain.to_owned())
 }
 
 /// A session ready to relay: the target's stream and what the relay needs to know about it.

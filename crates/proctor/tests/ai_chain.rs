@@ -113,6 +113,22 @@ fn a_pasted_secret_a_proposed_update_and_its_execution_form_one_readable_chain()
             .stdout,
     )
     .unwrap();
+    let statements: Vec<Value> = proctor
+        .sessions(&["--identity", "alice"])
+        .iter()
+        .filter(|s| s["protocol"] == "postgres")
+        .flat_map(|s| proctor.events(s["id"].as_str().unwrap()))
+        .filter(|e| e["kind"] == "db.query")
+        .collect();
+    let ran = statements
+        .iter()
+        .find(|e| e["body"]["sql"] == update)
+        .expect("the UPDATE's db.query");
+    assert_eq!(
+        ran["body"]["chain"],
+        chain.as_str(),
+        "the statement names its chain"
+    );
     let command = &json["commands"][0];
     assert_eq!(command["proposed_by"]["tool_call_id"], "call_q");
     assert_eq!(command["statements"][0]["reached_target"], true);
