@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -167,6 +167,10 @@ impl LlmProxy {
                 "/llm/{provider}/v1/messages",
                 post(endpoint(Format::Messages)),
             )
+            // Bodies up to llm.max_request_bytes reach the handler (axum's own default is 2 MB).
+            .layer(DefaultBodyLimit::max(
+                self.max_request_bytes.saturating_add(1),
+            ))
             .with_state(self)
     }
 

@@ -339,3 +339,38 @@ fn a_client_that_leaves_mid_stream_is_recorded_as_such() {
     assert_eq!(response["body"]["client_disconnected"], true, "{response}");
     assert_eq!(response["body"]["complete"], false);
 }
+
+#[test]
+fn a_long_conversation_is_accepted_up_to_the_configured_size() {
+    use std::io::Read;
+    let (proctor, _provider, token) = start();
+    let post = |size: usize| {
+        let body = format!(
+            r#"{{"model": "text", "messages": [{{"role": "user", "content": "{}"}}]}}"#,
+            "x".repeat(size)
+        );
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", proctor.http_port)).unwrap();
+        write!(
+            stream,
+            "POST /llm/openai/v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        let _ = stream.write_all(body.as_bytes());
+        let mut response = String::new();
+        let _ = stream.read_to_string(&mut response);
+        response
+    };
+    let three_megabytes = post(3 << 20);
+    assert!(
+        three_megabytes.starts_with("HTTP/1.1 200"),
+        "{}",
+        &three_megabytes[..200.min(three_megabytes.len())]
+    );
+    let too_large = post(9 << 20);
+    assert!(
+        too_large.starts_with("HTTP/1.1 413"),
+        "{}",
+        &too_large[..200.min(too_large.len())]
+    );
+}
