@@ -118,15 +118,6 @@ fn every_acknowledged_statement_is_in_the_journal_after_kill_9() {
     assert!(ok.status.success(), "{}", support::stderr(&ok));
 }
 
-/// Sets the soft file size limit (RLIMIT_FSIZE) of a running process with util-linux's prlimit.
-fn limit_file_size(pid: u32, limit: &str) {
-    let status = std::process::Command::new("prlimit")
-        .args(["--pid", &pid.to_string(), &format!("--fsize={limit}:")])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 /// Waits until alice's first session shows `count` events in the store, so all of them are committed.
 fn wait_for_events(proctor: &Proctor, count: u64) {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -154,11 +145,11 @@ fn a_statement_that_cannot_be_recorded_is_not_forwarded() {
     runtime.block_on(client.simple_query("select 1")).unwrap();
     wait_for_events(&proctor, 3);
 
-    limit_file_size(proctor.pid(), "1");
+    support::limit_file_size(proctor.pid(), "1");
     let error = runtime
         .block_on(client.simple_query("insert into e2e_fail_closed values (1)"))
         .unwrap_err();
-    limit_file_size(proctor.pid(), "unlimited");
+    support::limit_file_size(proctor.pid(), "unlimited");
     let error = error
         .as_db_error()
         .unwrap_or_else(|| panic!("not a PostgreSQL error: {error:?}\n{}", proctor.log()));

@@ -374,3 +374,30 @@ fn a_long_conversation_is_accepted_up_to_the_configured_size() {
         &too_large[..200.min(too_large.len())]
     );
 }
+
+#[test]
+fn a_turn_that_cannot_be_recorded_is_not_sent_to_the_provider() {
+    use std::io::Read;
+    let (proctor, provider, token) = start();
+    support::limit_file_size(proctor.pid(), "1");
+    let body = r#"{"model": "text", "messages": [{"role": "user", "content": "never sent"}]}"#;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", proctor.http_port)).unwrap();
+    write!(
+        stream,
+        "POST /llm/openai/v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    support::limit_file_size(proctor.pid(), "unlimited");
+    assert!(response.starts_with("HTTP/1.1 503"), "{response}");
+    assert!(
+        response.contains("so it does not forward it") || response.contains("so it was not sent"),
+        "{response}"
+    );
+    assert!(
+        requests_to(&provider, "/v1/chat/completions").is_empty(),
+        "the provider received a turn the journal did not hold"
+    );
+}

@@ -446,3 +446,12 @@ impl Drop for FixtureProvider {
         let _ = self.child.wait();
     }
 }
+
+/// Sets the soft file size limit (RLIMIT_FSIZE) of a running process with util-linux's prlimit.
+pub fn limit_file_size(pid: u32, limit: &str) {
+    let status = Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), &format!("--fsize={limit}:")])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
