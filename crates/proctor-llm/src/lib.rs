@@ -38,7 +38,7 @@ use crate::chains::{Chain, Chains, Placing};
 use crate::sse::SseReader;
 use crate::wire::{Answer, Block, Format, Kind, Turn};
 
-/// Largest non-streamed response body kept whole for the record (it still reaches the client).
+/// Largest non-streamed response body kept whole for the record (all of it reaches the client).
 const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
 /// Bounds of one SSE line and one event, for the assembler only (the bytes pass through anyway).
 const MAX_SSE_LINE: usize = 4 * 1024 * 1024;
@@ -425,42 +425,30 @@ async fn handle(
         started,
         turn_messages: turn.messages,
     };
-    if !streamed {
-        let bytes = read_whole(response).await;
-        let answer = match serde_json::from_slice::<Value>(&bytes) {
-            Ok(body) => Answer::from_body(format, &body),
-            Err(_) => Answer {
-                error: Some(
-                    json!({"message": "the provider's body is not JSON", "bytes": bytes.len()}),
-                ),
-                ..Answer::default()
-            },
-        };
-        record_answer(
-            &proxy_for_task,
-            chain,
-            &context,
-            &answer,
-            Outcome::default(),
-        )
-        .await;
-        let mut response = (status, bytes).into_response();
-        response.headers_mut().extend(client_headers);
-        return response;
-    }
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(STREAM_BUFFER);
     tokio::spawn(async move {
         let mut reader = SseReader::new(MAX_SSE_LINE, MAX_SSE_EVENT);
         let mut answer = Answer::default();
         let mut outcome = Outcome::default();
+        // A whole (non-streamed) answer is kept for the record up to a bound; the client gets all of
+        // it either way, as it arrives.
+        let mut whole: Option<Vec<u8>> = (!streamed).then(Vec::new);
         let mut chunks = response.bytes_stream();
         while let Some(chunk) = chunks.next().await {
             match chunk {
                 Ok(bytes) => {
                     outcome.first_byte.get_or_insert_with(Instant::now);
                     outcome.chunks += 1;
-                    for event in reader.feed(&bytes) {
-                        answer.on_event(format, &event);
+                    if streamed {
+                        for event in reader.feed(&bytes) {
+                            answer.on_event(format, &event);
+                        }
+                    } else if let Some(kept) = whole.as_mut() {
+                        if kept.len() + bytes.len() <= MAX_RESPONSE_BYTES {
+                            kept.extend_from_slice(&bytes);
+                        } else {
+                            whole = None;
+                        }
                     }
                     if tx.send(Ok(bytes)).await.is_err() {
                         outcome.client_disconnected = true;
@@ -476,6 +464,21 @@ async fn handle(
             }
         }
         drop(tx);
+        if !streamed {
+            answer = match whole.as_deref().map(serde_json::from_slice::<Value>) {
+                Some(Ok(body)) => Answer::from_body(format, &body),
+                Some(Err(_)) => Answer {
+                    error: Some(json!({"message": "the provider's body is not JSON"})),
+                    ..Answer::default()
+                },
+                None => Answer {
+                    error: Some(
+                        json!({"message": format!("the answer is larger than {MAX_RESPONSE_BYTES} bytes; it reached the client but is not kept")}),
+                    ),
+                    ..Answer::default()
+                },
+            };
+        }
         if let Some(chain) = guard.as_mut() {
             record_answer(&proxy_for_task, chain, &context, &answer, outcome).await;
         }
@@ -496,18 +499,6 @@ fn without_url(e: &reqwest::Error) -> String {
             .replace(url.as_str(), "the provider");
     }
     text
-}
-
-async fn read_whole(response: reqwest::Response) -> Bytes {
-    let mut body = Vec::new();
-    let mut chunks = response.bytes_stream();
-    while let Some(Ok(chunk)) = chunks.next().await {
-        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-            break;
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Bytes::from(body)
 }
 
 struct Context {
