@@ -16,10 +16,9 @@ use serde_json::{json, Value};
 
 use crate::sse::SseEvent;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+/// Which kind of provider: how it takes its key and words its errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
-    #[serde(rename = "openai")]
     OpenAi,
     Anthropic,
 }
