@@ -467,16 +467,12 @@ async fn handle(
         if !streamed {
             answer = match whole.as_deref().map(serde_json::from_slice::<Value>) {
                 Some(Ok(body)) => Answer::from_body(format, &body),
-                Some(Err(_)) => Answer {
-                    error: Some(json!({"message": "the provider's body is not JSON"})),
-                    ..Answer::default()
-                },
-                None => Answer {
-                    error: Some(
-                        json!({"message": format!("the answer is larger than {MAX_RESPONSE_BYTES} bytes; it reached the client but is not kept")}),
-                    ),
-                    ..Answer::default()
-                },
+                Some(Err(_)) => {
+                    Answer::failed(json!({"message": "the provider's body is not JSON"}))
+                }
+                None => Answer::failed(
+                    json!({"message": format!("the answer is larger than {MAX_RESPONSE_BYTES} bytes; it reached the client but is not kept")}),
+                ),
             };
         }
         if let Some(chain) = guard.as_mut() {
@@ -558,6 +554,9 @@ async fn record_answer(
         body["chunks"] = json!(outcome.chunks);
         body["events"] = json!(answer.events);
         body["complete"] = json!(answer.finished);
+    }
+    if answer.truncated {
+        body["truncated"] = json!(true);
     }
     if outcome.client_disconnected {
         body["client_disconnected"] = json!(true);

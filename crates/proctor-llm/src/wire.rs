@@ -148,7 +148,16 @@ pub struct Answer {
     /// Events or chunks seen.
     pub events: u64,
     pub finished: bool,
+    /// The stream outgrew what is assembled for the record ([`MAX_ASSEMBLED_BYTES`],
+    /// [`MAX_BLOCKS`]); what came after is not in the answer (the client got all of it).
+    pub truncated: bool,
+    assembled_bytes: usize,
 }
+
+/// Event data assembled into one answer, at most.
+pub const MAX_ASSEMBLED_BYTES: usize = 16 * 1024 * 1024;
+/// Blocks (text, thinking, tool calls) of one answer, at most.
+pub const MAX_BLOCKS: usize = 256;
 
 /// OpenAI streams text and reasoning without block indexes: they get fixed keys before tool calls.
 const OPENAI_REASONING: u64 = 0;
@@ -156,6 +165,14 @@ const OPENAI_TEXT: u64 = 1;
 const OPENAI_TOOLS: u64 = 2;
 
 impl Answer {
+    /// An answer that is only an error (the provider's body could not be read as one).
+    pub fn failed(error: Value) -> Answer {
+        Answer {
+            error: Some(error),
+            ..Answer::default()
+        }
+    }
+
     fn text_at(&mut self, index: u64) -> &mut String {
         let block = self
             .blocks
@@ -186,6 +203,14 @@ impl Answer {
         self.events += 1;
         if event.data == "[DONE]" {
             self.finished = true;
+            return;
+        }
+        self.assembled_bytes = self.assembled_bytes.saturating_add(event.data.len());
+        if self.truncated
+            || self.assembled_bytes > MAX_ASSEMBLED_BYTES
+            || self.blocks.len() >= MAX_BLOCKS
+        {
+            self.truncated = true;
             return;
         }
         let Ok(data) = serde_json::from_str::<Value>(&event.data) else {
@@ -378,7 +403,13 @@ impl Answer {
         match format {
             Format::Responses => {
                 answer.response_id = body["id"].as_str().map(str::to_owned);
-                for (i, item) in body["output"].as_array().into_iter().flatten().enumerate() {
+                for (i, item) in body["output"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .take(MAX_BLOCKS)
+                    .enumerate()
+                {
                     if let Some(block) = response_item(item) {
                         answer.blocks.insert(i as u64, block);
                     }
@@ -406,6 +437,7 @@ impl Answer {
                     .as_array()
                     .into_iter()
                     .flatten()
+                    .take(MAX_BLOCKS)
                     .enumerate()
                 {
                     answer.blocks.insert(
@@ -426,7 +458,13 @@ impl Answer {
                 answer.stop_reason = choice["finish_reason"].as_str().map(str::to_owned);
             }
             Format::Messages => {
-                for (i, block) in body["content"].as_array().into_iter().flatten().enumerate() {
+                for (i, block) in body["content"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .take(MAX_BLOCKS)
+                    .enumerate()
+                {
                     let parsed = match block["type"].as_str() {
                         Some("tool_use") => Block::Tool(ToolCall {
                             id: block["id"].as_str().unwrap_or_default().to_owned(),
@@ -651,6 +689,18 @@ mod tests {
             {"id": "call_a", "type": "function", "function": {"name": "query", "arguments": "{\"sql\":\"select 1\"}"}},
             {"id": "call_b", "type": "function", "function": {"name": "describe", "arguments": "{\"connection\": \"db\"}"}}]});
         assert_eq!(normal_form(&echoed), answer.as_message());
+    }
+
+    #[test]
+    fn a_stream_beyond_the_bounds_is_not_assembled_further() {
+        let mut answer = Answer::default();
+        for i in 0..(MAX_BLOCKS as u64 + 10) {
+            let fragment = json!({"choices": [{"index": 0, "delta": {"tool_calls": [
+                {"index": i, "id": format!("call_{i}"), "function": {"name": "f", "arguments": "{}"}}]}}]});
+            answer.on_event(Format::Chat, &sse(None, fragment));
+        }
+        assert!(answer.truncated);
+        assert_eq!(answer.blocks.len(), MAX_BLOCKS);
     }
 
     #[test]

@@ -32,6 +32,8 @@ use tokio_postgres::{AsyncMessage, NoTls, SimpleQueryMessage};
 
 /// Rows of a result returned to the agent; the rest is counted.
 const MAX_ROWS: usize = 100;
+/// Bytes of one cell returned to the agent.
+const MAX_CELL_BYTES: usize = 8 * 1024;
 /// The header that names the conversation a call belongs to, when no proposal does.
 pub const CHAIN_HEADER: &str = "x-proctor-chain";
 
@@ -247,11 +249,19 @@ impl ProctorMcp {
         let sql = sql.to_owned();
         // The statement runs in a task of its own: if it is held for approval, the agent is told at
         // once, and the statement still runs (and is recorded) if an approver approves it.
-        let mut running = tokio::spawn(async move { client.simple_query(&sql).await });
+        let mut running = tokio::spawn(async move {
+            let stream = client.simple_query_raw(&sql).await?;
+            futures_util::pin_mut!(stream);
+            let mut rows = Rows::default();
+            while let Some(message) = stream.next().await {
+                rows.add(&message?);
+            }
+            Ok::<_, tokio_postgres::Error>(rows.into_json())
+        });
         loop {
             tokio::select! {
                 finished = &mut running => return match finished {
-                    Ok(Ok(messages)) => Outcome::Rows(rows(&messages)),
+                    Ok(Ok(rows)) => Outcome::Rows(rows),
                     Ok(Err(e)) => refused_or_failed(&e),
                     Err(e) => Outcome::Failed(e.to_string()),
                 },
@@ -285,35 +295,55 @@ fn refused_or_failed(e: &tokio_postgres::Error) -> Outcome {
     }
 }
 
-fn rows(messages: &[SimpleQueryMessage]) -> Value {
-    let mut columns: Vec<String> = Vec::new();
-    let mut rows = Vec::new();
-    let mut returned = 0u64;
-    let mut affected = 0u64;
-    for message in messages {
+/// A result as the agent gets it, built as the rows stream by: the first [`MAX_ROWS`] rows (each
+/// cell cut at [`MAX_CELL_BYTES`]), the rest only counted, so a large result never sits in memory.
+#[derive(Default)]
+struct Rows {
+    columns: Vec<String>,
+    rows: Vec<Value>,
+    returned: u64,
+    affected: u64,
+}
+
+impl Rows {
+    fn add(&mut self, message: &SimpleQueryMessage) {
         match message {
             SimpleQueryMessage::RowDescription(described) => {
-                columns = described.iter().map(|c| c.name().to_owned()).collect();
+                self.columns = described.iter().map(|c| c.name().to_owned()).collect();
             }
             SimpleQueryMessage::Row(row) => {
-                returned += 1;
-                if rows.len() < MAX_ROWS {
-                    rows.push(Value::Array(
-                        (0..row.len()).map(|i| json!(row.get(i))).collect(),
-                    ));
+                self.returned += 1;
+                if self.rows.len() < MAX_ROWS {
+                    let cells = (0..row.len()).map(|i| json!(row.get(i).map(cut))).collect();
+                    self.rows.push(Value::Array(cells));
                 }
             }
-            SimpleQueryMessage::CommandComplete(n) => affected += n,
+            SimpleQueryMessage::CommandComplete(n) => self.affected += n,
             _ => {}
         }
     }
-    json!({
-        "columns": columns,
-        "rows": rows,
-        "rows_returned": returned,
-        "rows_affected": affected,
-        "truncated": returned as usize > MAX_ROWS,
-    })
+
+    fn into_json(self) -> Value {
+        json!({
+            "columns": self.columns,
+            "rows": self.rows,
+            "rows_returned": self.returned,
+            "rows_affected": self.affected,
+            "truncated": self.returned as usize > MAX_ROWS,
+        })
+    }
+}
+
+/// A cell's text, cut at [`MAX_CELL_BYTES`] (on a character boundary).
+fn cut(text: &str) -> String {
+    if text.len() <= MAX_CELL_BYTES {
+        return text.to_owned();
+    }
+    let mut end = MAX_CELL_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}[... {} bytes cut]", &text[..end], text.len() - end)
 }
 
 /// A SQL literal for a name.
@@ -453,6 +483,15 @@ impl ServerHandler for ProctorMcp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_cells_are_cut_on_a_character_boundary() {
+        assert_eq!(cut("short"), "short");
+        let long = "é".repeat(MAX_CELL_BYTES);
+        let shown = cut(&long);
+        assert!(shown.ends_with(&format!("[... {} bytes cut]", long.len() - MAX_CELL_BYTES)));
+        assert!(shown.len() < MAX_CELL_BYTES + 32);
+    }
 
     #[test]
     fn a_held_notice_names_its_request() {

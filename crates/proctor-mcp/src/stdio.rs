@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 /// Longest message line accepted from the client.
 const MAX_LINE: usize = 16 * 1024 * 1024;
@@ -69,7 +69,13 @@ pub async fn bridge(url: &str, token: &str) -> Result<(), BridgeError> {
     let mut line = String::new();
     loop {
         line.clear();
-        if input.read_line(&mut line).await? == 0 {
+        // Reads at most one byte past the bound, so a line without an end cannot grow memory.
+        if (&mut input)
+            .take(MAX_LINE as u64 + 1)
+            .read_line(&mut line)
+            .await?
+            == 0
+        {
             break;
         }
         if line.len() > MAX_LINE {

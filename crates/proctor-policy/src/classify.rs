@@ -27,6 +27,9 @@ pub const MAX_CLASSIFIED_BYTES: usize = 256 * 1024;
 const MAX_NESTING: usize = 64;
 /// Classifications remembered per [`Classifier`].
 const CACHE_ENTRIES: usize = 512;
+/// Keys longer than this are not remembered, so the memory stays within
+/// `CACHE_ENTRIES * MAX_REMEMBERED_KEY` bytes whatever a client sends.
+const MAX_REMEMBERED_KEY: usize = 16 * 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Dialect {
@@ -280,10 +283,12 @@ impl Classifier {
             statements: classes,
             error: None,
         });
-        if self.memory.len() >= CACHE_ENTRIES {
-            self.memory.clear();
+        if self.key.len() <= MAX_REMEMBERED_KEY {
+            if self.memory.len() >= CACHE_ENTRIES {
+                self.memory.clear();
+            }
+            self.memory.insert(self.key.clone(), classification.clone());
         }
-        self.memory.insert(self.key.clone(), classification.clone());
         classification
     }
 }
