@@ -61,14 +61,11 @@ pub struct QueryArgs {
     pub sql: String,
 }
 
-/// The bearer token of an HTTP request.
-pub fn bearer(parts: &Parts) -> Option<&str> {
-    parts
-        .headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+/// The authenticated caller of a request, and the token that proved it (its SQL runs with it).
+#[derive(Clone)]
+struct Caller {
+    identity: Identity,
+    token: String,
 }
 
 fn text(value: Value) -> ContentBlock {
@@ -92,22 +89,11 @@ impl ProctorMcp {
         }
     }
 
-    /// Who calls: the identity of the bearer token (the HTTP layer already refused requests without
-    /// a valid one).
-    async fn caller(&self, parts: &Parts) -> Result<(Identity, String), ErrorData> {
-        let token = bearer(parts)
-            .ok_or_else(|| {
-                ErrorData::invalid_request("send your Proctor token as a bearer token", None)
-            })?
-            .to_owned();
-        let gate = self.gate.clone();
-        let checked = token.clone();
-        match tokio::task::spawn_blocking(move || gate.authenticator().identify_token(&checked))
-            .await
-        {
-            Ok(Ok(identity)) => Ok((identity, token)),
-            _ => Err(ErrorData::invalid_request("the token is not valid", None)),
-        }
+    /// Who calls: what [`require_token`] found for the request's bearer token.
+    fn caller(parts: &Parts) -> Result<Caller, ErrorData> {
+        parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
+            ErrorData::invalid_request("send your Proctor token as a bearer token", None)
+        })
     }
 
     /// Records the call, runs its SQL through Proctor's PostgreSQL listener, records the outcome.
@@ -119,7 +105,7 @@ impl ProctorMcp {
         connection: &str,
         sql: &str,
     ) -> Result<CallToolResult, ErrorData> {
-        let (identity, token) = self.caller(parts).await?;
+        let Caller { identity, token } = Self::caller(parts)?;
         let proposal = self.gate.proposals().find(&identity.name, tool, &arguments);
         let chain = proposal.as_ref().map(|p| p.chain.clone()).or_else(|| {
             parts
@@ -370,7 +356,7 @@ pub fn router(gate: Arc<Gate>, postgres: SocketAddr) -> axum::Router {
 
 async fn require_token(
     axum::extract::State(gate): axum::extract::State<Arc<Gate>>,
-    request: axum::extract::Request,
+    mut request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
@@ -380,22 +366,26 @@ async fn require_token(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|t| t.trim().to_owned());
-    let valid = match token {
-        Some(token) => {
-            tokio::task::spawn_blocking(move || gate.authenticator().identify_token(&token).is_ok())
-                .await
-                .unwrap_or(false)
-        }
-        None => false,
+    let caller = match token {
+        Some(token) => tokio::task::spawn_blocking(move || {
+            let identity = gate.authenticator().identify_token(&token).ok()?;
+            Some(Caller { identity, token })
+        })
+        .await
+        .ok()
+        .flatten(),
+        None => None,
     };
-    if !valid {
+    let Some(caller) = caller else {
         return (
             axum::http::StatusCode::UNAUTHORIZED,
             [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
             "send your Proctor token as Authorization: Bearer <token>\n",
         )
             .into_response();
-    }
+    };
+    // The tools read the caller from here, so the token is checked once per request.
+    request.extensions_mut().insert(caller);
     next.run(request).await
 }
 
@@ -408,7 +398,7 @@ impl ProctorMcp {
         &self,
         Extension(parts): Extension<Parts>,
     ) -> Result<CallToolResult, ErrorData> {
-        let (identity, _) = self.caller(&parts).await?;
+        let Caller { identity, .. } = Self::caller(&parts)?;
         let connections: Vec<Value> = self
             .gate
             .connections_of(&identity)
