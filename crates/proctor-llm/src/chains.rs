@@ -50,7 +50,7 @@ pub type Shared = Arc<tokio::sync::Mutex<Option<Chain>>>;
 #[derive(Default)]
 struct Known {
     /// (identity, prefix hash) -> chain id.
-    prefixes: HashMap<(String, String), String>,
+    prefixes: HashMap<(String, Vec<u8>), String>,
     /// (identity, the client's name) -> chain id.
     names: HashMap<(String, String), String>,
     /// (identity, a provider's answer id) -> chain id (Responses API `previous_response_id`).
@@ -83,20 +83,38 @@ fn normal_hash(normal: &Value) -> String {
     hex::encode(Sha256::digest(CanonicalJson::of(normal).as_str()))
 }
 
+/// Where every conversation's prefix hash starts.
+fn seed() -> Vec<u8> {
+    Sha256::digest(b"proctor/chain/v1").to_vec()
+}
+
+/// The hash of a prefix one message longer: `running` covers the messages before `normal`.
+fn extend(running: &[u8], normal: &Value) -> Vec<u8> {
+    let mut hasher = Sha256::new();
+    hasher.update(running);
+    hasher.update(normal_hash(normal).as_bytes());
+    hasher.finalize().to_vec()
+}
+
 /// The hash of each prefix of a conversation given in normal form: `h[k]` covers its first `k + 1`
 /// messages.
-fn prefix_hashes(normals: &[Value]) -> Vec<String> {
-    let mut running = Sha256::digest(b"proctor/chain/v1").to_vec();
+fn prefix_hashes(normals: &[Value]) -> Vec<Vec<u8>> {
+    let mut running = seed();
     normals
         .iter()
         .map(|normal| {
-            let mut hasher = Sha256::new();
-            hasher.update(&running);
-            hasher.update(normal_hash(normal).as_bytes());
-            running = hasher.finalize().to_vec();
-            hex::encode(&running)
+            running = extend(&running, normal);
+            running.clone()
         })
         .collect()
+}
+
+/// Where a turn was placed: its chain, how many of its messages the chain had seen, and the hash of
+/// the whole request's prefix, from which the chain learns the turn once it is answered.
+pub struct Placed {
+    pub chain: Shared,
+    pub seen: usize,
+    pub asked: Option<Vec<u8>>,
 }
 
 impl Chains {
@@ -106,11 +124,7 @@ impl Chains {
 
     /// The chain a request belongs to, and how many of its messages the chain has seen; a new chain
     /// (and session) when none fits.
-    pub async fn place(
-        &self,
-        gate: &Gate,
-        turn: Placing<'_>,
-    ) -> Result<(Shared, usize), RecordError> {
+    pub async fn place(&self, gate: &Gate, turn: Placing<'_>) -> Result<Placed, RecordError> {
         let Placing {
             identity,
             provider,
@@ -121,6 +135,7 @@ impl Chains {
         } = turn;
         let normals: Vec<Value> = messages.iter().map(normal_form).collect();
         let hashes = prefix_hashes(&normals);
+        let asked = hashes.last().cloned();
         {
             let mut known = self.lock();
             let named = name.and_then(|n| {
@@ -158,7 +173,11 @@ impl Chains {
             if let Some((id, seen)) = found {
                 if let Some((chain, used)) = known.open.get_mut(&id) {
                     *used = Instant::now();
-                    return Ok((chain.clone(), seen));
+                    return Ok(Placed {
+                        chain: chain.clone(),
+                        seen,
+                        asked,
+                    });
                 }
             }
         }
@@ -206,33 +225,32 @@ impl Chains {
         if let Some(evicted) = evicted {
             tokio::spawn(end(evicted, "too many open conversations"));
         }
-        Ok((chain, 0))
+        Ok(Placed {
+            chain,
+            seen: 0,
+            asked,
+        })
     }
 
-    /// After a turn: the request's messages, and those followed by the answer (in normal form), lead
-    /// to `chain`.
+    /// After a turn: the request (its prefix hash, from [`Placed`]) and the request followed by the
+    /// answer (in normal form) lead to `chain`.
     pub fn learn(
         &self,
         chain: &Chain,
-        request: &[Value],
-        answer: Vec<Value>,
+        asked: Option<&[u8]>,
+        answer: &[Value],
         answer_id: Option<&str>,
     ) {
         let identity = chain.identity.name.clone();
-        let mut normals: Vec<Value> = request.iter().map(normal_form).collect();
-        let asked = normals.len();
-        normals.extend(answer);
-        let hashes = prefix_hashes(&normals);
+        let answered = answer.iter().fold(
+            asked.map_or_else(seed, <[u8]>::to_vec),
+            |running, normal| extend(&running, normal),
+        );
         let mut known = self.lock();
-        for i in [asked.checked_sub(1), hashes.len().checked_sub(1)]
-            .into_iter()
-            .flatten()
-        {
-            if let Some(hash) = hashes.get(i) {
-                known
-                    .prefixes
-                    .insert((identity.clone(), hash.clone()), chain.id.clone());
-            }
+        for hash in asked.map(<[u8]>::to_vec).into_iter().chain([answered]) {
+            known
+                .prefixes
+                .insert((identity.clone(), hash), chain.id.clone());
         }
         if let Some(answer_id) = answer_id {
             known

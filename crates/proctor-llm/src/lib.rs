@@ -34,7 +34,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::chains::{Chain, Chains, Placing};
+use crate::chains::{Chain, Chains, Placed, Placing};
 use crate::sse::SseReader;
 use crate::wire::{Answer, Block, Format, Kind, Turn};
 
@@ -290,7 +290,11 @@ async fn handle(
             },
         )
         .await;
-    let (chain, known) = match placed {
+    let Placed {
+        chain,
+        seen: known,
+        asked,
+    } = match placed {
         Ok(placed) => placed,
         Err(e) => {
             return refusal(
@@ -423,7 +427,7 @@ async fn handle(
         format,
         status,
         started,
-        turn_messages: turn.messages,
+        asked,
     };
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(STREAM_BUFFER);
     tokio::spawn(async move {
@@ -501,7 +505,8 @@ struct Context {
     format: Format,
     status: StatusCode,
     started: Instant,
-    turn_messages: Vec<Value>,
+    /// The request's prefix hash, for the chain to learn the turn.
+    asked: Option<Vec<u8>>,
 }
 
 #[derive(Default)]
@@ -588,8 +593,8 @@ async fn record_answer(
     if context.status.is_success() && answer.error.is_none() {
         proxy.chains.learn(
             chain,
-            &context.turn_messages,
-            answer.as_messages(context.format),
+            context.asked.as_deref(),
+            &answer.as_messages(context.format),
             answer.response_id.as_deref(),
         );
     }
