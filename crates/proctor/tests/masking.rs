@@ -36,11 +36,10 @@ fn secrets_are_masked_in_the_journal_and_found_by_fingerprint() {
     ));
     let mut proctor = Proctor::start(APP_DB);
     let token = proctor.add_identity("alice", &["dba"]);
-    let out = proctor.psql(
+    let shown = proctor.psql_ok(
         "alice",
         &token,
         "app-db",
-        "disable",
         &[
             "-c",
             "select name, value from e2e_secrets order by name",
@@ -48,8 +47,6 @@ fn secrets_are_masked_in_the_journal_and_found_by_fingerprint() {
             &format!("alter role e2e_masked_role password '{ROLE_PASSWORD}'"),
         ],
     );
-    assert!(out.status.success(), "{}", support::stderr(&out));
-    let shown = stdout(&out);
     for secret in [URI_PASSWORD, AWS_KEY, KEY_BODY, CARD] {
         assert!(
             shown.contains(secret),
@@ -207,18 +204,15 @@ fn with_client_and_journal_masking_the_client_sees_masks_too() {
     );
 
     // psql: text format, and more rows than the journal samples.
-    let out = proctor.psql(
+    let shown = proctor.psql_ok(
         "alice",
         &token,
         "masked-db",
-        "disable",
         &[
             "-c",
             "select id, dsn, card from e2e_client_masked order by id",
         ],
     );
-    assert!(out.status.success(), "{}", support::stderr(&out));
-    let shown = stdout(&out);
     assert!(
         !shown.contains(password) && !shown.contains(&card.to_string()),
         "{shown}"
@@ -310,11 +304,10 @@ fn column_rules_redact_keep_the_last_four_or_hash_by_table_and_column_name() {
            {{ column = \"e2e_people.card\", strategy = \"partial\" }}]\n"
     ));
     let token = proctor.add_identity("alice", &["dba"]);
-    let out = proctor.psql(
+    let shown = proctor.psql_ok(
         "alice",
         &token,
         "masked-db",
-        "disable",
         &[
             "-c",
             "select email, password_digest, card from e2e_people order by id",
@@ -322,8 +315,6 @@ fn column_rules_redact_keep_the_last_four_or_hash_by_table_and_column_name() {
             "select email from e2e_contacts",
         ],
     );
-    assert!(out.status.success(), "{}", support::stderr(&out));
-    let shown = stdout(&out);
     let lines: Vec<&str> = shown.lines().collect();
     let first: Vec<&str> = lines[0].split('|').collect();
     let second: Vec<&str> = lines[1].split('|').collect();

@@ -252,6 +252,13 @@ impl Proctor {
         self.psql_with_stdin(identity, token, connection, sslmode, args, "")
     }
 
+    /// Runs psql through Proctor without TLS; it must succeed. Returns what it printed.
+    pub fn psql_ok(&self, identity: &str, token: &str, connection: &str, args: &[&str]) -> String {
+        let out = self.psql(identity, token, connection, "disable", args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+    }
+
     pub fn psql_with_stdin(
         &self,
         identity: &str,
