@@ -8,7 +8,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use proctor_core::journal::{ApprovalRow, ApprovalStatus, Body, CanonicalJson, JournalError};
+use proctor_core::journal::{ApprovalRow, ApprovalStatus, Body, CanonicalJson};
 use proctor_core::policy::{Action, Decision, Dialect, Guard, Request, RequestKind, DEFAULT_RULE};
 use proctor_core::{Approvals, HoldRequest, Identity, RecordError, SessionRecorder};
 use serde_json::Value;
@@ -218,7 +218,7 @@ impl Guardrails {
     /// Waits for the hold to end: a decision, or its deadline (then it is marked timed out, unless
     /// an approver decided at the last moment). Owns what it needs, so the session can drop and
     /// remake it while it waits.
-    pub fn outcome(&self, hold: &Hold) -> impl Future<Output = ApprovalRow> + 'static {
+    pub fn outcome(&self, hold: &Hold) -> impl Future<Output = HoldEnd> + 'static {
         let approvals = self.approvals.clone();
         let (id, deadline) = (hold.id.clone(), hold.deadline);
         async move {
@@ -237,7 +237,7 @@ impl Guardrails {
                 tokio::time::sleep(poll).await;
                 if let Ok(row) = approvals.current(&id).await {
                     if row.status != ApprovalStatus::Pending {
-                        return row;
+                        return row.into();
                     }
                 }
             }
@@ -245,7 +245,7 @@ impl Guardrails {
     }
 
     /// Withdraws a held statement (the client cancelled or left).
-    pub async fn withdraw(&self, hold: &Hold, why: &str) -> ApprovalRow {
+    pub async fn withdraw(&self, hold: &Hold, why: &str) -> HoldEnd {
         settle(&self.approvals, &hold.id, ApprovalStatus::Withdrawn, why).await
     }
 
@@ -253,7 +253,7 @@ impl Guardrails {
     pub async fn resolve(
         &mut self,
         hold: Hold,
-        row: ApprovalRow,
+        end: HoldEnd,
         recorder: &mut SessionRecorder,
     ) -> Result<(), RecordError> {
         let waited_ms = hold.started.elapsed().as_millis() as u64;
@@ -262,21 +262,21 @@ impl Guardrails {
                 "approval",
                 Body::new()
                     .str("approval", &hold.id)
-                    .opt_str("by", row.decided_by.as_deref())
-                    .str("outcome", row.status.name())
-                    .opt_str("reason", row.reason.as_deref())
+                    .opt_str("by", end.by.as_deref())
+                    .str("outcome", end.status.name())
+                    .opt_str("reason", end.reason.as_deref())
                     .str("rule", &hold.decision.rule)
                     .uint("waited_ms", waited_ms)
                     .finish(),
             )
             .await?;
-        let by = row.decided_by.as_deref().unwrap_or("?");
-        let reason = row
+        let by = end.by.as_deref().unwrap_or("?");
+        let reason = end
             .reason
             .as_deref()
             .map(|r| format!(": {r}"))
             .unwrap_or_default();
-        let verdict = match row.status {
+        let verdict = match end.status {
             ApprovalStatus::Approved => Verdict::Allow(Some(
                 Body::new()
                     .str("action", "require_approval")
@@ -315,32 +315,33 @@ impl Guardrails {
     }
 }
 
-/// Ends a pending request without an approver; a store failure counts as the request's end too
-/// (fail closed: the statement is refused).
-async fn settle(approvals: &Approvals, id: &str, status: ApprovalStatus, why: &str) -> ApprovalRow {
-    match approvals.settle(id, status, why).await {
-        Ok(row) => row,
-        Err(e) => failed_row(id, status, &e),
+/// How a hold ended: the request's final status, who decided and why.
+pub struct HoldEnd {
+    status: ApprovalStatus,
+    by: Option<String>,
+    reason: Option<String>,
+}
+
+impl From<ApprovalRow> for HoldEnd {
+    fn from(row: ApprovalRow) -> Self {
+        Self {
+            status: row.status,
+            by: row.decided_by,
+            reason: row.reason,
+        }
     }
 }
 
-fn failed_row(id: &str, status: ApprovalStatus, e: &JournalError) -> ApprovalRow {
-    ApprovalRow {
-        id: id.to_owned(),
-        session_id: String::new(),
-        identity: String::new(),
-        connection: String::new(),
-        statement: String::new(),
-        rule: String::new(),
-        kind: String::new(),
-        flags: Vec::new(),
-        approvers: Vec::new(),
-        requested_at: 0,
-        expires_at: 0,
-        status,
-        decided_by: None,
-        reason: Some(format!("the approval store failed: {e}")),
-        decided_at: None,
+/// Ends a pending request without an approver; a store failure counts as the request's end too
+/// (fail closed: the statement is refused).
+async fn settle(approvals: &Approvals, id: &str, status: ApprovalStatus, why: &str) -> HoldEnd {
+    match approvals.settle(id, status, why).await {
+        Ok(row) => row.into(),
+        Err(e) => HoldEnd {
+            status,
+            by: None,
+            reason: Some(format!("the approval store failed: {e}")),
+        },
     }
 }
 

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
-use proctor_core::journal::{ApprovalRow, Body, CanonicalJson};
+use proctor_core::journal::{Body, CanonicalJson};
 use proctor_core::mask::columns::ColumnRule;
 use proctor_core::{RecordError, SessionRecorder};
 use serde_json::{json, Value};
@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::cancel::CancelRoute;
 use crate::codec::{self, error_fields, ClientError, Frontend, ProtocolError, Reader};
-use crate::guard::{Guardrails, Hold, Verdict};
+use crate::guard::{Guardrails, Hold, HoldEnd, Verdict};
 use crate::upstream::{self, BoxedStream};
 use crate::values;
 use proctor_core::policy::Decision;
@@ -275,7 +275,7 @@ impl Relay {
             hold: None,
         };
         // The wait for an approver's decision on the held statement, kept across turns of the loop.
-        let mut decision: Option<Pin<Box<dyn Future<Output = ApprovalRow> + Send>>> = None;
+        let mut decision: Option<Pin<Box<dyn Future<Output = HoldEnd> + Send>>> = None;
         let mut from_client = BytesMut::with_capacity(READ_CHUNK);
         let mut from_upstream = BytesMut::with_capacity(READ_CHUNK);
         // Made once, not on every turn of the loop: waiting for the shutdown signal registers the
@@ -296,17 +296,17 @@ impl Relay {
                     Ok(()) => match state.hold.take() {
                         Some(hold) => {
                             decision = None;
-                            let row = state.guardrails.withdraw(&hold, "the client cancelled the statement").await;
-                            state.end_hold(hold, row, &mut from_client, &mut client, &mut upstream, &mut recorder).await
+                            let end = state.guardrails.withdraw(&hold, "the client cancelled the statement").await;
+                            state.end_hold(hold, end, &mut from_client, &mut client, &mut upstream, &mut recorder).await
                         }
                         None => Flow::Continue,
                     },
                     Err(e) => Flow::End(e.to_string()),
                 },
-                row = wait_for(&mut decision), if decision.is_some() => {
+                end = wait_for(&mut decision), if decision.is_some() => {
                     decision = None;
                     match state.hold.take() {
-                        Some(hold) => state.end_hold(hold, row, &mut from_client, &mut client, &mut upstream, &mut recorder).await,
+                        Some(hold) => state.end_hold(hold, end, &mut from_client, &mut client, &mut upstream, &mut recorder).await,
                         None => Flow::Continue,
                     }
                 }
@@ -314,8 +314,8 @@ impl Relay {
                     if state.hold.is_none() || from_client.len() < state.limits.max_message_bytes => match read {
                     Ok(0) | Err(_) => {
                         if let Some(hold) = state.hold.take() {
-                            let row = state.guardrails.withdraw(&hold, "the client disconnected").await;
-                            let _ = state.guardrails.resolve(hold, row, &mut recorder).await;
+                            let end = state.guardrails.withdraw(&hold, "the client disconnected").await;
+                            let _ = state.guardrails.resolve(hold, end, &mut recorder).await;
                         }
                         client_gone(&state, &cancel_route).await
                     }
@@ -348,9 +348,7 @@ impl Relay {
 }
 
 /// Waits for the approver's decision, if a statement is held.
-async fn wait_for(
-    decision: &mut Option<Pin<Box<dyn Future<Output = ApprovalRow> + Send>>>,
-) -> ApprovalRow {
+async fn wait_for(decision: &mut Option<Pin<Box<dyn Future<Output = HoldEnd> + Send>>>) -> HoldEnd {
     match decision {
         Some(waiting) => waiting.await,
         None => std::future::pending().await,
@@ -498,8 +496,8 @@ impl State {
             {
                 Ok((hold, notice)) => {
                     if let Err(e) = client.write_all(&notice.encode()).await {
-                        let row = self.guardrails.withdraw(&hold, "the client left").await;
-                        let _ = self.guardrails.resolve(hold, row, recorder).await;
+                        let end = self.guardrails.withdraw(&hold, "the client left").await;
+                        let _ = self.guardrails.resolve(hold, end, recorder).await;
                         return end_with(format!("writing to the client failed: {e}"));
                     }
                     self.hold = Some(hold);
@@ -543,13 +541,13 @@ impl State {
     async fn end_hold(
         &mut self,
         hold: Hold,
-        row: ApprovalRow,
+        end: HoldEnd,
         buf: &mut BytesMut,
         client: &mut BoxedStream,
         upstream: &mut BoxedStream,
         recorder: &mut SessionRecorder,
     ) -> Flow {
-        if let Err(e) = self.guardrails.resolve(hold, row, recorder).await {
+        if let Err(e) = self.guardrails.resolve(hold, end, recorder).await {
             return self.journal_failed(client, e).await;
         }
         self.on_client_bytes(buf, client, upstream, recorder).await

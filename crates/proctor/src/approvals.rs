@@ -11,12 +11,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::{DateTime, Utc};
 use clap::{Subcommand, ValueEnum};
 use proctor_core::journal::{now_ns, ApprovalRow, ApprovalStatus, JournalError, Store};
 use proctor_core::{approvals, Authenticator, Config, DecideError, Gate, Identity};
 use serde::Deserialize;
 use serde_json::{json, Value};
+
+use crate::sessions::time;
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum ListFormat {
@@ -63,12 +64,6 @@ fn as_json(row: &ApprovalRow, now: i64) -> Value {
     value
 }
 
-fn time(ns: i64) -> String {
-    DateTime::<Utc>::from_timestamp_nanos(ns)
-        .format("%Y-%m-%d %H:%M:%S")
-        .to_string()
-}
-
 pub fn run(config: Config, command: ApprovalsCommand) -> anyhow::Result<ExitCode> {
     let store = Arc::new(crate::admin::open_store(&config)?);
     match command {
@@ -82,12 +77,12 @@ pub fn run(config: Config, command: ApprovalsCommand) -> anyhow::Result<ExitCode
                 }
                 ListFormat::Table => {
                     println!(
-                        "{:<10}  {:<19}  {:<10}  {:<14} {:<14} {:<24} STATEMENT",
+                        "{:<10}  {:<23}  {:<10}  {:<14} {:<14} {:<24} STATEMENT",
                         "REQUEST", "REQUESTED (UTC)", "STATUS", "IDENTITY", "CONNECTION", "RULE"
                     );
                     for row in &rows {
                         println!(
-                            "{:<10}  {:<19}  {:<10}  {:<14} {:<14} {:<24} {}",
+                            "{:<10}  {:<23}  {:<10}  {:<14} {:<14} {:<24} {}",
                             row.id,
                             time(row.requested_at),
                             shown_status(row, now),
