@@ -6,6 +6,7 @@
 #   SSLMODE=require bash bench/pgbench.sh ...   # TLS from pgbench to every target (default: disable)
 #   BASELINE=/path/to/older/proctor bash bench/pgbench.sh ...   # also an older build, to compare
 #   GUARDED=1 bash bench/pgbench.sh ...   # also Proctor with guardrails = "recommended", to compare
+#   MODES=select-simple bash bench/pgbench.sh ...   # only some of select-simple, select-prepared, update-simple
 #
 # Every target is reached with the same client TLS setting, so that one target's encryption is never
 # compared with another's plain TCP (libpq's default, "prefer", would encrypt to PostgreSQL and Proctor
@@ -136,7 +137,7 @@ run() { # target mode -> tps
     | awk '/^tps/ { print $3; exit }'
 }
 
-modes=(select-simple select-prepared update-simple)
+read -r -a modes <<< "${MODES:-select-simple select-prepared update-simple}"
 for round in $(seq 1 "$rounds"); do
   for mode in "${modes[@]}"; do
     for target in "${targets[@]}"; do
