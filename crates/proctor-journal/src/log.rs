@@ -6,6 +6,11 @@
 //! the log once the store has caught up. Ingestion is idempotent (keyed by session number and sequence),
 //! so replaying records that were already copied, after a crash at any point, changes nothing.
 //!
+//! The writer also hands each append's records to the ingester in memory ([`Handoff`]), so that in the
+//! common case the ingester copies them without reading the log back and parsing it; the log is read
+//! when the handoff does not continue where ingestion stands (at start, or after the handoff grew past
+//! its bound while the store lagged).
+//!
 //! Each record is `<crc32 of the JSON, 8 hex digits> <JSON>\n`. A record cut short (the machine lost
 //! power mid-write) fails its checksum or lacks its newline, and ends the replay: it was never
 //! acknowledged. Hand-written because no maintained crate offers this small a write-ahead log with an
@@ -28,6 +33,8 @@ use crate::JournalError;
 pub(crate) const LOG_FILE: &str = "journal.log";
 /// The most the ingester reads from the log in one round.
 const MAX_ROUND: u64 = 8 * 1024 * 1024;
+/// The most log bytes whose records the handoff keeps in memory; beyond, the ingester reads the log.
+const MAX_HANDOFF: u64 = 32 * 1024 * 1024;
 
 /// One record of the log.
 pub(crate) enum Record<'a> {
@@ -44,6 +51,73 @@ pub(crate) enum Record<'a> {
         ended_at: i64,
         reason: &'a str,
     },
+}
+
+/// A record the writer appended, handed to the ingester in memory.
+pub(crate) enum Appended {
+    Open {
+        no: i64,
+        header: SessionHeader,
+    },
+    Event {
+        no: i64,
+        event: NewEvent,
+    },
+    Close {
+        no: i64,
+        ended_at: i64,
+        reason: String,
+    },
+}
+
+impl Appended {
+    fn entry(&self) -> Entry<'_> {
+        match self {
+            Appended::Open { no, header } => Record::Open { no: *no, header }.entry(),
+            Appended::Event { no, event } => Record::Event { no: *no, event }.entry(),
+            Appended::Close {
+                no,
+                ended_at,
+                reason,
+            } => Record::Close {
+                no: *no,
+                ended_at: *ended_at,
+                reason,
+            }
+            .entry(),
+        }
+    }
+}
+
+/// The records appended to the log since the ingester last took them: the log's bytes `from..to`.
+#[derive(Default)]
+pub(crate) struct Handoff {
+    from: u64,
+    to: u64,
+    records: Vec<Appended>,
+    /// Whether `records` holds every record of `from..to`; false once they outgrew [`MAX_HANDOFF`].
+    dropped: bool,
+}
+
+impl Handoff {
+    /// Adds the records of one append, written at `from..to`.
+    pub(crate) fn push(&mut self, from: u64, to: u64, records: impl IntoIterator<Item = Appended>) {
+        if from == to {
+            return;
+        }
+        if self.from == self.to {
+            self.from = from;
+        } else if from != self.to {
+            self.dropped = true;
+        }
+        self.to = to;
+        if self.dropped || to - self.from > MAX_HANDOFF {
+            self.dropped = true;
+            self.records = Vec::new();
+        } else {
+            self.records.extend(records);
+        }
+    }
 }
 
 fn push_int(json: &mut String, key: &str, value: i64) {
@@ -107,6 +181,75 @@ pub(crate) fn encode(record: &Record<'_>, scratch: &mut String, out: &mut Vec<u8
     out.push(b'\n');
 }
 
+impl<'a> Record<'a> {
+    pub(crate) fn session_no(&self) -> i64 {
+        match *self {
+            Record::Open { no, .. } | Record::Event { no, .. } | Record::Close { no, .. } => no,
+        }
+    }
+
+    fn entry(&self) -> Entry<'a> {
+        match *self {
+            Record::Open { no, header } => Entry::Open {
+                no,
+                id: &header.session_id,
+                protocol: &header.protocol,
+                identity: &header.identity,
+                connection: &header.connection,
+                client_addr: &header.client_addr,
+                started_at: header.started_at,
+            },
+            Record::Event { no, event } => Entry::Event {
+                no,
+                seq: event.seq as i64,
+                at: event.at,
+                kind: event.kind,
+                body: event.body.as_str(),
+                findings: event.findings.as_str(),
+                prev: &event.prev,
+                hash: &event.hash,
+            },
+            Record::Close {
+                no,
+                ended_at,
+                reason,
+            } => Entry::Close {
+                no,
+                ended_at,
+                reason,
+            },
+        }
+    }
+}
+
+/// A record as the store takes it, read back from the log or handed over in memory.
+enum Entry<'a> {
+    Open {
+        no: i64,
+        id: &'a str,
+        protocol: &'a str,
+        identity: &'a str,
+        connection: &'a str,
+        client_addr: &'a str,
+        started_at: i64,
+    },
+    Event {
+        no: i64,
+        seq: i64,
+        at: i64,
+        kind: &'a str,
+        body: &'a str,
+        findings: &'a str,
+        prev: &'a str,
+        hash: &'a str,
+    },
+    Close {
+        no: i64,
+        ended_at: i64,
+        reason: &'a str,
+    },
+}
+
 /// A record as read back; strings borrow from the log where they hold no escapes.
 #[derive(Deserialize)]
 struct Line<'a> {
@@ -143,6 +286,47 @@ struct Line<'a> {
 
 fn missing(field: &str) -> JournalError {
     JournalError::Malformed(format!("log record lacks {field}"))
+}
+
+fn required<'a>(value: &'a Option<Cow<'_, str>>, field: &str) -> Result<&'a str, JournalError> {
+    value.as_deref().ok_or_else(|| missing(field))
+}
+
+impl Line<'_> {
+    fn entry(&self) -> Result<Entry<'_>, JournalError> {
+        let no = self.no;
+        Ok(match self.op.as_ref() {
+            "open" => Entry::Open {
+                no,
+                id: required(&self.id, "id")?,
+                protocol: required(&self.protocol, "protocol")?,
+                identity: required(&self.identity, "identity")?,
+                connection: required(&self.connection, "connection")?,
+                client_addr: required(&self.client_addr, "client_addr")?,
+                started_at: self.started_at.ok_or_else(|| missing("started_at"))?,
+            },
+            "event" => Entry::Event {
+                no,
+                seq: self.seq.ok_or_else(|| missing("seq"))?,
+                at: self.at.ok_or_else(|| missing("at"))?,
+                kind: required(&self.kind, "kind")?,
+                body: self.body.ok_or_else(|| missing("body"))?.get(),
+                findings: self.findings.ok_or_else(|| missing("findings"))?.get(),
+                prev: required(&self.prev, "prev")?,
+                hash: required(&self.hash, "hash")?,
+            },
+            "close" => Entry::Close {
+                no,
+                ended_at: self.ended_at.ok_or_else(|| missing("ended_at"))?,
+                reason: required(&self.reason, "reason")?,
+            },
+            other => {
+                return Err(JournalError::Malformed(format!(
+                    "unknown log record {other:?}"
+                )))
+            }
+        })
+    }
 }
 
 /// Copies the commit log into the SQLite store.
@@ -196,30 +380,76 @@ impl Ingester {
 
     /// Ingests every complete record available now. Returns the offset reached and the log's length.
     pub(crate) fn ingest_available(&mut self) -> Result<(u64, u64), JournalError> {
+        self.ingest_log_until(u64::MAX)
+    }
+
+    /// Ingests what the writer handed over: from memory if it continues where ingestion stands,
+    /// otherwise from the log, up to where the handoff ends, so that the next one continues from there.
+    /// Returns the offset reached and the log's length.
+    pub(crate) fn ingest_handoff(&mut self, handoff: Handoff) -> Result<(u64, u64), JournalError> {
+        if handoff.from == handoff.to {
+            return self.ingest_available();
+        }
+        if handoff.dropped || handoff.from != self.offset {
+            return self.ingest_log_until(handoff.to);
+        }
+        let entries = handoff.records.iter().map(|record| Ok(record.entry()));
+        self.apply(entries, handoff.to)?;
+        self.offset = handoff.to;
+        Ok((self.offset, self.log_len()?))
+    }
+
+    fn log_len(&self) -> Result<u64, JournalError> {
+        self.log
+            .metadata()
+            .map(|m| m.len())
+            .map_err(|e| JournalError::CommitFailed(e.to_string()))
+    }
+
+    /// Reads the log from the ingested offset up to `limit` (or its end) and ingests its complete records.
+    fn ingest_log_until(&mut self, limit: u64) -> Result<(u64, u64), JournalError> {
         loop {
-            let len = self
-                .log
-                .metadata()
-                .map_err(|e| JournalError::CommitFailed(e.to_string()))?
-                .len();
+            let len = self.log_len()?;
             if len < self.offset {
                 self.offset = 0;
             }
-            if len == self.offset {
+            let end = len.min(limit);
+            if end <= self.offset {
                 return Ok((self.offset, len));
             }
-            let want = (len - self.offset).min(MAX_ROUND);
-            self.buf.clear();
-            self.log
-                .seek(SeekFrom::Start(self.offset))
-                .and_then(|_| (&mut self.log).take(want).read_to_end(&mut self.buf))
-                .map_err(|e| JournalError::CommitFailed(format!("reading the commit log: {e}")))?;
-            let complete = match self.buf.iter().rposition(|&b| b == b'\n') {
-                Some(last) => last + 1,
-                None => return Ok((self.offset, len)),
+            let mut want = (end - self.offset).min(MAX_ROUND);
+            let complete = loop {
+                self.buf.clear();
+                self.log
+                    .seek(SeekFrom::Start(self.offset))
+                    .and_then(|_| (&mut self.log).take(want).read_to_end(&mut self.buf))
+                    .map_err(|e| {
+                        JournalError::CommitFailed(format!("reading the commit log: {e}"))
+                    })?;
+                if let Some(last) = memchr::memrchr(b'\n', &self.buf) {
+                    break last + 1;
+                }
+                if self.offset + want >= end {
+                    // A record cut short: it was never acknowledged.
+                    return Ok((self.offset, len));
+                }
+                // One record larger than a round: read on to its end.
+                want = (want * 2).min(end - self.offset);
             };
             let buf = std::mem::take(&mut self.buf);
-            let applied = self.apply(&buf[..complete]);
+            let lines = buf[..complete]
+                .split(|&b| b == b'\n')
+                .filter(|l| !l.is_empty())
+                .filter_map(|raw| {
+                    let line = checked(raw);
+                    if line.is_none() {
+                        tracing::error!("a commit log record fails its checksum; skipping it");
+                    }
+                    line
+                })
+                .collect::<Vec<_>>();
+            let applied = self.apply(lines.iter().map(Line::entry), self.offset + complete as u64);
+            drop(lines);
             self.buf = buf;
             applied?;
             self.offset += complete as u64;
@@ -247,7 +477,12 @@ impl Ingester {
         sealed
     }
 
-    fn apply(&mut self, lines: &[u8]) -> Result<(), JournalError> {
+    /// Copies `entries` into the store in one transaction, with `end`, the log offset they reach.
+    fn apply<'e>(
+        &mut self,
+        entries: impl Iterator<Item = Result<Entry<'e>, JournalError>>,
+        end: u64,
+    ) -> Result<(), JournalError> {
         let tx = self.conn.transaction()?;
         {
             let mut open = tx.prepare_cached(
@@ -261,52 +496,50 @@ impl Ingester {
             let mut close = tx.prepare_cached(
                 "UPDATE sessions SET ended_at = ?2, end_reason = ?3 WHERE no = ?1",
             )?;
-            for raw in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-                let Some(line) = checked(raw) else {
-                    tracing::error!("a commit log record fails its checksum; skipping it");
-                    continue;
-                };
-                match line.op.as_ref() {
-                    "open" => {
+            for entry in entries {
+                match entry? {
+                    Entry::Open {
+                        no,
+                        id,
+                        protocol,
+                        identity,
+                        connection,
+                        client_addr,
+                        started_at,
+                    } => {
                         open.execute(params![
-                            line.no,
-                            line.id.ok_or_else(|| missing("id"))?,
-                            line.protocol.ok_or_else(|| missing("protocol"))?,
-                            line.identity.ok_or_else(|| missing("identity"))?,
-                            line.connection.ok_or_else(|| missing("connection"))?,
-                            line.client_addr.ok_or_else(|| missing("client_addr"))?,
-                            line.started_at.ok_or_else(|| missing("started_at"))?,
+                            no,
+                            id,
+                            protocol,
+                            identity,
+                            connection,
+                            client_addr,
+                            started_at
                         ])?;
                     }
-                    "event" => {
-                        self.seals.event(line.no);
-                        event.execute(params![
-                            line.no,
-                            line.seq.ok_or_else(|| missing("seq"))?,
-                            line.at.ok_or_else(|| missing("at"))?,
-                            line.kind.ok_or_else(|| missing("kind"))?,
-                            line.body.ok_or_else(|| missing("body"))?.get(),
-                            line.findings.ok_or_else(|| missing("findings"))?.get(),
-                            line.prev.ok_or_else(|| missing("prev"))?,
-                            line.hash.ok_or_else(|| missing("hash"))?,
-                        ])?;
+                    Entry::Event {
+                        no,
+                        seq,
+                        at,
+                        kind,
+                        body,
+                        findings,
+                        prev,
+                        hash,
+                    } => {
+                        self.seals.event(no);
+                        event.execute(params![no, seq, at, kind, body, findings, prev, hash])?;
                     }
-                    "close" => {
-                        self.seals.ended(line.no);
-                        close.execute(params![
-                            line.no,
-                            line.ended_at.ok_or_else(|| missing("ended_at"))?,
-                            line.reason.ok_or_else(|| missing("reason"))?,
-                        ])?;
-                    }
-                    other => {
-                        return Err(JournalError::Malformed(format!(
-                            "unknown log record {other:?}"
-                        )))
+                    Entry::Close {
+                        no,
+                        ended_at,
+                        reason,
+                    } => {
+                        self.seals.ended(no);
+                        close.execute(params![no, ended_at, reason])?;
                     }
                 }
             }
-            let end = self.offset + lines.len() as u64;
             tx.execute(
                 "INSERT OR REPLACE INTO journal_state (key, value) VALUES ('log_offset', ?1)",
                 [end as i64],
@@ -366,6 +599,135 @@ mod tests {
     use crate::chain::{no_findings, Chain};
     use crate::store::{open_connection, Store, SyncMode};
     use serde_json::json;
+
+    fn header(id: &str) -> SessionHeader {
+        SessionHeader {
+            session_id: id.into(),
+            protocol: "postgres".into(),
+            identity: "alice".into(),
+            connection: "app-db".into(),
+            client_addr: "127.0.0.1:1".into(),
+            started_at: 1,
+        }
+    }
+
+    /// A session of `events` events, as the writer would append and hand it over.
+    fn session_records(id: &str, no: i64, events: usize) -> Vec<Appended> {
+        let header = header(id);
+        let mut chain = Chain::start(&header).unwrap();
+        let mut records = vec![Appended::Open { no, header }];
+        for i in 0..events {
+            let event = chain.next_event(
+                10 + i as i64,
+                "db.query",
+                CanonicalJson::of(&json!({"i": i})),
+                no_findings(),
+            );
+            records.push(Appended::Event { no, event });
+        }
+        records
+    }
+
+    fn encoded(records: &[Appended]) -> Vec<u8> {
+        let (mut scratch, mut out) = (String::new(), Vec::new());
+        for record in records {
+            let record = match record {
+                Appended::Open { no, header } => Record::Open { no: *no, header },
+                Appended::Event { no, event } => Record::Event { no: *no, event },
+                Appended::Close {
+                    no,
+                    ended_at,
+                    reason,
+                } => Record::Close {
+                    no: *no,
+                    ended_at: *ended_at,
+                    reason,
+                },
+            };
+            encode(&record, &mut scratch, &mut out);
+        }
+        out
+    }
+
+    fn events_of(store: &Store, id: &str) -> usize {
+        store.find_session(id).map_or(0, |s| s.events as usize)
+    }
+
+    #[test]
+    fn handed_over_records_are_stored_and_a_broken_handoff_falls_back_to_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), SyncMode::Normal).unwrap();
+        let first = session_records("s1", 1, 3);
+        let second = session_records("s2", 2, 4);
+        let third = session_records("s3", 3, 2);
+        let (a, b, c) = (encoded(&first), encoded(&second), encoded(&third));
+        let log = [a.as_slice(), b.as_slice(), c.as_slice()].concat();
+        std::fs::write(dir.path().join(LOG_FILE), &log).unwrap();
+        let conn = open_connection(store.path(), SyncMode::Normal).unwrap();
+        let mut ingester = Ingester::open(conn, dir.path()).unwrap();
+
+        let mut handoff = Handoff::default();
+        handoff.push(0, a.len() as u64, first);
+        let (offset, _) = ingester.ingest_handoff(handoff).unwrap();
+        assert_eq!(offset, a.len() as u64);
+        assert_eq!(events_of(&store, "s1"), 3);
+
+        // Records that outgrew the handoff are read from the log, and only up to where it ends.
+        let mut dropped = Handoff::default();
+        let end_of_b = (a.len() + b.len()) as u64;
+        dropped.push(a.len() as u64, end_of_b, second);
+        dropped.dropped = true;
+        dropped.records.clear();
+        let (offset, _) = ingester.ingest_handoff(dropped).unwrap();
+        assert_eq!(offset, end_of_b, "the log is read up to the handoff's end");
+        assert_eq!(events_of(&store, "s2"), 4);
+        assert_eq!(events_of(&store, "s3"), 0);
+
+        // A handoff that does not start where ingestion stands is not trusted either.
+        let mut elsewhere = Handoff::default();
+        elsewhere.push(end_of_b + 1, log.len() as u64, third);
+        ingester.ingest_handoff(elsewhere).unwrap();
+        assert_eq!(events_of(&store, "s3"), 2);
+    }
+
+    #[test]
+    fn a_handoff_keeps_its_records_up_to_its_bound() {
+        let mut handoff = Handoff::default();
+        handoff.push(100, 200, session_records("s1", 1, 1));
+        handoff.push(200, 300, session_records("s2", 2, 1));
+        assert_eq!(
+            (handoff.from, handoff.to, handoff.records.len()),
+            (100, 300, 4)
+        );
+        assert!(!handoff.dropped);
+        handoff.push(300, 300 + MAX_HANDOFF, session_records("s3", 3, 1));
+        assert!(handoff.dropped && handoff.records.is_empty());
+        assert_eq!(handoff.to, 300 + MAX_HANDOFF);
+    }
+
+    #[test]
+    fn a_record_larger_than_a_read_round_is_ingested() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), SyncMode::Normal).unwrap();
+        let header = header("big");
+        let mut chain = Chain::start(&header).unwrap();
+        let large = "x".repeat(MAX_ROUND as usize + 1024);
+        let event = chain.next_event(
+            5,
+            "llm.request",
+            CanonicalJson::of(&json!({"text": large})),
+            no_findings(),
+        );
+        let log = encoded(&[
+            Appended::Open { no: 1, header },
+            Appended::Event { no: 1, event },
+        ]);
+        std::fs::write(dir.path().join(LOG_FILE), &log).unwrap();
+        let conn = open_connection(store.path(), SyncMode::Normal).unwrap();
+        let mut ingester = Ingester::open(conn, dir.path()).unwrap();
+        assert_eq!(ingester.ingest_available().unwrap().0, log.len() as u64);
+        assert_eq!(events_of(&store, "big"), 1);
+    }
 
     #[test]
     fn recovery_replays_complete_records_once_and_drops_a_torn_tail() {

@@ -25,7 +25,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::chain::{NewEvent, SessionHeader};
-use crate::log::{self, Ingester, Record, LOG_FILE};
+use crate::log::{self, Appended, Handoff, Ingester, Record, LOG_FILE};
 use crate::store::{open_connection, Store, SyncMode};
 use crate::JournalError;
 
@@ -79,6 +79,8 @@ struct Shared {
     queue: Mutex<Queue>,
     writer: Mutex<WriteSide>,
     committed: Notify,
+    /// What was appended since the ingester last looked, so that it need not read it back.
+    handoff: Mutex<Handoff>,
     stop: AtomicBool,
     ingester: Mutex<Option<JoinHandle<()>>>,
 }
@@ -120,11 +122,14 @@ impl Writer {
             row.get(0)
         })?;
         let mut ingester = Ingester::open(conn, store.data_dir())?;
-        ingester.ingest_available()?;
-        let len = log
-            .metadata()
-            .map_err(|e| io_error("reading the commit log", e))?
-            .len();
+        let (ingested, mut len) = ingester.ingest_available()?;
+        if ingested < len {
+            // What follows the last complete record is a record cut short (the machine lost power
+            // mid-write): never acknowledged. Appending after it would glue the next record to it.
+            log.set_len(ingested)
+                .map_err(|e| io_error("cutting a torn record off the commit log", e))?;
+            len = ingested;
+        }
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
             writer: Mutex::new(WriteSide {
@@ -138,6 +143,7 @@ impl Writer {
                 out: Vec::with_capacity(64 * 1024),
             }),
             committed: Notify::new(),
+            handoff: Mutex::new(Handoff::default()),
             stop: AtomicBool::new(false),
             ingester: Mutex::new(None),
         });
@@ -190,7 +196,10 @@ impl Writer {
             (std::mem::take(&mut queue.requests), queue.issued)
         };
         if !batch.is_empty() {
-            writer.commit(batch);
+            let from = writer.len;
+            let appended = writer.commit(batch);
+            let to = writer.len;
+            lock(&self.shared.handoff).push(from, to, appended);
         }
         lock(&self.shared.queue).done = last;
         drop(writer);
@@ -292,7 +301,8 @@ fn run_ingester(mut ingester: Ingester, shared: std::sync::Weak<Shared>) {
                 .and_then(|_| ingester.seal_due());
             return;
         };
-        let ingested = ingester.ingest_available();
+        let handoff = std::mem::take(&mut *lock(&shared.handoff));
+        let ingested = ingester.ingest_handoff(handoff);
         if let Err(e) = ingester.seal_due() {
             tracing::error!(error = %e, "sealing sessions into the log failed");
         }
@@ -303,6 +313,7 @@ fn run_ingester(mut ingester: Ingester, shared: std::sync::Weak<Shared>) {
                     match writer.log.set_len(0) {
                         Ok(()) => {
                             writer.len = 0;
+                            *lock(&shared.handoff) = Handoff::default();
                             if let Err(e) = ingester.restart() {
                                 tracing::warn!(error = %e, "could not record that the commit log was emptied");
                             }
@@ -391,8 +402,9 @@ impl WriteSide {
         self.open.get(session_id).copied()
     }
 
-    /// Appends a batch to the log in one write; on failure cuts the log back and fails the batch.
-    fn commit(&mut self, batch: Vec<Request>) {
+    /// Appends a batch to the log in one write and returns its records; on failure cuts the log back,
+    /// fails the batch and returns none.
+    fn commit(&mut self, batch: Vec<Request>) -> Vec<Appended> {
         self.out.clear();
         let mut accepted = Vec::with_capacity(batch.len());
         let mut opened = Vec::new();
@@ -434,7 +446,8 @@ impl WriteSide {
             match record {
                 Some(record) => {
                     log::encode(&record, &mut self.scratch, &mut self.out);
-                    accepted.push(request);
+                    let no = record.session_no();
+                    accepted.push((no, request));
                 }
                 None => {
                     self.failed.note(&request);
@@ -444,11 +457,11 @@ impl WriteSide {
         }
         if let Err(e) = self.write_out() {
             tracing::error!(error = %e, events = accepted.len(), "the commit log refused a write");
-            for request in &accepted {
+            for (_, request) in &accepted {
                 self.failed.note(request);
                 request.broken.store(true, Ordering::Release);
             }
-            return;
+            return Vec::new();
         }
         self.last_no = next_no;
         self.open.extend(opened);
@@ -456,6 +469,20 @@ impl WriteSide {
             self.open.remove(&session_id);
             self.failed.0.remove(&session_id);
         }
+        accepted
+            .into_iter()
+            .map(|(no, request)| match request.op {
+                Op::OpenSession(header) => Appended::Open { no, header },
+                Op::Append(event) => Appended::Event { no, event },
+                Op::CloseSession {
+                    ended_at, reason, ..
+                } => Appended::Close {
+                    no,
+                    ended_at,
+                    reason,
+                },
+            })
+            .collect()
     }
 
     fn write_out(&mut self) -> Result<(), JournalError> {
@@ -580,6 +607,20 @@ mod tests {
             .expect("the waiting session was never woken")
             .unwrap()
             .unwrap();
+    }
+
+    /// A record cut short by a power loss is cut off at start: the next record appended must not be
+    /// glued to it (it once was, and the store lost it).
+    #[tokio::test]
+    async fn a_torn_record_left_in_the_log_does_not_swallow_the_next_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), SyncMode::Normal).unwrap();
+        std::fs::write(dir.path().join(LOG_FILE), b"0badc0de {\"op\":\"ev").unwrap();
+        let writer = Writer::start(&store).unwrap();
+        let broken = Arc::new(AtomicBool::new(false));
+        writer.open_session(header("after"), &broken).await.unwrap();
+        writer.shutdown();
+        assert!(store.find_session("after").is_ok());
     }
 
     #[tokio::test]
