@@ -6,6 +6,7 @@
 //! checkpoints, export bundles and their offline verification. It knows nothing about wire protocols,
 //! configuration files or masking: callers hand it events whose bodies are already final.
 
+mod appender;
 mod approvals;
 pub mod bundle;
 mod canonical;

@@ -1,7 +1,7 @@
 //! The commit log: where an event becomes durable before its statement is forwarded.
 //!
-//! A commit is one `write` of newline-terminated records to `journal.log` (plus an fsync with
-//! `sync = "full"`): cheap enough to make before every forwarded statement, where a SQLite transaction is
+//! A commit is one append of newline-terminated records to `journal.log` (a copy into its memory map,
+//! see `appender`, plus an fsync with `sync = "full"`): cheap enough to make before every forwarded statement, where a SQLite transaction is
 //! not. A background ingester copies the records into the SQLite store in large transactions, and empties
 //! the log once the store has caught up. Ingestion is idempotent (keyed by session number and sequence),
 //! so replaying records that were already copied, after a crash at any point, changes nothing.
@@ -374,6 +374,15 @@ impl Ingester {
         })
     }
 
+    /// The highest session number in the store.
+    pub(crate) fn last_session_no(&self) -> Result<i64, JournalError> {
+        Ok(self
+            .conn
+            .query_row("SELECT coalesce(max(no), 0) FROM sessions", [], |row| {
+                row.get(0)
+            })?)
+    }
+
     pub(crate) fn offset(&self) -> u64 {
         self.offset
     }
@@ -385,10 +394,15 @@ impl Ingester {
 
     /// Ingests what the writer handed over: from memory if it continues where ingestion stands,
     /// otherwise from the log, up to where the handoff ends, so that the next one continues from there.
-    /// Returns the offset reached and the log's length.
-    pub(crate) fn ingest_handoff(&mut self, handoff: Handoff) -> Result<(u64, u64), JournalError> {
+    /// `log_end` is where the log's last record ends, read after taking the handoff. Returns the offset
+    /// reached and the end of the log.
+    pub(crate) fn ingest_handoff(
+        &mut self,
+        handoff: Handoff,
+        log_end: u64,
+    ) -> Result<(u64, u64), JournalError> {
         if handoff.from == handoff.to {
-            return self.ingest_available();
+            return self.ingest_log_until(log_end);
         }
         if handoff.dropped || handoff.from != self.offset {
             return self.ingest_log_until(handoff.to);
@@ -396,7 +410,7 @@ impl Ingester {
         let entries = handoff.records.iter().map(|record| Ok(record.entry()));
         self.apply(entries, handoff.to)?;
         self.offset = handoff.to;
-        Ok((self.offset, self.log_len()?))
+        Ok((self.offset, log_end))
     }
 
     fn log_len(&self) -> Result<u64, JournalError> {
@@ -406,7 +420,10 @@ impl Ingester {
             .map_err(|e| JournalError::CommitFailed(e.to_string()))
     }
 
-    /// Reads the log from the ingested offset up to `limit` (or its end) and ingests its complete records.
+    /// Reads the log from the ingested offset up to `limit` (or its end) and ingests its complete
+    /// records. Returns the offset reached and where the log's records end (its length, with no limit).
+    /// The records end at the first zero byte: past it is the unused part of the log's reservation
+    /// (see `appender`), or a record the gateway stopped copying, never acknowledged.
     fn ingest_log_until(&mut self, limit: u64) -> Result<(u64, u64), JournalError> {
         loop {
             let len = self.log_len()?;
@@ -415,7 +432,7 @@ impl Ingester {
             }
             let end = len.min(limit);
             if end <= self.offset {
-                return Ok((self.offset, len));
+                return Ok((self.offset, end));
             }
             let mut want = (end - self.offset).min(MAX_ROUND);
             let complete = loop {
@@ -426,12 +443,14 @@ impl Ingester {
                     .map_err(|e| {
                         JournalError::CommitFailed(format!("reading the commit log: {e}"))
                     })?;
-                if let Some(last) = memchr::memrchr(b'\n', &self.buf) {
+                let zero = memchr::memchr(0, &self.buf);
+                let records = &self.buf[..zero.unwrap_or(self.buf.len())];
+                if let Some(last) = memchr::memrchr(b'\n', records) {
                     break last + 1;
                 }
-                if self.offset + want >= end {
+                if zero.is_some() || self.offset + want >= end {
                     // A record cut short: it was never acknowledged.
-                    return Ok((self.offset, len));
+                    return Ok((self.offset, end));
                 }
                 // One record larger than a round: read on to its end.
                 want = (want * 2).min(end - self.offset);
@@ -668,7 +687,7 @@ mod tests {
 
         let mut handoff = Handoff::default();
         handoff.push(0, a.len() as u64, first);
-        let (offset, _) = ingester.ingest_handoff(handoff).unwrap();
+        let (offset, _) = ingester.ingest_handoff(handoff, a.len() as u64).unwrap();
         assert_eq!(offset, a.len() as u64);
         assert_eq!(events_of(&store, "s1"), 3);
 
@@ -678,7 +697,7 @@ mod tests {
         dropped.push(a.len() as u64, end_of_b, second);
         dropped.dropped = true;
         dropped.records.clear();
-        let (offset, _) = ingester.ingest_handoff(dropped).unwrap();
+        let (offset, _) = ingester.ingest_handoff(dropped, log.len() as u64).unwrap();
         assert_eq!(offset, end_of_b, "the log is read up to the handoff's end");
         assert_eq!(events_of(&store, "s2"), 4);
         assert_eq!(events_of(&store, "s3"), 0);
@@ -686,7 +705,9 @@ mod tests {
         // A handoff that does not start where ingestion stands is not trusted either.
         let mut elsewhere = Handoff::default();
         elsewhere.push(end_of_b + 1, log.len() as u64, third);
-        ingester.ingest_handoff(elsewhere).unwrap();
+        ingester
+            .ingest_handoff(elsewhere, log.len() as u64)
+            .unwrap();
         assert_eq!(events_of(&store, "s3"), 2);
     }
 

@@ -2,28 +2,27 @@
 //!
 //! Sessions queue their events; a session that needs its events committed (before forwarding a command)
 //! becomes the leader if no commit is running: it takes everything queued, by every session, appends it
-//! to the commit log in one write, and wakes the others. If a commit is running, it waits for that one or
+//! to the commit log at once (see `appender`), hands its records to the ingester, and wakes the others. If a commit is running, it waits for that one or
 //! the next. So the cost of a commit is shared by all sessions waiting, and the common case needs no
 //! hand-off between threads. Events that nobody waits for (results) ride along with the next commit, or
 //! with the periodic flush that `serve` runs. A background thread copies the log into the SQLite store
 //! (see `log`) and seals the sessions' chains into the tamper-evident log (see `tlog`), off the path
 //! of every statement.
 //!
-//! The queue is FIFO, so a session's events commit in the order they were submitted. A failed write is
-//! undone (the log is cut back to where it was) and reported to every submitter in it through its
+//! The queue is FIFO, so a session's events commit in the order they were submitted. A failed append
+//! leaves the log as it was and is reported to every submitter in it through its
 //! session's `broken` flag; that session's later events are refused, so the journal keeps a prefix of its
 //! chain and never a chain with a hole.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
-use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use crate::appender::Appender;
 use crate::chain::{NewEvent, SessionHeader};
 use crate::log::{self, Appended, Handoff, Ingester, Record, LOG_FILE};
 use crate::store::{open_connection, Store, SyncMode};
@@ -63,8 +62,7 @@ struct Queue {
 
 /// The appending side of the commit log, held by the leader of a commit.
 struct WriteSide {
-    log: File,
-    len: u64,
+    log: Appender,
     sync: SyncMode,
     failed: FailedSessions,
     /// Numbers of open sessions: events are stored by number, so that the events of the sessions active
@@ -81,6 +79,8 @@ struct Shared {
     committed: Notify,
     /// What was appended since the ingester last looked, so that it need not read it back.
     handoff: Mutex<Handoff>,
+    /// The end of the last record in the log (the file is longer: see `appender`).
+    log_end: AtomicU64,
     stop: AtomicBool,
     ingester: Mutex<Option<JoinHandle<()>>>,
 }
@@ -108,7 +108,9 @@ impl Writer {
         let path = store.data_dir().join(LOG_FILE);
         let log = std::fs::OpenOptions::new()
             .create(true)
-            .append(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
             .open(&path)
             .map_err(|e| io_error("opening the commit log", e))?;
         if log.try_lock().is_err() {
@@ -118,14 +120,15 @@ impl Writer {
             )));
         }
         let conn = open_connection(store.path(), store.sync_mode())?;
-        let last_no = conn.query_row("SELECT coalesce(max(no), 0) FROM sessions", [], |row| {
-            row.get(0)
-        })?;
         let mut ingester = Ingester::open(conn, store.data_dir())?;
         let (ingested, mut len) = ingester.ingest_available()?;
+        // Counted once the log's leftovers are in the store: a new session must not take the number
+        // of one that a stopped gateway left in the log (it once did, and lost its events).
+        let last_no = ingester.last_session_no()?;
         if ingested < len {
-            // What follows the last complete record is a record cut short (the machine lost power
-            // mid-write): never acknowledged. Appending after it would glue the next record to it.
+            // What follows the last complete record is a record cut short (the gateway or the machine
+            // stopped mid-append) or the unused end of the log's reservation: never acknowledged.
+            // Appending after a torn record would glue the next record to it.
             log.set_len(ingested)
                 .map_err(|e| io_error("cutting a torn record off the commit log", e))?;
             len = ingested;
@@ -133,8 +136,7 @@ impl Writer {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
             writer: Mutex::new(WriteSide {
-                log,
-                len,
+                log: Appender::new(log, len),
                 sync: store.sync_mode(),
                 failed: FailedSessions::default(),
                 open: HashMap::new(),
@@ -144,6 +146,7 @@ impl Writer {
             }),
             committed: Notify::new(),
             handoff: Mutex::new(Handoff::default()),
+            log_end: AtomicU64::new(len),
             stop: AtomicBool::new(false),
             ingester: Mutex::new(None),
         });
@@ -196,10 +199,11 @@ impl Writer {
             (std::mem::take(&mut queue.requests), queue.issued)
         };
         if !batch.is_empty() {
-            let from = writer.len;
+            let from = writer.log.len();
             let appended = writer.commit(batch);
-            let to = writer.len;
+            let to = writer.log.len();
             lock(&self.shared.handoff).push(from, to, appended);
+            self.shared.log_end.store(to, Ordering::Release);
         }
         lock(&self.shared.queue).done = last;
         drop(writer);
@@ -302,17 +306,18 @@ fn run_ingester(mut ingester: Ingester, shared: std::sync::Weak<Shared>) {
             return;
         };
         let handoff = std::mem::take(&mut *lock(&shared.handoff));
-        let ingested = ingester.ingest_handoff(handoff);
+        let log_end = shared.log_end.load(Ordering::Acquire);
+        let ingested = ingester.ingest_handoff(handoff, log_end);
         if let Err(e) = ingester.seal_due() {
             tracing::error!(error = %e, "sealing sessions into the log failed");
         }
         match ingested {
             Ok((offset, len)) if offset == len && len >= ROTATE_AT => {
                 let mut writer = shared.hold_write_side();
-                if writer.len == offset {
-                    match writer.log.set_len(0) {
+                if writer.log.len() == offset {
+                    match writer.log.empty() {
                         Ok(()) => {
-                            writer.len = 0;
+                            shared.log_end.store(0, Ordering::Release);
                             *lock(&shared.handoff) = Handoff::default();
                             if let Err(e) = ingester.restart() {
                                 tracing::warn!(error = %e, "could not record that the commit log was emptied");
@@ -489,25 +494,9 @@ impl WriteSide {
         if self.out.is_empty() {
             return Ok(());
         }
-        let written = self
-            .log
-            .write_all(&self.out)
-            .and_then(|()| match self.sync {
-                SyncMode::Full => self.log.sync_data(),
-                SyncMode::Normal => Ok(()),
-            });
-        match written {
-            Ok(()) => {
-                self.len += self.out.len() as u64;
-                Ok(())
-            }
-            Err(e) => {
-                if let Err(cut) = self.log.set_len(self.len) {
-                    tracing::error!(error = %cut, "could not cut the commit log back after a failed write");
-                }
-                Err(io_error("appending to the commit log", e))
-            }
-        }
+        self.log
+            .append(&self.out, self.sync == SyncMode::Full)
+            .map_err(|e| io_error("appending to the commit log", e))
     }
 }
 
@@ -520,6 +509,7 @@ mod tests {
     use crate::store::SessionFilter;
     use crate::SyncMode;
     use serde_json::json;
+    use std::fs::File;
 
     fn header(id: &str) -> SessionHeader {
         SessionHeader {
@@ -623,14 +613,70 @@ mod tests {
         assert!(store.find_session("after").is_ok());
     }
 
+    /// A gateway killed mid-append leaves its records, maybe one cut short, then the zeros of the
+    /// log's reservation: the records are kept, and appends go on after them, in a session numbered
+    /// after the left ones.
+    #[tokio::test]
+    async fn a_log_left_with_its_reservation_keeps_its_records_and_grows_after_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), SyncMode::Normal).unwrap();
+        let before = header("before");
+        let mut chain = Chain::start(&before).unwrap();
+        let (mut scratch, mut log) = (String::new(), Vec::new());
+        log::encode(
+            &Record::Open {
+                no: 1,
+                header: &before,
+            },
+            &mut scratch,
+            &mut log,
+        );
+        for i in 0..3 {
+            let event = chain.next_event(
+                i,
+                "db.query",
+                CanonicalJson::of(&json!({"i": i})),
+                no_findings(),
+            );
+            log::encode(
+                &Record::Event {
+                    no: 1,
+                    event: &event,
+                },
+                &mut scratch,
+                &mut log,
+            );
+        }
+        let cut_short =
+            chain.next_event(9, "db.query", CanonicalJson::of(&json!({})), no_findings());
+        let mut torn = Vec::new();
+        log::encode(
+            &Record::Event {
+                no: 1,
+                event: &cut_short,
+            },
+            &mut scratch,
+            &mut torn,
+        );
+        log.extend_from_slice(&torn[..torn.len() / 2]);
+        log.resize(log.len() + 64 * 1024, 0);
+        std::fs::write(dir.path().join(LOG_FILE), &log).unwrap();
+
+        let writer = Writer::start(&store).unwrap();
+        let broken = Arc::new(AtomicBool::new(false));
+        writer.open_session(header("after"), &broken).await.unwrap();
+        writer.shutdown();
+        assert_eq!(store.find_session("before").unwrap().events, 3);
+        assert!(store.find_session("after").is_ok());
+    }
+
     #[tokio::test]
     async fn a_failed_write_breaks_its_sessions_and_refuses_their_later_events() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), SyncMode::Normal).unwrap();
         let read_only = File::open(store.path()).unwrap();
         let mut side = WriteSide {
-            log: read_only,
-            len: 0,
+            log: Appender::new(read_only, 0),
             sync: SyncMode::Normal,
             failed: FailedSessions::default(),
             open: HashMap::from([("s1".to_string(), 1)]),
@@ -657,7 +703,7 @@ mod tests {
             .open(dir.path().join("other.log"))
             .or_else(|_| File::create(dir.path().join("other.log")))
             .unwrap();
-        side.log = writable;
+        side.log = Appender::new(writable, 0);
         broken.store(false, Ordering::Release);
         let second = chain.next_event(2, "db.query", CanonicalJson::of(&json!({})), no_findings());
         side.commit(vec![request(second)]);
@@ -665,6 +711,10 @@ mod tests {
             broken.load(Ordering::Acquire),
             "later events of a failed session are refused"
         );
-        assert_eq!(side.len, 0, "nothing of the failed session reached the log");
+        assert_eq!(
+            side.log.len(),
+            0,
+            "nothing of the failed session reached the log"
+        );
     }
 }

@@ -468,9 +468,6 @@ impl State {
             }
         }
         if commands > 0 {
-            // Let the other sessions woken with this one queue their commands first, so that one
-            // append to the commit log covers them all.
-            tokio::task::yield_now().await;
             if let Err(e) = recorder.commit().await {
                 return self.journal_failed(client, e).await;
             }

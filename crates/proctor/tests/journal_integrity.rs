@@ -145,10 +145,14 @@ fn a_statement_that_cannot_be_recorded_is_not_forwarded() {
     runtime.block_on(client.simple_query("select 1")).unwrap();
     wait_for_events(&proctor, 3);
 
+    // The journal reserves its disk space ahead, a megabyte at a time: a statement larger than
+    // that needs more, which the file size limit refuses, as a full disk would.
     support::limit_file_size(proctor.pid(), "1");
-    let error = runtime
-        .block_on(client.simple_query("insert into e2e_fail_closed values (1)"))
-        .unwrap_err();
+    let padded = format!(
+        "insert into e2e_fail_closed values (1) /* {} */",
+        "x".repeat(2 << 20)
+    );
+    let error = runtime.block_on(client.simple_query(&padded)).unwrap_err();
     support::limit_file_size(proctor.pid(), "unlimited");
     let error = error
         .as_db_error()

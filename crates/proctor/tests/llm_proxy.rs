@@ -378,8 +378,12 @@ fn a_long_conversation_is_accepted_up_to_the_configured_size() {
 fn a_turn_that_cannot_be_recorded_is_not_sent_to_the_provider() {
     use std::io::Read;
     let (proctor, provider, token) = start();
+    // Larger than the journal's reserved space, which the file size limit keeps from growing.
     support::limit_file_size(proctor.pid(), "1");
-    let body = r#"{"model": "text", "messages": [{"role": "user", "content": "never sent"}]}"#;
+    let body = format!(
+        r#"{{"model": "text", "messages": [{{"role": "user", "content": "never sent {}"}}]}}"#,
+        "x".repeat(2 << 20)
+    );
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", proctor.http_port)).unwrap();
     write!(
         stream,
