@@ -59,6 +59,19 @@ pub struct NewEvent {
     pub hash: String,
 }
 
+/// A session header for tests: `id`, alice on app-db.
+#[cfg(test)]
+pub(crate) fn test_header(id: &str) -> SessionHeader {
+    SessionHeader {
+        session_id: id.into(),
+        protocol: "postgres".into(),
+        identity: "alice".into(),
+        connection: "app-db".into(),
+        client_addr: "127.0.0.1:1".into(),
+        started_at: 5,
+    }
+}
+
 /// The timestamp as it appears in the canonical form.
 pub fn canonical_time(at_ns: i64) -> String {
     chrono::DateTime::from_timestamp_nanos(at_ns)

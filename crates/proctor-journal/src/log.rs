@@ -71,10 +71,10 @@ pub(crate) enum Appended {
 }
 
 impl Appended {
-    fn entry(&self) -> Entry<'_> {
+    fn record(&self) -> Record<'_> {
         match self {
-            Appended::Open { no, header } => Record::Open { no: *no, header }.entry(),
-            Appended::Event { no, event } => Record::Event { no: *no, event }.entry(),
+            Appended::Open { no, header } => Record::Open { no: *no, header },
+            Appended::Event { no, event } => Record::Event { no: *no, event },
             Appended::Close {
                 no,
                 ended_at,
@@ -83,8 +83,7 @@ impl Appended {
                 no: *no,
                 ended_at: *ended_at,
                 reason,
-            }
-            .entry(),
+            },
         }
     }
 }
@@ -407,7 +406,10 @@ impl Ingester {
         if handoff.dropped || handoff.from != self.offset {
             return self.ingest_log_until(handoff.to);
         }
-        let entries = handoff.records.iter().map(|record| Ok(record.entry()));
+        let entries = handoff
+            .records
+            .iter()
+            .map(|record| Ok(record.record().entry()));
         self.apply(entries, handoff.to)?;
         self.offset = handoff.to;
         Ok((self.offset, log_end))
@@ -611,27 +613,16 @@ pub(crate) fn recover(conn: Connection, data_dir: &Path) -> Result<(), JournalEr
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::canonical::CanonicalJson;
     use crate::chain::VerifyOutcome;
-    use crate::chain::{no_findings, Chain};
+    use crate::chain::{no_findings, test_header as header, Chain};
     use crate::store::{open_connection, Store, SyncMode};
     use serde_json::json;
 
-    fn header(id: &str) -> SessionHeader {
-        SessionHeader {
-            session_id: id.into(),
-            protocol: "postgres".into(),
-            identity: "alice".into(),
-            connection: "app-db".into(),
-            client_addr: "127.0.0.1:1".into(),
-            started_at: 1,
-        }
-    }
-
     /// A session of `events` events, as the writer would append and hand it over.
-    fn session_records(id: &str, no: i64, events: usize) -> Vec<Appended> {
+    pub(crate) fn session_records(id: &str, no: i64, events: usize) -> Vec<Appended> {
         let header = header(id);
         let mut chain = Chain::start(&header).unwrap();
         let mut records = vec![Appended::Open { no, header }];
@@ -647,23 +638,10 @@ mod tests {
         records
     }
 
-    fn encoded(records: &[Appended]) -> Vec<u8> {
+    pub(crate) fn encoded(records: &[Appended]) -> Vec<u8> {
         let (mut scratch, mut out) = (String::new(), Vec::new());
         for record in records {
-            let record = match record {
-                Appended::Open { no, header } => Record::Open { no: *no, header },
-                Appended::Event { no, event } => Record::Event { no: *no, event },
-                Appended::Close {
-                    no,
-                    ended_at,
-                    reason,
-                } => Record::Close {
-                    no: *no,
-                    ended_at: *ended_at,
-                    reason,
-                },
-            };
-            encode(&record, &mut scratch, &mut out);
+            encode(&record.record(), &mut scratch, &mut out);
         }
         out
     }

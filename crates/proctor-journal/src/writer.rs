@@ -505,22 +505,11 @@ mod tests {
     use super::*;
     use crate::canonical::CanonicalJson;
     use crate::chain::VerifyOutcome;
-    use crate::chain::{no_findings, Chain};
+    use crate::chain::{no_findings, test_header as header, Chain};
     use crate::store::SessionFilter;
     use crate::SyncMode;
     use serde_json::json;
     use std::fs::File;
-
-    fn header(id: &str) -> SessionHeader {
-        SessionHeader {
-            session_id: id.into(),
-            protocol: "postgres".into(),
-            identity: "alice".into(),
-            connection: "app-db".into(),
-            client_addr: "127.0.0.1:1".into(),
-            started_at: 5,
-        }
-    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_sessions_commit_complete_verifiable_chains() {
@@ -620,45 +609,10 @@ mod tests {
     async fn a_log_left_with_its_reservation_keeps_its_records_and_grows_after_them() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), SyncMode::Normal).unwrap();
-        let before = header("before");
-        let mut chain = Chain::start(&before).unwrap();
-        let (mut scratch, mut log) = (String::new(), Vec::new());
-        log::encode(
-            &Record::Open {
-                no: 1,
-                header: &before,
-            },
-            &mut scratch,
-            &mut log,
-        );
-        for i in 0..3 {
-            let event = chain.next_event(
-                i,
-                "db.query",
-                CanonicalJson::of(&json!({"i": i})),
-                no_findings(),
-            );
-            log::encode(
-                &Record::Event {
-                    no: 1,
-                    event: &event,
-                },
-                &mut scratch,
-                &mut log,
-            );
-        }
-        let cut_short =
-            chain.next_event(9, "db.query", CanonicalJson::of(&json!({})), no_findings());
-        let mut torn = Vec::new();
-        log::encode(
-            &Record::Event {
-                no: 1,
-                event: &cut_short,
-            },
-            &mut scratch,
-            &mut torn,
-        );
-        log.extend_from_slice(&torn[..torn.len() / 2]);
+        let mut records = log::tests::session_records("before", 1, 4);
+        let cut_short = log::tests::encoded(&records.split_off(4));
+        let mut log = log::tests::encoded(&records);
+        log.extend_from_slice(&cut_short[..cut_short.len() / 2]);
         log.resize(log.len() + 64 * 1024, 0);
         std::fs::write(dir.path().join(LOG_FILE), &log).unwrap();
 
