@@ -560,6 +560,47 @@ mod tests {
         }
     }
 
+    /// Once the store has caught up past `ROTATE_AT`, the log is emptied under the writer, which
+    /// reserves and maps it again: the events committed before and after are all stored, in order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_log_is_emptied_once_stored_and_appends_go_on_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), SyncMode::Normal).unwrap();
+        let writer = Writer::start(&store).unwrap();
+        let broken = Arc::new(AtomicBool::new(false));
+        let header = header("long");
+        let mut chain = Chain::start(&header).unwrap();
+        writer.open_session(header, &broken).await.unwrap();
+        let text = "y".repeat(64 * 1024);
+        let log_len = || std::fs::metadata(dir.path().join(LOG_FILE)).unwrap().len();
+        let mut emptied = false;
+        for i in 0..200 {
+            let body = CanonicalJson::of(&json!({"i": i, "text": text}));
+            let event = chain.next_event(i, "db.query", body, no_findings());
+            writer.append(event, &broken).await.unwrap();
+            if i == 99 {
+                // 6.4 MB committed: past ROTATE_AT, once the ingester has stored it.
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                while log_len() >= ROTATE_AT {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "the log was never emptied"
+                    );
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                emptied = true;
+            }
+        }
+        assert!(emptied);
+        writer.shutdown();
+        let session = store.find_session("long").unwrap();
+        assert_eq!(session.events, 200);
+        assert!(matches!(
+            store.verify_session(&session).unwrap(),
+            VerifyOutcome::Intact { events: 200, .. }
+        ));
+    }
+
     /// Emptying the log holds the write side without committing; a session that found it busy must be
     /// woken when it is let go, or it waits forever.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
