@@ -513,8 +513,17 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_sessions_commit_complete_verifiable_chains() {
+        concurrent_sessions(SyncMode::Normal).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_sessions_commit_complete_verifiable_chains_with_fsync() {
+        concurrent_sessions(SyncMode::Full).await;
+    }
+
+    async fn concurrent_sessions(sync: SyncMode) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), SyncMode::Normal).unwrap();
+        let store = Store::open(dir.path(), sync).unwrap();
         let writer = Writer::start(&store).unwrap();
         let mut tasks = Vec::new();
         for n in 0..8 {
