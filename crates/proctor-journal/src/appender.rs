@@ -49,6 +49,9 @@ impl Appender {
 
     /// Copies `bytes` after the last record; with `sync`, returns once they are on disk.
     pub(crate) fn append(&mut self, bytes: &[u8], sync: bool) -> io::Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
         let end = self.len + bytes.len() as u64;
         if end > self.reserved {
             self.reserve(end)?;
@@ -124,6 +127,7 @@ mod tests {
             .open(&path)
             .unwrap();
         let mut appender = Appender::new(file, 6);
+        appender.append(b"", false).unwrap();
         appender.append(b"second\n", false).unwrap();
         let large = vec![b'x'; 3 * CHUNK as usize / 2];
         appender.append(&large, true).unwrap();
