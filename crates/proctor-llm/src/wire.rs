@@ -305,8 +305,13 @@ impl Answer {
                 self.text_at(OPENAI_TEXT).push_str(text);
             }
             for fragment in delta["tool_calls"].as_array().into_iter().flatten() {
-                let index = fragment["index"].as_u64().unwrap_or(0);
-                let call = self.tool_at(OPENAI_TOOLS + index);
+                // The index is the provider's: any u64, and one chunk may open many calls.
+                let key = OPENAI_TOOLS.saturating_add(fragment["index"].as_u64().unwrap_or(0));
+                if self.blocks.len() >= MAX_BLOCKS && !self.blocks.contains_key(&key) {
+                    self.truncated = true;
+                    break;
+                }
+                let call = self.tool_at(key);
                 if let Some(id) = fragment["id"].as_str() {
                     call.id = id.to_owned();
                 }
@@ -701,6 +706,24 @@ mod tests {
         }
         assert!(answer.truncated);
         assert_eq!(answer.blocks.len(), MAX_BLOCKS);
+    }
+
+    #[test]
+    fn tool_call_indexes_from_the_provider_are_bounded() {
+        let mut answer = Answer::default();
+        let calls: Vec<Value> = (0..MAX_BLOCKS as u64 + 10)
+            .map(|i| json!({"index": i, "function": {"name": "f"}}))
+            .collect();
+        let one_chunk = json!({"choices": [{"index": 0, "delta": {"tool_calls": calls}}]});
+        answer.on_event(Format::Chat, &sse(None, one_chunk));
+        assert!(answer.truncated);
+        assert_eq!(answer.blocks.len(), MAX_BLOCKS);
+
+        let mut answer = Answer::default();
+        let huge = json!({"choices": [{"index": 0, "delta": {"content": "text", "tool_calls": [
+            {"index": u64::MAX, "id": "call_x", "function": {"name": "f", "arguments": "{}"}}]}}]});
+        answer.on_event(Format::Chat, &sse(None, huge));
+        assert_eq!(answer.blocks.len(), 2, "the text and the call, apart");
     }
 
     #[test]
