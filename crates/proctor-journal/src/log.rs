@@ -339,6 +339,8 @@ pub(crate) struct Ingester {
     seals: SealSchedule,
     /// Set until the first seal pass, which seals whatever an earlier run left unsealed.
     seal_everything: bool,
+    /// The end of the last handoff: where the writer's records end, as far as the ingester knows.
+    handed_to: u64,
 }
 
 impl Ingester {
@@ -370,6 +372,7 @@ impl Ingester {
             node: tlog::node_name(),
             seals: SealSchedule::default(),
             seal_everything: true,
+            handed_to: 0,
         })
     }
 
@@ -393,16 +396,16 @@ impl Ingester {
 
     /// Ingests what the writer handed over: from memory if it continues where ingestion stands,
     /// otherwise from the log, up to where the handoff ends, so that the next one continues from there.
-    /// `log_end` is where the log's last record ends, read after taking the handoff. Returns the offset
-    /// reached and the end of the log.
-    pub(crate) fn ingest_handoff(
-        &mut self,
-        handoff: Handoff,
-        log_end: u64,
-    ) -> Result<(u64, u64), JournalError> {
+    /// An empty handoff retries what an earlier round failed to store. Returns the offset reached and
+    /// the end of the handed-over records.
+    pub(crate) fn ingest_handoff(&mut self, handoff: Handoff) -> Result<(u64, u64), JournalError> {
         if handoff.from == handoff.to {
-            return self.ingest_log_until(log_end);
+            if self.offset >= self.handed_to {
+                return Ok((self.offset, self.handed_to));
+            }
+            return self.ingest_log_until(self.handed_to);
         }
+        self.handed_to = handoff.to;
         if handoff.dropped || handoff.from != self.offset {
             return self.ingest_log_until(handoff.to);
         }
@@ -412,7 +415,7 @@ impl Ingester {
             .map(|record| Ok(record.record().entry()));
         self.apply(entries, handoff.to)?;
         self.offset = handoff.to;
-        Ok((self.offset, log_end))
+        Ok((self.offset, handoff.to))
     }
 
     fn log_len(&self) -> Result<u64, JournalError> {
@@ -577,6 +580,7 @@ impl Ingester {
             [],
         )?;
         self.offset = 0;
+        self.handed_to = 0;
         Ok(())
     }
 }
@@ -665,7 +669,7 @@ pub(crate) mod tests {
 
         let mut handoff = Handoff::default();
         handoff.push(0, a.len() as u64, first);
-        let (offset, _) = ingester.ingest_handoff(handoff, a.len() as u64).unwrap();
+        let (offset, _) = ingester.ingest_handoff(handoff).unwrap();
         assert_eq!(offset, a.len() as u64);
         assert_eq!(events_of(&store, "s1"), 3);
 
@@ -675,7 +679,7 @@ pub(crate) mod tests {
         dropped.push(a.len() as u64, end_of_b, second);
         dropped.dropped = true;
         dropped.records.clear();
-        let (offset, _) = ingester.ingest_handoff(dropped, log.len() as u64).unwrap();
+        let (offset, _) = ingester.ingest_handoff(dropped).unwrap();
         assert_eq!(offset, end_of_b, "the log is read up to the handoff's end");
         assert_eq!(events_of(&store, "s2"), 4);
         assert_eq!(events_of(&store, "s3"), 0);
@@ -683,9 +687,7 @@ pub(crate) mod tests {
         // A handoff that does not start where ingestion stands is not trusted either.
         let mut elsewhere = Handoff::default();
         elsewhere.push(end_of_b + 1, log.len() as u64, third);
-        ingester
-            .ingest_handoff(elsewhere, log.len() as u64)
-            .unwrap();
+        ingester.ingest_handoff(elsewhere).unwrap();
         assert_eq!(events_of(&store, "s3"), 2);
     }
 

@@ -15,7 +15,7 @@
 //! chain and never a chain with a hole.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -79,8 +79,6 @@ struct Shared {
     committed: Notify,
     /// What was appended since the ingester last looked, so that it need not read it back.
     handoff: Mutex<Handoff>,
-    /// The end of the last record in the log (the file is longer: see `appender`).
-    log_end: AtomicU64,
     stop: AtomicBool,
     ingester: Mutex<Option<JoinHandle<()>>>,
 }
@@ -146,7 +144,6 @@ impl Writer {
             }),
             committed: Notify::new(),
             handoff: Mutex::new(Handoff::default()),
-            log_end: AtomicU64::new(len),
             stop: AtomicBool::new(false),
             ingester: Mutex::new(None),
         });
@@ -203,7 +200,6 @@ impl Writer {
             let appended = writer.commit(batch);
             let to = writer.log.len();
             lock(&self.shared.handoff).push(from, to, appended);
-            self.shared.log_end.store(to, Ordering::Release);
         }
         lock(&self.shared.queue).done = last;
         drop(writer);
@@ -306,8 +302,7 @@ fn run_ingester(mut ingester: Ingester, shared: std::sync::Weak<Shared>) {
             return;
         };
         let handoff = std::mem::take(&mut *lock(&shared.handoff));
-        let log_end = shared.log_end.load(Ordering::Acquire);
-        let ingested = ingester.ingest_handoff(handoff, log_end);
+        let ingested = ingester.ingest_handoff(handoff);
         if let Err(e) = ingester.seal_due() {
             tracing::error!(error = %e, "sealing sessions into the log failed");
         }
@@ -317,7 +312,6 @@ fn run_ingester(mut ingester: Ingester, shared: std::sync::Weak<Shared>) {
                 if writer.log.len() == offset {
                     match writer.log.empty() {
                         Ok(()) => {
-                            shared.log_end.store(0, Ordering::Release);
                             *lock(&shared.handoff) = Handoff::default();
                             if let Err(e) = ingester.restart() {
                                 tracing::warn!(error = %e, "could not record that the commit log was emptied");
