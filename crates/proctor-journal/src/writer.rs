@@ -2,17 +2,17 @@
 //!
 //! Sessions queue their events; a session that needs its events committed (before forwarding a command)
 //! becomes the leader if no commit is running: it takes everything queued, by every session, appends it
-//! to the commit log at once (see `appender`), hands its records to the ingester, and wakes the others. If a commit is running, it waits for that one or
-//! the next. So the cost of a commit is shared by all sessions waiting, and the common case needs no
-//! hand-off between threads. Events that nobody waits for (results) ride along with the next commit, or
+//! to the commit log at once (see `appender`), hands its records to the ingester, and wakes the others.
+//! If a commit is running, it waits for that one or the next. So the cost of a commit is shared by all
+//! sessions waiting, and the common case needs no hand-off between threads. Events that nobody waits for (results) ride along with the next commit, or
 //! with the periodic flush that `serve` runs. A background thread copies the log into the SQLite store
 //! (see `log`) and seals the sessions' chains into the tamper-evident log (see `tlog`), off the path
 //! of every statement.
 //!
 //! The queue is FIFO, so a session's events commit in the order they were submitted. A failed append
-//! leaves the log as it was and is reported to every submitter in it through its
-//! session's `broken` flag; that session's later events are refused, so the journal keeps a prefix of its
-//! chain and never a chain with a hole.
+//! leaves the log as it was and is reported to every submitter in it through its session's `broken`
+//! flag; that session's later events are refused, so the journal keeps a prefix of its chain and never a
+//! chain with a hole.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
