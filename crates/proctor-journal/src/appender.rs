@@ -15,7 +15,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 
-use memmap2::{MmapMut, MmapOptions};
+use memmap2::{Advice, MmapMut, MmapOptions};
 
 /// How much the file grows at a time, rounded up to hold the append that needs it.
 const CHUNK: u64 = 1024 * 1024;
@@ -85,6 +85,10 @@ impl Appender {
         // SAFETY: the map covers exactly the file's size, and no process shortens the file while
         // this one holds its lock (see `new`); the map is dropped before this appender shortens it.
         let map = unsafe { MmapOptions::new().len(size as usize).map_mut(&self.file) }?;
+        // Fault the pages still to be written in now, in one call, rather than once per page while
+        // copying. Best effort: before Linux 5.14 they fault in on first write, as they would anyway.
+        let unwritten = self.len as usize;
+        let _ = map.advise_range(Advice::PopulateWrite, unwritten, size as usize - unwritten);
         self.map = Some(map);
         self.reserved = size;
         Ok(())
