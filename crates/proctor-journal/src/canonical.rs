@@ -132,33 +132,54 @@ const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 pub(crate) fn write_str(value: &str, out: &mut String) {
     // RFC 8785 section 3.2.2.2, as serde_json also writes it: escape `"`, `\` and U+0000..U+001F, with
     // the short forms \b \t \n \f \r and lowercase \u00xx for the rest of the controls; nothing else.
+    // Every event writes its SQL, hashes and names through here, and almost none need escaping: blocks
+    // are tested whole (a test without an early exit, which the compiler vectorizes), and only a block
+    // that holds a byte to escape is walked byte by byte.
     out.reserve(value.len() + 2);
     out.push('"');
+    let bytes = value.as_bytes();
     let mut clean_from = 0;
-    for (at, byte) in value.bytes().enumerate() {
-        let escaped = match byte {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            0x08 => "\\b",
-            b'\t' => "\\t",
-            b'\n' => "\\n",
-            0x0c => "\\f",
-            b'\r' => "\\r",
-            0x00..=0x1f => "",
-            _ => continue,
-        };
-        out.push_str(&value[clean_from..at]);
-        if escaped.is_empty() {
-            out.push_str("\\u00");
-            out.push(char::from(HEX_DIGITS[usize::from(byte >> 4)]));
-            out.push(char::from(HEX_DIGITS[usize::from(byte & 0x0f)]));
-        } else {
-            out.push_str(escaped);
+    for (block_no, block) in bytes.chunks(ESCAPE_BLOCK).enumerate() {
+        if !block
+            .iter()
+            .fold(false, |found, &byte| found | needs_escape(byte))
+        {
+            continue;
         }
-        clean_from = at + 1;
+        for (offset, &byte) in block.iter().enumerate() {
+            let escaped = match byte {
+                b'"' => "\\\"",
+                b'\\' => "\\\\",
+                0x08 => "\\b",
+                b'\t' => "\\t",
+                b'\n' => "\\n",
+                0x0c => "\\f",
+                b'\r' => "\\r",
+                0x00..=0x1f => "",
+                _ => continue,
+            };
+            // An escaped byte is ASCII, so both ends of the clean run are character boundaries.
+            let at = block_no * ESCAPE_BLOCK + offset;
+            out.push_str(&value[clean_from..at]);
+            if escaped.is_empty() {
+                out.push_str("\\u00");
+                out.push(char::from(HEX_DIGITS[usize::from(byte >> 4)]));
+                out.push(char::from(HEX_DIGITS[usize::from(byte & 0x0f)]));
+            } else {
+                out.push_str(escaped);
+            }
+            clean_from = at + 1;
+        }
     }
     out.push_str(&value[clean_from..]);
     out.push('"');
+}
+
+/// Bytes tested at once for something to escape.
+const ESCAPE_BLOCK: usize = 32;
+
+fn needs_escape(byte: u8) -> bool {
+    byte < 0x20 || byte == b'"' || byte == b'\\'
 }
 
 const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -284,6 +305,20 @@ mod tests {
             let mut out = String::new();
             write_str(text, &mut out);
             assert_eq!(out, jcs(&json!(text)), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn escapes_are_found_wherever_they_fall_in_a_long_string() {
+        for special in ['"', '\\', '\n', '\u{1}', '\u{1f}'] {
+            for at in 0..3 * ESCAPE_BLOCK + 1 {
+                let mut text: String = "é".repeat(at / 2) + &"a".repeat(at % 2);
+                text.push(special);
+                text.push_str("tail ☃ and more clean text after it");
+                let mut out = String::new();
+                write_str(&text, &mut out);
+                assert_eq!(out, jcs(&json!(text)), "{text:?}");
+            }
         }
     }
 
