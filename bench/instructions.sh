@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Instructions per `pgbench -S` transaction in each of the gateway's threads, counted by callgrind.
+# The count is the same whatever else the machine is doing, so a change too small to show through the
+# noise of bench/pgbench.sh still shows here. It counts user space only (not the kernel's sends and
+# receives), and valgrind hides SHA-NI, so hashing counts as software SHA-256.
+#
+#   bash bench/instructions.sh [TRANSACTIONS_PER_CLIENT]
+#   BASELINE=/path/to/older/proctor bash bench/instructions.sh ...   # also an older build, to compare
+#
+# Each build runs twice under callgrind, with a quarter of the transactions and then all of them; the
+# difference, divided by the extra transactions, leaves out start-up and log-in (SCRAM) costs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+per_client=${1:-1000}
+clients=8
+port=${PORT:-39432}
+baseline=${BASELINE:-}
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+
+command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; }
+bash .ci/postgres-setup.sh >/dev/null
+cargo build --release -q -p proctor
+if ! psql -X -q -h 127.0.0.1 -U postgres -d proctor_bench -c 'select 1 from pgbench_accounts limit 1' \
+  >/dev/null 2>&1; then
+  psql -X -q -h 127.0.0.1 -U postgres -d postgres -c 'drop database if exists proctor_bench' \
+    -c 'create database proctor_bench'
+  pgbench -q -i -s 10 -h 127.0.0.1 -U postgres proctor_bench >/dev/null 2>&1
+fi
+
+count() { # binary, transactions per client -> one line per thread: name and instructions
+  local binary=$1 transactions=$2 dir
+  dir=$work/$(date +%s%N)
+  mkdir -p "$dir"
+  cat > "$dir/proctor.toml" <<TOML
+[server]
+data_dir = "$dir/data"
+postgres_listen = "127.0.0.1:$port"
+http_listen = "127.0.0.1:0"
+
+[[identity]]
+name = "bench"
+token_env = "PROCTOR_BENCH_TOKEN"
+
+[[connection]]
+name = "proctor_bench"
+kind = "postgres"
+address = "127.0.0.1:5432"
+database = "proctor_bench"
+user = "postgres"
+allow = ["bench"]
+TOML
+  PROCTOR_BENCH_TOKEN=bench-token valgrind --tool=callgrind --separate-threads=yes \
+    --callgrind-out-file="$dir/callgrind.out" "$binary" serve --config "$dir/proctor.toml" \
+    >"$dir/log" 2>&1 &
+  local pid=$!
+  for _ in $(seq 1 240); do
+    pg_isready -q -h 127.0.0.1 -p "$port" && break
+    sleep 0.5
+  done
+  PGSSLMODE=disable PGPASSWORD=bench-token pgbench -n -S -M simple -c "$clients" -j 2 -t "$transactions" \
+    -h 127.0.0.1 -p "$port" -U bench proctor_bench >/dev/null 2>&1
+  kill -INT "$pid"
+  wait "$pid" || true
+  for file in "$dir"/callgrind.out-*; do
+    local thread=main
+    if grep -q 'run_ingester' "$file"; then
+      thread=ingest
+    elif grep -q 'relay::Relay' "$file"; then
+      thread=event-loop
+    fi
+    echo "$thread $(awk '/^summary:/ { print $2; exit }' "$file")"
+  done
+}
+
+per_transaction() { # binary -> one line per thread: name and instructions per transaction
+  local fewer=$((per_client / 4))
+  count "$1" "$fewer" > "$work/fewer"
+  count "$1" "$per_client" > "$work/more"
+  awk -v extra=$((clients * (per_client - fewer))) '
+    NR == FNR { before[$1] += $2; next }
+    { after[$1] += $2 }
+    END { for (t in after) { total += after[t] - before[t]; printf "%s %.0f\n", t, (after[t] - before[t]) / extra }
+          printf "total %.0f\n", total / extra }' "$work/fewer" "$work/more" | sort
+}
+
+per_transaction target/release/proctor > "$work/proctor"
+echo "instructions per pgbench -S transaction (callgrind, $clients clients, $per_client transactions each)"
+if [ -z "$baseline" ]; then
+  printf '%-12s %12s\n' thread proctor
+  awk '{ printf "%-12s %12s\n", $1, $2 }' "$work/proctor"
+else
+  per_transaction "$baseline" > "$work/baseline"
+  printf '%-12s %12s %12s %18s\n' thread proctor baseline baseline/proctor
+  join "$work/proctor" "$work/baseline" | awk '{ printf "%-12s %12s %12s %18.3f\n", $1, $2, $3, $3 / $2 }'
+fi
