@@ -29,28 +29,13 @@ if ! psql -X -q -h 127.0.0.1 -U postgres -d proctor_bench -c 'select 1 from pgbe
   pgbench -q -i -s 10 -h 127.0.0.1 -U postgres proctor_bench >/dev/null 2>&1
 fi
 
+source bench/gateway_config.sh
+
 count() { # binary, transactions per client -> one line per thread: name and instructions
   local binary=$1 transactions=$2 dir
   dir=$work/$(date +%s%N)
   mkdir -p "$dir"
-  cat > "$dir/proctor.toml" <<TOML
-[server]
-data_dir = "$dir/data"
-postgres_listen = "127.0.0.1:$port"
-http_listen = "127.0.0.1:0"
-
-[[identity]]
-name = "bench"
-token_env = "PROCTOR_BENCH_TOKEN"
-
-[[connection]]
-name = "proctor_bench"
-kind = "postgres"
-address = "127.0.0.1:5432"
-database = "proctor_bench"
-user = "postgres"
-allow = ["bench"]
-TOML
+  gateway_config "$dir/data" "$port" > "$dir/proctor.toml"
   PROCTOR_BENCH_TOKEN=bench-token valgrind --tool=callgrind --separate-threads=yes \
     --callgrind-out-file="$dir/callgrind.out" "$binary" serve --config "$dir/proctor.toml" \
     >"$dir/log" 2>&1 &

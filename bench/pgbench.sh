@@ -40,27 +40,7 @@ psql -X -q -h 127.0.0.1 -U postgres -d postgres -c 'drop database if exists proc
   -c 'create database proctor_bench'
 pgbench -q -i -s "$scale" -h 127.0.0.1 -U postgres proctor_bench >/dev/null 2>&1
 
-gateway_config() { # data dir, port [extra connection keys]
-  cat <<TOML
-[server]
-data_dir = "$1"
-postgres_listen = "127.0.0.1:$2"
-http_listen = "127.0.0.1:0"
-
-[[identity]]
-name = "bench"
-token_env = "PROCTOR_BENCH_TOKEN"
-
-[[connection]]
-name = "proctor_bench"
-kind = "postgres"
-address = "127.0.0.1:$direct_port"
-database = "proctor_bench"
-user = "postgres"
-allow = ["bench"]
-${3:-}
-TOML
-}
+source bench/gateway_config.sh
 gateway_config "$work/proctor-data" "$proctor_port" > "$work/proctor.toml"
 export PROCTOR_BENCH_TOKEN=bench-token
 target/release/proctor serve --config "$work/proctor.toml" 2>"$work/proctor.log" &
