@@ -3,8 +3,9 @@
 //! A commit is one append of newline-terminated records to `journal.log` (a copy into its memory map,
 //! see `appender`, plus an fsync with `sync = "full"`): cheap enough to make before every forwarded
 //! statement, where a SQLite transaction is not. A background ingester copies the records into the
-//! SQLite store in large transactions, and empties the log once the store has caught up. Ingestion is idempotent (keyed by session number and sequence),
-//! so replaying records that were already copied, after a crash at any point, changes nothing.
+//! SQLite store in large transactions, and empties the log once the store has caught up. Ingestion is
+//! idempotent (keyed by session number and sequence), so replaying records that were already copied,
+//! after a crash at any point, changes nothing.
 //!
 //! The writer also hands each append's records to the ingester in memory ([`Handoff`]), so that in the
 //! common case the ingester copies them without reading the log back and parsing it; the log is read

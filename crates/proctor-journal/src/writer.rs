@@ -4,10 +4,10 @@
 //! becomes the leader if no commit is running: it takes everything queued, by every session, appends it
 //! to the commit log at once (see `appender`), hands its records to the ingester, and wakes the others.
 //! If a commit is running, it waits for that one or the next. So the cost of a commit is shared by all
-//! sessions waiting, and the common case needs no hand-off between threads. Events that nobody waits for (results) ride along with the next commit, or
-//! with the periodic flush that `serve` runs. A background thread copies the log into the SQLite store
-//! (see `log`) and seals the sessions' chains into the tamper-evident log (see `tlog`), off the path
-//! of every statement.
+//! sessions waiting, and the common case needs no hand-off between threads. Events that nobody waits
+//! for (results) ride along with the next commit, or with the periodic flush that `serve` runs. A
+//! background thread copies the log into the SQLite store (see `log`) and seals the sessions' chains
+//! into the tamper-evident log (see `tlog`), off the path of every statement.
 //!
 //! The queue is FIFO, so a session's events commit in the order they were submitted. A failed append
 //! leaves the log as it was and is reported to every submitter in it through its session's `broken`
