@@ -109,10 +109,19 @@ pub struct ServerConfig {
     /// and kept in the data dir.
     pub tls_cert_file: Option<PathBuf>,
     pub tls_key_file: Option<PathBuf>,
-    /// Threads that carry sessions, each an event loop of its own; a session stays on one. One loop
-    /// relays with the least CPU per statement; raise it where Proctor has several cores to itself.
+    /// Threads that carry sessions, each an event loop of its own; a session stays on one. Default: one
+    /// per core. With a single loop, every session waits whenever the scheduler preempts that thread
+    /// (as it does when a send wakes the client or the database on the same core), and the other
+    /// cores can sit idle meanwhile.
     pub workers: usize,
 }
+
+/// One event loop per core the gateway may run on, within the bound `validate` enforces.
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |cores| cores.get().min(MAX_WORKERS))
+}
+
+const MAX_WORKERS: usize = 256;
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -122,7 +131,7 @@ impl Default for ServerConfig {
             http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             tls_cert_file: None,
             tls_key_file: None,
-            workers: 1,
+            workers: default_workers(),
         }
     }
 }
@@ -379,7 +388,7 @@ impl Config {
                 "set both tls_cert_file and tls_key_file, or neither (a self-signed one is made)",
             ));
         }
-        if !(1..=256).contains(&self.server.workers) {
+        if !(1..=MAX_WORKERS).contains(&self.server.workers) {
             return Err(ConfigError::new(
                 "server.workers",
                 "must be between 1 and 256",
@@ -617,7 +626,8 @@ allow = ["group:dba", "alice"]
         assert_eq!(config.server.data_dir, PathBuf::from("./proctor-data"));
         assert_eq!(config.postgres.sample_rows, 20);
         assert_eq!(config.postgres.sample_bytes, 65536);
-        assert_eq!(config.server.workers, 1);
+        let cores = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(config.server.workers, cores.min(256));
     }
 
     #[test]
