@@ -8,6 +8,7 @@
 
 mod appender;
 mod approvals;
+mod blocks;
 pub mod bundle;
 mod canonical;
 mod chain;

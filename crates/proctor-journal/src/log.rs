@@ -18,6 +18,7 @@
 //! idempotent replay into SQLite.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::blocks::{self, Block, BlockEvent};
 use crate::canonical::{hex_lower, write_str};
 use crate::chain::{NewEvent, SessionHeader};
 use crate::tlog::{self, SealSchedule};
@@ -342,6 +344,8 @@ pub(crate) struct Ingester {
     seal_everything: bool,
     /// The end of the last handoff: where the writer's records end, as far as the ingester knows.
     handed_to: u64,
+    /// The last sequence number stored, per session seen since the ingester started and not ended.
+    stored_seq: HashMap<i64, u64>,
 }
 
 impl Ingester {
@@ -374,6 +378,7 @@ impl Ingester {
             seals: SealSchedule::default(),
             seal_everything: true,
             handed_to: 0,
+            stored_seq: HashMap::new(),
         })
     }
 
@@ -502,21 +507,20 @@ impl Ingester {
         sealed
     }
 
-    /// Copies `entries` into the store in one transaction, with `end`, the log offset they reach.
+    /// Copies `entries` into the store in one transaction, with `end`, the log offset they reach. Each
+    /// session's events go into one block (see `blocks`); events already stored (a replay) are skipped.
     fn apply<'e>(
         &mut self,
         entries: impl Iterator<Item = Result<Entry<'e>, JournalError>>,
         end: u64,
     ) -> Result<(), JournalError> {
         let tx = self.conn.transaction()?;
+        let mut blocks: HashMap<i64, Block> = HashMap::new();
+        let mut ended = Vec::new();
         {
             let mut open = tx.prepare_cached(
                 "INSERT OR IGNORE INTO sessions (no, id, protocol, identity, connection, client_addr, started_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?;
-            let mut event = tx.prepare_cached(
-                "INSERT OR IGNORE INTO events (session_no, seq, at, kind, body, findings, prev, hash) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
             let mut close = tx.prepare_cached(
                 "UPDATE sessions SET ended_at = ?2, end_reason = ?3 WHERE no = ?1",
@@ -552,8 +556,29 @@ impl Ingester {
                         prev,
                         hash,
                     } => {
+                        let seq = seq as u64;
+                        let block = blocks.entry(no).or_default();
+                        let stored = match self.stored_seq.get(&no) {
+                            Some(&stored) => stored,
+                            None => {
+                                let stored = blocks::last_stored_seq(&tx, no)?;
+                                self.stored_seq.insert(no, stored);
+                                stored
+                            }
+                        };
+                        if seq <= stored.max(block.last_seq()) {
+                            continue;
+                        }
                         self.seals.event(no);
-                        event.execute(params![no, seq, at, kind, body, findings, prev, hash])?;
+                        block.push(&BlockEvent {
+                            seq,
+                            at,
+                            kind,
+                            body,
+                            findings,
+                            prev,
+                            hash,
+                        });
                     }
                     Entry::Close {
                         no,
@@ -561,9 +586,13 @@ impl Ingester {
                         reason,
                     } => {
                         self.seals.ended(no);
+                        ended.push(no);
                         close.execute(params![no, ended_at, reason])?;
                     }
                 }
+            }
+            for (no, block) in &blocks {
+                block.insert(&tx, *no)?;
             }
             tx.execute(
                 "INSERT OR REPLACE INTO journal_state (key, value) VALUES ('log_offset', ?1)",
@@ -571,6 +600,14 @@ impl Ingester {
             )?;
         }
         tx.commit()?;
+        for (no, block) in blocks {
+            if block.last_seq() > 0 {
+                self.stored_seq.insert(no, block.last_seq());
+            }
+        }
+        for no in ended {
+            self.stored_seq.remove(&no);
+        }
         Ok(())
     }
 

@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
+use crate::blocks;
 use crate::chain::{verify_chain, Event, SessionHeader, VerifyOutcome};
 use crate::JournalError;
 
@@ -43,18 +44,6 @@ CREATE TABLE IF NOT EXISTS sessions (
     end_reason TEXT
 );
 CREATE INDEX IF NOT EXISTS sessions_by_start ON sessions(started_at);
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY,
-    session_no INTEGER NOT NULL,
-    seq INTEGER NOT NULL,
-    at INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    body TEXT NOT NULL,
-    findings TEXT NOT NULL,
-    prev TEXT NOT NULL,
-    hash TEXT NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS events_by_session ON events(session_no, seq);
 CREATE TABLE IF NOT EXISTS journal_state (
     key TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -157,12 +146,13 @@ pub struct Store {
     conn: Mutex<Connection>,
 }
 
-const SESSION_COLUMNS: &str = "s.id, s.protocol, s.identity, s.connection, s.client_addr, s.started_at, \
+const SESSION_COLUMNS: &str =
+    "s.id, s.protocol, s.identity, s.connection, s.client_addr, s.started_at, \
      s.ended_at, s.end_reason, \
-     EXISTS(SELECT 1 FROM events e WHERE e.session_no = s.no AND e.kind = 'session.start'), \
-     (SELECT count(*) FROM events e WHERE e.session_no = s.no), \
-     (SELECT count(*) FROM events e WHERE e.session_no = s.no AND e.kind = 'db.query'), \
-     (SELECT count(*) FROM events e WHERE e.session_no = s.no AND e.kind IN ('db.error', 'auth.failure', 'protocol.error'))";
+     EXISTS(SELECT 1 FROM event_blocks b WHERE b.session_no = s.no AND b.started), \
+     (SELECT coalesce(sum(b.events), 0) FROM event_blocks b WHERE b.session_no = s.no), \
+     (SELECT coalesce(sum(b.queries), 0) FROM event_blocks b WHERE b.session_no = s.no), \
+     (SELECT coalesce(sum(b.errors), 0) FROM event_blocks b WHERE b.session_no = s.no)";
 
 fn session_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
     Ok(SessionRow {
@@ -211,23 +201,6 @@ pub(crate) fn open_connection(path: &Path, sync: SyncMode) -> Result<Connection,
     Ok(conn)
 }
 
-pub(crate) fn event_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Event, String, String)> {
-    Ok((
-        Event {
-            session_id: row.get(0)?,
-            seq: row.get(1)?,
-            at: row.get(2)?,
-            kind: row.get(3)?,
-            body: serde_json::Value::Null,
-            findings: Vec::new(),
-            prev: row.get(6)?,
-            hash: row.get(7)?,
-        },
-        row.get(4)?,
-        row.get(5)?,
-    ))
-}
-
 impl Store {
     /// Opens (creating if needed) `journal.db` in `data_dir`, in WAL mode, first copying into it whatever a
     /// stopped gateway left in the commit log.
@@ -237,8 +210,10 @@ impl Store {
             source,
         })?;
         let path = data_dir.join("journal.db");
-        let conn = open_connection(&path, sync)?;
+        let mut conn = open_connection(&path, sync)?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(crate::blocks::SCHEMA)?;
+        crate::blocks::migrate_event_rows(&mut conn)?;
         conn.execute_batch(crate::tlog::SCHEMA)?;
         conn.execute_batch(crate::approvals::SCHEMA)?;
         crate::log::recover(open_connection(&path, sync)?, data_dir)?;
@@ -469,23 +444,17 @@ impl Store {
     /// Every event of a session, in sequence order, as stored.
     pub fn events(&self, session_id: &str) -> Result<Vec<Event>, JournalError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT s.id, e.seq, e.at, e.kind, e.body, e.findings, e.prev, e.hash \
-             FROM events e JOIN sessions s ON s.no = e.session_no WHERE s.id = ?1 ORDER BY e.seq",
-        )?;
-        let rows = stmt.query_map([session_id], event_from_row)?;
-        let mut events = Vec::new();
-        for row in rows {
-            let (mut event, body, findings) = row?;
-            event.body = serde_json::from_str(&body).map_err(|e| {
-                JournalError::Malformed(format!("event {} body is not JSON: {e}", event.seq))
-            })?;
-            event.findings = serde_json::from_str(&findings).map_err(|e| {
-                JournalError::Malformed(format!("event {} findings are not JSON: {e}", event.seq))
-            })?;
-            events.push(event);
+        let no: Option<i64> = conn
+            .query_row(
+                "SELECT no FROM sessions WHERE id = ?1",
+                [session_id],
+                |row| row.get(0),
+            )
+            .optional()?;
+        match no {
+            Some(no) => blocks::session_events(&conn, no, session_id),
+            None => Ok(Vec::new()),
         }
-        Ok(events)
     }
 
     /// Every event whose findings carry `fingerprint`: where a secret passed, when, and by whom.
@@ -496,40 +465,30 @@ impl Store {
             ));
         }
         let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT s.id, s.identity, s.connection, e.seq, e.at, e.kind, e.findings \
-             FROM events e JOIN sessions s ON s.no = e.session_no \
-             WHERE e.findings LIKE '%' || ?1 || '%' ORDER BY e.at",
-        )?;
-        let rows = stmt.query_map([fingerprint], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, String>(2)?,
-                row.get::<_, i64>(3)?,
-                row.get::<_, i64>(4)?,
-                row.get::<_, String>(5)?,
-                row.get::<_, String>(6)?,
-            ))
-        })?;
+        let mut sessions =
+            conn.prepare_cached("SELECT id, identity, connection FROM sessions WHERE no = ?1")?;
         let mut sightings = Vec::new();
-        for row in rows {
-            let (session_id, identity, connection, seq, at, kind, findings) = row?;
-            let findings: Vec<serde_json::Value> = serde_json::from_str(&findings)
-                .map_err(|e| JournalError::Malformed(format!("findings of event {seq}: {e}")))?;
-            for finding in findings.iter().filter(|f| f["fingerprint"] == fingerprint) {
+        for (no, event) in blocks::events_mentioning(&conn, fingerprint)? {
+            let (session_id, identity, connection): (String, String, String) =
+                sessions.query_row([no], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+            for finding in event
+                .findings
+                .iter()
+                .filter(|f| f["fingerprint"] == fingerprint)
+            {
                 sightings.push(Sighting {
                     session_id: session_id.clone(),
                     identity: identity.clone(),
                     connection: connection.clone(),
-                    seq: seq as u64,
-                    at,
-                    kind: kind.clone(),
+                    seq: event.seq,
+                    at: event.at,
+                    kind: event.kind.clone(),
                     detector: finding["detector"].as_str().unwrap_or_default().to_owned(),
                     location: finding["location"].as_str().unwrap_or_default().to_owned(),
                 });
             }
         }
+        sightings.sort_by_key(|s| s.at);
         Ok(sightings)
     }
 

@@ -13,6 +13,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use sha2::Digest;
 
+use crate::blocks;
 use crate::bundle::{encode_proof, Bundle, Check, SealProof, BUNDLE_FORMAT};
 use crate::canonical::{Body, CanonicalJson};
 use crate::chain::canonical_time;
@@ -221,11 +222,11 @@ pub(crate) fn record_change(
 /// Sessions with events not yet sealed, and how far their seals reach.
 fn unsealed(conn: &Connection, only: Option<&[i64]>) -> Result<Vec<Seal>, JournalError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT s.no, s.id, coalesce(l.last_seq, 0), e.seq, e.hash \
+        "SELECT s.no, s.id, coalesce(l.last_seq, 0), b.last_seq, b.head \
          FROM sessions s LEFT JOIN log_sealed l ON l.session_no = s.no \
-         JOIN events e ON e.session_no = s.no \
-           AND e.seq = (SELECT max(seq) FROM events WHERE session_no = s.no) \
-         WHERE (?1 IS NULL OR s.no = ?1) AND e.seq > coalesce(l.last_seq, 0)",
+         JOIN event_blocks b ON b.session_no = s.no \
+           AND b.last_seq = (SELECT max(last_seq) FROM event_blocks WHERE session_no = s.no) \
+         WHERE (?1 IS NULL OR s.no = ?1) AND b.last_seq > coalesce(l.last_seq, 0)",
     )?;
     let read = |row: &rusqlite::Row<'_>| {
         Ok(Seal {
@@ -265,8 +266,6 @@ struct Seal {
 /// Cuts seals longer than [`SEAL_EVERY_EVENTS`] into seals of that many events each, so that no
 /// seal covers more events than the log promises.
 fn split_long(conn: &Connection, seals: Vec<Seal>) -> Result<Vec<Seal>, JournalError> {
-    let mut hash_at =
-        conn.prepare_cached("SELECT hash FROM events WHERE session_no = ?1 AND seq = ?2")?;
     let mut split = Vec::with_capacity(seals.len());
     for seal in seals {
         let mut first = seal.first_seq;
@@ -277,8 +276,12 @@ fn split_long(conn: &Connection, seals: Vec<Seal>) -> Result<Vec<Seal>, JournalE
                 session_id: seal.session_id.clone(),
                 first_seq: first,
                 last_seq: last,
-                chain_head: hash_at
-                    .query_row(params![seal.session_no, last as i64], |row| row.get(0))?,
+                chain_head: blocks::hash_at(conn, seal.session_no, last)?.ok_or_else(|| {
+                    JournalError::Malformed(format!(
+                        "event {last} of session {} is not in the store",
+                        seal.session_id
+                    ))
+                })?,
             });
             first = last + 1;
         }
@@ -673,14 +676,17 @@ impl Store {
                 .map_err(|e| JournalError::Malformed(format!("seal leaf {idx}: {e}")))?;
             let session_id = leaf["session_id"].as_str().unwrap_or_default();
             let last_seq = leaf["last_seq"].as_i64().unwrap_or_default();
-            let stored: Option<String> = conn
+            let session_no: Option<i64> = conn
                 .query_row(
-                    "SELECT e.hash FROM events e JOIN sessions s ON s.no = e.session_no \
-                     WHERE s.id = ?1 AND e.seq = ?2",
-                    params![session_id, last_seq],
+                    "SELECT no FROM sessions WHERE id = ?1",
+                    [session_id],
                     |row| row.get(0),
                 )
                 .optional()?;
+            let stored = match session_no {
+                Some(no) => blocks::hash_at(&conn, no, last_seq as u64)?,
+                None => None,
+            };
             let problem = match stored {
                 None => Some(format!(
                     "seal leaf {idx}: session {session_id} event {last_seq} is not in the store: the session or its events were deleted"
@@ -711,6 +717,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::blocks::{Block, BlockEvent};
     use crate::store::SyncMode;
     use serde_json::Value;
 
@@ -725,14 +732,25 @@ mod tests {
             [],
         )
         .unwrap();
-        for seq in 1..=2500i64 {
-            conn.execute(
-                "INSERT INTO events (session_no, seq, at, kind, body, findings, prev, hash) \
-                 VALUES (1, ?1, 0, 'db.query', '{}', '[]', '', ?2)",
-                params![seq, format!("hash-{seq}")],
-            )
-            .unwrap();
+        // Two ingest rounds' blocks, so that a seal's head can lie inside either.
+        let tx = conn.transaction().unwrap();
+        for seqs in [1..=1200u64, 1201..=2500] {
+            let mut block = Block::default();
+            for seq in seqs {
+                let hash = format!("hash-{seq}");
+                block.push(&BlockEvent {
+                    seq,
+                    at: 0,
+                    kind: "db.query",
+                    body: "{}",
+                    findings: "[]",
+                    prev: "",
+                    hash: &hash,
+                });
+            }
+            block.insert(&tx, 1).unwrap();
         }
+        tx.commit().unwrap();
         let key = LogKey::generate("proctor/test").unwrap();
         let tx = conn.transaction().unwrap();
         assert_eq!(seal(&tx, &key, "node", None).unwrap(), 3);

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{admin_sql, of_kind, stdout, Proctor, APP_DB};
+use support::{admin_sql, edit_stored_events, of_kind, stdout, Proctor, APP_DB};
 use tokio_postgres::NoTls;
 
 fn journal(proctor: &Proctor) -> rusqlite::Connection {
@@ -37,7 +37,7 @@ fn an_edited_or_deleted_event_is_named_by_sessions_verify() {
     let db = journal(&proctor);
     let edited = db
         .execute(
-            "UPDATE events SET body = replace(body, 'select 2', 'select 9') WHERE session_no = (SELECT no FROM sessions WHERE id = ?1) AND seq = 4",
+            "UPDATE event_blocks SET data = replace(data, '\"select 2\"', '\"select 9\"') WHERE session_no = (SELECT no FROM sessions WHERE id = ?1) AND instr(data, '\"select 2\"') > 0",
             [&id],
         )
         .unwrap();
@@ -49,15 +49,16 @@ fn an_edited_or_deleted_event_is_named_by_sessions_verify() {
         "{}",
         stdout(&verify)
     );
-    db.execute("UPDATE events SET body = replace(body, 'select 9', 'select 2') WHERE session_no = (SELECT no FROM sessions WHERE id = ?1) AND seq = 4", [&id])
+    db.execute("UPDATE event_blocks SET data = replace(data, '\"select 9\"', '\"select 2\"') WHERE session_no = (SELECT no FROM sessions WHERE id = ?1)", [&id])
         .unwrap();
     assert!(proctor.cli(&["sessions", "verify", &id]).status.success());
 
-    db.execute(
-        "DELETE FROM events WHERE session_no = (SELECT no FROM sessions WHERE id = ?1) AND seq = 3",
-        [&id],
-    )
-    .unwrap();
+    let session_no: i64 = db
+        .query_row("SELECT no FROM sessions WHERE id = ?1", [&id], |row| {
+            row.get(0)
+        })
+        .unwrap();
+    edit_stored_events(&db, session_no, |events| events.retain(|e| e["seq"] != 3));
     let verify = proctor.cli(&["sessions", "verify", &id]);
     assert_eq!(verify.status.code(), Some(1));
     assert!(

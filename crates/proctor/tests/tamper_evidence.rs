@@ -12,7 +12,7 @@ use proctor_core::journal::{
     event_hash, genesis_hash, merkle, CanonicalJson, Event, SessionHeader,
 };
 use serde_json::Value;
-use support::{stdout, Proctor, APP_DB};
+use support::{edit_stored_events, stdout, Proctor, APP_DB};
 
 /// Runs three statements as alice and returns the id of the ended session.
 fn session_of(proctor: &Proctor, token: &str, statements: &[&str]) -> String {
@@ -298,18 +298,14 @@ fn the_log_check_names_a_rewritten_chain_a_dropped_session_and_an_altered_leaf()
         event.prev = prev.clone();
         event.hash = event_hash(event).unwrap();
         prev = event.hash.clone();
-        db.execute(
-            "UPDATE events SET body = ?1, prev = ?2, hash = ?3 WHERE session_no = ?4 AND seq = ?5",
-            rusqlite::params![
-                CanonicalJson::of(&event.body).as_str(),
-                event.prev,
-                event.hash,
-                session_no,
-                event.seq as i64
-            ],
-        )
-        .unwrap();
     }
+    edit_stored_events(&db, session_no, |stored| {
+        for (line, event) in stored.iter_mut().zip(&events) {
+            line["body"] = event.body.clone();
+            line["prev"] = event.prev.clone().into();
+            line["hash"] = event.hash.clone().into();
+        }
+    });
     let verify = proctor.cli(&["sessions", "verify", &rewritten]);
     assert!(
         verify.status.success(),
@@ -322,8 +318,11 @@ fn the_log_check_names_a_rewritten_chain_a_dropped_session_and_an_altered_leaf()
             && text.contains("the chain was rewritten"),
         "{text}"
     );
-    db.execute("DELETE FROM events WHERE session_no = ?1", [session_no])
-        .unwrap();
+    db.execute(
+        "DELETE FROM event_blocks WHERE session_no = ?1",
+        [session_no],
+    )
+    .unwrap();
     db.execute("DELETE FROM sessions WHERE no = ?1", [session_no])
         .unwrap();
     db.execute("DELETE FROM log_sealed WHERE session_no = ?1", [session_no])

@@ -462,3 +462,60 @@ pub fn limit_file_size(pid: u32, limit: &str) {
         .unwrap();
     assert!(status.success());
 }
+
+/// Edits a session's events where the store keeps them, as someone with write access to `journal.db`
+/// could: the events of session number `session_no` (its blocks' lines of JSON, in order) pass through
+/// `edit` and are written back as one block whose columns agree with them.
+pub fn edit_stored_events(
+    db: &rusqlite::Connection,
+    session_no: i64,
+    edit: impl FnOnce(&mut Vec<Value>),
+) {
+    let mut events: Vec<Value> = Vec::new();
+    {
+        let mut stmt = db
+            .prepare("SELECT data FROM event_blocks WHERE session_no = ?1 ORDER BY last_seq")
+            .unwrap();
+        for data in stmt
+            .query_map([session_no], |row| row.get::<_, String>(0))
+            .unwrap()
+        {
+            for line in data.unwrap().split('\n') {
+                events.push(serde_json::from_str(line).unwrap());
+            }
+        }
+    }
+    edit(&mut events);
+    db.execute(
+        "DELETE FROM event_blocks WHERE session_no = ?1",
+        [session_no],
+    )
+    .unwrap();
+    let (Some(first), Some(last)) = (events.first(), events.last()) else {
+        return;
+    };
+    let count = |kinds: &[&str]| {
+        events
+            .iter()
+            .filter(|e| kinds.contains(&e["kind"].as_str().unwrap()))
+            .count() as i64
+    };
+    let data: Vec<String> = events.iter().map(Value::to_string).collect();
+    db.execute(
+        "INSERT INTO event_blocks \
+         (session_no, first_seq, last_seq, head, events, queries, errors, started, data) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        rusqlite::params![
+            session_no,
+            first["seq"].as_i64().unwrap(),
+            last["seq"].as_i64().unwrap(),
+            last["hash"].as_str().unwrap(),
+            events.len() as i64,
+            count(&["db.query"]),
+            count(&["db.error", "auth.failure", "protocol.error"]),
+            count(&["session.start"]) > 0,
+            data.join("\n"),
+        ],
+    )
+    .unwrap();
+}

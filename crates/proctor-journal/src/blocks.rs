@@ -1,0 +1,379 @@
+//! How events sit in the SQLite store: in blocks, one row per session per ingest round, each holding
+//! that session's events of the round as lines of JSON, with the counts that listing sessions needs and
+//! the hash of its last event, which sealing needs.
+//!
+//! A row per event cost SQLite about as much CPU as relaying the statement itself (two B-tree inserts
+//! per event, on the cores the database and its clients share); a row per block costs one insert per
+//! session per round, and the events are only copied. Every read of stored events goes through this
+//! module; what the events mean (chains, seals, sightings) is for its callers.
+
+use std::collections::HashMap;
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use serde::Deserialize;
+
+use crate::canonical::{write_str, write_u64};
+use crate::chain::Event;
+use crate::JournalError;
+
+pub(crate) const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS event_blocks (
+    id INTEGER PRIMARY KEY,
+    session_no INTEGER NOT NULL,
+    first_seq INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL,
+    head TEXT NOT NULL,
+    events INTEGER NOT NULL,
+    queries INTEGER NOT NULL,
+    errors INTEGER NOT NULL,
+    started INTEGER NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS event_blocks_by_session ON event_blocks(session_no, last_seq);
+"#;
+
+/// Kinds counted as errors when sessions are listed.
+const ERROR_KINDS: [&str; 3] = ["db.error", "auth.failure", "protocol.error"];
+
+/// One event as a block holds it (a line of the block's data).
+#[derive(Deserialize)]
+struct StoredEvent {
+    seq: u64,
+    at: i64,
+    kind: String,
+    body: serde_json::Value,
+    findings: Vec<serde_json::Value>,
+    prev: String,
+    hash: String,
+}
+
+/// The events of one session in one round, on their way into one row.
+#[derive(Default)]
+pub(crate) struct Block {
+    first_seq: u64,
+    last_seq: u64,
+    head: String,
+    events: u64,
+    queries: u64,
+    errors: u64,
+    started: bool,
+    data: String,
+}
+
+/// One event to add to a block; `body` and `findings` are canonical JSON.
+pub(crate) struct BlockEvent<'a> {
+    pub seq: u64,
+    pub at: i64,
+    pub kind: &'a str,
+    pub body: &'a str,
+    pub findings: &'a str,
+    pub prev: &'a str,
+    pub hash: &'a str,
+}
+
+impl Block {
+    pub(crate) fn push(&mut self, event: &BlockEvent<'_>) {
+        if self.events == 0 {
+            self.first_seq = event.seq;
+        } else {
+            self.data.push('\n');
+        }
+        let line = &mut self.data;
+        line.push_str("{\"seq\":");
+        write_u64(event.seq, line);
+        line.push_str(",\"at\":");
+        line.push_str(itoa::Buffer::new().format(event.at));
+        line.push_str(",\"kind\":");
+        write_str(event.kind, line);
+        line.push_str(",\"body\":");
+        line.push_str(event.body);
+        line.push_str(",\"findings\":");
+        line.push_str(event.findings);
+        line.push_str(",\"prev\":");
+        write_str(event.prev, line);
+        line.push_str(",\"hash\":");
+        write_str(event.hash, line);
+        line.push('}');
+        self.last_seq = event.seq;
+        self.head.clear();
+        self.head.push_str(event.hash);
+        self.events += 1;
+        match event.kind {
+            "db.query" => self.queries += 1,
+            "session.start" => self.started = true,
+            kind if ERROR_KINDS.contains(&kind) => self.errors += 1,
+            _ => {}
+        }
+    }
+
+    pub(crate) fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// Stores the block as session `no`'s row; a block already stored (a replay) is left as it was.
+    pub(crate) fn insert(&self, tx: &Transaction<'_>, no: i64) -> Result<(), JournalError> {
+        if self.events == 0 {
+            return Ok(());
+        }
+        tx.prepare_cached(
+            "INSERT OR IGNORE INTO event_blocks \
+             (session_no, first_seq, last_seq, head, events, queries, errors, started, data) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?
+        .execute(params![
+            no,
+            self.first_seq as i64,
+            self.last_seq as i64,
+            self.head,
+            self.events as i64,
+            self.queries as i64,
+            self.errors as i64,
+            self.started,
+            self.data
+        ])?;
+        Ok(())
+    }
+}
+
+/// The highest sequence number stored for session `no` (0 if none).
+pub(crate) fn last_stored_seq(conn: &Connection, no: i64) -> Result<u64, JournalError> {
+    let seq: i64 = conn
+        .prepare_cached(
+            "SELECT coalesce(max(last_seq), 0) FROM event_blocks WHERE session_no = ?1",
+        )?
+        .query_row([no], |row| row.get(0))?;
+    Ok(seq as u64)
+}
+
+/// The events of one block's data, in order.
+fn parse(session_id: &str, data: &str) -> Result<Vec<Event>, JournalError> {
+    data.split('\n')
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            let stored: StoredEvent = serde_json::from_str(line)
+                .map_err(|e| JournalError::Malformed(format!("a stored event is not JSON: {e}")))?;
+            Ok(Event {
+                session_id: session_id.to_owned(),
+                seq: stored.seq,
+                at: stored.at,
+                kind: stored.kind,
+                body: stored.body,
+                findings: stored.findings,
+                prev: stored.prev,
+                hash: stored.hash,
+            })
+        })
+        .collect()
+}
+
+/// Every stored event of session `no` (whose id is `session_id`), in sequence order.
+pub(crate) fn session_events(
+    conn: &Connection,
+    no: i64,
+    session_id: &str,
+) -> Result<Vec<Event>, JournalError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT data FROM event_blocks WHERE session_no = ?1 ORDER BY last_seq")?;
+    let mut events = Vec::new();
+    for data in stmt.query_map([no], |row| row.get::<_, String>(0))? {
+        events.extend(parse(session_id, &data?)?);
+    }
+    Ok(events)
+}
+
+/// The stored hash of event `seq` of session `no`, if that event is stored.
+pub(crate) fn hash_at(
+    conn: &Connection,
+    no: i64,
+    seq: u64,
+) -> Result<Option<String>, JournalError> {
+    let data: Option<String> = conn
+        .prepare_cached(
+            "SELECT data FROM event_blocks WHERE session_no = ?1 AND last_seq >= ?2 \
+             ORDER BY last_seq LIMIT 1",
+        )?
+        .query_row(params![no, seq as i64], |row| row.get(0))
+        .optional()?;
+    let Some(data) = data else {
+        return Ok(None);
+    };
+    // Sealing asks for the hash at a seal's end, inside blocks of thousands of events: only the line
+    // that starts with this sequence number is parsed.
+    let mut prefix = String::from("{\"seq\":");
+    write_u64(seq, &mut prefix);
+    prefix.push(',');
+    let Some(line) = data.split('\n').find(|line| line.starts_with(&prefix)) else {
+        return Ok(None);
+    };
+    Ok(parse("", line)?.pop().map(|event| event.hash))
+}
+
+/// The events, of every session, that mention `needle` anywhere, with their session's number.
+pub(crate) fn events_mentioning(
+    conn: &Connection,
+    needle: &str,
+) -> Result<Vec<(i64, Event)>, JournalError> {
+    let mut stmt = conn.prepare(
+        "SELECT session_no, data FROM event_blocks WHERE instr(data, ?1) > 0 ORDER BY id",
+    )?;
+    let rows = stmt.query_map([needle], |row| {
+        Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+    })?;
+    let mut found = Vec::new();
+    for row in rows {
+        let (no, data) = row?;
+        let lines = data.split('\n').filter(|line| line.contains(needle));
+        for event in parse("", &lines.collect::<Vec<_>>().join("\n"))? {
+            found.push((no, event));
+        }
+    }
+    Ok(found)
+}
+
+/// Moves events stored one row each (the store's layout before blocks) into blocks, one per session,
+/// and drops the old table. Runs once, when a store of that layout is opened.
+pub(crate) fn migrate_event_rows(conn: &mut Connection) -> Result<(), JournalError> {
+    let old: bool = conn.query_row(
+        "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events')",
+        [],
+        |row| row.get(0),
+    )?;
+    if !old {
+        return Ok(());
+    }
+    let tx = conn.transaction()?;
+    {
+        let mut blocks: HashMap<i64, Block> = HashMap::new();
+        let mut stmt = tx.prepare(
+            "SELECT session_no, seq, at, kind, body, findings, prev, hash FROM events \
+             ORDER BY session_no, seq",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let no: i64 = row.get(0)?;
+            let (kind, body, findings, prev, hash): (String, String, String, String, String) = (
+                row.get(3)?,
+                row.get(4)?,
+                row.get(5)?,
+                row.get(6)?,
+                row.get(7)?,
+            );
+            blocks.entry(no).or_default().push(&BlockEvent {
+                seq: row.get::<_, i64>(1)? as u64,
+                at: row.get(2)?,
+                kind: &kind,
+                body: &body,
+                findings: &findings,
+                prev: &prev,
+                hash: &hash,
+            });
+        }
+        drop(rows);
+        drop(stmt);
+        for (no, block) in &blocks {
+            block.insert(&tx, *no)?;
+        }
+        tx.execute_batch("DROP TABLE events")?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event<'a>(seq: u64, kind: &'a str, body: &'a str, hash: &'a str) -> BlockEvent<'a> {
+        BlockEvent {
+            seq,
+            at: 1_700_000_000_000_000_000 + seq as i64,
+            kind,
+            body,
+            findings: "[]",
+            prev: "p",
+            hash,
+        }
+    }
+
+    #[test]
+    fn a_block_gives_back_its_events_and_counts_them() {
+        let mut block = Block::default();
+        block.push(&event(1, "session.start", r#"{"client":"a\nb"}"#, "h1"));
+        block.push(&event(2, "db.query", r#"{"sql":"select \"x\""}"#, "h2"));
+        block.push(&event(3, "db.error", "{}", "h3"));
+        let events = parse("s", &block.data).unwrap();
+        assert_eq!(events.len(), 3);
+        assert_eq!(events[0].body["client"], "a\nb");
+        assert_eq!(events[1].body["sql"], "select \"x\"");
+        assert_eq!(events[2].hash, "h3");
+        assert_eq!(events[2].at, 1_700_000_000_000_000_003);
+        assert_eq!(
+            (block.first_seq, block.last_seq, block.head.as_str()),
+            (1, 3, "h3")
+        );
+        assert_eq!((block.events, block.queries, block.errors), (3, 1, 1));
+        assert!(block.started);
+    }
+
+    #[test]
+    fn the_hash_at_a_sequence_number_is_found_in_its_block_and_no_other() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        let hashes: Vec<String> = (1..=25).map(|seq| format!("h{seq}")).collect();
+        let tx = conn.transaction().unwrap();
+        for seqs in [1..=12u64, 13..=25] {
+            let mut block = Block::default();
+            for seq in seqs {
+                block.push(&event(seq, "db.query", "{}", &hashes[seq as usize - 1]));
+            }
+            block.insert(&tx, 7).unwrap();
+        }
+        tx.commit().unwrap();
+        for seq in [1, 2, 11, 12, 13, 21, 25] {
+            let expected = format!("h{seq}");
+            assert_eq!(hash_at(&conn, 7, seq).unwrap(), Some(expected));
+        }
+        assert_eq!(hash_at(&conn, 7, 26).unwrap(), None);
+        assert_eq!(hash_at(&conn, 8, 1).unwrap(), None);
+    }
+
+    #[test]
+    fn event_rows_of_an_older_store_are_moved_into_blocks() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE events (id INTEGER PRIMARY KEY, session_no INTEGER NOT NULL, \
+             seq INTEGER NOT NULL, at INTEGER NOT NULL, kind TEXT NOT NULL, body TEXT NOT NULL, \
+             findings TEXT NOT NULL, prev TEXT NOT NULL, hash TEXT NOT NULL)",
+        )
+        .unwrap();
+        for (no, seq) in [(1, 1), (2, 1), (1, 2), (1, 3)] {
+            conn.execute(
+                "INSERT INTO events (session_no, seq, at, kind, body, findings, prev, hash) \
+                 VALUES (?1, ?2, 5, 'db.query', '{\"n\":1}', '[]', 'p', ?3)",
+                params![no, seq, format!("h{no}.{seq}")],
+            )
+            .unwrap();
+        }
+        migrate_event_rows(&mut conn).unwrap();
+        let seqs = |no| -> Vec<u64> {
+            session_events(&conn, no, "s")
+                .unwrap()
+                .iter()
+                .map(|e| e.seq)
+                .collect()
+        };
+        assert_eq!(seqs(1), [1, 2, 3]);
+        assert_eq!(seqs(2), [1]);
+        assert_eq!(hash_at(&conn, 1, 2).unwrap().as_deref(), Some("h1.2"));
+        assert_eq!(last_stored_seq(&conn, 1).unwrap(), 3);
+        let old: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'events'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(old, 0);
+    }
+}
