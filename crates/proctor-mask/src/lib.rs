@@ -369,6 +369,9 @@ fn without_overlaps(mut findings: Vec<Finding>) -> Vec<Finding> {
     kept
 }
 
+/// The largest folded copy of a text that a thread keeps between scans; a larger one is freed.
+const MAX_KEPT_SCRATCH: usize = 1024 * 1024;
+
 /// A set of rules with their keyword pre-filter.
 pub struct Scanner {
     rules: Vec<Rule>,
@@ -427,27 +430,57 @@ impl Scanner {
 
     /// Every secret in `text`, in order, without overlaps (the earliest, then the longest, wins).
     pub fn find(&self, text: &str) -> Vec<Finding> {
-        let mut enabled = vec![false; self.rules.len()];
+        // Every statement and result sample passes through here, and almost none holds a secret: the
+        // folded copy and the rule flags live in per-thread buffers, so a clean text allocates nothing.
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<(Vec<u8>, Vec<bool>)> = const {
+                std::cell::RefCell::new((Vec::new(), Vec::new()))
+            };
+        }
+        SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+            Ok(mut scratch) => {
+                let (folded, enabled) = &mut *scratch;
+                let found = self.find_with(text, folded, enabled);
+                if folded.capacity() > MAX_KEPT_SCRATCH {
+                    *folded = Vec::new();
+                }
+                found
+            }
+            Err(_) => self.find_with(text, &mut Vec::new(), &mut Vec::new()),
+        })
+    }
+
+    fn find_with(&self, text: &str, folded: &mut Vec<u8>, enabled: &mut Vec<bool>) -> Vec<Finding> {
+        enabled.clear();
+        enabled.resize(self.rules.len(), false);
+        let mut any = false;
         for &index in &self.always {
-            enabled[index] = self.rules[index]
+            let on = self.rules[index]
                 .worth_running
                 .is_none_or(|test| test(text));
+            enabled[index] = on;
+            any |= on;
         }
         // Keywords are lowercase; a leftmost-first search (which, unlike an overlapping one, runs the
         // SIMD prefilter) restarted one byte after each match start finds every keyword occurrence.
-        let folded = text.to_ascii_lowercase();
+        folded.clear();
+        folded.extend(text.bytes().map(|b| b.to_ascii_lowercase()));
         let mut from = 0;
         while let Some(found) = self
             .prefilter
-            .find(Input::new(folded.as_bytes()).range(from..))
+            .find(Input::new(folded.as_slice()).range(from..))
         {
             for &index in &self.keyword_rules[found.pattern().as_usize()] {
                 enabled[index] = true;
+                any = true;
             }
             from = found.start() + 1;
         }
+        if !any {
+            return Vec::new();
+        }
         let mut findings: Vec<Finding> = Vec::new();
-        for (rule, _) in self.rules.iter().zip(&enabled).filter(|(_, on)| **on) {
+        for (rule, _) in self.rules.iter().zip(enabled.iter()).filter(|(_, on)| **on) {
             for (start, end) in rule.secrets(text) {
                 findings.push(Finding {
                     detector: rule.id.clone(),
@@ -456,6 +489,9 @@ impl Scanner {
                     end,
                 });
             }
+        }
+        if findings.is_empty() {
+            return findings;
         }
         // Secrets first, then personal data where no secret is: a password in a URI is not an email.
         let (secrets, personal): (Vec<Finding>, Vec<Finding>) = findings
