@@ -203,13 +203,15 @@ impl<'a> Record<'a> {
             },
             Record::Event { no, event } => Entry::Event {
                 no,
-                seq: event.seq as i64,
-                at: event.at,
-                kind: event.kind,
-                body: event.body.as_str(),
-                findings: event.findings.as_str(),
-                prev: &event.prev,
-                hash: &event.hash,
+                event: BlockEvent {
+                    seq: event.seq,
+                    at: event.at,
+                    kind: event.kind,
+                    body: event.body.as_str(),
+                    findings: event.findings.as_str(),
+                    prev: &event.prev,
+                    hash: &event.hash,
+                },
             },
             Record::Close {
                 no,
@@ -237,13 +239,7 @@ enum Entry<'a> {
     },
     Event {
         no: i64,
-        seq: i64,
-        at: i64,
-        kind: &'a str,
-        body: &'a str,
-        findings: &'a str,
-        prev: &'a str,
-        hash: &'a str,
+        event: BlockEvent<'a>,
     },
     Close {
         no: i64,
@@ -269,7 +265,7 @@ struct Line<'a> {
     #[serde(borrow)]
     client_addr: Option<Cow<'a, str>>,
     started_at: Option<i64>,
-    seq: Option<i64>,
+    seq: Option<u64>,
     at: Option<i64>,
     #[serde(borrow)]
     kind: Option<Cow<'a, str>>,
@@ -309,13 +305,15 @@ impl Line<'_> {
             },
             "event" => Entry::Event {
                 no,
-                seq: self.seq.ok_or_else(|| missing("seq"))?,
-                at: self.at.ok_or_else(|| missing("at"))?,
-                kind: required(&self.kind, "kind")?,
-                body: self.body.ok_or_else(|| missing("body"))?.get(),
-                findings: self.findings.ok_or_else(|| missing("findings"))?.get(),
-                prev: required(&self.prev, "prev")?,
-                hash: required(&self.hash, "hash")?,
+                event: BlockEvent {
+                    seq: self.seq.ok_or_else(|| missing("seq"))?,
+                    at: self.at.ok_or_else(|| missing("at"))?,
+                    kind: required(&self.kind, "kind")?,
+                    body: self.body.ok_or_else(|| missing("body"))?.get(),
+                    findings: self.findings.ok_or_else(|| missing("findings"))?.get(),
+                    prev: required(&self.prev, "prev")?,
+                    hash: required(&self.hash, "hash")?,
+                },
             },
             "close" => Entry::Close {
                 no,
@@ -546,17 +544,7 @@ impl Ingester {
                             started_at
                         ])?;
                     }
-                    Entry::Event {
-                        no,
-                        seq,
-                        at,
-                        kind,
-                        body,
-                        findings,
-                        prev,
-                        hash,
-                    } => {
-                        let seq = seq as u64;
+                    Entry::Event { no, event } => {
                         let block = blocks.entry(no).or_default();
                         let stored = match self.stored_seq.get(&no) {
                             Some(&stored) => stored,
@@ -566,19 +554,11 @@ impl Ingester {
                                 stored
                             }
                         };
-                        if seq <= stored.max(block.last_seq()) {
+                        if event.seq <= stored.max(block.last_seq()) {
                             continue;
                         }
                         self.seals.event(no);
-                        block.push(&BlockEvent {
-                            seq,
-                            at,
-                            kind,
-                            body,
-                            findings,
-                            prev,
-                            hash,
-                        });
+                        block.push(&event);
                     }
                     Entry::Close {
                         no,

@@ -201,6 +201,17 @@ pub(crate) fn open_connection(path: &Path, sync: SyncMode) -> Result<Connection,
     Ok(conn)
 }
 
+/// The number the store files session `session_id` under, if it holds that session.
+pub(crate) fn session_no(conn: &Connection, session_id: &str) -> Result<Option<i64>, JournalError> {
+    Ok(conn
+        .query_row(
+            "SELECT no FROM sessions WHERE id = ?1",
+            [session_id],
+            |row| row.get(0),
+        )
+        .optional()?)
+}
+
 impl Store {
     /// Opens (creating if needed) `journal.db` in `data_dir`, in WAL mode, first copying into it whatever a
     /// stopped gateway left in the commit log.
@@ -444,14 +455,7 @@ impl Store {
     /// Every event of a session, in sequence order, as stored.
     pub fn events(&self, session_id: &str) -> Result<Vec<Event>, JournalError> {
         let conn = self.conn();
-        let no: Option<i64> = conn
-            .query_row(
-                "SELECT no FROM sessions WHERE id = ?1",
-                [session_id],
-                |row| row.get(0),
-            )
-            .optional()?;
-        match no {
+        match session_no(&conn, session_id)? {
             Some(no) => blocks::session_events(&conn, no, session_id),
             None => Ok(Vec::new()),
         }

@@ -19,7 +19,7 @@ use crate::canonical::{Body, CanonicalJson};
 use crate::chain::canonical_time;
 use crate::merkle::{self, Hash};
 use crate::note::{Checkpoint, LogKey, NoteVerifier};
-use crate::store::{SessionRow, Store};
+use crate::store::{session_no, SessionRow, Store};
 use crate::JournalError;
 
 pub(crate) const SCHEMA: &str = r#"
@@ -676,14 +676,7 @@ impl Store {
                 .map_err(|e| JournalError::Malformed(format!("seal leaf {idx}: {e}")))?;
             let session_id = leaf["session_id"].as_str().unwrap_or_default();
             let last_seq = leaf["last_seq"].as_i64().unwrap_or_default();
-            let session_no: Option<i64> = conn
-                .query_row(
-                    "SELECT no FROM sessions WHERE id = ?1",
-                    [session_id],
-                    |row| row.get(0),
-                )
-                .optional()?;
-            let stored = match session_no {
+            let stored = match session_no(&conn, session_id)? {
                 Some(no) => blocks::hash_at(&conn, no, last_seq as u64)?,
                 None => None,
             };
