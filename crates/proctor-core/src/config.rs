@@ -391,7 +391,7 @@ impl Config {
         if !(1..=MAX_WORKERS).contains(&self.server.workers) {
             return Err(ConfigError::new(
                 "server.workers",
-                "must be between 1 and 256",
+                format!("must be between 1 and {MAX_WORKERS}"),
             ));
         }
         let pg = &self.postgres;

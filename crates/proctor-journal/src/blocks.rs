@@ -7,8 +7,6 @@
 //! session per round, and the events are only copied. Every read of stored events goes through this
 //! module; what the events mean (chains, seals, sightings) is for its callers.
 
-use std::collections::HashMap;
-
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::Deserialize;
 
@@ -31,6 +29,9 @@ CREATE TABLE IF NOT EXISTS event_blocks (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS event_blocks_by_session ON event_blocks(session_no, last_seq);
 "#;
+
+/// Events per block when a store of the older layout is moved into blocks.
+const MIGRATED_BLOCK_EVENTS: u64 = 4096;
 
 /// Kinds counted as errors when sessions are listed.
 const ERROR_KINDS: [&str; 3] = ["db.error", "auth.failure", "protocol.error"];
@@ -227,9 +228,8 @@ pub(crate) fn events_mentioning(
     let mut found = Vec::new();
     for row in rows {
         let (no, data) = row?;
-        let lines = data.split('\n').filter(|line| line.contains(needle));
-        for event in parse("", &lines.collect::<Vec<_>>().join("\n"))? {
-            found.push((no, event));
+        for line in data.split('\n').filter(|line| line.contains(needle)) {
+            found.extend(parse("", line)?.into_iter().map(|event| (no, event)));
         }
     }
     Ok(found)
@@ -248,7 +248,9 @@ pub(crate) fn migrate_event_rows(conn: &mut Connection) -> Result<(), JournalErr
     }
     let tx = conn.transaction()?;
     {
-        let mut blocks: HashMap<i64, Block> = HashMap::new();
+        // Rows come in session and sequence order: each session's events are cut into blocks of a
+        // bounded size as they stream by, so a long session never sits in memory whole.
+        let mut current: Option<(i64, Block)> = None;
         let mut stmt = tx.prepare(
             "SELECT session_no, seq, at, kind, body, findings, prev, hash FROM events \
              ORDER BY session_no, seq",
@@ -256,6 +258,11 @@ pub(crate) fn migrate_event_rows(conn: &mut Connection) -> Result<(), JournalErr
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
             let no: i64 = row.get(0)?;
+            if let Some((full_no, full)) =
+                current.take_if(|(at, block)| *at != no || block.events >= MIGRATED_BLOCK_EVENTS)
+            {
+                full.insert(&tx, full_no)?;
+            }
             let (kind, body, findings, prev, hash): (String, String, String, String, String) = (
                 row.get(3)?,
                 row.get(4)?,
@@ -263,7 +270,8 @@ pub(crate) fn migrate_event_rows(conn: &mut Connection) -> Result<(), JournalErr
                 row.get(6)?,
                 row.get(7)?,
             );
-            blocks.entry(no).or_default().push(&BlockEvent {
+            let (_, block) = current.get_or_insert_with(|| (no, Block::default()));
+            block.push(&BlockEvent {
                 seq: row.get::<_, i64>(1)? as u64,
                 at: row.get(2)?,
                 kind: &kind,
@@ -275,8 +283,8 @@ pub(crate) fn migrate_event_rows(conn: &mut Connection) -> Result<(), JournalErr
         }
         drop(rows);
         drop(stmt);
-        for (no, block) in &blocks {
-            block.insert(&tx, *no)?;
+        if let Some((no, block)) = current {
+            block.insert(&tx, no)?;
         }
         tx.execute_batch("DROP TABLE events")?;
     }

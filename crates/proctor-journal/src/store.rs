@@ -223,8 +223,8 @@ impl Store {
         let path = data_dir.join("journal.db");
         let mut conn = open_connection(&path, sync)?;
         conn.execute_batch(SCHEMA)?;
-        conn.execute_batch(crate::blocks::SCHEMA)?;
-        crate::blocks::migrate_event_rows(&mut conn)?;
+        conn.execute_batch(blocks::SCHEMA)?;
+        blocks::migrate_event_rows(&mut conn)?;
         conn.execute_batch(crate::tlog::SCHEMA)?;
         conn.execute_batch(crate::approvals::SCHEMA)?;
         crate::log::recover(open_connection(&path, sync)?, data_dir)?;

@@ -591,11 +591,9 @@ impl Store {
     /// A bundle proving one session: its events, its seals with inclusion proofs, and the newest
     /// checkpoint. Unsealed events are sealed first.
     pub fn export_bundle(&self, session: &SessionRow) -> Result<Bundle, JournalError> {
-        let no: i64 = self.conn().query_row(
-            "SELECT no FROM sessions WHERE id = ?1",
-            [&session.id],
-            |row| row.get(0),
-        )?;
+        let no = session_no(&self.conn(), &session.id)?.ok_or_else(|| {
+            JournalError::NotFound(format!("no session {} in the store", session.id))
+        })?;
         self.seal_unsealed(Some(no))?;
         let events = self.events(&session.id)?;
         let conn = self.conn();
