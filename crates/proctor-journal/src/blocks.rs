@@ -75,11 +75,7 @@ pub(crate) struct BlockEvent<'a> {
 
 impl Block {
     pub(crate) fn push(&mut self, event: &BlockEvent<'_>) {
-        if self.events == 0 {
-            self.first_seq = event.seq;
-        } else {
-            self.data.push('\n');
-        }
+        self.start_line(event.seq);
         let line = &mut self.data;
         line.push_str("{\"seq\":");
         write_u64(event.seq, line);
@@ -96,11 +92,33 @@ impl Block {
         line.push_str(",\"hash\":");
         write_str(event.hash, line);
         line.push('}');
-        self.last_seq = event.seq;
+        self.count(event.seq, event.kind, event.hash);
+    }
+
+    /// Adds an event that the commit log already holds as a block line: `fields` is the line after
+    /// its opening brace, which the log's record of the event ends with (see `log::encode`), so the
+    /// event is not encoded a second time.
+    pub(crate) fn push_line(&mut self, seq: u64, kind: &str, fields: &str, hash: &str) {
+        self.start_line(seq);
+        self.data.push('{');
+        self.data.push_str(fields);
+        self.count(seq, kind, hash);
+    }
+
+    fn start_line(&mut self, seq: u64) {
+        if self.events == 0 {
+            self.first_seq = seq;
+        } else {
+            self.data.push('\n');
+        }
+    }
+
+    fn count(&mut self, seq: u64, kind: &str, hash: &str) {
+        self.last_seq = seq;
         self.head.clear();
-        self.head.push_str(event.hash);
+        self.head.push_str(hash);
         self.events += 1;
-        match event.kind {
+        match kind {
             "db.query" => self.queries += 1,
             "session.start" => self.started = true,
             kind if ERROR_KINDS.contains(&kind) => self.errors += 1,

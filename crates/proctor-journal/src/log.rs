@@ -10,7 +10,10 @@
 //! The writer also hands each append's records to the ingester in memory ([`Handoff`]), so that in the
 //! common case the ingester copies them without reading the log back and parsing it; the log is read
 //! when the handoff does not continue where ingestion stands (at start, or after the handoff grew past
-//! its bound while the store lagged).
+//! its bound while the store lagged). An event's record ends with the line that stores it in its
+//! block, so a handed-over event is handed over as the appended bytes and where its line lies in
+//! them: the ingester copies the line and encodes nothing again, and the event itself is freed by the
+//! thread that committed it, not the ingester.
 //!
 //! Each record is `<crc32 of the JSON, 8 hex digits> <JSON>\n`. A record cut short (the machine lost
 //! power mid-write) fails its checksum or lacks its newline, and ends the replay: it was never
@@ -21,6 +24,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension};
@@ -56,7 +60,9 @@ pub(crate) enum Record<'a> {
     },
 }
 
-/// A record the writer appended, handed to the ingester in memory.
+/// A record the writer appended, handed to the ingester in memory. An event is handed over as where
+/// its record lies in the log, since that record ends with the event's block line (see [`encode`]).
+#[derive(Clone)]
 pub(crate) enum Appended {
     Open {
         no: i64,
@@ -64,7 +70,12 @@ pub(crate) enum Appended {
     },
     Event {
         no: i64,
-        event: NewEvent,
+        seq: u64,
+        kind: &'static str,
+        /// The log's bytes of the event's block line, after its opening brace.
+        line: Range<u64>,
+        /// The log's bytes of the event's hash.
+        hash: Range<u64>,
     },
     Close {
         no: i64,
@@ -73,21 +84,70 @@ pub(crate) enum Appended {
     },
 }
 
+/// Where an event's block line and its hash lie in the bytes that [`encode`] appended to.
+pub(crate) struct EventSpans {
+    pub(crate) line: Range<usize>,
+    pub(crate) hash: Range<usize>,
+}
+
 impl Appended {
-    fn record(&self) -> Record<'_> {
-        match self {
-            Appended::Open { no, header } => Record::Open { no: *no, header },
-            Appended::Event { no, event } => Record::Event { no: *no, event },
+    /// `event`, which [`encode`] appended to bytes that go into the log at offset `base`.
+    pub(crate) fn event(no: i64, event: &NewEvent, spans: EventSpans, base: u64) -> Self {
+        let at = |span: Range<usize>| base + span.start as u64..base + span.end as u64;
+        Appended::Event {
+            no,
+            seq: event.seq,
+            kind: event.kind,
+            line: at(spans.line),
+            hash: at(spans.hash),
+        }
+    }
+
+    /// The record as the store takes it; `bytes` are the log's bytes from offset `from` on.
+    fn entry<'a>(&'a self, bytes: &'a [u8], from: u64) -> Result<Entry<'a>, JournalError> {
+        let text = |span: &Range<u64>| {
+            span.start
+                .checked_sub(from)
+                .zip(span.end.checked_sub(from))
+                .and_then(|(start, end)| bytes.get(start as usize..end as usize))
+                .and_then(|slice| std::str::from_utf8(slice).ok())
+                .ok_or_else(|| {
+                    JournalError::Malformed("a handed-over event lies outside its bytes".into())
+                })
+        };
+        Ok(match self {
+            Appended::Open { no, header } => Entry::Open {
+                no: *no,
+                id: &header.session_id,
+                protocol: &header.protocol,
+                identity: &header.identity,
+                connection: &header.connection,
+                client_addr: &header.client_addr,
+                started_at: header.started_at,
+            },
+            Appended::Event {
+                no,
+                seq,
+                kind,
+                line,
+                hash,
+            } => Entry::Line {
+                no: *no,
+                seq: *seq,
+                kind,
+                fields: text(line)?,
+                hash: text(hash)?,
+            },
             Appended::Close {
                 no,
                 ended_at,
                 reason,
-            } => Record::Close {
+            } => Entry::Close {
                 no: *no,
                 ended_at: *ended_at,
                 reason,
             },
-        }
+        })
     }
 }
 
@@ -97,13 +157,21 @@ pub(crate) struct Handoff {
     from: u64,
     to: u64,
     records: Vec<Appended>,
+    /// The log's bytes `from..to`, which the events' lines are read from.
+    bytes: Vec<u8>,
     /// Whether `records` holds every record of `from..to`; false once they outgrew [`MAX_HANDOFF`].
     dropped: bool,
 }
 
 impl Handoff {
-    /// Adds the records of one append, written at `from..to`.
-    pub(crate) fn push(&mut self, from: u64, to: u64, records: impl IntoIterator<Item = Appended>) {
+    /// Adds the records of one append, whose `bytes` were written at `from..to`.
+    pub(crate) fn push(
+        &mut self,
+        from: u64,
+        to: u64,
+        records: impl IntoIterator<Item = Appended>,
+        bytes: &[u8],
+    ) {
         if from == to {
             return;
         }
@@ -116,8 +184,10 @@ impl Handoff {
         if self.dropped || to - self.from > MAX_HANDOFF {
             self.dropped = true;
             self.records = Vec::new();
+            self.bytes = Vec::new();
         } else {
             self.records.extend(records);
+            self.bytes.extend_from_slice(bytes);
         }
     }
 }
@@ -136,10 +206,17 @@ fn push_str(json: &mut String, key: &str, value: &str) {
     write_str(value, json);
 }
 
-/// Appends one record, with its checksum and newline, to `out`.
-pub(crate) fn encode(record: &Record<'_>, scratch: &mut String, out: &mut Vec<u8>) {
+/// Appends one record, with its checksum and newline, to `out`. An event's record ends with the
+/// line that stores it in a block (its fields from `seq` on, in the block's order); for an event,
+/// returns where that line and the event's hash lie in `out`.
+pub(crate) fn encode(
+    record: &Record<'_>,
+    scratch: &mut String,
+    out: &mut Vec<u8>,
+) -> Option<EventSpans> {
     let json = scratch;
     json.clear();
+    let mut spans = None;
     match record {
         Record::Open { no, header } => {
             json.push_str("{\"op\":\"open\"");
@@ -154,6 +231,7 @@ pub(crate) fn encode(record: &Record<'_>, scratch: &mut String, out: &mut Vec<u8
         Record::Event { no, event } => {
             json.push_str("{\"op\":\"event\"");
             push_int(json, "no", *no);
+            let line = json.len() + 1;
             push_int(json, "seq", event.seq as i64);
             push_int(json, "at", event.at);
             push_str(json, "kind", event.kind);
@@ -163,6 +241,9 @@ pub(crate) fn encode(record: &Record<'_>, scratch: &mut String, out: &mut Vec<u8
             json.push_str(event.findings.as_str());
             push_str(json, "prev", &event.prev);
             push_str(json, "hash", &event.hash);
+            // The hash is hex, written without escapes between its quotes.
+            let hash = json.len() - 1 - event.hash.len()..json.len() - 1;
+            spans = Some((line, hash));
         }
         Record::Close {
             no,
@@ -179,49 +260,19 @@ pub(crate) fn encode(record: &Record<'_>, scratch: &mut String, out: &mut Vec<u8
     let crc = crc32fast::hash(json.as_bytes());
     out.extend_from_slice(hex_lower(&crc.to_be_bytes()).as_bytes());
     out.push(b' ');
+    let at = out.len();
     out.extend_from_slice(json.as_bytes());
     out.push(b'\n');
+    spans.map(|(line, hash)| EventSpans {
+        line: at + line..at + json.len(),
+        hash: at + hash.start..at + hash.end,
+    })
 }
 
 impl<'a> Record<'a> {
     pub(crate) fn session_no(&self) -> i64 {
         match *self {
             Record::Open { no, .. } | Record::Event { no, .. } | Record::Close { no, .. } => no,
-        }
-    }
-
-    fn entry(&self) -> Entry<'a> {
-        match *self {
-            Record::Open { no, header } => Entry::Open {
-                no,
-                id: &header.session_id,
-                protocol: &header.protocol,
-                identity: &header.identity,
-                connection: &header.connection,
-                client_addr: &header.client_addr,
-                started_at: header.started_at,
-            },
-            Record::Event { no, event } => Entry::Event {
-                no,
-                event: BlockEvent {
-                    seq: event.seq,
-                    at: event.at,
-                    kind: event.kind,
-                    body: event.body.as_str(),
-                    findings: event.findings.as_str(),
-                    prev: &event.prev,
-                    hash: &event.hash,
-                },
-            },
-            Record::Close {
-                no,
-                ended_at,
-                reason,
-            } => Entry::Close {
-                no,
-                ended_at,
-                reason,
-            },
         }
     }
 }
@@ -237,9 +288,15 @@ enum Entry<'a> {
         client_addr: &'a str,
         started_at: i64,
     },
-    Event {
+    /// An event read back from the log, to be encoded into its block.
+    Event { no: i64, event: BlockEvent<'a> },
+    /// A handed-over event, already encoded as its block line (see [`Block::push_line`]).
+    Line {
         no: i64,
-        event: BlockEvent<'a>,
+        seq: u64,
+        kind: &'a str,
+        fields: &'a str,
+        hash: &'a str,
     },
     Close {
         no: i64,
@@ -416,7 +473,7 @@ impl Ingester {
         let entries = handoff
             .records
             .iter()
-            .map(|record| Ok(record.record().entry()));
+            .map(|record| record.entry(&handoff.bytes, handoff.from));
         self.apply(entries, handoff.to)?;
         self.offset = handoff.to;
         Ok((self.offset, handoff.to))
@@ -545,20 +602,34 @@ impl Ingester {
                         ])?;
                     }
                     Entry::Event { no, event } => {
-                        let block = blocks.entry(no).or_default();
-                        let stored = match self.stored_seq.get(&no) {
-                            Some(&stored) => stored,
-                            None => {
-                                let stored = blocks::last_stored_seq(&tx, no)?;
-                                self.stored_seq.insert(no, stored);
-                                stored
-                            }
-                        };
-                        if event.seq <= stored.max(block.last_seq()) {
-                            continue;
+                        if let Some(block) = admit(
+                            &mut self.stored_seq,
+                            &mut self.seals,
+                            &tx,
+                            &mut blocks,
+                            no,
+                            event.seq,
+                        )? {
+                            block.push(&event);
                         }
-                        self.seals.event(no);
-                        block.push(&event);
+                    }
+                    Entry::Line {
+                        no,
+                        seq,
+                        kind,
+                        fields,
+                        hash,
+                    } => {
+                        if let Some(block) = admit(
+                            &mut self.stored_seq,
+                            &mut self.seals,
+                            &tx,
+                            &mut blocks,
+                            no,
+                            seq,
+                        )? {
+                            block.push_line(seq, kind, fields, hash);
+                        }
                     }
                     Entry::Close {
                         no,
@@ -603,6 +674,32 @@ impl Ingester {
     }
 }
 
+/// The block that event `seq` of session `no` goes into, or none if the store holds it already (a
+/// replay); `stored_seq` is the ingester's memory of the last sequence number stored per session.
+fn admit<'b>(
+    stored_seq: &mut HashMap<i64, u64>,
+    seals: &mut SealSchedule,
+    tx: &Connection,
+    blocks: &'b mut HashMap<i64, Block>,
+    no: i64,
+    seq: u64,
+) -> Result<Option<&'b mut Block>, JournalError> {
+    let stored = match stored_seq.get(&no) {
+        Some(&stored) => stored,
+        None => {
+            let stored = blocks::last_stored_seq(tx, no)?;
+            stored_seq.insert(no, stored);
+            stored
+        }
+    };
+    let block = blocks.entry(no).or_default();
+    if seq <= stored.max(block.last_seq()) {
+        return Ok(None);
+    }
+    seals.event(no);
+    Ok(Some(block))
+}
+
 /// Parses a record whose checksum holds.
 fn checked(raw: &[u8]) -> Option<Line<'_>> {
     let (crc, json) = raw.split_at_checked(9)?;
@@ -643,10 +740,25 @@ pub(crate) mod tests {
     use crate::store::{open_connection, Store, SyncMode};
     use serde_json::json;
 
-    /// A session of `events` events, as the writer would append and hand it over.
-    pub(crate) fn session_records(id: &str, no: i64, events: usize) -> Vec<Appended> {
+    /// A session of `events` events as the writer appends it at log offset `at`: the bytes it
+    /// writes, and the records it hands the ingester.
+    pub(crate) fn session_log(
+        id: &str,
+        no: i64,
+        events: usize,
+        at: u64,
+    ) -> (Vec<u8>, Vec<Appended>) {
         let header = header(id);
         let mut chain = Chain::start(&header).unwrap();
+        let (mut scratch, mut out) = (String::new(), Vec::new());
+        encode(
+            &Record::Open {
+                no,
+                header: &header,
+            },
+            &mut scratch,
+            &mut out,
+        );
         let mut records = vec![Appended::Open { no, header }];
         for i in 0..events {
             let event = chain.next_event(
@@ -655,17 +767,10 @@ pub(crate) mod tests {
                 CanonicalJson::of(&json!({"i": i})),
                 no_findings(),
             );
-            records.push(Appended::Event { no, event });
+            let spans = encode(&Record::Event { no, event: &event }, &mut scratch, &mut out);
+            records.push(Appended::event(no, &event, spans.unwrap(), at));
         }
-        records
-    }
-
-    pub(crate) fn encoded(records: &[Appended]) -> Vec<u8> {
-        let (mut scratch, mut out) = (String::new(), Vec::new());
-        for record in records {
-            encode(&record.record(), &mut scratch, &mut out);
-        }
-        out
+        (out, records)
     }
 
     fn events_of(store: &Store, id: &str) -> usize {
@@ -676,17 +781,16 @@ pub(crate) mod tests {
     fn handed_over_records_are_stored_and_a_broken_handoff_falls_back_to_the_log() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), SyncMode::Normal).unwrap();
-        let first = session_records("s1", 1, 3);
-        let second = session_records("s2", 2, 4);
-        let third = session_records("s3", 3, 2);
-        let (a, b, c) = (encoded(&first), encoded(&second), encoded(&third));
+        let (a, first) = session_log("s1", 1, 3, 0);
+        let (b, second) = session_log("s2", 2, 4, a.len() as u64);
+        let (c, third) = session_log("s3", 3, 2, (a.len() + b.len()) as u64);
         let log = [a.as_slice(), b.as_slice(), c.as_slice()].concat();
         std::fs::write(dir.path().join(LOG_FILE), &log).unwrap();
         let conn = open_connection(store.path(), SyncMode::Normal).unwrap();
         let mut ingester = Ingester::open(conn, dir.path()).unwrap();
 
         let mut handoff = Handoff::default();
-        handoff.push(0, a.len() as u64, first);
+        handoff.push(0, a.len() as u64, first, &a);
         let (offset, _) = ingester.ingest_handoff(handoff).unwrap();
         assert_eq!(offset, a.len() as u64);
         assert_eq!(events_of(&store, "s1"), 3);
@@ -694,7 +798,7 @@ pub(crate) mod tests {
         // Records that outgrew the handoff are read from the log, and only up to where it ends.
         let mut dropped = Handoff::default();
         let end_of_b = (a.len() + b.len()) as u64;
-        dropped.push(a.len() as u64, end_of_b, second);
+        dropped.push(a.len() as u64, end_of_b, second, &b);
         dropped.dropped = true;
         dropped.records.clear();
         let (offset, _) = ingester.ingest_handoff(dropped).unwrap();
@@ -704,23 +808,108 @@ pub(crate) mod tests {
 
         // A handoff that does not start where ingestion stands is not trusted either.
         let mut elsewhere = Handoff::default();
-        elsewhere.push(end_of_b + 1, log.len() as u64, third);
+        elsewhere.push(end_of_b + 1, log.len() as u64, third, &c);
         ingester.ingest_handoff(elsewhere).unwrap();
         assert_eq!(events_of(&store, "s3"), 2);
+    }
+
+    /// The rows of `event_blocks`, every column, in order.
+    fn stored_blocks(store: &Store) -> Vec<Vec<rusqlite::types::Value>> {
+        let conn = open_connection(store.path(), SyncMode::Normal).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT * FROM event_blocks ORDER BY id")
+            .unwrap();
+        let columns = stmt.column_count();
+        stmt.query_map([], |row| (0..columns).map(|i| row.get(i)).collect())
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    #[test]
+    fn a_handed_over_event_is_stored_as_the_log_read_back_stores_it() {
+        let header = header("s1");
+        let mut chain = Chain::start(&header).unwrap();
+        let (mut scratch, mut log) = (String::new(), Vec::new());
+        encode(
+            &Record::Open {
+                no: 1,
+                header: &header,
+            },
+            &mut scratch,
+            &mut log,
+        );
+        let mut records = vec![Appended::Open {
+            no: 1,
+            header: header.clone(),
+        }];
+        let bodies = [
+            json!({"sql": "SELECT '\"quoted\"\\ é 😀\u{1}'", "rows": 1}),
+            json!({}),
+            json!({"message": "line\nbreak", "n": -5}),
+        ];
+        for (i, (kind, body)) in ["db.query", "db.result", "db.error"]
+            .iter()
+            .zip(bodies)
+            .enumerate()
+        {
+            let findings = if i == 0 {
+                CanonicalJson::of(&json!([{"detector": "aws", "location": "sql"}]))
+            } else {
+                no_findings()
+            };
+            let event = chain.next_event(-7 + i as i64, kind, CanonicalJson::of(&body), findings);
+            let spans = encode(
+                &Record::Event {
+                    no: 1,
+                    event: &event,
+                },
+                &mut scratch,
+                &mut log,
+            );
+            records.push(Appended::event(1, &event, spans.unwrap(), 0));
+        }
+
+        let stored = |handed: bool| {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(dir.path(), SyncMode::Normal).unwrap();
+            std::fs::write(dir.path().join(LOG_FILE), &log).unwrap();
+            let conn = open_connection(store.path(), SyncMode::Normal).unwrap();
+            let mut ingester = Ingester::open(conn, dir.path()).unwrap();
+            if handed {
+                let mut handoff = Handoff::default();
+                handoff.push(0, log.len() as u64, records.clone(), &log);
+                ingester.ingest_handoff(handoff).unwrap();
+            } else {
+                ingester.ingest_available().unwrap();
+            }
+            let session = store.find_session("s1").unwrap();
+            assert!(matches!(
+                store.verify_session(&session).unwrap(),
+                VerifyOutcome::Intact { events: 3, .. }
+            ));
+            stored_blocks(&store)
+        };
+        let from_memory = stored(true);
+        assert_eq!(from_memory.len(), 1);
+        assert_eq!(from_memory, stored(false));
     }
 
     #[test]
     fn a_handoff_keeps_its_records_up_to_its_bound() {
         let mut handoff = Handoff::default();
-        handoff.push(100, 200, session_records("s1", 1, 1));
-        handoff.push(200, 300, session_records("s2", 2, 1));
+        let (bytes, records) = session_log("s1", 1, 1, 100);
+        handoff.push(100, 200, records, &bytes);
+        let (bytes, records) = session_log("s2", 2, 1, 200);
+        handoff.push(200, 300, records, &bytes);
         assert_eq!(
             (handoff.from, handoff.to, handoff.records.len()),
             (100, 300, 4)
         );
         assert!(!handoff.dropped);
-        handoff.push(300, 300 + MAX_HANDOFF, session_records("s3", 3, 1));
-        assert!(handoff.dropped && handoff.records.is_empty());
+        let (bytes, records) = session_log("s3", 3, 1, 300);
+        handoff.push(300, 300 + MAX_HANDOFF, records, &bytes);
+        assert!(handoff.dropped && handoff.records.is_empty() && handoff.bytes.is_empty());
         assert_eq!(handoff.to, 300 + MAX_HANDOFF);
     }
 
@@ -737,10 +926,23 @@ pub(crate) mod tests {
             CanonicalJson::of(&json!({"text": large})),
             no_findings(),
         );
-        let log = encoded(&[
-            Appended::Open { no: 1, header },
-            Appended::Event { no: 1, event },
-        ]);
+        let (mut scratch, mut log) = (String::new(), Vec::new());
+        encode(
+            &Record::Open {
+                no: 1,
+                header: &header,
+            },
+            &mut scratch,
+            &mut log,
+        );
+        encode(
+            &Record::Event {
+                no: 1,
+                event: &event,
+            },
+            &mut scratch,
+            &mut log,
+        );
         std::fs::write(dir.path().join(LOG_FILE), &log).unwrap();
         let conn = open_connection(store.path(), SyncMode::Normal).unwrap();
         let mut ingester = Ingester::open(conn, dir.path()).unwrap();

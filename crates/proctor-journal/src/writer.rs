@@ -199,7 +199,7 @@ impl Writer {
             let from = writer.log.len();
             let appended = writer.commit(batch);
             let to = writer.log.len();
-            lock(&self.shared.handoff).push(from, to, appended);
+            lock(&self.shared.handoff).push(from, to, appended, &writer.out);
         }
         lock(&self.shared.queue).done = last;
         drop(writer);
@@ -405,6 +405,8 @@ impl WriteSide {
     /// fails the batch and returns none.
     fn commit(&mut self, batch: Vec<Request>) -> Vec<Appended> {
         self.out.clear();
+        // Where `out` goes in the log: the handed-over events are named by their place there.
+        let base = self.log.len();
         let mut accepted = Vec::with_capacity(batch.len());
         let mut opened = Vec::new();
         let mut closed = Vec::new();
@@ -444,9 +446,15 @@ impl WriteSide {
             };
             match record {
                 Some(record) => {
-                    log::encode(&record, &mut self.scratch, &mut self.out);
+                    let spans = log::encode(&record, &mut self.scratch, &mut self.out);
                     let no = record.session_no();
-                    accepted.push((no, request));
+                    let event = match (&request.op, spans) {
+                        (Op::Append(event), Some(spans)) => {
+                            Some(Appended::event(no, event, spans, base))
+                        }
+                        _ => None,
+                    };
+                    accepted.push((no, request, event));
                 }
                 None => {
                     self.failed.note(&request);
@@ -456,7 +464,7 @@ impl WriteSide {
         }
         if let Err(e) = self.write_out() {
             tracing::error!(error = %e, events = accepted.len(), "the commit log refused a write");
-            for (_, request) in &accepted {
+            for (_, request, _) in &accepted {
                 self.failed.note(request);
                 request.broken.store(true, Ordering::Release);
             }
@@ -470,16 +478,16 @@ impl WriteSide {
         }
         accepted
             .into_iter()
-            .map(|(no, request)| match request.op {
-                Op::OpenSession(header) => Appended::Open { no, header },
-                Op::Append(event) => Appended::Event { no, event },
+            .filter_map(|(no, request, event)| match request.op {
+                Op::OpenSession(header) => Some(Appended::Open { no, header }),
+                Op::Append(_) => event,
                 Op::CloseSession {
                     ended_at, reason, ..
-                } => Appended::Close {
+                } => Some(Appended::Close {
                     no,
                     ended_at,
                     reason,
-                },
+                }),
             })
             .collect()
     }
@@ -653,10 +661,13 @@ mod tests {
     async fn a_log_left_with_its_reservation_keeps_its_records_and_grows_after_them() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), SyncMode::Normal).unwrap();
-        let mut records = log::tests::session_records("before", 1, 4);
-        let cut_short = log::tests::encoded(&records.split_off(4));
-        let mut log = log::tests::encoded(&records);
-        log.extend_from_slice(&cut_short[..cut_short.len() / 2]);
+        let (mut log, _) = log::tests::session_log("before", 1, 4, 0);
+        let last = log[..log.len() - 1]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .unwrap()
+            + 1;
+        log.truncate(last + (log.len() - last) / 2);
         log.resize(log.len() + 64 * 1024, 0);
         std::fs::write(dir.path().join(LOG_FILE), &log).unwrap();
 
