@@ -194,6 +194,45 @@ pub fn hex_lower(bytes: &[u8]) -> String {
     hex
 }
 
+/// A SHA-256 hash as the journal writes it, 64 lowercase hex digits, held inline: every event carries
+/// its own hash and its link to the last one, and neither costs an allocation.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct HexHash([u8; 64]);
+
+impl HexHash {
+    pub fn of(digest: &[u8; 32]) -> Self {
+        let mut hex = [0; 64];
+        for (pair, byte) in hex.chunks_exact_mut(2).zip(digest) {
+            pair[0] = HEX_DIGITS[usize::from(byte >> 4)];
+            pair[1] = HEX_DIGITS[usize::from(byte & 0x0f)];
+        }
+        Self(hex)
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::ops::Deref for HexHash {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Debug for HexHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl std::fmt::Display for HexHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 pub(crate) fn write_u64(value: u64, out: &mut String) {
     if value <= MAX_SAFE_INTEGER {
         out.push_str(itoa::Buffer::new().format(value));
@@ -265,6 +304,19 @@ mod tests {
 
     fn jcs(value: &Value) -> String {
         serde_jcs::to_string(value).unwrap()
+    }
+
+    #[test]
+    fn an_inline_hash_reads_as_its_hex_digits() {
+        for digest in [
+            [0u8; 32],
+            [0xff; 32],
+            std::array::from_fn(|i| (i * 37) as u8),
+        ] {
+            let hash = HexHash::of(&digest);
+            assert_eq!(hash.as_str(), hex_lower(&digest));
+            assert_eq!(format!("{hash}"), hex_lower(&digest));
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::canonical::{hex_lower, write_str, write_u64, CanonicalJson};
+use crate::canonical::{hex_lower, write_str, write_u64, CanonicalJson, HexHash};
 use crate::JournalError;
 
 const EVENT_DOMAIN: &[u8] = b"proctor/event/v1\0";
@@ -55,8 +55,8 @@ pub struct NewEvent {
     pub kind: &'static str,
     pub body: CanonicalJson,
     pub findings: CanonicalJson,
-    pub prev: String,
-    pub hash: String,
+    pub prev: HexHash,
+    pub hash: HexHash,
 }
 
 /// A session header for tests: `id`, alice on app-db.
@@ -84,10 +84,14 @@ fn canonical<T: Serialize>(value: &T) -> Result<Vec<u8>, JournalError> {
 
 /// The hash that the first event of a session links to.
 pub fn genesis_hash(header: &SessionHeader) -> Result<String, JournalError> {
+    genesis(header).map(|hash| hash.to_string())
+}
+
+fn genesis(header: &SessionHeader) -> Result<HexHash, JournalError> {
     let mut hasher = Sha256::new();
     hasher.update(SESSION_DOMAIN);
     hasher.update(canonical(header)?);
-    Ok(hex_lower(&hasher.finalize()))
+    Ok(HexHash::of(&hasher.finalize().into()))
 }
 
 /// The hash of a stored event, recomputed from its parsed fields (all but `hash`).
@@ -170,7 +174,7 @@ pub fn verify_chain(
 pub struct Chain {
     session_id: Arc<str>,
     next_seq: u64,
-    head: String,
+    head: HexHash,
     scratch: String,
     clock: TimeText,
 }
@@ -210,7 +214,7 @@ impl Chain {
         Ok(Self {
             session_id: Arc::from(header.session_id.as_str()),
             next_seq: 1,
-            head: genesis_hash(header)?,
+            head: genesis(header)?,
             scratch: String::with_capacity(512),
             clock: TimeText::default(),
         })
@@ -250,8 +254,8 @@ impl Chain {
         hasher.update(EVENT_DOMAIN);
         hasher.update(self.head.as_bytes());
         hasher.update(json.as_bytes());
-        let hash = hex_lower(&hasher.finalize());
-        let prev = std::mem::replace(&mut self.head, hash.clone());
+        let hash = HexHash::of(&hasher.finalize().into());
+        let prev = std::mem::replace(&mut self.head, hash);
         self.next_seq += 1;
         NewEvent {
             session_id: self.session_id.clone(),
@@ -295,8 +299,8 @@ mod tests {
             kind: event.kind.to_owned(),
             body: serde_json::from_str(event.body.as_str()).unwrap(),
             findings: serde_json::from_str(event.findings.as_str()).unwrap(),
-            prev: event.prev.clone(),
-            hash: event.hash.clone(),
+            prev: event.prev.to_string(),
+            hash: event.hash.to_string(),
         }
     }
 
@@ -314,7 +318,11 @@ mod tests {
         let times = [NOW, NOW - 123_456_789, NOW + 876_543_211 + 5];
         for (at, body) in times.into_iter().zip(&bodies) {
             let event = chain.next_event(at, "db.query", CanonicalJson::of(body), no_findings());
-            assert_eq!(event_hash(&stored(&event)).unwrap(), event.hash, "{body}");
+            assert_eq!(
+                event_hash(&stored(&event)).unwrap(),
+                event.hash.as_str(),
+                "{body}"
+            );
         }
     }
 
@@ -333,7 +341,7 @@ mod tests {
             CanonicalJson::of(&json!({})),
             no_findings(),
         );
-        assert_eq!(first.prev, genesis_hash(&header()).unwrap());
+        assert_eq!(first.prev.as_str(), genesis_hash(&header()).unwrap());
         assert_eq!(second.prev, first.hash);
         assert_eq!((first.seq, second.seq), (1, 2));
     }

@@ -20,7 +20,7 @@ mod tlog;
 mod writer;
 
 pub use approvals::{ApprovalRow, ApprovalStatus};
-pub use canonical::{Body, CanonicalJson};
+pub use canonical::{Body, CanonicalJson, HexHash};
 pub use chain::{
     canonical_time, event_hash, genesis_hash, no_findings, verify_chain, Chain, Event, NewEvent,
     SessionHeader, VerifyOutcome,

@@ -190,6 +190,16 @@ impl Handoff {
             self.bytes.extend_from_slice(bytes);
         }
     }
+
+    /// Empties the handoff and keeps its buffers: the writer and the ingester swap two handoffs
+    /// round after round, so that a round's bytes go into memory that is already mapped.
+    pub(crate) fn clear(&mut self) {
+        self.from = 0;
+        self.to = 0;
+        self.records.clear();
+        self.bytes.clear();
+        self.dropped = false;
+    }
 }
 
 fn push_int(json: &mut String, key: &str, value: i64) {
@@ -459,7 +469,7 @@ impl Ingester {
     /// otherwise from the log, up to where the handoff ends, so that the next one continues from there.
     /// An empty handoff retries what an earlier round failed to store. Returns the offset reached and
     /// the end of the handed-over records.
-    pub(crate) fn ingest_handoff(&mut self, handoff: Handoff) -> Result<(u64, u64), JournalError> {
+    pub(crate) fn ingest_handoff(&mut self, handoff: &Handoff) -> Result<(u64, u64), JournalError> {
         if handoff.from == handoff.to {
             if self.offset >= self.handed_to {
                 return Ok((self.offset, self.handed_to));
@@ -791,7 +801,7 @@ pub(crate) mod tests {
 
         let mut handoff = Handoff::default();
         handoff.push(0, a.len() as u64, first, &a);
-        let (offset, _) = ingester.ingest_handoff(handoff).unwrap();
+        let (offset, _) = ingester.ingest_handoff(&handoff).unwrap();
         assert_eq!(offset, a.len() as u64);
         assert_eq!(events_of(&store, "s1"), 3);
 
@@ -801,7 +811,7 @@ pub(crate) mod tests {
         dropped.push(a.len() as u64, end_of_b, second, &b);
         dropped.dropped = true;
         dropped.records.clear();
-        let (offset, _) = ingester.ingest_handoff(dropped).unwrap();
+        let (offset, _) = ingester.ingest_handoff(&dropped).unwrap();
         assert_eq!(offset, end_of_b, "the log is read up to the handoff's end");
         assert_eq!(events_of(&store, "s2"), 4);
         assert_eq!(events_of(&store, "s3"), 0);
@@ -809,7 +819,7 @@ pub(crate) mod tests {
         // A handoff that does not start where ingestion stands is not trusted either.
         let mut elsewhere = Handoff::default();
         elsewhere.push(end_of_b + 1, log.len() as u64, third, &c);
-        ingester.ingest_handoff(elsewhere).unwrap();
+        ingester.ingest_handoff(&elsewhere).unwrap();
         assert_eq!(events_of(&store, "s3"), 2);
     }
 
@@ -879,7 +889,7 @@ pub(crate) mod tests {
             if handed {
                 let mut handoff = Handoff::default();
                 handoff.push(0, log.len() as u64, records.clone(), &log);
-                ingester.ingest_handoff(handoff).unwrap();
+                ingester.ingest_handoff(&handoff).unwrap();
             } else {
                 ingester.ingest_available().unwrap();
             }

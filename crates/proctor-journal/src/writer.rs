@@ -293,6 +293,7 @@ impl Writer {
 }
 
 fn run_ingester(mut ingester: Ingester, shared: std::sync::Weak<Shared>) {
+    let mut handoff = Handoff::default();
     loop {
         std::thread::sleep(INGEST_INTERVAL);
         let Some(shared) = shared.upgrade() else {
@@ -301,8 +302,9 @@ fn run_ingester(mut ingester: Ingester, shared: std::sync::Weak<Shared>) {
                 .and_then(|_| ingester.seal_due());
             return;
         };
-        let handoff = std::mem::take(&mut *lock(&shared.handoff));
-        let ingested = ingester.ingest_handoff(handoff);
+        std::mem::swap(&mut handoff, &mut *lock(&shared.handoff));
+        let ingested = ingester.ingest_handoff(&handoff);
+        handoff.clear();
         if let Err(e) = ingester.seal_due() {
             tracing::error!(error = %e, "sealing sessions into the log failed");
         }
