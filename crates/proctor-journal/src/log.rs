@@ -750,6 +750,13 @@ pub(crate) mod tests {
     use crate::store::{open_connection, Store, SyncMode};
     use serde_json::json;
 
+    /// A log that opens session `no`, and the scratch string to encode more records with.
+    fn opened_log(no: i64, header: &SessionHeader) -> (String, Vec<u8>) {
+        let (mut scratch, mut log) = (String::new(), Vec::new());
+        encode(&Record::Open { no, header }, &mut scratch, &mut log);
+        (scratch, log)
+    }
+
     /// A session of `events` events as the writer appends it at log offset `at`: the bytes it
     /// writes, and the records it hands the ingester.
     pub(crate) fn session_log(
@@ -760,15 +767,7 @@ pub(crate) mod tests {
     ) -> (Vec<u8>, Vec<Appended>) {
         let header = header(id);
         let mut chain = Chain::start(&header).unwrap();
-        let (mut scratch, mut out) = (String::new(), Vec::new());
-        encode(
-            &Record::Open {
-                no,
-                header: &header,
-            },
-            &mut scratch,
-            &mut out,
-        );
+        let (mut scratch, mut out) = opened_log(no, &header);
         let mut records = vec![Appended::Open { no, header }];
         for i in 0..events {
             let event = chain.next_event(
@@ -840,15 +839,7 @@ pub(crate) mod tests {
     fn a_handed_over_event_is_stored_as_the_log_read_back_stores_it() {
         let header = header("s1");
         let mut chain = Chain::start(&header).unwrap();
-        let (mut scratch, mut log) = (String::new(), Vec::new());
-        encode(
-            &Record::Open {
-                no: 1,
-                header: &header,
-            },
-            &mut scratch,
-            &mut log,
-        );
+        let (mut scratch, mut log) = opened_log(1, &header);
         let mut records = vec![Appended::Open {
             no: 1,
             header: header.clone(),
@@ -936,15 +927,7 @@ pub(crate) mod tests {
             CanonicalJson::of(&json!({"text": large})),
             no_findings(),
         );
-        let (mut scratch, mut log) = (String::new(), Vec::new());
-        encode(
-            &Record::Open {
-                no: 1,
-                header: &header,
-            },
-            &mut scratch,
-            &mut log,
-        );
+        let (mut scratch, mut log) = opened_log(1, &header);
         encode(
             &Record::Event {
                 no: 1,
