@@ -212,6 +212,11 @@ impl HexHash {
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.0).unwrap_or_default()
     }
+
+    /// The hex digits as bytes, without the UTF-8 check that [`Self::as_str`] makes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 impl std::ops::Deref for HexHash {

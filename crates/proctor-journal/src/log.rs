@@ -131,12 +131,14 @@ impl Appended {
                 kind,
                 line,
                 hash,
-            } => Entry::Line {
+            } => Entry::Event {
                 no: *no,
-                seq: *seq,
-                kind,
-                fields: text(line)?,
-                hash: text(hash)?,
+                event: EventEntry::Line {
+                    seq: *seq,
+                    kind,
+                    fields: text(line)?,
+                    hash: text(hash)?,
+                },
             },
             Appended::Close {
                 no,
@@ -192,7 +194,7 @@ impl Handoff {
     }
 
     /// Empties the handoff and keeps its buffers: the writer and the ingester swap two handoffs
-    /// round after round, so that a round's bytes go into memory that is already mapped.
+    /// round after round, so that a round does not allocate them anew.
     pub(crate) fn clear(&mut self) {
         self.from = 0;
         self.to = 0;
@@ -298,21 +300,49 @@ enum Entry<'a> {
         client_addr: &'a str,
         started_at: i64,
     },
-    /// An event read back from the log, to be encoded into its block.
-    Event { no: i64, event: BlockEvent<'a> },
-    /// A handed-over event, already encoded as its block line (see [`Block::push_line`]).
-    Line {
+    Event {
         no: i64,
-        seq: u64,
-        kind: &'a str,
-        fields: &'a str,
-        hash: &'a str,
+        event: EventEntry<'a>,
     },
     Close {
         no: i64,
         ended_at: i64,
         reason: &'a str,
     },
+}
+
+/// An event as the store takes it.
+enum EventEntry<'a> {
+    /// Read back from the log: its fields, encoded into its block.
+    Fields(BlockEvent<'a>),
+    /// Handed over: the block line that its log record ends with (see [`Block::push_line`]).
+    Line {
+        seq: u64,
+        kind: &'a str,
+        fields: &'a str,
+        hash: &'a str,
+    },
+}
+
+impl EventEntry<'_> {
+    fn seq(&self) -> u64 {
+        match self {
+            EventEntry::Fields(event) => event.seq,
+            EventEntry::Line { seq, .. } => *seq,
+        }
+    }
+
+    fn push_to(&self, block: &mut Block) {
+        match self {
+            EventEntry::Fields(event) => block.push(event),
+            EventEntry::Line {
+                seq,
+                kind,
+                fields,
+                hash,
+            } => block.push_line(*seq, kind, fields, hash),
+        }
+    }
 }
 
 /// A record as read back; strings borrow from the log where they hold no escapes.
@@ -372,7 +402,7 @@ impl Line<'_> {
             },
             "event" => Entry::Event {
                 no,
-                event: BlockEvent {
+                event: EventEntry::Fields(BlockEvent {
                     seq: self.seq.ok_or_else(|| missing("seq"))?,
                     at: self.at.ok_or_else(|| missing("at"))?,
                     kind: required(&self.kind, "kind")?,
@@ -380,7 +410,7 @@ impl Line<'_> {
                     findings: self.findings.ok_or_else(|| missing("findings"))?.get(),
                     prev: required(&self.prev, "prev")?,
                     hash: required(&self.hash, "hash")?,
-                },
+                }),
             },
             "close" => Entry::Close {
                 no,
@@ -612,34 +642,20 @@ impl Ingester {
                         ])?;
                     }
                     Entry::Event { no, event } => {
-                        if let Some(block) = admit(
-                            &mut self.stored_seq,
-                            &mut self.seals,
-                            &tx,
-                            &mut blocks,
-                            no,
-                            event.seq,
-                        )? {
-                            block.push(&event);
+                        let block = blocks.entry(no).or_default();
+                        let stored = match self.stored_seq.get(&no) {
+                            Some(&stored) => stored,
+                            None => {
+                                let stored = blocks::last_stored_seq(&tx, no)?;
+                                self.stored_seq.insert(no, stored);
+                                stored
+                            }
+                        };
+                        if event.seq() <= stored.max(block.last_seq()) {
+                            continue;
                         }
-                    }
-                    Entry::Line {
-                        no,
-                        seq,
-                        kind,
-                        fields,
-                        hash,
-                    } => {
-                        if let Some(block) = admit(
-                            &mut self.stored_seq,
-                            &mut self.seals,
-                            &tx,
-                            &mut blocks,
-                            no,
-                            seq,
-                        )? {
-                            block.push_line(seq, kind, fields, hash);
-                        }
+                        self.seals.event(no);
+                        event.push_to(block);
                     }
                     Entry::Close {
                         no,
@@ -682,32 +698,6 @@ impl Ingester {
         self.handed_to = 0;
         Ok(())
     }
-}
-
-/// The block that event `seq` of session `no` goes into, or none if the store holds it already (a
-/// replay); `stored_seq` is the ingester's memory of the last sequence number stored per session.
-fn admit<'b>(
-    stored_seq: &mut HashMap<i64, u64>,
-    seals: &mut SealSchedule,
-    tx: &Connection,
-    blocks: &'b mut HashMap<i64, Block>,
-    no: i64,
-    seq: u64,
-) -> Result<Option<&'b mut Block>, JournalError> {
-    let stored = match stored_seq.get(&no) {
-        Some(&stored) => stored,
-        None => {
-            let stored = blocks::last_stored_seq(tx, no)?;
-            stored_seq.insert(no, stored);
-            stored
-        }
-    };
-    let block = blocks.entry(no).or_default();
-    if seq <= stored.max(block.last_seq()) {
-        return Ok(None);
-    }
-    seals.event(no);
-    Ok(Some(block))
 }
 
 /// Parses a record whose checksum holds.
