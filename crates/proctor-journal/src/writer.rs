@@ -195,15 +195,18 @@ impl Writer {
             let mut queue = lock(&self.shared.queue);
             (std::mem::take(&mut queue.requests), queue.issued)
         };
+        let mut spent = Vec::new();
         if !batch.is_empty() {
             let from = writer.log.len();
-            let appended = writer.commit(batch);
+            let appended = writer.commit(batch, &mut spent);
             let to = writer.log.len();
             lock(&self.shared.handoff).push(from, to, appended, &writer.out);
         }
         lock(&self.shared.queue).done = last;
         drop(writer);
         self.shared.committed.notify_waiters();
+        // Freed once the other sessions may commit again: not while they wait for the write side.
+        drop(spent);
     }
 
     async fn submit_and_wait(&self, op: Op, broken: &Arc<AtomicBool>) -> Result<(), JournalError> {
@@ -404,8 +407,9 @@ impl WriteSide {
     }
 
     /// Appends a batch to the log in one write and returns its records; on failure cuts the log back,
-    /// fails the batch and returns none.
-    fn commit(&mut self, batch: Vec<Request>) -> Vec<Appended> {
+    /// fails the batch and returns none. The committed events go to `spent`, for the caller to free
+    /// once it has let go of the write side.
+    fn commit(&mut self, batch: Vec<Request>, spent: &mut Vec<NewEvent>) -> Vec<Appended> {
         self.out.clear();
         // Where `out` goes in the log: the handed-over events are named by their place there.
         let base = self.log.len();
@@ -478,20 +482,24 @@ impl WriteSide {
             self.open.remove(&session_id);
             self.failed.0.remove(&session_id);
         }
-        accepted
-            .into_iter()
-            .filter_map(|(no, request, event)| match request.op {
-                Op::OpenSession(header) => Some(Appended::Open { no, header }),
-                Op::Append(_) => event,
+        let mut appended = Vec::with_capacity(accepted.len());
+        for (no, request, handed) in accepted {
+            match request.op {
+                Op::OpenSession(header) => appended.push(Appended::Open { no, header }),
+                Op::Append(event) => {
+                    appended.extend(handed);
+                    spent.push(event);
+                }
                 Op::CloseSession {
                     ended_at, reason, ..
-                } => Some(Appended::Close {
+                } => appended.push(Appended::Close {
                     no,
                     ended_at,
                     reason,
                 }),
-            })
-            .collect()
+            }
+        }
+        appended
     }
 
     fn write_out(&mut self) -> Result<(), JournalError> {
@@ -703,7 +711,7 @@ mod tests {
             broken: broken.clone(),
         };
         let first = chain.next_event(1, "db.query", CanonicalJson::of(&json!({})), no_findings());
-        side.commit(vec![request(first)]);
+        side.commit(vec![request(first)], &mut Vec::new());
         assert!(
             broken.load(Ordering::Acquire),
             "a write the log refused is reported"
@@ -717,7 +725,7 @@ mod tests {
         side.log = Appender::new(writable, 0);
         broken.store(false, Ordering::Release);
         let second = chain.next_event(2, "db.query", CanonicalJson::of(&json!({})), no_findings());
-        side.commit(vec![request(second)]);
+        side.commit(vec![request(second)], &mut Vec::new());
         assert!(
             broken.load(Ordering::Acquire),
             "later events of a failed session are refused"
