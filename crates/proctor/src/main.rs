@@ -146,8 +146,24 @@ fn load_config(arg: &ConfigArg) -> anyhow::Result<Config> {
     })
 }
 
+/// A command that prints to a pipe ends quietly when the reader goes away (`proctor sessions show ID |
+/// head`), as Unix tools do. The Rust runtime ignores SIGPIPE, so `println!` would panic on the
+/// broken pipe instead. The commands that hold network connections (`serve`, `mcp stdio`) keep
+/// ignoring it: a peer that hangs up must cost them a failed write on that connection, never the
+/// process.
+fn end_quietly_on_broken_pipe() {
+    // SAFETY: called first thing in `main`, before any other thread exists; SIG_DFL is a valid
+    // disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_) | Command::Mcp { .. }) {
+        end_quietly_on_broken_pipe();
+    }
     let result = match cli.command {
         Command::Serve(config) => load_config(&config).and_then(serve::run),
         Command::Identity { command, config } => {

@@ -318,3 +318,39 @@ fn sigterm_ends_open_sessions_cleanly_and_records_why() {
     let verify = proctor.cli(&["sessions", "verify", sessions[0]["id"].as_str().unwrap()]);
     assert!(verify.status.success(), "{}", stdout(&verify));
 }
+
+#[test]
+fn a_timeline_piped_into_a_reader_that_stops_early_ends_quietly() {
+    let (proctor, token) = start_with_alice();
+    // Enough statements that the timeline outgrows a pipe's buffer, so the reader's going away
+    // meets a write still to come.
+    let statements: String = (0..2000).map(|n| format!("select {n};\n")).collect();
+    let out = proctor.psql_with_stdin("alice", &token, "app-db", "disable", &[], &statements);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let session = proctor.sessions(&["--identity", "alice"]).remove(0);
+    let id = session["id"].as_str().unwrap();
+
+    let mut show = std::process::Command::new(env!("CARGO_BIN_EXE_proctor"))
+        .args(["sessions", "show", id, "--config"])
+        .arg(&proctor.config_path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first_line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(show.stdout.take().unwrap()),
+        &mut first_line,
+    )
+    .unwrap();
+    assert!(!first_line.is_empty());
+    let ended = show.wait_with_output().unwrap();
+    let complaint = stderr(&ended);
+    assert!(complaint.is_empty(), "{complaint}");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&ended.status),
+        Some(libc::SIGPIPE),
+        "{:?}",
+        ended.status
+    );
+}
