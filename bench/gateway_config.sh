@@ -1,5 +1,6 @@
 # Sourced by the benchmark scripts: the config of a gateway under test, with one identity (`bench`, its
-# token from PROCTOR_BENCH_TOKEN) and one connection (`proctor_bench`) to the machine's PostgreSQL.
+# token from PROCTOR_BENCH_TOKEN) and one connection (`proctor_bench`) to the machine's PostgreSQL,
+# and the check that the ports a benchmark listens on are free.
 
 gateway_config() { # data dir, port [extra connection keys]
   cat <<TOML
@@ -21,4 +22,14 @@ user = "postgres"
 allow = ["bench"]
 ${3:-}
 TOML
+}
+
+require_free_ports() { # port... : refuses to go on if anything listens there already
+  local port
+  for port in "$@"; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      echo "port $port is in use (a gateway left running?): stop it or pick another port" >&2
+      exit 1
+    fi
+  done
 }

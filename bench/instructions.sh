@@ -30,6 +30,7 @@ if ! psql -X -q -h 127.0.0.1 -U postgres -d proctor_bench -c 'select 1 from pgbe
 fi
 
 source bench/gateway_config.sh
+require_free_ports "$port"
 
 count() { # binary, transactions per client -> one line per thread: name and instructions
   local binary=$1 transactions=$2 dir

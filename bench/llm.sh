@@ -22,6 +22,8 @@ FIXTURE_LAST_EVENT_DELAY=0 FIXTURE_LONG_CHUNKS=$chunks \
 for _ in $(seq 1 100); do [ -s "$work/port" ] && break; sleep 0.1; done
 port=$(head -1 "$work/port")
 http_port=${PROCTOR_HTTP_PORT:-38080}
+source bench/gateway_config.sh
+require_free_ports "$http_port"
 cat > "$work/proctor.toml" <<TOML
 [server]
 data_dir = "$work/data"

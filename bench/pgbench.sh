@@ -41,6 +41,8 @@ psql -X -q -h 127.0.0.1 -U postgres -d postgres -c 'drop database if exists proc
 pgbench -q -i -s "$scale" -h 127.0.0.1 -U postgres proctor_bench >/dev/null 2>&1
 
 source bench/gateway_config.sh
+# A gateway still listening on one of these ports would answer in place of the build under test.
+require_free_ports "$proctor_port" "$bouncer_port" ${baseline:+"$baseline_port"} ${guarded:+"$guarded_port"}
 gateway_config "$work/proctor-data" "$proctor_port" > "$work/proctor.toml"
 export PROCTOR_BENCH_TOKEN=bench-token
 target/release/proctor serve --config "$work/proctor.toml" 2>"$work/proctor.log" &
