@@ -15,7 +15,7 @@
 //! chain with a hole.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -51,13 +51,10 @@ struct Request {
     broken: Arc<AtomicBool>,
 }
 
+/// Requests waiting for the next commit. Their tickets are counted in `Shared::issued`.
 #[derive(Default)]
 struct Queue {
     requests: Vec<Request>,
-    /// Tickets handed out and tickets committed (or failed): request number `n` is done once
-    /// `done >= n`.
-    issued: u64,
-    done: u64,
 }
 
 /// The appending side of the commit log, held by the leader of a commit.
@@ -71,10 +68,19 @@ struct WriteSide {
     last_no: i64,
     scratch: String,
     out: Vec<u8>,
+    /// The queue's vector of the last commit, emptied: the queue takes it back for the next one, so
+    /// that queueing does not allocate anew after every commit.
+    spare: Vec<Request>,
 }
 
 struct Shared {
     queue: Mutex<Queue>,
+    /// Tickets handed out and tickets committed (or failed): request number `n` is done once
+    /// `done >= n`. `issued` changes only under the queue's lock, `done` only under the write side's;
+    /// both are read without either, so that a session whose events are already committed takes no
+    /// lock that the other event loops contend for.
+    issued: AtomicU64,
+    done: AtomicU64,
     writer: Mutex<WriteSide>,
     committed: Notify,
     /// What was appended since the ingester last looked, so that it need not read it back.
@@ -141,7 +147,10 @@ impl Writer {
                 last_no,
                 scratch: String::with_capacity(1024),
                 out: Vec::with_capacity(64 * 1024),
+                spare: Vec::new(),
             }),
+            issued: AtomicU64::new(0),
+            done: AtomicU64::new(0),
             committed: Notify::new(),
             handoff: Mutex::new(Handoff::default()),
             stop: AtomicBool::new(false),
@@ -159,22 +168,31 @@ impl Writer {
     fn submit(&self, op: Op, broken: Arc<AtomicBool>) -> (u64, bool) {
         let mut queue = lock(&self.shared.queue);
         queue.requests.push(Request { op, broken });
-        queue.issued += 1;
-        (queue.issued, queue.requests.len() >= MAX_QUEUED)
+        let ticket = self.shared.issued.load(Ordering::Relaxed) + 1;
+        self.shared.issued.store(ticket, Ordering::Release);
+        (ticket, queue.requests.len() >= MAX_QUEUED)
+    }
+
+    fn is_done(&self, ticket: u64) -> bool {
+        self.shared.done.load(Ordering::Acquire) >= ticket
     }
 
     /// Returns once request `ticket` is committed or has failed; commits it if nobody else is.
     async fn wait_for(&self, ticket: u64) {
+        // A leader commits everything issued before it took the queue, `ticket` included.
+        if self.is_done(ticket) || self.try_lead() {
+            return;
+        }
         loop {
+            // Registered before looking again, so that the commit running now cannot finish
+            // unnoticed in between.
             let committed = self.shared.committed.notified();
             tokio::pin!(committed);
             committed.as_mut().enable();
-            if lock(&self.shared.queue).done >= ticket {
+            if self.is_done(ticket) || self.try_lead() {
                 return;
             }
-            if !self.try_lead() {
-                committed.await;
-            }
+            committed.await;
         }
     }
 
@@ -191,18 +209,21 @@ impl Writer {
 
     /// Commits everything queued so far, holding the write side.
     fn lead(&self, mut writer: MutexGuard<'_, WriteSide>) {
-        let (batch, last) = {
+        let mut batch = std::mem::take(&mut writer.spare);
+        let last = {
             let mut queue = lock(&self.shared.queue);
-            (std::mem::take(&mut queue.requests), queue.issued)
+            std::mem::swap(&mut queue.requests, &mut batch);
+            self.shared.issued.load(Ordering::Acquire)
         };
         let mut spent = Vec::new();
         if !batch.is_empty() {
             let from = writer.log.len();
-            let appended = writer.commit(batch, &mut spent);
+            let appended = writer.commit(&mut batch, &mut spent);
             let to = writer.log.len();
             lock(&self.shared.handoff).push(from, to, appended, &writer.out);
         }
-        lock(&self.shared.queue).done = last;
+        writer.spare = batch;
+        self.shared.done.store(last, Ordering::Release);
         drop(writer);
         self.shared.committed.notify_waiters();
         // Freed once the other sessions may commit again: not while they wait for the write side.
@@ -249,7 +270,7 @@ impl Writer {
     /// Returns once everything queued before this call has been committed (or has failed, setting its
     /// session's `broken` flag).
     pub async fn commit(&self) {
-        let ticket = lock(&self.shared.queue).issued;
+        let ticket = self.shared.issued.load(Ordering::Acquire);
         self.wait_for(ticket).await;
     }
 
@@ -275,10 +296,7 @@ impl Writer {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
-            let pending = {
-                let queue = lock(&self.shared.queue);
-                queue.done < queue.issued
-            };
+            let pending = !self.is_done(self.shared.issued.load(Ordering::Acquire));
             if pending {
                 self.commit().await;
             }
@@ -407,9 +425,9 @@ impl WriteSide {
     }
 
     /// Appends a batch to the log in one write and returns its records; on failure cuts the log back,
-    /// fails the batch and returns none. The committed events go to `spent`, for the caller to free
-    /// once it has let go of the write side.
-    fn commit(&mut self, batch: Vec<Request>, spent: &mut Vec<NewEvent>) -> Vec<Appended> {
+    /// fails the batch and returns none. The batch is left empty; the committed events go to `spent`,
+    /// for the caller to free once it has let go of the write side.
+    fn commit(&mut self, batch: &mut Vec<Request>, spent: &mut Vec<NewEvent>) -> Vec<Appended> {
         self.out.clear();
         // Where `out` goes in the log: the handed-over events are named by their place there.
         let base = self.log.len();
@@ -417,7 +435,7 @@ impl WriteSide {
         let mut opened = Vec::new();
         let mut closed = Vec::new();
         let mut next_no = self.last_no;
-        for request in batch {
+        for request in batch.drain(..) {
             let record = match &request.op {
                 _ if self.failed.refuses(&request) => None,
                 Op::OpenSession(header) => {
@@ -702,6 +720,7 @@ mod tests {
             last_no: 1,
             scratch: String::new(),
             out: Vec::new(),
+            spare: Vec::new(),
         };
         let header = header("s1");
         let mut chain = Chain::start(&header).unwrap();
@@ -711,7 +730,7 @@ mod tests {
             broken: broken.clone(),
         };
         let first = chain.next_event(1, "db.query", CanonicalJson::of(&json!({})), no_findings());
-        side.commit(vec![request(first)], &mut Vec::new());
+        side.commit(&mut vec![request(first)], &mut Vec::new());
         assert!(
             broken.load(Ordering::Acquire),
             "a write the log refused is reported"
@@ -725,7 +744,7 @@ mod tests {
         side.log = Appender::new(writable, 0);
         broken.store(false, Ordering::Release);
         let second = chain.next_event(2, "db.query", CanonicalJson::of(&json!({})), no_findings());
-        side.commit(vec![request(second)], &mut Vec::new());
+        side.commit(&mut vec![request(second)], &mut Vec::new());
         assert!(
             broken.load(Ordering::Acquire),
             "later events of a failed session are refused"
