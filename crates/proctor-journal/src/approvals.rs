@@ -201,6 +201,18 @@ impl Store {
         )?;
         self.approval(id)
     }
+
+    /// Withdraws every request still pending, with `reason`; returns how many. For a gateway that
+    /// starts on this data dir: a request pending now belongs to a session of a gateway that
+    /// stopped (or crashed) while it held the statement, so nobody waits for it any more and its
+    /// statement was never run.
+    pub fn withdraw_pending_approvals(&self, reason: &str, at: i64) -> Result<usize, JournalError> {
+        Ok(self.conn().execute(
+            "UPDATE approvals SET status = 'withdrawn', reason = ?1, decided_at = ?2 \
+             WHERE status = 'pending'",
+            params![reason, at],
+        )?)
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use anyhow::Context;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::serve::ListenerExt;
-use proctor_core::journal::{Store, Writer};
+use proctor_core::journal::{now_ns, Store, Writer};
 use proctor_core::masking::fingerprint_key;
 use proctor_core::{Config, Gate, Masker};
 use proctor_llm::LlmProxy;
@@ -44,6 +44,17 @@ pub fn run(config: Config) -> anyhow::Result<ExitCode> {
     store.record_configuration(&serde_json::to_value(&config.connection)?)?;
     let masker = masker(&config)?;
     let writer = Writer::start(&store)?;
+    // The writer holds the data dir now, so no other gateway's session still waits for these.
+    let abandoned = store.withdraw_pending_approvals(
+        "the gateway stopped while the statement was held; it was not run",
+        now_ns(),
+    )?;
+    if abandoned > 0 {
+        tracing::warn!(
+            requests = abandoned,
+            "withdrew approval requests left pending by a gateway that stopped"
+        );
+    }
     let workers = Workers::start(config.server.workers)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

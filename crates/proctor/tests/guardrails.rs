@@ -540,3 +540,38 @@ fn an_invalid_rule_is_refused_at_start_with_its_path() {
     ));
     assert!(regex.contains("connection[0].rules[0].regex"), "{regex}");
 }
+
+#[test]
+fn a_request_left_pending_by_a_crash_is_withdrawn_when_the_gateway_starts_again() {
+    admin_sql("drop table if exists g_crash; create table g_crash (id int)");
+    let Team {
+        mut proctor,
+        alice,
+        bob,
+    } = team();
+    let altering = psql_in_background(&proctor, &alice, "ALTER TABLE g_crash ADD COLUMN c int");
+    let id = pending(&proctor, 1)[0]["id"].as_str().unwrap().to_owned();
+    proctor.kill9();
+    let out = altering.join().unwrap();
+    assert!(!out.status.success(), "the held client lost its gateway");
+
+    proctor.spawn();
+    let all = stdout(&proctor.cli(&["approvals", "list", "--all", "--format", "json"]));
+    let list: Vec<Value> = serde_json::from_str(&all).unwrap();
+    assert_eq!(list[0]["id"], id.as_str());
+    assert_eq!(list[0]["status"], "withdrawn", "{list:?}");
+    assert!(
+        list[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("the gateway stopped while the statement was held"),
+        "{list:?}"
+    );
+    let late = proctor.cli_with_env(&["approvals", "approve", &id], &[("PROCTOR_TOKEN", &bob)]);
+    assert!(!late.status.success(), "nobody can approve it any more");
+    assert!(!column_exists("g_crash", "c"), "the statement never ran");
+    assert!(
+        stdout(&proctor.cli(&["approvals", "list", "--format", "json"])).trim() == "[]",
+        "nothing is left pending"
+    );
+}
