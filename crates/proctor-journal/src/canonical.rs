@@ -6,6 +6,8 @@
 //! exactly what RFC 8785 requires; numbers are written as ECMAScript prints the double they denote.
 //! [`write_value`] renders any `serde_json::Value` the same way. Tests check both against `serde_jcs`.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 /// A canonical JSON object under construction. Fields must be added in canonical key order
@@ -18,7 +20,7 @@ pub struct Body {
 
 /// A finished canonical JSON text.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CanonicalJson(String);
+pub struct CanonicalJson(Cow<'static, str>);
 
 impl CanonicalJson {
     pub fn as_str(&self) -> &str {
@@ -29,7 +31,12 @@ impl CanonicalJson {
     pub fn of(value: &Value) -> Self {
         let mut json = String::new();
         write_value(value, &mut json);
-        Self(json)
+        Self(Cow::Owned(json))
+    }
+
+    /// `[]`, which most events' findings are: held without an allocation.
+    pub fn empty_array() -> Self {
+        Self(Cow::Borrowed("[]"))
     }
 }
 
@@ -100,6 +107,17 @@ impl Body {
         self
     }
 
+    /// An array of strings.
+    pub fn strs<'v>(
+        mut self,
+        key: &'static str,
+        values: impl IntoIterator<Item = &'v str>,
+    ) -> Self {
+        self.key(key);
+        write_array(values, &mut self.json, write_str);
+        self
+    }
+
     pub fn value(mut self, key: &'static str, value: &Value) -> Self {
         self.key(key);
         write_value(value, &mut self.json);
@@ -122,7 +140,7 @@ impl Body {
 
     pub fn finish(mut self) -> CanonicalJson {
         self.json.push('}');
-        CanonicalJson(self.json)
+        CanonicalJson(Cow::Owned(self.json))
     }
 }
 
@@ -186,12 +204,17 @@ const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 
 /// Lowercase hexadecimal, as hashes are written in the journal.
 pub fn hex_lower(bytes: &[u8]) -> String {
-    let mut hex = String::with_capacity(bytes.len() * 2);
+    let mut hex = Vec::with_capacity(bytes.len() * 2);
+    push_hex(bytes, &mut hex);
+    String::from_utf8(hex).expect("hex digits are ASCII")
+}
+
+/// Appends `bytes` in lowercase hex to `out`.
+pub(crate) fn push_hex(bytes: &[u8], out: &mut Vec<u8>) {
     for byte in bytes {
-        hex.push(char::from(HEX_DIGITS[usize::from(byte >> 4)]));
-        hex.push(char::from(HEX_DIGITS[usize::from(byte & 0x0f)]));
+        out.push(HEX_DIGITS[usize::from(byte >> 4)]);
+        out.push(HEX_DIGITS[usize::from(byte & 0x0f)]);
     }
-    hex
 }
 
 /// A SHA-256 hash as the journal writes it, 64 lowercase hex digits, held inline: every event carries
@@ -275,16 +298,7 @@ pub fn write_value(value: &Value, out: &mut String) {
             }
         }
         Value::String(s) => write_str(s, out),
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_value(item, out);
-            }
-            out.push(']');
-        }
+        Value::Array(items) => write_array(items, out, write_value),
         Value::Object(map) => {
             let mut entries: Vec<(&String, &Value)> = map.iter().collect();
             entries.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
@@ -300,6 +314,21 @@ pub fn write_value(value: &Value, out: &mut String) {
             out.push('}');
         }
     }
+}
+
+fn write_array<T>(
+    items: impl IntoIterator<Item = T>,
+    out: &mut String,
+    write_item: impl Fn(T, &mut String),
+) {
+    out.push('[');
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_item(item, out);
+    }
+    out.push(']');
 }
 
 #[cfg(test)]
@@ -397,9 +426,11 @@ mod tests {
             .str("e", "line\nbreak \"quoted\"")
             .uint("f", u64::MAX)
             .value("g", &json!([1.5, "two"]))
+            .strs("h", ["id", "na\"me", "é"])
+            .strs("i", [])
             .finish();
         let expected = json!({"a": true, "b": -5, "c": {"x": 1, "y": 2}, "e": "line\nbreak \"quoted\"",
-                              "f": u64::MAX, "g": [1.5, "two"]});
+                              "f": u64::MAX, "g": [1.5, "two"], "h": ["id", "na\"me", "é"], "i": []});
         assert_eq!(body.as_str(), jcs(&expected));
     }
 

@@ -272,7 +272,7 @@ impl Chain {
 
 /// An empty findings list, for events with nothing to report.
 pub fn no_findings() -> CanonicalJson {
-    CanonicalJson::of(&serde_json::Value::Array(Vec::new()))
+    CanonicalJson::empty_array()
 }
 
 #[cfg(test)]

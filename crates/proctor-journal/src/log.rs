@@ -32,7 +32,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::blocks::{self, Block, BlockEvent};
-use crate::canonical::{hex_lower, write_str};
+use crate::canonical::{push_hex, write_str};
 use crate::chain::{NewEvent, SessionHeader};
 use crate::tlog::{self, SealSchedule};
 use crate::JournalError;
@@ -270,7 +270,7 @@ pub(crate) fn encode(
     }
     json.push('}');
     let crc = crc32fast::hash(json.as_bytes());
-    out.extend_from_slice(hex_lower(&crc.to_be_bytes()).as_bytes());
+    push_hex(&crc.to_be_bytes(), out);
     out.push(b' ');
     let at = out.len();
     out.extend_from_slice(json.as_bytes());

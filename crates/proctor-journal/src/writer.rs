@@ -71,6 +71,10 @@ struct WriteSide {
     /// The queue's vector of the last commit, emptied: the queue takes it back for the next one, so
     /// that queueing does not allocate anew after every commit.
     spare: Vec<Request>,
+    /// The last commit's records, handed to the ingester, and the requests it accepted; kept, like
+    /// `spare`, for their capacity.
+    appended: Vec<Appended>,
+    accepted: Vec<(i64, Request, Option<Appended>)>,
 }
 
 struct Shared {
@@ -148,6 +152,8 @@ impl Writer {
                 scratch: String::with_capacity(1024),
                 out: Vec::with_capacity(64 * 1024),
                 spare: Vec::new(),
+                appended: Vec::new(),
+                accepted: Vec::new(),
             }),
             issued: AtomicU64::new(0),
             done: AtomicU64::new(0),
@@ -217,10 +223,11 @@ impl Writer {
         };
         let mut spent = Vec::new();
         if !batch.is_empty() {
-            let from = writer.log.len();
-            let appended = writer.commit(&mut batch, &mut spent);
-            let to = writer.log.len();
-            lock(&self.shared.handoff).push(from, to, appended, &writer.out);
+            let side = &mut *writer;
+            let from = side.log.len();
+            side.commit(&mut batch, &mut spent);
+            let to = side.log.len();
+            lock(&self.shared.handoff).push(from, to, side.appended.drain(..), &side.out);
         }
         writer.spare = batch;
         self.shared.done.store(last, Ordering::Release);
@@ -424,14 +431,15 @@ impl WriteSide {
         self.open.get(session_id).copied()
     }
 
-    /// Appends a batch to the log in one write and returns its records; on failure cuts the log back,
-    /// fails the batch and returns none. The batch is left empty; the committed events go to `spent`,
-    /// for the caller to free once it has let go of the write side.
-    fn commit(&mut self, batch: &mut Vec<Request>, spent: &mut Vec<NewEvent>) -> Vec<Appended> {
+    /// Appends a batch to the log in one write and leaves its records in `appended`; on failure cuts
+    /// the log back, fails the batch and leaves none. The batch is left empty; the committed events go
+    /// to `spent`, for the caller to free once it has let go of the write side.
+    fn commit(&mut self, batch: &mut Vec<Request>, spent: &mut Vec<NewEvent>) {
+        self.appended.clear();
         self.out.clear();
         // Where `out` goes in the log: the handed-over events are named by their place there.
         let base = self.log.len();
-        let mut accepted = Vec::with_capacity(batch.len());
+        let mut accepted = std::mem::take(&mut self.accepted);
         let mut opened = Vec::new();
         let mut closed = Vec::new();
         let mut next_no = self.last_no;
@@ -492,7 +500,9 @@ impl WriteSide {
                 self.failed.note(request);
                 request.broken.store(true, Ordering::Release);
             }
-            return Vec::new();
+            accepted.clear();
+            self.accepted = accepted;
+            return;
         }
         self.last_no = next_no;
         self.open.extend(opened);
@@ -500,24 +510,23 @@ impl WriteSide {
             self.open.remove(&session_id);
             self.failed.0.remove(&session_id);
         }
-        let mut appended = Vec::with_capacity(accepted.len());
-        for (no, request, handed) in accepted {
+        for (no, request, handed) in accepted.drain(..) {
             match request.op {
-                Op::OpenSession(header) => appended.push(Appended::Open { no, header }),
+                Op::OpenSession(header) => self.appended.push(Appended::Open { no, header }),
                 Op::Append(event) => {
-                    appended.extend(handed);
+                    self.appended.extend(handed);
                     spent.push(event);
                 }
                 Op::CloseSession {
                     ended_at, reason, ..
-                } => appended.push(Appended::Close {
+                } => self.appended.push(Appended::Close {
                     no,
                     ended_at,
                     reason,
                 }),
             }
         }
-        appended
+        self.accepted = accepted;
     }
 
     fn write_out(&mut self) -> Result<(), JournalError> {
@@ -721,6 +730,8 @@ mod tests {
             scratch: String::new(),
             out: Vec::new(),
             spare: Vec::new(),
+            appended: Vec::new(),
+            accepted: Vec::new(),
         };
         let header = header("s1");
         let mut chain = Chain::start(&header).unwrap();

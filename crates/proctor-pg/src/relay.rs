@@ -234,6 +234,9 @@ struct State {
     inject: Option<BytesMut>,
     /// The statement waiting for an approver; the client's later messages wait behind it.
     hold: Option<Hold>,
+    /// The last RowDescription's body and its columns: a session that runs the same query again
+    /// gets the same description, which is then neither parsed nor allocated again.
+    last_row_description: Option<(Vec<u8>, Arc<[Column]>)>,
 }
 
 /// What handling one side's bytes decided.
@@ -273,6 +276,7 @@ impl Relay {
             batch_failed: false,
             inject: None,
             hold: None,
+            last_row_description: None,
         };
         // The wait for an approver's decision on the held statement, kept across turns of the loop.
         let mut decision: Option<Pin<Box<dyn Future<Output = HoldEnd> + Send>>> = None;
@@ -890,6 +894,22 @@ impl State {
         }
     }
 
+    /// The columns that a RowDescription's `body` describes, with the rules that mask them.
+    fn row_description(&mut self, body: &[u8]) -> Result<Arc<[Column]>, ProtocolError> {
+        if let Some((last, columns)) = &self.last_row_description {
+            if last[..] == *body {
+                return Ok(columns.clone());
+            }
+        }
+        let mut columns = parse_row_description(body)?;
+        for column in &mut columns {
+            column.rule = self.column_rule(column);
+        }
+        let columns: Arc<[Column]> = columns.into();
+        self.last_row_description = Some((body.to_vec(), columns.clone()));
+        Ok(columns)
+    }
+
     /// The rule that masks `column`: its table is named by OID, known if it existed at login. A
     /// column of no table (OID 0) matches only rules for any table.
     fn column_rule(&self, column: &Column) -> Option<usize> {
@@ -1022,11 +1042,7 @@ impl State {
         match tag {
             b'D' => self.on_data_row(body, recorder)?,
             b'T' => {
-                let mut columns = parse_row_description(body)?;
-                for column in &mut columns {
-                    column.rule = self.column_rule(column);
-                }
-                let columns: Arc<[Column]> = columns.into();
+                let columns = self.row_description(body)?;
                 match self.describes.pop_front().map(|d| d.target) {
                     Some(DescribeTarget::Statement(name)) => {
                         if let Some(statement) = self.statements.get_mut(&name) {
@@ -1066,9 +1082,9 @@ impl State {
             }
             b'C' | b'I' | b's' => {
                 let command_tag = if tag == b'C' {
-                    Reader::new(body).cstr()?.to_owned()
+                    Reader::new(body).cstr()?
                 } else {
-                    String::new()
+                    ""
                 };
                 self.finish_statement(recorder, tag, command_tag).await?;
             }
@@ -1259,7 +1275,7 @@ impl State {
         &mut self,
         recorder: &mut SessionRecorder,
         tag: u8,
-        command_tag: String,
+        command_tag: &str,
     ) -> Result<(), RecordError> {
         let copy = self.copy_in.take().or_else(|| self.copy_out.take());
         let Some(unit) = self.current_unit() else {
@@ -1292,11 +1308,7 @@ impl State {
             event = event.value("client_masked", &masked);
         }
         if let Some(columns) = &unit.columns {
-            let names = columns
-                .iter()
-                .map(|c| Value::String(c.name.clone()))
-                .collect();
-            event = event.value("columns", &Value::Array(names));
+            event = event.strs("columns", columns.iter().map(|c| c.name.as_str()));
         }
         event = event.uint("duration_us", unit.started.elapsed().as_micros() as u64);
         let mut findings = Vec::new();
@@ -1320,14 +1332,7 @@ impl State {
         let client_masking = std::mem::take(&mut unit.client_masking);
         let sample_findings = std::mem::take(&mut unit.sample_findings);
         let event = event
-            .str(
-                "tag",
-                if tag == b'I' {
-                    "EMPTY"
-                } else {
-                    command_tag.as_str()
-                },
-            )
+            .str("tag", if tag == b'I' { "EMPTY" } else { command_tag })
             .finish();
         let extended = unit.extended;
         if extended {

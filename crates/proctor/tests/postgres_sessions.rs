@@ -327,7 +327,7 @@ fn a_timeline_piped_into_a_reader_that_stops_early_ends_quietly() {
     let statements: String = (0..2000).map(|n| format!("select {n};\n")).collect();
     let out = proctor.psql_with_stdin("alice", &token, "app-db", "disable", &[], &statements);
     assert!(out.status.success(), "{}", stderr(&out));
-    let session = proctor.sessions(&["--identity", "alice"]).remove(0);
+    let session = proctor.ended_sessions_of("alice", 1).remove(0);
     let id = session["id"].as_str().unwrap();
 
     let mut show = std::process::Command::new(env!("CARGO_BIN_EXE_proctor"))
@@ -352,5 +352,35 @@ fn a_timeline_piped_into_a_reader_that_stops_early_ends_quietly() {
         Some(libc::SIGPIPE),
         "{:?}",
         ended.status
+    );
+}
+
+#[test]
+fn each_result_names_its_own_columns_when_queries_alternate() {
+    let (proctor, token) = start_with_alice();
+    proctor.psql_ok(
+        "alice",
+        &token,
+        "app-db",
+        &[
+            "-c",
+            "select 1 as a",
+            "-c",
+            "select 1 as a",
+            "-c",
+            "select 2 as b, 3 as c",
+            "-c",
+            "select 1 as a",
+        ],
+    );
+    let session = proctor.ended_sessions_of("alice", 1).remove(0);
+    let events = proctor.events(session["id"].as_str().unwrap());
+    let columns: Vec<Value> = of_kind(&events, "db.result")
+        .iter()
+        .map(|result| result["body"]["columns"].clone())
+        .collect();
+    assert_eq!(
+        columns,
+        [json!(["a"]), json!(["a"]), json!(["b", "c"]), json!(["a"])]
     );
 }
