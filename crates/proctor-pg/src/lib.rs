@@ -9,6 +9,7 @@
 mod cancel;
 mod codec;
 mod guard;
+mod interruptions;
 mod relay;
 mod scram;
 mod server;

@@ -19,11 +19,11 @@ use proctor_core::mask::columns::ColumnRule;
 use proctor_core::{RecordError, SessionRecorder};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{mpsc, watch};
 
 use crate::cancel::CancelRoute;
 use crate::codec::{self, error_fields, ClientError, Frontend, ProtocolError, Reader};
 use crate::guard::{Guardrails, Hold, HoldEnd, Verdict};
+use crate::interruptions::{Interruption, Interruptions};
 use crate::upstream::{self, BoxedStream};
 use crate::values;
 use proctor_core::policy::Decision;
@@ -203,8 +203,7 @@ pub struct Relay {
     pub recorder: SessionRecorder,
     pub limits: Limits,
     pub cancel_route: CancelRoute,
-    pub cancel_notices: mpsc::Receiver<()>,
-    pub shutdown: watch::Receiver<bool>,
+    pub interruptions: Interruptions,
     pub guardrails: Guardrails,
 }
 
@@ -254,8 +253,7 @@ impl Relay {
             mut recorder,
             limits,
             cancel_route,
-            mut cancel_notices,
-            mut shutdown,
+            mut interruptions,
             guardrails,
         } = self;
         let mut state = State {
@@ -282,30 +280,28 @@ impl Relay {
         let mut decision: Option<Pin<Box<dyn Future<Output = HoldEnd> + Send>>> = None;
         let mut from_client = BytesMut::with_capacity(READ_CHUNK);
         let mut from_upstream = BytesMut::with_capacity(READ_CHUNK);
-        // Made once, not on every turn of the loop: waiting for the shutdown signal registers the
-        // session with the signal, which is not free.
-        let shutting_down = shutdown.changed();
-        tokio::pin!(shutting_down);
         let reason = loop {
             from_client.reserve(READ_CHUNK);
             from_upstream.reserve(READ_CHUNK);
             let flow = tokio::select! {
                 biased;
-                _ = &mut shutting_down => {
-                    let notice = ClientError::fatal("57P01", "Proctor is shutting down; reconnect in a moment");
-                    let _ = client.write_all(&notice.encode()).await;
-                    Flow::End("gateway shutting down".into())
-                }
-                Some(()) = cancel_notices.recv() => match record_cancel(&mut recorder).await {
-                    Ok(()) => match state.hold.take() {
-                        Some(hold) => {
-                            decision = None;
-                            let end = state.guardrails.withdraw(&hold, "the client cancelled the statement").await;
-                            state.end_hold(hold, end, &mut from_client, &mut client, &mut upstream, &mut recorder).await
-                        }
-                        None => Flow::Continue,
+                interruption = interruptions.next() => match interruption {
+                    Interruption::Shutdown => {
+                        let notice = ClientError::fatal("57P01", "Proctor is shutting down; reconnect in a moment");
+                        let _ = client.write_all(&notice.encode()).await;
+                        Flow::End("gateway shutting down".into())
+                    }
+                    Interruption::Cancel => match record_cancel(&mut recorder).await {
+                        Ok(()) => match state.hold.take() {
+                            Some(hold) => {
+                                decision = None;
+                                let end = state.guardrails.withdraw(&hold, "the client cancelled the statement").await;
+                                state.end_hold(hold, end, &mut from_client, &mut client, &mut upstream, &mut recorder).await
+                            }
+                            None => Flow::Continue,
+                        },
+                        Err(e) => Flow::End(e.to_string()),
                     },
-                    Err(e) => Flow::End(e.to_string()),
                 },
                 end = wait_for(&mut decision), if decision.is_some() => {
                     decision = None;
@@ -343,7 +339,7 @@ impl Relay {
                 decision = Some(Box::pin(state.guardrails.outcome(hold)));
             }
         };
-        while cancel_notices.try_recv().is_ok() {
+        while interruptions.try_cancel() {
             let _ = record_cancel(&mut recorder).await;
         }
         let _ = client.shutdown().await;

@@ -24,6 +24,7 @@ use tokio::task::JoinSet;
 use crate::cancel::{CancelRegistry, CancelRoute};
 use crate::codec::{self, ClientError, Reader, StartupPacket};
 use crate::guard::Guardrails;
+use crate::interruptions::Interruptions;
 use crate::relay::{Ended, Limits, Relay};
 use crate::scram::{self, ScramExchange};
 use crate::tls::{self, TlsError};
@@ -221,8 +222,7 @@ impl PgGateway {
                     recorder,
                     limits: self.limits(&connection, table_names, &params),
                     cancel_route: route.route,
-                    cancel_notices: route.notices,
-                    shutdown,
+                    interruptions: Interruptions::new(shutdown, route.notices),
                     guardrails,
                 };
                 let (returned, Ended(reason)) = relay.run().await;
