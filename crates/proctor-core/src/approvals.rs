@@ -158,20 +158,13 @@ pub fn decide(
     } else {
         ApprovalStatus::Denied
     };
-    let settled = store.settle_approval(id, status, Some(&approver.name), reason, now_ns())?;
+    let settled = store.decide_approval(id, status, &approver.name, reason, now_ns())?;
     if settled.status != status || settled.decided_by.as_deref() != Some(approver.name.as_str()) {
         return Err(DecideError::AlreadyDecided {
             id: id.to_owned(),
             status: settled.status.name(),
         });
     }
-    let mut fields = serde_json::Map::new();
-    fields.insert("approval".into(), id.into());
-    fields.insert("decision".into(), status.name().into());
-    fields.insert("by".into(), approver.name.clone().into());
-    fields.insert("reason".into(), reason.into());
-    fields.insert("session_id".into(), settled.session_id.clone().into());
-    store.record_change("approval.decided", fields)?;
     Ok(settled)
 }
 

@@ -81,9 +81,8 @@ pub fn add_identity(
         scram_salt: random_bytes::<16>().to_vec(),
         created_at: now_ns(),
     };
-    store.add_identity(&identity)?;
     let (token, row) = new_token(name, &identity.scram_salt);
-    store.add_token(&row)?;
+    store.add_identity(&identity, &row)?;
     Ok((token, row))
 }
 

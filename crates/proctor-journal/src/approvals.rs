@@ -5,7 +5,7 @@
 //! leaves `pending` exactly once: every change is conditional on it still being pending, so an
 //! approval racing a timeout or a withdrawal has one winner. Who may decide is the caller's check.
 
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
 use crate::store::Store;
@@ -153,20 +153,7 @@ impl Store {
     }
 
     pub fn approval(&self, id: &str) -> Result<ApprovalRow, JournalError> {
-        let found = self
-            .conn()
-            .query_row(
-                &format!("SELECT {COLUMNS} FROM approvals WHERE id = ?1"),
-                [id],
-                from_row,
-            )
-            .optional()?;
-        match found {
-            Some(row) => finish(row),
-            None => Err(JournalError::NotFound(format!(
-                "no approval request {id:?}; `proctor approvals list` shows them"
-            ))),
-        }
+        approval_in(&self.conn(), id)
     }
 
     /// Requests, newest first: the pending ones only, or all of them.
@@ -202,6 +189,38 @@ impl Store {
         self.approval(id)
     }
 
+    /// An approver's decision on a pending request: moves it to `status` and records the decision as
+    /// a leaf of the log, in one transaction, so that the store never holds a decision the log
+    /// misses. If the request is no longer pending, nothing changes and nothing is recorded; either
+    /// way the request as it now stands is returned, so the caller learns who won.
+    pub fn decide_approval(
+        &self,
+        id: &str,
+        status: ApprovalStatus,
+        by: &str,
+        reason: Option<&str>,
+        at: i64,
+    ) -> Result<ApprovalRow, JournalError> {
+        self.change(|tx| {
+            let moved = tx.execute(
+                "UPDATE approvals SET status = ?2, decided_by = ?3, reason = ?4, decided_at = ?5 \
+                 WHERE id = ?1 AND status = 'pending'",
+                params![id, status.name(), by, reason, at],
+            )?;
+            let request = approval_in(tx, id)?;
+            if moved == 0 {
+                return Ok((request, Vec::new()));
+            }
+            let mut fields = serde_json::Map::new();
+            fields.insert("approval".into(), id.into());
+            fields.insert("decision".into(), status.name().into());
+            fields.insert("by".into(), by.into());
+            fields.insert("reason".into(), reason.into());
+            fields.insert("session_id".into(), request.session_id.clone().into());
+            Ok((request, vec![("approval.decided", fields)]))
+        })
+    }
+
     /// Withdraws every request still pending, with `reason`; returns how many. For a gateway that
     /// starts on this data dir: a request pending now belongs to a session of a gateway that
     /// stopped (or crashed) while it held the statement, so nobody waits for it any more and its
@@ -215,9 +234,26 @@ impl Store {
     }
 }
 
+fn approval_in(conn: &Connection, id: &str) -> Result<ApprovalRow, JournalError> {
+    let found = conn
+        .query_row(
+            &format!("SELECT {COLUMNS} FROM approvals WHERE id = ?1"),
+            [id],
+            from_row,
+        )
+        .optional()?;
+    match found {
+        Some(row) => finish(row),
+        None => Err(JournalError::NotFound(format!(
+            "no approval request {id:?}; `proctor approvals list` shows them"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tlog::{leaves_of, refuse_leaves};
     use crate::SyncMode;
 
     fn request(id: &str) -> ApprovalRow {
@@ -265,5 +301,34 @@ mod tests {
             store.approval("nope"),
             Err(JournalError::NotFound(_))
         ));
+    }
+
+    #[test]
+    fn a_decision_that_the_log_cannot_record_leaves_the_request_pending() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), SyncMode::Normal).unwrap();
+        store.add_approval(&request("a1")).unwrap();
+        store.add_approval(&request("a2")).unwrap();
+        let approved = store
+            .decide_approval("a1", ApprovalStatus::Approved, "bob", Some("ok"), 5)
+            .unwrap();
+        assert_eq!(approved.decided_by.as_deref(), Some("bob"));
+        let leaves = |store: &Store| leaves_of(store, "approval.decided");
+        assert_eq!(leaves(&store), 1);
+        // A decision that loses the race changes nothing and records nothing.
+        let late = store
+            .decide_approval("a1", ApprovalStatus::Denied, "carol", None, 6)
+            .unwrap();
+        assert_eq!(late.decided_by.as_deref(), Some("bob"));
+        assert_eq!(leaves(&store), 1);
+
+        refuse_leaves(&store);
+        assert!(store
+            .decide_approval("a2", ApprovalStatus::Denied, "bob", None, 7)
+            .is_err());
+        assert_eq!(
+            store.approval("a2").unwrap().status,
+            ApprovalStatus::Pending
+        );
     }
 }

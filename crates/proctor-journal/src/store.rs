@@ -171,6 +171,30 @@ fn session_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
     })
 }
 
+/// Inserts a token's row; returns the change that records it.
+fn insert_token(
+    tx: &rusqlite::Transaction<'_>,
+    token: &TokenRow,
+) -> Result<crate::tlog::Change, JournalError> {
+    tx.execute(
+        "INSERT INTO tokens (id, identity, sha256, scram_iterations, scram_stored_key, scram_server_key, \
+         created_at, revoked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL)",
+        params![
+            token.id,
+            token.identity,
+            token.sha256,
+            token.scram_iterations,
+            token.scram_stored_key,
+            token.scram_server_key,
+            token.created_at
+        ],
+    )?;
+    let mut fields = serde_json::Map::new();
+    fields.insert("identity".into(), token.identity.clone().into());
+    fields.insert("token_id".into(), token.id.clone().into());
+    Ok(("token.created", fields))
+}
+
 fn token_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRow> {
     Ok(TokenRow {
         id: row.get(0)?,
@@ -254,24 +278,32 @@ impl Store {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub fn add_identity(&self, identity: &IdentityRow) -> Result<(), JournalError> {
+    /// Creates an identity with its first token, and records both in the log, in one transaction.
+    pub fn add_identity(
+        &self,
+        identity: &IdentityRow,
+        first_token: &TokenRow,
+    ) -> Result<(), JournalError> {
         let groups = serde_json::to_string(&identity.groups)
             .map_err(|e| JournalError::Malformed(e.to_string()))?;
-        let inserted = self.conn().execute(
-            "INSERT INTO identities (name, groups, scram_salt, created_at) VALUES (?1, ?2, ?3, ?4) \
-             ON CONFLICT(name) DO NOTHING",
-            params![identity.name, groups, identity.scram_salt, identity.created_at],
-        )?;
-        if inserted == 0 {
-            return Err(JournalError::Conflict(format!(
-                "identity {:?} already exists; use `proctor token create {}` for a new token",
-                identity.name, identity.name
-            )));
-        }
-        let mut fields = serde_json::Map::new();
-        fields.insert("groups".into(), identity.groups.clone().into());
-        fields.insert("identity".into(), identity.name.clone().into());
-        self.record_change("identity.added", fields)
+        self.change(|tx| {
+            let inserted = tx.execute(
+                "INSERT INTO identities (name, groups, scram_salt, created_at) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT(name) DO NOTHING",
+                params![identity.name, groups, identity.scram_salt, identity.created_at],
+            )?;
+            if inserted == 0 {
+                return Err(JournalError::Conflict(format!(
+                    "identity {:?} already exists; use `proctor token create {}` for a new token",
+                    identity.name, identity.name
+                )));
+            }
+            let mut fields = serde_json::Map::new();
+            fields.insert("groups".into(), identity.groups.clone().into());
+            fields.insert("identity".into(), identity.name.clone().into());
+            let token = insert_token(tx, first_token)?;
+            Ok(((), vec![("identity.added", fields), token]))
+        })
     }
 
     pub fn identity(&self, name: &str) -> Result<Option<IdentityRow>, JournalError> {
@@ -321,24 +353,9 @@ impl Store {
         Ok(out)
     }
 
+    /// Adds a token and records it in the log, in one transaction.
     pub fn add_token(&self, token: &TokenRow) -> Result<(), JournalError> {
-        self.conn().execute(
-            "INSERT INTO tokens (id, identity, sha256, scram_iterations, scram_stored_key, scram_server_key, \
-             created_at, revoked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL)",
-            params![
-                token.id,
-                token.identity,
-                token.sha256,
-                token.scram_iterations,
-                token.scram_stored_key,
-                token.scram_server_key,
-                token.created_at
-            ],
-        )?;
-        let mut fields = serde_json::Map::new();
-        fields.insert("identity".into(), token.identity.clone().into());
-        fields.insert("token_id".into(), token.id.clone().into());
-        self.record_change("token.created", fields)
+        self.change(|tx| Ok(((), vec![insert_token(tx, token)?])))
     }
 
     /// Tokens of an identity; revoked ones only if `include_revoked`.
@@ -372,38 +389,39 @@ impl Store {
         Ok(stmt.query_row([sha256], token_from_row).optional()?)
     }
 
-    /// Revokes a token by id. Revoking twice is an error that says so.
+    /// Revokes a token by id, and records it in the log, in one transaction. Revoking twice is an
+    /// error that says so.
     pub fn revoke_token(&self, id: &str, at: i64) -> Result<TokenRow, JournalError> {
-        let conn = self.conn();
-        let existing = conn
-            .query_row(
-                &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?1"),
-                [id],
-                token_from_row,
-            )
-            .optional()?
-            .ok_or_else(|| {
-                JournalError::NotFound(format!(
-                    "no token with id {id:?}; `proctor identity list` shows token ids"
-                ))
-            })?;
-        if existing.revoked_at.is_some() {
-            return Err(JournalError::Conflict(format!(
-                "token {id} is already revoked"
-            )));
-        }
-        conn.execute(
-            "UPDATE tokens SET revoked_at = ?2 WHERE id = ?1",
-            params![id, at],
-        )?;
-        drop(conn);
-        let mut fields = serde_json::Map::new();
-        fields.insert("identity".into(), existing.identity.clone().into());
-        fields.insert("token_id".into(), id.into());
-        self.record_change("token.revoked", fields)?;
-        Ok(TokenRow {
-            revoked_at: Some(at),
-            ..existing
+        self.change(|tx| {
+            let existing = tx
+                .query_row(
+                    &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE id = ?1"),
+                    [id],
+                    token_from_row,
+                )
+                .optional()?
+                .ok_or_else(|| {
+                    JournalError::NotFound(format!(
+                        "no token with id {id:?}; `proctor identity list` shows token ids"
+                    ))
+                })?;
+            if existing.revoked_at.is_some() {
+                return Err(JournalError::Conflict(format!(
+                    "token {id} is already revoked"
+                )));
+            }
+            tx.execute(
+                "UPDATE tokens SET revoked_at = ?2 WHERE id = ?1",
+                params![id, at],
+            )?;
+            let mut fields = serde_json::Map::new();
+            fields.insert("identity".into(), existing.identity.clone().into());
+            fields.insert("token_id".into(), id.into());
+            let revoked = TokenRow {
+                revoked_at: Some(at),
+                ..existing
+            };
+            Ok((revoked, vec![("token.revoked", fields)]))
         })
     }
 
@@ -506,5 +524,59 @@ impl Store {
             Err(e) => return Err(e),
         };
         verify_chain(&session.header(), &events)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tlog::{leaves_of, refuse_leaves};
+
+    fn identity(name: &str) -> IdentityRow {
+        IdentityRow {
+            name: name.into(),
+            groups: vec!["dba".into()],
+            scram_salt: vec![1; 16],
+            created_at: 1,
+        }
+    }
+
+    fn token(id: &str, identity: &str) -> TokenRow {
+        TokenRow {
+            id: id.into(),
+            identity: identity.into(),
+            sha256: id.as_bytes().to_vec(),
+            scram_iterations: 4096,
+            scram_stored_key: vec![2; 32],
+            scram_server_key: vec![3; 32],
+            created_at: 1,
+            revoked_at: None,
+        }
+    }
+
+    #[test]
+    fn an_identity_change_that_the_log_cannot_record_is_not_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), SyncMode::Normal).unwrap();
+        store
+            .add_identity(&identity("alice"), &token("t1", "alice"))
+            .unwrap();
+        let leaves =
+            |store: &Store| leaves_of(store, "identity.added") + leaves_of(store, "token.created");
+        assert_eq!(leaves(&store), 2);
+        refuse_leaves(&store);
+
+        assert!(store
+            .add_identity(&identity("bob"), &token("t2", "bob"))
+            .is_err());
+        assert!(store.identity("bob").unwrap().is_none());
+        assert!(store.tokens_of("bob", true).unwrap().is_empty());
+
+        assert!(store.add_token(&token("t3", "alice")).is_err());
+        assert!(store.revoke_token("t1", 5).is_err());
+        let tokens = store.tokens_of("alice", true).unwrap();
+        assert_eq!(tokens.len(), 1);
+        assert_eq!(tokens[0].revoked_at, None);
+        assert_eq!(leaves(&store), 2);
     }
 }

@@ -193,30 +193,40 @@ pub(crate) fn append(
     Ok(checkpoint)
 }
 
-/// Appends a record of an identity or configuration change, with its own checkpoint. `fields` must
-/// not hold `at` or `kind`: they are added.
-pub(crate) fn record_change(
+/// A change to record as a leaf of the log: its kind and its fields. The fields must not hold `at`
+/// or `kind`: they are added.
+pub(crate) type Change = (&'static str, serde_json::Map<String, serde_json::Value>);
+
+/// Makes an identity or configuration change in one transaction: `write` changes the rows and returns
+/// the leaves that record the change, which are appended with their own checkpoint. The rows and
+/// their leaves land together or not at all, so the log never misses a change the store holds.
+pub(crate) fn change<T>(
     conn: &mut Connection,
     data_dir: &Path,
-    kind: &'static str,
-    mut fields: serde_json::Map<String, serde_json::Value>,
-) -> Result<(), JournalError> {
+    write: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<(T, Vec<Change>), JournalError>,
+) -> Result<T, JournalError> {
     let key = log_key(data_dir)?;
-    fields.insert("at".into(), canonical_time(crate::now_ns()).into());
-    fields.insert("kind".into(), kind.into());
-    let data = CanonicalJson::of(&serde_json::Value::Object(fields));
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    append(
-        &tx,
-        &key,
-        &[NewLeaf {
-            kind,
-            data: data.as_str().to_owned(),
-            session_no: None,
-        }],
-    )?;
+    let (made, changes) = write(&tx)?;
+    let leaves: Vec<NewLeaf> = changes
+        .into_iter()
+        .map(|(kind, mut fields)| {
+            fields.insert("at".into(), canonical_time(crate::now_ns()).into());
+            fields.insert("kind".into(), kind.into());
+            NewLeaf {
+                kind,
+                data: CanonicalJson::of(&serde_json::Value::Object(fields))
+                    .as_str()
+                    .to_owned(),
+                session_no: None,
+            }
+        })
+        .collect();
+    if !leaves.is_empty() {
+        append(&tx, &key, &leaves)?;
+    }
     tx.commit()?;
-    Ok(())
+    Ok(made)
 }
 
 /// Sessions with events not yet sealed, and how far their seals reach.
@@ -432,7 +442,15 @@ impl Store {
         kind: &'static str,
         fields: serde_json::Map<String, serde_json::Value>,
     ) -> Result<(), JournalError> {
-        record_change(&mut self.conn(), self.data_dir(), kind, fields)
+        self.change(|_| Ok(((), vec![(kind, fields)])))
+    }
+
+    /// Changes rows and records the change in the log, in one transaction (see [`change`]).
+    pub(crate) fn change<T>(
+        &self,
+        write: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<(T, Vec<Change>), JournalError>,
+    ) -> Result<T, JournalError> {
+        change(&mut self.conn(), self.data_dir(), write)
     }
 
     /// Records the connections' configuration (`description`, holding no secrets) if it differs from
@@ -703,6 +721,32 @@ impl Store {
         });
         Ok(checks)
     }
+}
+
+/// From now on, every leaf fails to append, as on a full disk: for tests of what a failed change
+/// leaves behind.
+#[cfg(test)]
+pub(crate) fn refuse_leaves(store: &Store) {
+    store
+        .conn()
+        .execute_batch(
+            "CREATE TRIGGER refuse_leaves BEFORE INSERT ON log_leaves \
+             BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+        )
+        .unwrap();
+}
+
+/// How many leaves of `kind` the log holds.
+#[cfg(test)]
+pub(crate) fn leaves_of(store: &Store, kind: &str) -> i64 {
+    store
+        .conn()
+        .query_row(
+            "SELECT count(*) FROM log_leaves WHERE kind = ?1",
+            [kind],
+            |row| row.get(0),
+        )
+        .unwrap()
 }
 
 #[cfg(test)]
