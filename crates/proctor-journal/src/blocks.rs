@@ -74,6 +74,21 @@ pub(crate) struct BlockEvent<'a> {
 }
 
 impl Block {
+    /// An empty block that writes its lines into `buffer`, so that one buffer can serve a session
+    /// round after round instead of growing anew each time.
+    pub(crate) fn with_buffer(mut buffer: String) -> Self {
+        buffer.clear();
+        Self {
+            data: buffer,
+            ..Self::default()
+        }
+    }
+
+    /// The block's buffer, for the next round's block.
+    pub(crate) fn into_buffer(self) -> String {
+        self.data
+    }
+
     pub(crate) fn push(&mut self, event: &BlockEvent<'_>) {
         self.start_line(event.seq);
         let line = &mut self.data;

@@ -21,13 +21,13 @@
 //! idempotent replay into SQLite.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension};
+use rustc_hash::FxHashMap;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -42,6 +42,9 @@ pub(crate) const LOG_FILE: &str = "journal.log";
 const MAX_ROUND: u64 = 8 * 1024 * 1024;
 /// The most log bytes whose records the handoff keeps in memory; beyond, the ingester reads the log.
 const MAX_HANDOFF: u64 = 32 * 1024 * 1024;
+/// How many block buffers, of at most how many bytes each, the ingester keeps from one round to the
+/// next: enough for the busy sessions of a round, and at most 16 MiB held while idle.
+const SPARE_BLOCKS: (usize, usize) = (16, 1024 * 1024);
 
 /// One record of the log.
 pub(crate) enum Record<'a> {
@@ -440,7 +443,10 @@ pub(crate) struct Ingester {
     /// The end of the last handoff: where the writer's records end, as far as the ingester knows.
     handed_to: u64,
     /// The last sequence number stored, per session seen since the ingester started and not ended.
-    stored_seq: HashMap<i64, u64>,
+    /// (Maps keyed by session numbers, which the gateway assigns, use a fast hash with no key.)
+    stored_seq: FxHashMap<i64, u64>,
+    /// The buffers of the last round's blocks, emptied, for this round's (see [`SPARE_BLOCKS`]).
+    spare_buffers: Vec<String>,
 }
 
 impl Ingester {
@@ -473,7 +479,8 @@ impl Ingester {
             seals: SealSchedule::default(),
             seal_everything: true,
             handed_to: 0,
-            stored_seq: HashMap::new(),
+            stored_seq: FxHashMap::default(),
+            spare_buffers: Vec::new(),
         })
     }
 
@@ -610,7 +617,7 @@ impl Ingester {
         end: u64,
     ) -> Result<(), JournalError> {
         let tx = self.conn.transaction()?;
-        let mut blocks: HashMap<i64, Block> = HashMap::new();
+        let mut blocks: FxHashMap<i64, Block> = FxHashMap::default();
         let mut ended = Vec::new();
         {
             let mut open = tx.prepare_cached(
@@ -642,7 +649,9 @@ impl Ingester {
                         ])?;
                     }
                     Entry::Event { no, event } => {
-                        let block = blocks.entry(no).or_default();
+                        let block = blocks.entry(no).or_insert_with(|| {
+                            Block::with_buffer(self.spare_buffers.pop().unwrap_or_default())
+                        });
                         let stored = match self.stored_seq.get(&no) {
                             Some(&stored) => stored,
                             None => {
@@ -680,6 +689,10 @@ impl Ingester {
         for (no, block) in blocks {
             if block.last_seq() > 0 {
                 self.stored_seq.insert(no, block.last_seq());
+            }
+            let buffer = block.into_buffer();
+            if self.spare_buffers.len() < SPARE_BLOCKS.0 && buffer.capacity() <= SPARE_BLOCKS.1 {
+                self.spare_buffers.push(buffer);
             }
         }
         for no in ended {

@@ -6,10 +6,10 @@
 //! gateway's ingester, or an administrative command). The tree's right edge (its frontier: the roots
 //! of its perfect subtrees) is stored, so a root costs O(log n); proofs read the leaf hashes.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
+use rustc_hash::FxHashMap;
 
 use sha2::Digest;
 
@@ -348,7 +348,7 @@ pub(crate) fn seal(
 /// What the ingester knows of sessions with unsealed events: when the oldest arrived and how many.
 #[derive(Default)]
 pub(crate) struct SealSchedule {
-    pending: HashMap<i64, (std::time::Instant, u64)>,
+    pending: FxHashMap<i64, (std::time::Instant, u64)>,
     ended: Vec<i64>,
 }
 

@@ -14,12 +14,12 @@
 //! flag; that session's later events are refused, so the journal keeps a prefix of its chain and never a
 //! chain with a hole.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use rustc_hash::{FxHashMap, FxHashSet};
 use tokio::sync::Notify;
 
 use crate::appender::Appender;
@@ -63,8 +63,9 @@ struct WriteSide {
     sync: SyncMode,
     failed: FailedSessions,
     /// Numbers of open sessions: events are stored by number, so that the events of the sessions active
-    /// at one time sit together in the store's index.
-    open: HashMap<String, i64>,
+    /// at one time sit together in the store's index. (Session ids are the gateway's own, so the map
+    /// uses a fast hash with no key.)
+    open: FxHashMap<String, i64>,
     last_no: i64,
     scratch: String,
     out: Vec<u8>,
@@ -147,7 +148,7 @@ impl Writer {
                 log: Appender::new(log, len),
                 sync: store.sync_mode(),
                 failed: FailedSessions::default(),
-                open: HashMap::new(),
+                open: FxHashMap::default(),
                 last_no,
                 scratch: String::with_capacity(1024),
                 out: Vec::with_capacity(64 * 1024),
@@ -406,7 +407,7 @@ impl Drop for HeldWriteSide<'_> {
 
 /// Sessions with an event that failed to commit. Their later events are refused.
 #[derive(Default)]
-struct FailedSessions(HashSet<String>);
+struct FailedSessions(FxHashSet<String>);
 
 impl FailedSessions {
     fn refuses(&self, request: &Request) -> bool {
@@ -725,7 +726,7 @@ mod tests {
             log: Appender::new(read_only, 0),
             sync: SyncMode::Normal,
             failed: FailedSessions::default(),
-            open: HashMap::from([("s1".to_string(), 1)]),
+            open: FxHashMap::from_iter([("s1".to_string(), 1)]),
             last_no: 1,
             scratch: String::new(),
             out: Vec::new(),
