@@ -12,7 +12,9 @@
 # compared with another's plain TCP (libpq's default, "prefer", would encrypt to PostgreSQL and Proctor
 # but not to a pgbouncer without a certificate).
 # Each round runs every mode against every target, alternating, so that noise from other work on the
-# machine falls on all of them alike. Prints the median TPS per target and mode, and the ratios.
+# machine falls on all of them alike. Prints the median TPS per target and mode, and the ratios, and
+# the share of time the host took the machine's CPUs away during each target's runs (steal): a round
+# with much steal on one target and little on another compares the host's load, not the targets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -100,7 +102,11 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 
-run() { # target mode -> tps
+cpu_times() { # -> steal and total time of all CPUs so far, in ticks
+  awk '/^cpu / { total = 0; for (i = 2; i <= NF; i++) total += $i; print $9, total }' /proc/stat
+}
+
+run() { # target mode -> tps and the percentage of the run's CPU time the host stole
   local target=$1 mode=$2 port user args
   case $target in
     direct) port=$direct_port user=postgres ;;
@@ -114,38 +120,65 @@ run() { # target mode -> tps
     select-prepared) args=(-S -M prepared) ;;
     update-simple) args=(-N -M simple) ;;
   esac
-  PGSSLMODE=$sslmode PGPASSWORD=$PROCTOR_BENCH_TOKEN pgbench -n "${args[@]}" -c "$clients" -j "$threads" -T "$seconds" \
-    -h 127.0.0.1 -p "$port" -U "$user" proctor_bench 2>/dev/null \
-    | awk '/^tps/ { print $3; exit }'
+  local before after tps
+  before=$(cpu_times)
+  tps=$(PGSSLMODE=$sslmode PGPASSWORD=$PROCTOR_BENCH_TOKEN pgbench -n "${args[@]}" -c "$clients" -j "$threads" \
+    -T "$seconds" -h 127.0.0.1 -p "$port" -U "$user" proctor_bench 2>/dev/null | awk '/^tps/ { print $3; exit }')
+  after=$(cpu_times)
+  echo "$tps $before $after" | awk '{ total = $5 - $3; printf "%s %.1f\n", $1, (total > 0 ? 100 * ($4 - $2) / total : 0) }'
 }
 
 read -r -a modes <<< "${MODES:-select-simple select-prepared update-simple}"
 for round in $(seq 1 "$rounds"); do
   for mode in "${modes[@]}"; do
     for target in "${targets[@]}"; do
-      tps=$(run "$target" "$mode")
-      echo "$round $mode $target $tps" >> "$work/results"
-      echo "round $round  $mode  $target  $tps tps" >&2
+      read -r tps steal < <(run "$target" "$mode")
+      echo "$round $mode $target $tps $steal" >> "$work/results"
+      echo "round $round  $mode  $target  $tps tps  (steal $steal %)" >&2
     done
   done
 done
 
 echo
-echo "pgbench, $clients clients, $threads threads, ${seconds}s x $rounds rounds, scale $scale, sslmode $sslmode (median TPS)"
+median_of() { # numbers, one a line -> their median
+  sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+median() { # target [column] -> the median over the rounds of $mode of its TPS (or of another column)
+  awk -v m="$mode" -v t="$1" -v c="${2:-4}" '$2 == m && $3 == t { print $c }' "$work/results" | median_of
+}
+ratios() { # target other -> target's TPS over other's in each round of $mode, in round order
+  awk -v m="$mode" -v a="$1" -v b="$2" '$2 == m && $3 == a { x[$1] = $4 } $2 == m && $3 == b { y[$1] = $4 }
+    END { for (r = 1; r <= '"$rounds"'; r++) if (y[r] > 0) print x[r] / y[r] }' "$work/results"
+}
+ratio() { # target other -> the median of the rounds' ratios: each compares runs minutes apart
+  ratios "$1" "$2" | median_of
+}
+
+echo "pgbench, $clients clients, $threads threads, ${seconds}s x $rounds rounds, scale $scale, sslmode $sslmode"
+echo "(median TPS; each ratio is the median of the rounds' ratios, not a ratio of the medians)"
 printf '%-16s %10s %10s %10s %14s %14s %16s\n' mode direct proctor pgbouncer proctor/direct bouncer/direct proctor/bouncer
 for mode in "${modes[@]}"; do
-  median() { awk -v m="$mode" -v t="$1" '$2 == m && $3 == t { print $4 }' "$work/results" | sort -n \
-    | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-  d=$(median direct); p=$(median proctor); b=$(median pgbouncer)
-  awk -v m="$mode" -v d="$d" -v p="$p" -v b="$b" \
-    'BEGIN { printf "%-16s %10.0f %10.0f %10.0f %14.2f %14.2f %16.2f\n", m, d, p, b, p / d, b / d, p / b }'
+  printf '%-16s %10.0f %10.0f %10.0f %14.2f %14.2f %16.2f\n' "$mode" "$(median direct)" "$(median proctor)" \
+    "$(median pgbouncer)" "$(ratio proctor direct)" "$(ratio pgbouncer direct)" "$(ratio proctor pgbouncer)"
+done
+echo
+echo "proctor/pgbouncer in each round"
+for mode in "${modes[@]}"; do
+  printf '%-16s' "$mode"; ratios proctor pgbouncer | awk '{ printf " %6.2f", $1 } END { print "" }'
+done
+echo
+echo "host steal (median % of the machine's CPU time in each target's rounds)"
+printf '%-16s' mode; printf ' %10s' "${targets[@]}"; echo
+for mode in "${modes[@]}"; do
+  printf '%-16s' "$mode"
+  for target in "${targets[@]}"; do printf ' %10s' "$(median "$target" 5)"; done
+  echo
 done
 against_proctor() { # other target: its median TPS per mode, and its ratio to this build's
   echo
   printf '%-16s %10s %10s %18s\n' mode proctor "$1" "$1/proctor"
   for mode in "${modes[@]}"; do
-    p=$(median proctor); o=$(median "$1")
-    awk -v m="$mode" -v p="$p" -v o="$o" 'BEGIN { printf "%-16s %10.0f %10.0f %18.2f\n", m, p, o, o / p }'
+    printf '%-16s %10.0f %10.0f %18.2f\n' "$mode" "$(median proctor)" "$(median "$1")" "$(ratio "$1" proctor)"
   done
 }
 [ -z "$baseline" ] || against_proctor baseline
