@@ -147,10 +147,11 @@ median() { # target [column] -> the median over the rounds of $mode of its TPS (
   awk -v m="$mode" -v t="$1" -v c="${2:-4}" '$2 == m && $3 == t { print $c }' "$work/results" | median_of
 }
 ratios() { # target other -> target's TPS over other's in each round of $mode, in round order
-  awk -v m="$mode" -v a="$1" -v b="$2" '$2 == m && $3 == a { x[$1] = $4 } $2 == m && $3 == b { y[$1] = $4 }
-    END { for (r = 1; r <= '"$rounds"'; r++) if (y[r] > 0) print x[r] / y[r] }' "$work/results"
+  awk -v m="$mode" -v a="$1" -v b="$2" -v n="$rounds" \
+    '$2 == m && $3 == a { x[$1] = $4 } $2 == m && $3 == b { y[$1] = $4 }
+     END { for (r = 1; r <= n; r++) if (y[r] > 0) print x[r] / y[r] }' "$work/results"
 }
-ratio() { # target other -> the median of the rounds' ratios: each compares runs minutes apart
+ratio() { # target other -> the median of the rounds' ratios: each compares runs seconds apart
   ratios "$1" "$2" | median_of
 }
 

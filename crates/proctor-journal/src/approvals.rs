@@ -181,12 +181,9 @@ impl Store {
         reason: Option<&str>,
         at: i64,
     ) -> Result<ApprovalRow, JournalError> {
-        self.conn().execute(
-            "UPDATE approvals SET status = ?2, decided_by = ?3, reason = ?4, decided_at = ?5 \
-             WHERE id = ?1 AND status = 'pending'",
-            params![id, status.name(), by, reason, at],
-        )?;
-        self.approval(id)
+        let conn = self.conn();
+        settle_in(&conn, id, status, by, reason, at)?;
+        approval_in(&conn, id)
     }
 
     /// An approver's decision on a pending request: moves it to `status` and records the decision as
@@ -202,13 +199,9 @@ impl Store {
         at: i64,
     ) -> Result<ApprovalRow, JournalError> {
         self.change(|tx| {
-            let moved = tx.execute(
-                "UPDATE approvals SET status = ?2, decided_by = ?3, reason = ?4, decided_at = ?5 \
-                 WHERE id = ?1 AND status = 'pending'",
-                params![id, status.name(), by, reason, at],
-            )?;
+            let moved = settle_in(tx, id, status, Some(by), reason, at)?;
             let request = approval_in(tx, id)?;
-            if moved == 0 {
+            if !moved {
                 return Ok((request, Vec::new()));
             }
             let mut fields = serde_json::Map::new();
@@ -232,6 +225,23 @@ impl Store {
             params![reason, at],
         )?)
     }
+}
+
+/// Moves request `id` to `status` if it is still pending; returns whether it did.
+fn settle_in(
+    conn: &Connection,
+    id: &str,
+    status: ApprovalStatus,
+    by: Option<&str>,
+    reason: Option<&str>,
+    at: i64,
+) -> Result<bool, JournalError> {
+    let moved = conn.execute(
+        "UPDATE approvals SET status = ?2, decided_by = ?3, reason = ?4, decided_at = ?5 \
+         WHERE id = ?1 AND status = 'pending'",
+        params![id, status.name(), by, reason, at],
+    )?;
+    Ok(moved == 1)
 }
 
 fn approval_in(conn: &Connection, id: &str) -> Result<ApprovalRow, JournalError> {

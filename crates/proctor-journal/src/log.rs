@@ -42,9 +42,10 @@ pub(crate) const LOG_FILE: &str = "journal.log";
 const MAX_ROUND: u64 = 8 * 1024 * 1024;
 /// The most log bytes whose records the handoff keeps in memory; beyond, the ingester reads the log.
 const MAX_HANDOFF: u64 = 32 * 1024 * 1024;
-/// How many block buffers, of at most how many bytes each, the ingester keeps from one round to the
-/// next: enough for the busy sessions of a round, and at most 16 MiB held while idle.
-const SPARE_BLOCKS: (usize, usize) = (16, 1024 * 1024);
+/// How many block buffers the ingester keeps from one round to the next, and the largest it keeps:
+/// enough for the busy sessions of a round, and at most 16 MiB held while idle.
+const SPARE_BUFFERS: usize = 16;
+const SPARE_BUFFER_BYTES: usize = 1024 * 1024;
 
 /// One record of the log.
 pub(crate) enum Record<'a> {
@@ -445,7 +446,7 @@ pub(crate) struct Ingester {
     /// The last sequence number stored, per session seen since the ingester started and not ended.
     /// (Maps keyed by session numbers, which the gateway assigns, use a fast hash with no key.)
     stored_seq: FxHashMap<i64, u64>,
-    /// The buffers of the last round's blocks, emptied, for this round's (see [`SPARE_BLOCKS`]).
+    /// The buffers of the last round's blocks, emptied, for this round's (see [`SPARE_BUFFERS`]).
     spare_buffers: Vec<String>,
 }
 
@@ -691,7 +692,7 @@ impl Ingester {
                 self.stored_seq.insert(no, block.last_seq());
             }
             let buffer = block.into_buffer();
-            if self.spare_buffers.len() < SPARE_BLOCKS.0 && buffer.capacity() <= SPARE_BLOCKS.1 {
+            if self.spare_buffers.len() < SPARE_BUFFERS && buffer.capacity() <= SPARE_BUFFER_BYTES {
                 self.spare_buffers.push(buffer);
             }
         }

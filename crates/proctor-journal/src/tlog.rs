@@ -197,9 +197,10 @@ pub(crate) fn append(
 /// or `kind`: they are added.
 pub(crate) type Change = (&'static str, serde_json::Map<String, serde_json::Value>);
 
-/// Makes an identity or configuration change in one transaction: `write` changes the rows and returns
-/// the leaves that record the change, which are appended with their own checkpoint. The rows and
-/// their leaves land together or not at all, so the log never misses a change the store holds.
+/// Makes an administrative change (identities, tokens, approvals, configuration) in one transaction:
+/// `write` changes the rows and returns the leaves that record the change, which are appended with
+/// their own checkpoint. The rows and their leaves land together or not at all, so the log never
+/// misses a change the store holds.
 pub(crate) fn change<T>(
     conn: &mut Connection,
     data_dir: &Path,
