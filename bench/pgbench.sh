@@ -7,6 +7,7 @@
 #   BASELINE=/path/to/older/proctor bash bench/pgbench.sh ...   # also an older build, to compare
 #   GUARDED=1 bash bench/pgbench.sh ...   # also Proctor with guardrails = "recommended", to compare
 #   MODES=select-simple bash bench/pgbench.sh ...   # only some of select-simple, select-prepared, update-simple
+#   FLOOR=1 bash bench/pgbench.sh ...   # also a relay that only copies bytes (the floor, see below)
 #
 # Every target is reached with the same client TLS setting, so that one target's encryption is never
 # compared with another's plain TCP (libpq's default, "prefer", would encrypt to PostgreSQL and Proctor
@@ -15,6 +16,9 @@
 # machine falls on all of them alike. Prints the median TPS per target and mode, and the ratios, and
 # the share of time the host took the machine's CPUs away during each target's runs (steal): a round
 # with much steal on one target and little on another compares the host's load, not the targets.
+# The floor (crates/proctor-pg/examples/passthrough.rs) copies bytes between pgbench and PostgreSQL
+# on event loops laid out as Proctor's, and does nothing else: Proctor over the floor is the cost of
+# Proctor's own work, and the floor over pgbouncer is as near pgbouncer as a gateway built so can get.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +34,12 @@ baseline_port=${BASELINE_PORT:-37432}
 baseline=${BASELINE:-}
 guarded=${GUARDED:-}
 guarded_port=${GUARDED_PORT:-38432}
+floor=${FLOOR:-}
+floor_port=${FLOOR_PORT:-39432}
+if [ -n "$floor" ] && [ "$sslmode" != disable ]; then
+  echo "FLOOR needs SSLMODE=disable: the floor would pass TLS through to PostgreSQL, not end it" >&2
+  exit 2
+fi
 bouncer_port=${BOUNCER_PORT:-36432}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -37,6 +47,7 @@ trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$wo
 bash .ci/postgres-setup.sh >/dev/null
 command -v pgbouncer >/dev/null || { apt-get update -qq && apt-get install -y -qq pgbouncer >/dev/null; }
 cargo build --release -q -p proctor
+[ -z "$floor" ] || cargo build --release -q -p proctor-pg --example passthrough
 
 psql -X -q -h 127.0.0.1 -U postgres -d postgres -c 'drop database if exists proctor_bench' \
   -c 'create database proctor_bench'
@@ -44,7 +55,8 @@ pgbench -q -i -s "$scale" -h 127.0.0.1 -U postgres proctor_bench >/dev/null 2>&1
 
 source bench/gateway_config.sh
 # A gateway still listening on one of these ports would answer in place of the build under test.
-require_free_ports "$proctor_port" "$bouncer_port" ${baseline:+"$baseline_port"} ${guarded:+"$guarded_port"}
+require_free_ports "$proctor_port" "$bouncer_port" ${baseline:+"$baseline_port"} ${guarded:+"$guarded_port"} \
+  ${floor:+"$floor_port"}
 gateway_config "$work/proctor-data" "$proctor_port" > "$work/proctor.toml"
 export PROCTOR_BENCH_TOKEN=bench-token
 target/release/proctor serve --config "$work/proctor.toml" 2>"$work/proctor.log" &
@@ -59,6 +71,10 @@ if [ -n "$guarded" ]; then
   gateway_config "$work/guarded-data" "$guarded_port" 'guardrails = "recommended"' > "$work/guarded.toml"
   target/release/proctor serve --config "$work/guarded.toml" 2>"$work/guarded.log" &
   targets+=(guarded)
+fi
+if [ -n "$floor" ]; then
+  target/release/examples/passthrough "127.0.0.1:$floor_port" "127.0.0.1:$direct_port" &
+  targets+=(floor)
 fi
 
 bouncer=$work/pgbouncer
@@ -98,7 +114,8 @@ fi
 for _ in $(seq 1 100); do
   pg_isready -q -h 127.0.0.1 -p "$proctor_port" && pg_isready -q -h 127.0.0.1 -p "$bouncer_port" \
     && { [ -z "$baseline" ] || pg_isready -q -h 127.0.0.1 -p "$baseline_port"; } \
-    && { [ -z "$guarded" ] || pg_isready -q -h 127.0.0.1 -p "$guarded_port"; } && break
+    && { [ -z "$guarded" ] || pg_isready -q -h 127.0.0.1 -p "$guarded_port"; } \
+    && { [ -z "$floor" ] || pg_isready -q -h 127.0.0.1 -p "$floor_port"; } && break
   sleep 0.1
 done
 
@@ -114,6 +131,7 @@ run() { # target mode -> tps and the percentage of the run's CPU time the host s
     baseline) port=$baseline_port user=bench ;;
     guarded) port=$guarded_port user=bench ;;
     pgbouncer) port=$bouncer_port user=postgres ;;
+    floor) port=$floor_port user=postgres ;;
   esac
   case $mode in
     select-simple) args=(-S -M simple) ;;
@@ -184,6 +202,19 @@ against_proctor() { # other target: its median TPS per mode, and its ratio to th
 }
 [ -z "$baseline" ] || against_proctor baseline
 [ -z "$guarded" ] || against_proctor guarded
+if [ -n "$floor" ]; then
+  echo
+  printf '%-16s %10s %10s %16s %16s\n' mode proctor floor proctor/floor floor/pgbouncer
+  for mode in "${modes[@]}"; do
+    printf '%-16s %10.0f %10.0f %16.2f %16.2f\n' "$mode" "$(median proctor)" "$(median floor)" \
+      "$(ratio proctor floor)" "$(ratio floor pgbouncer)"
+  done
+  echo
+  echo "floor/pgbouncer in each round"
+  for mode in "${modes[@]}"; do
+    printf '%-16s' "$mode"; ratios floor pgbouncer | awk '{ printf " %6.2f", $1 } END { print "" }'
+  done
+fi
 # Stop the gateway first, so that the journal holds everything it acknowledged when it is counted.
 kill -TERM "$proctor_pid"
 wait "$proctor_pid" || true
