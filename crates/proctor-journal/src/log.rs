@@ -450,12 +450,21 @@ pub(crate) struct Ingester {
     spare_buffers: Vec<String>,
 }
 
+/// Bytes of WAL after which SQLite copies it into the store (a checkpoint).
+const WAL_BEFORE_CHECKPOINT: i64 = 64 * 1024 * 1024;
+
 impl Ingester {
     /// Opens the log for reading, resuming where the store says ingestion stopped.
     pub(crate) fn open(conn: Connection, data_dir: &Path) -> Result<Self, JournalError> {
         // Ingestion rewrites the same index and tail pages batch after batch: a larger WAL between
         // checkpoints (and a cache that holds those pages) writes each of them to the database once.
-        conn.pragma_update(None, "wal_autocheckpoint", 16_384)?;
+        // SQLite counts the WAL in pages, whose size depends on the version that made the store.
+        let page_size: i64 = conn.query_row("PRAGMA page_size", [], |row| row.get(0))?;
+        conn.pragma_update(
+            None,
+            "wal_autocheckpoint",
+            WAL_BEFORE_CHECKPOINT / page_size,
+        )?;
         conn.pragma_update(None, "cache_size", -32_768)?;
         let log = File::open(data_dir.join(LOG_FILE)).map_err(|source| JournalError::DataDir {
             path: data_dir.join(LOG_FILE).display().to_string(),
@@ -824,6 +833,45 @@ pub(crate) mod tests {
         elsewhere.push(end_of_b + 1, log.len() as u64, third, &c);
         ingester.ingest_handoff(&elsewhere).unwrap();
         assert_eq!(events_of(&store, "s3"), 2);
+    }
+
+    /// The WAL bytes after which the ingester's connection checkpoints.
+    fn checkpoint_bytes(ingester: &Ingester) -> i64 {
+        let pragma = |name: &str| -> i64 {
+            ingester
+                .conn
+                .query_row(&format!("PRAGMA {name}"), [], |row| row.get(0))
+                .unwrap()
+        };
+        pragma("wal_autocheckpoint") * pragma("page_size")
+    }
+
+    #[test]
+    fn the_wal_is_checkpointed_at_the_same_size_whatever_the_stores_page_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), SyncMode::Normal).unwrap();
+        std::fs::write(dir.path().join(LOG_FILE), b"").unwrap();
+        let conn = open_connection(store.path(), SyncMode::Normal).unwrap();
+        let ingester = Ingester::open(conn, dir.path()).unwrap();
+        assert_eq!(checkpoint_bytes(&ingester), WAL_BEFORE_CHECKPOINT);
+
+        // A store made with SQLite's default page size, as stores made before large pages were.
+        let old = tempfile::tempdir().unwrap();
+        let path = old.path().join("journal.db");
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch("PRAGMA page_size = 4096; CREATE TABLE made_before (x);")
+            .unwrap();
+        let store = Store::open(old.path(), SyncMode::Normal).unwrap();
+        std::fs::write(old.path().join(LOG_FILE), b"").unwrap();
+        let conn = open_connection(store.path(), SyncMode::Normal).unwrap();
+        let ingester = Ingester::open(conn, old.path()).unwrap();
+        let page_size: i64 = ingester
+            .conn
+            .query_row("PRAGMA page_size", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(page_size, 4096, "an existing store keeps its page size");
+        assert_eq!(checkpoint_bytes(&ingester), WAL_BEFORE_CHECKPOINT);
     }
 
     /// The rows of `event_blocks`, every column, in order.
