@@ -835,42 +835,44 @@ pub(crate) mod tests {
         assert_eq!(events_of(&store, "s3"), 2);
     }
 
+    /// The ingester of the store in `dir`, with an empty log.
+    fn ingester_of(dir: &Path) -> Ingester {
+        let store = Store::open(dir, SyncMode::Normal).unwrap();
+        std::fs::write(dir.join(LOG_FILE), b"").unwrap();
+        let conn = open_connection(store.path(), SyncMode::Normal).unwrap();
+        Ingester::open(conn, dir).unwrap()
+    }
+
+    fn pragma(ingester: &Ingester, name: &str) -> i64 {
+        ingester
+            .conn
+            .query_row(&format!("PRAGMA {name}"), [], |row| row.get(0))
+            .unwrap()
+    }
+
     /// The WAL bytes after which the ingester's connection checkpoints.
     fn checkpoint_bytes(ingester: &Ingester) -> i64 {
-        let pragma = |name: &str| -> i64 {
-            ingester
-                .conn
-                .query_row(&format!("PRAGMA {name}"), [], |row| row.get(0))
-                .unwrap()
-        };
-        pragma("wal_autocheckpoint") * pragma("page_size")
+        pragma(ingester, "wal_autocheckpoint") * pragma(ingester, "page_size")
     }
 
     #[test]
     fn the_wal_is_checkpointed_at_the_same_size_whatever_the_stores_page_size() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), SyncMode::Normal).unwrap();
-        std::fs::write(dir.path().join(LOG_FILE), b"").unwrap();
-        let conn = open_connection(store.path(), SyncMode::Normal).unwrap();
-        let ingester = Ingester::open(conn, dir.path()).unwrap();
+        let ingester = ingester_of(dir.path());
         assert_eq!(checkpoint_bytes(&ingester), WAL_BEFORE_CHECKPOINT);
 
         // A store made with SQLite's default page size, as stores made before large pages were.
         let old = tempfile::tempdir().unwrap();
-        let path = old.path().join("journal.db");
-        rusqlite::Connection::open(&path)
+        rusqlite::Connection::open(old.path().join("journal.db"))
             .unwrap()
             .execute_batch("PRAGMA page_size = 4096; CREATE TABLE made_before (x);")
             .unwrap();
-        let store = Store::open(old.path(), SyncMode::Normal).unwrap();
-        std::fs::write(old.path().join(LOG_FILE), b"").unwrap();
-        let conn = open_connection(store.path(), SyncMode::Normal).unwrap();
-        let ingester = Ingester::open(conn, old.path()).unwrap();
-        let page_size: i64 = ingester
-            .conn
-            .query_row("PRAGMA page_size", [], |row| row.get(0))
-            .unwrap();
-        assert_eq!(page_size, 4096, "an existing store keeps its page size");
+        let ingester = ingester_of(old.path());
+        assert_eq!(
+            pragma(&ingester, "page_size"),
+            4096,
+            "an existing store keeps its page size"
+        );
         assert_eq!(checkpoint_bytes(&ingester), WAL_BEFORE_CHECKPOINT);
     }
 
