@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::path::Path;
 
 use proctor_mask::columns::ColumnRule;
-use proctor_mask::{fingerprint, gitleaks, Scanner};
+use proctor_mask::{fingerprint, gitleaks, normal_form, Scanner};
 use serde_json::{json, Value};
 
 use crate::config::{Config, ConfigError};
@@ -23,11 +23,6 @@ pub struct Masker {
 pub struct MaskerReport {
     pub rules: usize,
     pub refused: Vec<String>,
-}
-
-/// The fingerprint of a suspected secret, with the data dir's key: what `proctor search` looks for.
-pub fn fingerprint_in(data_dir: &Path, secret: &str) -> std::io::Result<String> {
-    Ok(fingerprint(&fingerprint_key(data_dir)?, secret))
 }
 
 /// Reads the fingerprint key from the data dir, making one on first use.
@@ -115,19 +110,59 @@ impl Masker {
         (rule.apply(value, &self.key), finding)
     }
 
-    /// `text` masked, and a finding for each secret: detector, fingerprint, and `location`.
+    /// `text` masked, and a finding for each secret: detector, fingerprint (of the secret's normal
+    /// form, see [`normal_form`]), `location`, and the encoding it was found in when it was not clear.
     pub fn mask<'t>(&self, text: &'t str, location: &str) -> (Cow<'t, str>, Vec<Value>) {
         let (masked, secrets) = self.scanner.mask(text);
         let findings = secrets
             .into_iter()
-            .map(|(detector, secret)| {
-                json!({"detector": detector, "fingerprint": self.fingerprint(secret), "location": location})
+            .map(|secret| {
+                let fingerprint = self.fingerprint(&normal_form(&secret.detector, &secret.value));
+                let mut finding = json!({"detector": secret.detector, "fingerprint": fingerprint,
+                                         "location": location});
+                if let Some(encoding) = secret.encoding {
+                    finding["encoding"] = Value::from(encoding.name());
+                }
+                finding
             })
             .collect();
         (masked, findings)
     }
 
-    /// Masks every string inside `value`, in place; returns the findings.
+    /// The fingerprints under which a suspected secret, pasted as an investigator holds it, would have
+    /// been recorded: each secret the detectors find in it (a URI's password, a PEM block as it sits
+    /// in a file), and the text itself, whole and word by word, for a secret no detector knows alone.
+    pub fn fingerprints_of(&self, suspect: &str) -> Vec<String> {
+        /// Beyond this many words, the text is not one secret or a pair, and its words are not tried.
+        const MAX_WORDS: usize = 32;
+        let trimmed = suspect.trim();
+        let mut forms: Vec<Cow<'_, str>> = vec![Cow::Borrowed(trimmed)];
+        let (_, secrets) = self.scanner.mask(trimmed);
+        for secret in &secrets {
+            forms.push(Cow::Owned(
+                normal_form(&secret.detector, &secret.value).into_owned(),
+            ));
+        }
+        let words: Vec<&str> = trimmed
+            .split(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ',' | ';'))
+            .filter(|w| !w.is_empty())
+            .collect();
+        if words.len() > 1 && words.len() <= MAX_WORDS {
+            forms.extend(words.into_iter().map(Cow::Borrowed));
+        }
+        let mut fingerprints: Vec<String> = forms
+            .iter()
+            .filter(|form| !form.is_empty())
+            .map(|form| self.fingerprint(form))
+            .collect();
+        fingerprints.sort();
+        fingerprints.dedup();
+        fingerprints
+    }
+
+    /// Masks every string inside `value`, and every number long enough to be a secret (a card number
+    /// bound as an `int8`), in place; returns the findings. A number that holds a secret becomes the
+    /// secret's mask, a string.
     pub fn mask_value(&self, value: &mut Value, location: &str) -> Vec<Value> {
         let mut findings = Vec::new();
         self.mask_value_into(value, location, &mut findings);
@@ -135,6 +170,8 @@ impl Masker {
     }
 
     fn mask_value_into(&self, value: &mut Value, location: &str, findings: &mut Vec<Value>) {
+        /// Numbers shorter than this hold no secret a detector knows (the shortest card has 13 digits).
+        const MIN_SECRET_DIGITS: usize = 12;
         match value {
             Value::String(text) => {
                 let (masked, found) = self.mask(text, location);
@@ -142,6 +179,17 @@ impl Masker {
                     *text = masked;
                 }
                 findings.extend(found);
+            }
+            Value::Number(number) => {
+                let text = number.to_string();
+                if text.bytes().filter(u8::is_ascii_digit).count() < MIN_SECRET_DIGITS {
+                    return;
+                }
+                let (masked, found) = self.mask(&text, location);
+                if !found.is_empty() {
+                    *value = Value::String(masked.into_owned());
+                    findings.extend(found);
+                }
             }
             Value::Array(items) => {
                 for item in items {
@@ -175,6 +223,51 @@ mod tests {
         assert_eq!(findings.len(), 1);
         assert_eq!(findings[0]["fingerprint"], masker.fingerprint("S3cr3t-pw"));
         assert_eq!(findings[0]["location"], "sample");
+    }
+
+    #[test]
+    fn numbers_and_encoded_bytes_are_masked_like_text() {
+        let (masker, _) = Masker::from_config(&Config::default(), [7; 32]).unwrap();
+        let mut params = json!([
+            4415711815394971u64,
+            42,
+            "\\x414b49414a4b4c4d4e4f50515253545556575859"
+        ]);
+        let findings = masker.mask_value(&mut params, "params");
+        assert_eq!(params[0], "[MASKED:card-number]");
+        assert_eq!(params[1], 42);
+        assert!(!params[2].as_str().unwrap().contains("414b4941"));
+        assert_eq!(findings.len(), 2);
+        assert_eq!(
+            findings[0]["fingerprint"],
+            masker.fingerprint("4415711815394971")
+        );
+        assert_eq!(findings[1]["encoding"], "hex");
+        assert_eq!(
+            findings[1]["fingerprint"],
+            masker.fingerprint("AKIAJKLMNOPQRSTUVWXY")
+        );
+    }
+
+    #[test]
+    fn a_secret_is_found_in_the_form_an_investigator_holds_it() {
+        let (masker, _) = Masker::from_config(&Config::default(), [7; 32]).unwrap();
+        let (_, recorded) = masker.mask(
+            "card 4415-7118-1539-4971 and postgres://u:Pw-12345@db/app",
+            "sql",
+        );
+        for (pasted, index) in [
+            ("4415 7118 1539 4971\n", 0),
+            ("  postgres://u:Pw-12345@db/app\n", 1),
+            ("Pw-12345", 1),
+        ] {
+            assert!(
+                masker
+                    .fingerprints_of(pasted)
+                    .contains(&recorded[index]["fingerprint"].as_str().unwrap().to_owned()),
+                "{pasted:?}"
+            );
+        }
     }
 
     #[test]

@@ -27,14 +27,29 @@ pub struct SessionRecorder {
     writer: Writer,
     broken: Arc<AtomicBool>,
     masker: Arc<Masker>,
+    /// Findings of masking the header (a token typed as the user name), recorded with the first event.
+    header_findings: Vec<Value>,
 }
 
 impl SessionRecorder {
+    /// Opens the session whose header the client filled as `header`: its identity and connection are
+    /// masked like any other text before the header is stored.
     pub(crate) async fn open(
         writer: Writer,
-        header: SessionHeader,
+        mut header: SessionHeader,
         masker: Arc<Masker>,
     ) -> Result<Self, RecordError> {
+        let mut header_findings = Vec::new();
+        for (field, location) in [
+            (&mut header.identity, "identity"),
+            (&mut header.connection, "connection"),
+        ] {
+            let (masked, findings) = masker.mask(field, location);
+            if let Cow::Owned(masked) = masked {
+                *field = masked;
+            }
+            header_findings.extend(findings);
+        }
         let chain = Chain::start(&header)?;
         let broken = Arc::new(AtomicBool::new(false));
         writer.open_session(header.clone(), &broken).await?;
@@ -44,6 +59,7 @@ impl SessionRecorder {
             writer,
             broken,
             masker,
+            header_findings,
         })
     }
 
@@ -88,6 +104,10 @@ impl SessionRecorder {
         findings: Vec<Value>,
     ) -> Result<NewEvent, RecordError> {
         self.check_intact()?;
+        let mut findings = findings;
+        if !self.header_findings.is_empty() {
+            findings.append(&mut self.header_findings);
+        }
         let findings = if findings.is_empty() {
             no_findings()
         } else {
@@ -107,6 +127,32 @@ impl SessionRecorder {
         self.writer.append(event, &self.broken).await?;
         self.check_intact()?;
         Ok(seq)
+    }
+
+    /// Records an event built of what the client or the target sent, outside the statement path
+    /// (startup, refusals, protocol errors): every string and long number in it is masked first.
+    pub async fn record_masked(
+        &mut self,
+        kind: &'static str,
+        mut body: Value,
+    ) -> Result<u64, RecordError> {
+        let findings = self.masker.mask_value(&mut body, kind);
+        let event = self.next_event(kind, CanonicalJson::of(&body), findings)?;
+        let seq = event.seq;
+        self.writer.append(event, &self.broken).await?;
+        self.check_intact()?;
+        Ok(seq)
+    }
+
+    /// [`Self::record_masked`], queued without waiting for its commit.
+    pub async fn record_queued_masked(
+        &mut self,
+        kind: &'static str,
+        mut body: Value,
+    ) -> Result<u64, RecordError> {
+        let findings = self.masker.mask_value(&mut body, kind);
+        self.record_queued_with(kind, CanonicalJson::of(&body), findings)
+            .await
     }
 
     /// Queues an event without waiting for its commit. A failed commit breaks the session: the next
@@ -143,10 +189,22 @@ impl SessionRecorder {
     /// Records `session.end` with its reason and marks the session ended. After a journal failure the
     /// chain cannot grow, so only the session row is marked, with the reason.
     pub async fn end(mut self, reason: &str) -> Result<(), RecordError> {
+        let (reason, findings) = self.masker.mask(reason, "reason");
+        let reason = reason.into_owned();
         let recorded = if self.check_intact().is_ok() {
-            self.record("session.end", Body::new().str("reason", reason).finish())
-                .await
-                .map(|_| ())
+            match self.next_event(
+                "session.end",
+                Body::new().str("reason", &reason).finish(),
+                findings,
+            ) {
+                Ok(event) => self
+                    .writer
+                    .append(event, &self.broken)
+                    .await
+                    .map_err(RecordError::from)
+                    .and_then(|()| self.check_intact()),
+                Err(e) => Err(e),
+            }
         } else {
             Ok(())
         };
@@ -154,7 +212,7 @@ impl SessionRecorder {
             .close_session(
                 self.header.session_id.clone(),
                 now_ns(),
-                reason.to_owned(),
+                reason,
                 &self.broken,
             )
             .await?;

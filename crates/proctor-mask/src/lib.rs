@@ -10,9 +10,12 @@
 //! (the `regex` crate), so no input can make matching slower than linear. Pure: no I/O.
 
 pub mod columns;
+pub mod encoded;
 pub mod gitleaks;
 
 use std::borrow::Cow;
+
+pub use encoded::Encoding;
 
 use aho_corasick::{AhoCorasick, Input, MatchKind};
 use hmac::{Hmac, Mac};
@@ -289,6 +292,12 @@ pub fn builtin_rules(pii: bool) -> Vec<Rule> {
         .keywords(&["hooks.slack.com"]),
         rule("stripe-key", Secret, r"\b((?:sk|rk)_(?:live|test)_[A-Za-z0-9]{24,})\b")
             .keywords(&["sk_live", "sk_test", "rk_live", "rk_test"]),
+        rule(
+            "proctor-token",
+            Secret,
+            r"\b(prt_[0-9a-f]{8}_[A-Za-z0-9_-]{43})(?:[^A-Za-z0-9_-]|$)",
+        )
+        .keywords(&["prt_"]),
         rule("card-number", Secret, r"(?:^|[^0-9])((?:[0-9][ -]?){12,18}[0-9])(?:[^0-9]|$)")
             .check(is_card_number)
             .worth_running(has_card_length_digit_run),
@@ -512,24 +521,84 @@ impl Scanner {
         kept
     }
 
-    /// `text` with every secret replaced by its mask, and what was found: (detector, secret).
-    pub fn mask<'t>(&self, text: &'t str) -> (Cow<'t, str>, Vec<(String, &'t str)>) {
+    /// `text` with every secret replaced by its mask, and what was found. Secrets in clear are
+    /// masked first; then each long run of hex or base64 that is left is decoded, and a secret inside
+    /// is masked in the run's own encoding (see [`encoded`]).
+    pub fn mask<'t>(&self, text: &'t str) -> (Cow<'t, str>, Vec<Secret<'t>>) {
         let findings = self.find(text);
-        if findings.is_empty() {
-            return (Cow::Borrowed(text), Vec::new());
-        }
-        let mut masked = String::with_capacity(text.len());
         let mut secrets = Vec::with_capacity(findings.len());
-        let mut from = 0;
-        for finding in findings {
-            masked.push_str(&text[from..finding.start]);
-            masked.push_str(&mask_of(&finding.detector));
-            secrets.push((finding.detector, &text[finding.start..finding.end]));
-            from = finding.end;
+        let masked = if findings.is_empty() {
+            Cow::Borrowed(text)
+        } else {
+            let mut masked = String::with_capacity(text.len());
+            let mut from = 0;
+            for finding in findings {
+                masked.push_str(&text[from..finding.start]);
+                masked.push_str(&mask_of(&finding.detector));
+                secrets.push(Secret {
+                    value: Cow::Borrowed(&text[finding.start..finding.end]),
+                    detector: finding.detector,
+                    encoding: None,
+                });
+                from = finding.end;
+            }
+            masked.push_str(&text[from..]);
+            Cow::Owned(masked)
+        };
+        let (replacements, hidden) = encoded::find(self, &masked);
+        if replacements.is_empty() {
+            return (masked, secrets);
         }
-        masked.push_str(&text[from..]);
-        (Cow::Owned(masked), secrets)
+        let mut rewritten = String::with_capacity(masked.len());
+        let mut from = 0;
+        for replacement in replacements {
+            rewritten.push_str(&masked[from..replacement.start]);
+            rewritten.push_str(&replacement.with);
+            from = replacement.end;
+        }
+        rewritten.push_str(&masked[from..]);
+        secrets.extend(hidden.into_iter().map(|h| Secret {
+            detector: h.detector,
+            value: Cow::Owned(h.secret),
+            encoding: Some(h.encoding),
+        }));
+        (Cow::Owned(rewritten), secrets)
     }
+}
+
+/// A secret that masking found: which detector, the secret as it passed (decoded, if it was found
+/// inside an encoded run), and that encoding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Secret<'t> {
+    pub detector: String,
+    pub value: Cow<'t, str>,
+    pub encoding: Option<Encoding>,
+}
+
+/// The one form in which a detector's secret is fingerprinted, so that the same secret written another
+/// way (a card number with or without spaces, a private key with newlines or with `\n` escapes as COPY
+/// and JSON write them) has one fingerprint, and the form an investigator pastes finds it.
+pub fn normal_form<'s>(detector: &str, secret: &'s str) -> Cow<'s, str> {
+    let trimmed = secret.trim();
+    if detector == "card-number" {
+        return Cow::Owned(trimmed.chars().filter(char::is_ascii_digit).collect());
+    }
+    if detector.contains("private-key") {
+        let mut normal = String::with_capacity(trimmed.len());
+        let mut chars = trimmed.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '\\' {
+                // An escaped line break or tab, however many times escaped: a key body holds no
+                // backslash of its own.
+                while chars.next_if_eq(&'\\').is_some() {}
+                chars.next_if(|c| matches!(c, 'n' | 'r' | 't'));
+            } else if !c.is_whitespace() {
+                normal.push(c);
+            }
+        }
+        return Cow::Owned(normal);
+    }
+    Cow::Borrowed(trimmed)
 }
 
 /// The keyed fingerprint of a secret: `hex(HMAC-SHA256(key, secret))`.
@@ -557,7 +626,7 @@ mod tests {
         let (_, secrets) = scanner().mask(text);
         secrets
             .into_iter()
-            .map(|(d, s)| (d, s.to_owned()))
+            .map(|s| (s.detector, s.value.into_owned()))
             .collect()
     }
 
@@ -752,7 +821,11 @@ mod tests {
             masked,
             "psql postgres://admin:[MASKED:connection-uri-password]@db/prod -c 'select 1'"
         );
-        assert_eq!(secrets, [("connection-uri-password".to_string(), "S3cr3t")]);
+        assert_eq!(secrets.len(), 1);
+        assert_eq!(
+            (secrets[0].detector.as_str(), &*secrets[0].value),
+            ("connection-uri-password", "S3cr3t")
+        );
         let (clean, none) = scanner().mask("select * from accounts where id = 42");
         assert!(matches!(clean, Cow::Borrowed(_)) && none.is_empty());
     }
@@ -776,6 +849,43 @@ mod tests {
             .map(|f| f.detector)
             .collect();
         assert_eq!(found, ["inner", "outer", "across"]);
+    }
+
+    #[test]
+    fn proctor_tokens_are_secrets_wherever_they_are_typed() {
+        let token = "prt_0a1b2c3d_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789-_AbCdE";
+        for text in [
+            token.to_owned(),
+            format!("user={token} dbname=app"),
+            format!("select '{token}'"),
+        ] {
+            finds(&text, "proctor-token", token);
+        }
+        misses("prt_0a1b2c3d_short", "proctor-token");
+    }
+
+    #[test]
+    fn a_secret_has_one_normal_form_however_it_was_written() {
+        assert_eq!(
+            normal_form("card-number", " 4111-1111 1111-1111\n"),
+            "4111111111111111"
+        );
+        let key = "-----BEGIN PRIVATE KEY-----\nMIIEvQ\nAbc=\n-----END PRIVATE KEY-----\n";
+        let escaped = key.replace('\n', "\\n");
+        let double_escaped = key.replace('\n', "\\\\n");
+        let crlf = key.replace('\n', "\r\n");
+        let normal = normal_form("private-key", key);
+        assert_eq!(
+            normal,
+            "-----BEGINPRIVATEKEY-----MIIEvQAbc=-----ENDPRIVATEKEY-----"
+        );
+        for other in [&escaped, &double_escaped, &crlf] {
+            assert_eq!(normal_form("private-key", other), normal, "{other:?}");
+        }
+        assert_eq!(
+            normal_form("aws-access-key-id", " AKIAIOSFODNN7EXAMPLE\n"),
+            "AKIAIOSFODNN7EXAMPLE"
+        );
     }
 
     #[test]

@@ -60,6 +60,10 @@ pub struct Limits {
 #[derive(Clone, Debug)]
 struct Column {
     name: String,
+    /// The name as the journal records it: masked, like anything the target sends.
+    recorded_name: String,
+    /// The findings of masking the name, recorded with each result that has this column.
+    name_findings: Vec<Value>,
     type_oid: u32,
     binary: bool,
     table_oid: u32,
@@ -83,7 +87,9 @@ struct Statement {
 }
 
 struct Portal {
+    /// The statement's and the portal's names as recorded: masked.
     statement: String,
+    name: String,
     sql: MaskedSql,
     params: CanonicalJson,
     param_findings: Vec<Value>,
@@ -507,9 +513,9 @@ impl State {
             Some(Ok(reason)) => Flow::End(reason),
             Some(Err(e)) => {
                 let _ = recorder
-                    .record(
+                    .record_masked(
                         "protocol.error",
-                        CanonicalJson::of(&json!({"direction": "client", "message": e.0})),
+                        json!({"direction": "client", "message": e.0}),
                     )
                     .await;
                 let error = ClientError::fatal(
@@ -641,6 +647,10 @@ impl State {
                 result_formats,
             } => {
                 within_limit(&self.portals, portal, "portals", &self.limits)?;
+                let (statement_name, mut name_findings) =
+                    recorded_name(statement, "statement", recorder);
+                let (portal_name, found) = recorded_name(portal, "portal", recorder);
+                name_findings.extend(found);
                 let (sql, types, columns, policy) = match self.statements.get(statement) {
                     Some(s) => (
                         s.sql.clone(),
@@ -651,7 +661,7 @@ impl State {
                     None => (
                         MaskedSql {
                             text: Arc::from(format!(
-                                "EXECUTE {statement} -- prepared with SQL PREPARE"
+                                "EXECUTE {statement_name} -- prepared with SQL PREPARE"
                             )),
                             findings: Arc::from([]),
                         },
@@ -662,13 +672,15 @@ impl State {
                 };
                 let mut params =
                     decode_params(types, &param_formats, &params, self.limits.sample_bytes);
-                let param_findings = recorder.mask_value(&mut params, "params");
+                let mut param_findings = recorder.mask_value(&mut params, "params");
+                param_findings.extend(name_findings);
                 let params = CanonicalJson::of(&params);
                 let columns = columns.map(|cols| with_formats(&cols, &result_formats));
                 self.portals.insert(
                     portal.to_owned(),
                     Portal {
-                        statement: statement.to_owned(),
+                        statement: statement_name,
+                        name: portal_name,
                         sql,
                         params,
                         param_findings,
@@ -698,7 +710,7 @@ impl State {
                             .int("max_rows", i64::from(max_rows))
                             .json("params", &p.params)
                             .opt_json("policy", p.policy.as_ref())
-                            .str("portal", portal)
+                            .str("portal", &p.name)
                             .str("protocol", "extended")
                             .str("sql", &p.sql.text)
                             .str("statement", &p.statement)
@@ -711,15 +723,18 @@ impl State {
                             .cloned()
                             .collect(),
                     ),
-                    None => (
-                        Body::new()
-                            .str("note", "unknown portal")
-                            .str("portal", portal)
-                            .str("protocol", "extended")
-                            .finish(),
-                        None,
-                        Vec::new(),
-                    ),
+                    None => {
+                        let (name, findings) = recorded_name(portal, "portal", recorder);
+                        (
+                            Body::new()
+                                .str("note", "unknown portal")
+                                .str("portal", &name)
+                                .str("protocol", "extended")
+                                .finish(),
+                            None,
+                            findings,
+                        )
+                    }
                 };
                 let seq = recorder
                     .record_queued_with("db.query", body, findings)
@@ -877,9 +892,9 @@ impl State {
             None => Flow::Continue,
             Some(reason) => {
                 let _ = recorder
-                    .record(
+                    .record_masked(
                         "protocol.error",
-                        CanonicalJson::of(&json!({"direction": "database", "message": reason})),
+                        json!({"direction": "database", "message": reason}),
                     )
                     .await;
                 let _ = client
@@ -891,7 +906,11 @@ impl State {
     }
 
     /// The columns that a RowDescription's `body` describes, with the rules that mask them.
-    fn row_description(&mut self, body: &[u8]) -> Result<Arc<[Column]>, ProtocolError> {
+    fn row_description(
+        &mut self,
+        body: &[u8],
+        recorder: &SessionRecorder,
+    ) -> Result<Arc<[Column]>, ProtocolError> {
         if let Some((last, columns)) = &self.last_row_description {
             if last[..] == *body {
                 return Ok(columns.clone());
@@ -900,6 +919,11 @@ impl State {
         let mut columns = parse_row_description(body)?;
         for column in &mut columns {
             column.rule = self.column_rule(column);
+            let (recorded, findings) = recorder.mask(&column.name, "columns");
+            if let Cow::Owned(recorded) = recorded {
+                column.recorded_name = recorded;
+            }
+            column.name_findings = findings;
         }
         let columns: Arc<[Column]> = columns.into();
         self.last_row_description = Some((body.to_vec(), columns.clone()));
@@ -1038,7 +1062,7 @@ impl State {
         match tag {
             b'D' => self.on_data_row(body, recorder)?,
             b'T' => {
-                let columns = self.row_description(body)?;
+                let columns = self.row_description(body, recorder)?;
                 match self.describes.pop_front().map(|d| d.target) {
                     Some(DescribeTarget::Statement(name)) => {
                         if let Some(statement) = self.statements.get_mut(&name) {
@@ -1168,7 +1192,7 @@ impl State {
                     self.limits.sample_bytes,
                 );
                 let mut body = json!({"channel": channel, "payload": payload, "sender_pid": pid});
-                let findings = recorder.mask_value(&mut body["payload"], "notification");
+                let findings = recorder.mask_value(&mut body, "notification");
                 recorder
                     .record_queued_with("db.notification", CanonicalJson::of(&body), findings)
                     .await?;
@@ -1303,11 +1327,14 @@ impl State {
             }
             event = event.value("client_masked", &masked);
         }
+        let mut findings = Vec::new();
         if let Some(columns) = &unit.columns {
-            event = event.strs("columns", columns.iter().map(|c| c.name.as_str()));
+            event = event.strs("columns", columns.iter().map(|c| c.recorded_name.as_str()));
+            for column in columns.iter() {
+                findings.extend(column.name_findings.iter().cloned());
+            }
         }
         event = event.uint("duration_us", unit.started.elapsed().as_micros() as u64);
-        let mut findings = Vec::new();
         if !unit.notices.is_empty() {
             let mut notices = Value::Array(std::mem::take(&mut unit.notices));
             findings.extend(recorder.mask_value(&mut notices, "notice"));
@@ -1382,6 +1409,17 @@ fn with_body(tag: u8, body: &[u8]) -> Vec<u8> {
     message
 }
 
+/// A statement's or portal's name as the journal records it, with the findings of masking it. Names
+/// too short to hold any secret a detector knows (drivers name them `s1`, `P0_1`...) are not scanned.
+fn recorded_name(name: &str, location: &str, recorder: &SessionRecorder) -> (String, Vec<Value>) {
+    const SHORTEST_SECRET: usize = 12;
+    if name.len() < SHORTEST_SECRET {
+        return (name.to_owned(), Vec::new());
+    }
+    let (recorded, findings) = recorder.mask(name, location);
+    (recorded.into_owned(), findings)
+}
+
 /// Refuses a new named statement or portal beyond `postgres.max_prepared_statements`.
 fn within_limit<T>(
     open: &HashMap<String, T>,
@@ -1420,6 +1458,7 @@ fn parse_row_description(body: &[u8]) -> Result<Vec<Column>, ProtocolError> {
     let mut columns = Vec::with_capacity(n);
     for _ in 0..n {
         let name = r.cstr()?.to_owned();
+        let recorded_name = name.clone();
         let table_oid = r.i32()? as u32;
         let _attnum = r.i16()?;
         let type_oid = r.i32()? as u32;
@@ -1428,6 +1467,8 @@ fn parse_row_description(body: &[u8]) -> Result<Vec<Column>, ProtocolError> {
         let format = r.i16()?;
         columns.push(Column {
             name,
+            recorded_name,
+            name_findings: Vec::new(),
             type_oid,
             binary: format == 1,
             table_oid,
@@ -1484,6 +1525,8 @@ mod tests {
         let cols = vec![
             Column {
                 name: "a".into(),
+                recorded_name: "a".into(),
+                name_findings: Vec::new(),
                 type_oid: values::INT4,
                 binary: false,
                 table_oid: 0,
@@ -1491,6 +1534,8 @@ mod tests {
             },
             Column {
                 name: "b".into(),
+                recorded_name: "b".into(),
+                name_findings: Vec::new(),
                 type_oid: values::TEXT,
                 binary: false,
                 table_oid: 0,

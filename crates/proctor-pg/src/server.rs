@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use proctor_core::config::PostgresAuth;
-use proctor_core::journal::CanonicalJson;
 use proctor_core::{AuthFailure, AuthzError, Gate, Identity, SessionRecorder};
 use rustls::{ClientConfig, ServerConfig};
 use serde_json::json;
@@ -158,6 +157,8 @@ impl PgGateway {
         let Some(identity_name) = param("user").filter(|u| !u.is_empty()).map(str::to_owned) else {
             let error = ClientError::fatal("28000", "no user given")
                 .hint("Connect with user=<your Proctor identity> dbname=<connection name>.");
+            self.record_nameless_attempt(&peer, param("database").unwrap_or("-"))
+                .await;
             let _ = client.write_all(&error.encode()).await;
             return;
         };
@@ -232,7 +233,7 @@ impl PgGateway {
             }
             Err(refusal) => {
                 if let Some((kind, body)) = refusal.event {
-                    let _ = recorder.record_queued(kind, CanonicalJson::of(&body)).await;
+                    let _ = recorder.record_queued_masked(kind, body).await;
                 }
                 let _ = client.write_all(&refusal.error.encode()).await;
                 let _ = client.shutdown().await;
@@ -254,14 +255,28 @@ impl PgGateway {
             return;
         };
         let _ = recorder
-            .record_queued(
+            .record_queued_masked(
                 "protocol.error",
-                CanonicalJson::of(
-                    &json!({"direction": "client", "stage": "startup", "message": error.message}),
-                ),
+                json!({"direction": "client", "stage": "startup", "message": error.message}),
             )
             .await;
         let _ = recorder.end("refused at startup").await;
+    }
+
+    /// Records a startup packet without a user: a failed authentication like any other, under the
+    /// identity `-`.
+    async fn record_nameless_attempt(&self, peer: &SocketAddr, connection: &str) {
+        let Ok(mut recorder) = self
+            .gate
+            .open_session("postgres", "-", connection, &peer.to_string())
+            .await
+        else {
+            return;
+        };
+        let _ = recorder
+            .record_queued_masked("auth.failure", json!({"reason": "no user given"}))
+            .await;
+        let _ = recorder.end("authentication failed").await;
     }
 
     fn limits(
@@ -503,10 +518,15 @@ impl PgGateway {
             .iter()
             .find(|(k, _)| k == "application_name")
             .map(|(_, v)| v.clone());
+        let startup: serde_json::Map<String, serde_json::Value> = params
+            .iter()
+            .filter(|(k, _)| k != "user" && k != "database")
+            .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
+            .collect();
         let started = recorder
-            .record(
+            .record_masked(
                 "session.start",
-                CanonicalJson::of(&json!({
+                json!({
                     "identity": identity.name,
                     "groups": identity.groups,
                     "connection": connection,
@@ -522,7 +542,8 @@ impl PgGateway {
                         "tls": upstream.tls,
                         "server_version": server_version,
                     },
-                })),
+                    "startup": startup,
+                }),
             )
             .await;
         if let Err(e) = started {

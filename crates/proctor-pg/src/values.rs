@@ -1,7 +1,9 @@
 //! Turns parameter and result values into JSON for the journal, by type OID and wire format.
 //!
-//! Text-format values are kept as text. Binary values of the common types are decoded with
-//! `postgres-protocol`; anything else is kept as hex with its type OID, so nothing is silently dropped.
+//! Text-format values are kept as text. Binary values of the common types (arrays of them included)
+//! are decoded with `postgres-protocol`, and `numeric` by hand (the crate has no decoder for it);
+//! anything else is kept as hex with its type OID, so nothing is silently dropped. A decoded value is
+//! what masking scans, so a card number bound as an `int8` or a `numeric` is found like one in text.
 //! Each value is cut at a caller-given size, so a huge cell never becomes a huge event.
 
 use postgres_protocol::types as pg;
@@ -15,6 +17,7 @@ pub const INT2: u32 = 21;
 pub const INT4: u32 = 23;
 pub const TEXT: u32 = 25;
 pub const OID: u32 = 26;
+pub const NUMERIC: u32 = 1700;
 pub const JSON: u32 = 114;
 pub const FLOAT4: u32 = 700;
 pub const FLOAT8: u32 = 701;
@@ -103,6 +106,7 @@ pub fn decode(type_oid: u32, binary: bool, value: Option<&[u8]>, max: usize) -> 
             .and_then(|(_, rest)| std::str::from_utf8(rest).ok())
             .map(|t| cut_text(t, max)),
         BYTEA => Some(Value::String(as_hex(pg::bytea_from_sql(bytes), max))),
+        NUMERIC => numeric_text(bytes).map(|t| cut_text(&t, max)),
         UUID => pg::uuid_from_sql(bytes).ok().map(|u| {
             let h = hex::encode(u);
             Value::String(format!(
@@ -126,9 +130,122 @@ pub fn decode(type_oid: u32, binary: bool, value: Option<&[u8]>, max: usize) -> 
             .ok()
             .and_then(|us| timestamp_text(us, "+00"))
             .map(Value::String),
+        array if element_of_array(array).is_some() => array_elements(array, bytes, max),
         _ => None,
     };
     decoded.unwrap_or_else(|| json!({"type_oid": type_oid, "binary": as_hex(bytes, max)}))
+}
+
+/// The element type of the array types whose elements this module decodes.
+fn element_of_array(type_oid: u32) -> Option<u32> {
+    Some(match type_oid {
+        1000 => BOOL,
+        1001 => BYTEA,
+        1003 => NAME,
+        1005 => INT2,
+        1007 => INT4,
+        1009 => TEXT,
+        1014 => BPCHAR,
+        1015 => VARCHAR,
+        1016 => INT8,
+        1021 => FLOAT4,
+        1022 => FLOAT8,
+        1028 => OID,
+        199 => JSON,
+        1115 => TIMESTAMP,
+        1182 => DATE,
+        1185 => TIMESTAMPTZ,
+        1231 => NUMERIC,
+        2951 => UUID,
+        3807 => JSONB,
+        _ => return None,
+    })
+}
+
+/// A binary array's elements, in order, as one flat list; `None` if it is malformed or its elements
+/// are not of the array's type. Elements past `max` bytes are left out, and a note says how many.
+fn array_elements(type_oid: u32, bytes: &[u8], max: usize) -> Option<Value> {
+    use fallible_iterator::FallibleIterator;
+    let array = pg::array_from_sql(bytes).ok()?;
+    if Some(array.element_type()) != element_of_array(type_oid) {
+        return None;
+    }
+    let mut elements = Vec::new();
+    let mut left = max;
+    let mut values = array.values();
+    let mut skipped = 0usize;
+    while let Some(value) = values.next().ok()? {
+        if left == 0 {
+            skipped += 1;
+            continue;
+        }
+        left = left.saturating_sub(value.map_or(4, <[u8]>::len));
+        elements.push(decode(array.element_type(), true, value, max));
+    }
+    if skipped > 0 {
+        elements.push(Value::String(format!("…[{skipped} more elements]")));
+    }
+    Some(Value::Array(elements))
+}
+
+/// The most base-10000 digits before the point that a `numeric` is written out with (40,000 decimal
+/// digits); a larger one is kept as hex.
+const MAX_NUMERIC_WEIGHT: i16 = 10_000;
+
+/// A binary `numeric` in decimal, as PostgreSQL writes it: `ndigits`, `weight`, `sign`, `dscale`,
+/// then base-10000 digits, the first of which is worth 10000^weight.
+fn numeric_text(bytes: &[u8]) -> Option<String> {
+    let word = |at: usize| -> Option<u16> {
+        Some(u16::from_be_bytes(bytes.get(at..at + 2)?.try_into().ok()?))
+    };
+    let ndigits = usize::from(word(0)?);
+    let weight = word(2)? as i16;
+    let sign = word(4)?;
+    let dscale = usize::from(word(6)?);
+    if bytes.len() != 8 + 2 * ndigits || weight > MAX_NUMERIC_WEIGHT {
+        return None;
+    }
+    let digits: Vec<u16> = (0..ndigits)
+        .map(|i| word(8 + 2 * i).filter(|d| *d < 10_000))
+        .collect::<Option<_>>()?;
+    let negative = match sign {
+        0x0000 => false,
+        0x4000 => true,
+        0xC000 => return Some("NaN".into()),
+        0xD000 => return Some("Infinity".into()),
+        0xF000 => return Some("-Infinity".into()),
+        _ => return None,
+    };
+    let digit = |index: i32| -> u16 {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| digits.get(i).copied())
+            .unwrap_or(0)
+    };
+    let mut text = String::new();
+    if negative {
+        text.push('-');
+    }
+    if weight < 0 {
+        text.push('0');
+    } else {
+        text.push_str(&digit(0).to_string());
+        for index in 1..=i32::from(weight) {
+            text.push_str(&format!("{:04}", digit(index)));
+        }
+    }
+    if dscale > 0 {
+        let mut fraction = String::new();
+        let mut index = i32::from(weight) + 1;
+        while fraction.len() < dscale {
+            fraction.push_str(&format!("{:04}", digit(index)));
+            index += 1;
+        }
+        fraction.truncate(dscale);
+        text.push('.');
+        text.push_str(&fraction);
+    }
+    Some(text)
 }
 
 #[cfg(test)]
@@ -178,6 +295,59 @@ mod tests {
             json!("11111111-1111-1111-1111-111111111111")
         );
         assert_eq!(decode(INT4, true, None, 100), Value::Null);
+    }
+
+    /// A binary `numeric` from its parts.
+    fn numeric(weight: i16, sign: u16, dscale: u16, digits: &[u16]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for word in [digits.len() as u16, weight as u16, sign, dscale] {
+            bytes.extend_from_slice(&word.to_be_bytes());
+        }
+        for d in digits {
+            bytes.extend_from_slice(&d.to_be_bytes());
+        }
+        bytes
+    }
+
+    #[test]
+    fn binary_numerics_decode_to_their_decimal_text() {
+        let card = numeric(3, 0, 0, &[4415, 7118, 1539, 4971]);
+        assert_eq!(
+            decode(NUMERIC, true, Some(&card), 100),
+            json!("4415711815394971")
+        );
+        let small = numeric(-1, 0x4000, 5, &[120]);
+        assert_eq!(decode(NUMERIC, true, Some(&small), 100), json!("-0.01200"));
+        let mixed = numeric(1, 0, 2, &[12, 3400, 5000]);
+        assert_eq!(decode(NUMERIC, true, Some(&mixed), 100), json!("123400.50"));
+        let zero = numeric(0, 0, 0, &[]);
+        assert_eq!(decode(NUMERIC, true, Some(&zero), 100), json!("0"));
+        let nan = numeric(0, 0xC000, 0, &[]);
+        assert_eq!(decode(NUMERIC, true, Some(&nan), 100), json!("NaN"));
+        let bad = numeric(0, 0, 0, &[10_000]);
+        assert_eq!(decode(NUMERIC, true, Some(&bad), 100)["type_oid"], NUMERIC);
+    }
+
+    #[test]
+    fn binary_arrays_decode_element_by_element() {
+        let mut array = Vec::new();
+        for word in [1i32, 1, INT8 as i32, 3, 1] {
+            array.extend_from_slice(&word.to_be_bytes());
+        }
+        for element in [Some(4415711815394971i64), None, Some(7)] {
+            match element {
+                Some(v) => {
+                    array.extend_from_slice(&8i32.to_be_bytes());
+                    array.extend_from_slice(&v.to_be_bytes());
+                }
+                None => array.extend_from_slice(&(-1i32).to_be_bytes()),
+            }
+        }
+        assert_eq!(
+            decode(1016, true, Some(&array), 100),
+            json!([4415711815394971i64, null, 7])
+        );
+        assert_eq!(decode(1007, true, Some(&array), 100)["type_oid"], 1007);
     }
 
     #[test]

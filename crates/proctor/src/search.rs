@@ -6,8 +6,8 @@ use std::io::Read;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use proctor_core::masking::fingerprint_in;
-use proctor_core::Config;
+use proctor_core::masking::fingerprint_key;
+use proctor_core::{Config, Masker};
 
 pub fn run(config: Config) -> anyhow::Result<ExitCode> {
     let mut secret = String::new();
@@ -15,15 +15,24 @@ pub fn run(config: Config) -> anyhow::Result<ExitCode> {
         .take(64 * 1024)
         .read_to_string(&mut secret)
         .context("reading the suspected secret from standard input")?;
-    let secret = secret.strip_suffix('\n').unwrap_or(&secret);
-    let secret = secret.strip_suffix('\r').unwrap_or(secret);
     anyhow::ensure!(
-        !secret.is_empty(),
+        !secret.trim().is_empty(),
         "give the suspected secret on standard input"
     );
     let store = crate::admin::open_store(&config)?;
-    let fingerprint = fingerprint_in(&config.server.data_dir, secret)?;
-    let sightings = store.find_fingerprint(&fingerprint)?;
+    let key = fingerprint_key(&config.server.data_dir)?;
+    let (masker, _) = Masker::from_config(&config, key)?;
+    let mut sightings = Vec::new();
+    for fingerprint in masker.fingerprints_of(&secret) {
+        sightings.extend(store.find_fingerprint(&fingerprint)?);
+    }
+    sightings.sort_by_key(|s| (s.at, s.session_id.clone(), s.seq));
+    sightings.dedup_by(|a, b| {
+        a.session_id == b.session_id
+            && a.seq == b.seq
+            && a.detector == b.detector
+            && a.location == b.location
+    });
     if sightings.is_empty() {
         println!("not found: the secret did not pass through Proctor in any recorded event");
         return Ok(ExitCode::from(1));
