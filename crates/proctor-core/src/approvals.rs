@@ -13,6 +13,7 @@ use proctor_policy::may_approve;
 use rand::Rng;
 
 use crate::gate::Identity;
+use crate::Masker;
 
 /// How often a holding session looks for a decision.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
@@ -125,14 +126,18 @@ impl Approvals {
 }
 
 /// An approver's decision on a pending request. The decision is also a leaf of the tamper-evident
-/// log; the holding session records it in its own chain when it picks it up.
+/// log; the holding session records it in its own chain when it picks it up. The approver's reason is
+/// stored masked, like anything typed by a person.
 pub fn decide(
     store: &Store,
+    masker: &Masker,
     id: &str,
     approver: &Identity,
     approve: bool,
     reason: Option<&str>,
 ) -> Result<ApprovalRow, DecideError> {
+    let reason = reason.map(|reason| masker.mask(reason, "reason").0);
+    let reason = reason.as_deref();
     let request = store.approval(id)?;
     if request.status != ApprovalStatus::Pending {
         return Err(DecideError::AlreadyDecided {
@@ -197,20 +202,48 @@ mod tests {
             timeout: Duration::from_secs(60),
         };
         let request = approvals.open(hold("bob")).await.unwrap();
-        let own = decide(&store, &request.id, &who("bob", &["dba"]), true, None);
+        let (masker, _) = Masker::from_config(&crate::Config::default(), [3; 32]).unwrap();
+        let own = decide(
+            &store,
+            &masker,
+            &request.id,
+            &who("bob", &["dba"]),
+            true,
+            None,
+        );
         assert!(matches!(own, Err(DecideError::OwnRequest(_))), "{own:?}");
-        let outsider = decide(&store, &request.id, &who("eve", &["dev"]), true, None);
+        let outsider = decide(
+            &store,
+            &masker,
+            &request.id,
+            &who("eve", &["dev"]),
+            true,
+            None,
+        );
         assert!(matches!(outsider, Err(DecideError::NotAnApprover { .. })));
         let approved = decide(
             &store,
+            &masker,
             &request.id,
             &who("carol", &["dba"]),
             true,
-            Some("planned"),
+            Some("planned with ghp_KN0LLq60Pw1KK20SH2wSRFfqH6ASvVrO8g4C"),
         )
         .unwrap();
         assert_eq!(approved.status, ApprovalStatus::Approved);
-        let again = decide(&store, &request.id, &who("dan", &["dba"]), false, None);
+        assert_eq!(
+            approved.reason.as_deref(),
+            Some("planned with [MASKED:github-token]"),
+            "an approver's reason is stored masked"
+        );
+        let again = decide(
+            &store,
+            &masker,
+            &request.id,
+            &who("dan", &["dba"]),
+            false,
+            None,
+        );
         assert!(matches!(again, Err(DecideError::AlreadyDecided { .. })));
         let late = approvals
             .settle(&request.id, ApprovalStatus::TimedOut, "timeout")

@@ -295,6 +295,11 @@ impl Gate {
         &self.approvals
     }
 
+    /// The detectors and fingerprint key, for what is stored outside a session's events.
+    pub fn masker(&self) -> &Masker {
+        &self.masker
+    }
+
     pub fn store(&self) -> &Arc<Store> {
         &self.store
     }

@@ -186,16 +186,16 @@ impl Chains {
             .await?;
         let id = recorder.header().session_id.clone();
         recorder
-            .record(
+            .record_masked(
                 "session.start",
-                CanonicalJson::of(&json!({
+                json!({
                     "chain": id,
                     "chain_name": name,
                     "client_addr": client_addr,
                     "groups": identity.groups,
                     "identity": identity.name,
                     "provider": provider,
-                })),
+                }),
             )
             .await?;
         let chain: Shared = Arc::new(tokio::sync::Mutex::new(Some(Chain {

@@ -329,6 +329,9 @@ async fn handle(
             json!({"hash": hash, "message": stored})
         })
         .collect();
+    // What else the client filled in: the tools it offers, the chain's name, the model's.
+    let mut described = json!({"chain_name": explicit, "model": turn.model, "tools": turn.tools});
+    findings.extend(chain.recorder.mask_value(&mut described, "request"));
     // Whether the provider saw each secret: it did not if it was masked in the outgoing request.
     for finding in &mut findings {
         let before_provider = masked_for_provider
@@ -338,15 +341,15 @@ async fn handle(
     }
     let event = json!({
         "chain": chain.id(),
-        "chain_name": explicit,
+        "chain_name": described["chain_name"],
         "context": known,
         "endpoint": endpoint,
         "masked_before_provider": masked_for_provider.len(),
-        "model": turn.model,
+        "model": described["model"],
         "new_messages": new_messages,
         "provider": provider.name,
         "stream": turn.stream,
-        "tools": turn.tools,
+        "tools": described["tools"],
     });
     let recorded = chain
         .recorder

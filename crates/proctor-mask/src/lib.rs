@@ -165,7 +165,7 @@ pub fn entropy(text: &str) -> f64 {
         .sum()
 }
 
-/// Whether `text` holds 13 or more digits in a row, single spaces or dashes between them allowed: the
+/// Whether `text` holds 12 or more digits in a row, single spaces or dashes between them allowed: the
 /// least a card number needs. A byte loop, far cheaper than the card regex on text without one.
 fn has_card_length_digit_run(text: &str) -> bool {
     let mut digits = 0;
@@ -175,7 +175,7 @@ fn has_card_length_digit_run(text: &str) -> bool {
             b'0'..=b'9' => {
                 digits += 1;
                 after_separator = false;
-                if digits >= 13 {
+                if digits >= 12 {
                     return true;
                 }
             }
@@ -189,10 +189,10 @@ fn has_card_length_digit_run(text: &str) -> bool {
     false
 }
 
-/// The Luhn checksum of a card number (spaces and dashes ignored), with a plausible length and prefix.
+/// A card number: the Luhn checksum (spaces and dashes ignored), and a length its issuer uses.
 fn is_card_number(text: &str) -> bool {
     let digits: Vec<u32> = text.chars().filter_map(|c| c.to_digit(10)).collect();
-    if !(13..=19).contains(&digits.len()) || !matches!(digits[0], 2..=6) {
+    if !issuer_issues(&digits) {
         return false;
     }
     let sum: u32 = digits
@@ -206,6 +206,29 @@ fn is_card_number(text: &str) -> bool {
         })
         .sum();
     sum.is_multiple_of(10)
+}
+
+/// Whether an issuer numbers its cards with this prefix and length (the ISO/IEC 7812 ranges of the
+/// networks in use: Visa, Mastercard, American Express, Discover, JCB, Diners Club, UnionPay, Maestro).
+fn issuer_issues(digits: &[u32]) -> bool {
+    let prefix = |n: usize| digits.iter().take(n).fold(0u32, |acc, d| acc * 10 + d);
+    let length = digits.len();
+    let (two, three, four) = (prefix(2), prefix(3), prefix(4));
+    match digits.first() {
+        Some(4) => matches!(length, 13 | 16 | 19),
+        Some(5) if (51..=55).contains(&two) => length == 16,
+        Some(2) if (2221..=2720).contains(&four) => length == 16,
+        Some(3) if two == 34 || two == 37 => length == 15,
+        Some(3) if (3528..=3589).contains(&four) => (16..=19).contains(&length),
+        Some(3) if (300..=305).contains(&three) || two == 36 || two == 38 || two == 39 => {
+            (14..=19).contains(&length)
+        }
+        Some(6) if four == 6011 || (644..=649).contains(&three) || two == 65 || two == 62 => {
+            (16..=19).contains(&length)
+        }
+        Some(5 | 6) if two == 50 || (56..=69).contains(&two) => (12..=19).contains(&length),
+        _ => false,
+    }
 }
 
 /// The built-in rules. `pii` adds the personal-data rules (email, phone, IBAN).
@@ -236,10 +259,12 @@ pub fn builtin_rules(pii: bool) -> Vec<Rule> {
         rule(
             "private-key",
             Secret,
-            r"-----BEGIN[ A-Z0-9]*PRIVATE KEY-----[\s\S]*?-----END[ A-Z0-9]*PRIVATE KEY-----",
+            // A key cut short (a sample's budget ran out inside it) is masked to where its body ends.
+            // Spaces in its label may come escaped (`\ `, as in libpq's options).
+            r"-----BEGIN[ A-Z0-9\\]*PRIVATE[ \\]+KEY-----(?:[\s\S]*?-----END[ A-Z0-9\\]*PRIVATE[ \\]+KEY-----|[A-Za-z0-9+/=\s\\:,-]*)",
         )
         .secret_group(0)
-        .keywords(&["private key"]),
+        .keywords(&["private key", "private\\ key"]),
         rule(
             "jwt",
             Secret,
@@ -298,7 +323,8 @@ pub fn builtin_rules(pii: bool) -> Vec<Rule> {
             r"\b(prt_[0-9a-f]{8}_[A-Za-z0-9_-]{43})(?:[^A-Za-z0-9_-]|$)",
         )
         .keywords(&["prt_"]),
-        rule("card-number", Secret, r"(?:^|[^0-9])((?:[0-9][ -]?){12,18}[0-9])(?:[^0-9]|$)")
+        // ASCII word boundaries on both sides: digits inside a hex id or a longer token are no card.
+        rule("card-number", Secret, r"(?-u:\b)((?:[0-9][ -]?){11,18}[0-9])(?-u:\b)")
             .check(is_card_number)
             .worth_running(has_card_length_digit_run),
         rule(
@@ -521,48 +547,62 @@ impl Scanner {
         kept
     }
 
-    /// `text` with every secret replaced by its mask, and what was found. Secrets in clear are
-    /// masked first; then each long run of hex or base64 that is left is decoded, and a secret inside
-    /// is masked in the run's own encoding (see [`encoded`]).
+    /// `text` with every secret replaced by its mask, and what was found. Each long run of hex or
+    /// base64 is decoded first, and a secret inside is masked in the run's own encoding (see
+    /// [`encoded`]); then secrets in clear are masked, so that a mask never lands inside a run and
+    /// hides the rest of it from decoding.
     pub fn mask<'t>(&self, text: &'t str) -> (Cow<'t, str>, Vec<Secret<'t>>) {
-        let findings = self.find(text);
-        let mut secrets = Vec::with_capacity(findings.len());
-        let masked = if findings.is_empty() {
-            Cow::Borrowed(text)
-        } else {
-            let mut masked = String::with_capacity(text.len());
-            let mut from = 0;
-            for finding in findings {
-                masked.push_str(&text[from..finding.start]);
-                masked.push_str(&mask_of(&finding.detector));
-                secrets.push(Secret {
-                    value: Cow::Borrowed(&text[finding.start..finding.end]),
-                    detector: finding.detector,
-                    encoding: None,
-                });
-                from = finding.end;
-            }
-            masked.push_str(&text[from..]);
-            Cow::Owned(masked)
-        };
-        let (replacements, hidden) = encoded::find(self, &masked);
+        let (replacements, hidden) = encoded::find(self, text);
+        let mut secrets: Vec<Secret<'t>> = hidden
+            .into_iter()
+            .map(|h| Secret {
+                detector: h.detector,
+                value: Cow::Owned(h.secret),
+                encoding: Some(h.encoding),
+            })
+            .collect();
         if replacements.is_empty() {
+            let (masked, clear) = self.mask_clear(text);
+            secrets.extend(clear);
             return (masked, secrets);
         }
-        let mut rewritten = String::with_capacity(masked.len());
+        let mut rewritten = String::with_capacity(text.len());
         let mut from = 0;
         for replacement in replacements {
-            rewritten.push_str(&masked[from..replacement.start]);
+            rewritten.push_str(&text[from..replacement.start]);
             rewritten.push_str(&replacement.with);
             from = replacement.end;
         }
-        rewritten.push_str(&masked[from..]);
-        secrets.extend(hidden.into_iter().map(|h| Secret {
-            detector: h.detector,
-            value: Cow::Owned(h.secret),
-            encoding: Some(h.encoding),
+        rewritten.push_str(&text[from..]);
+        let (masked, clear) = self.mask_clear(&rewritten);
+        secrets.extend(clear.into_iter().map(|s| Secret {
+            value: Cow::Owned(s.value.into_owned()),
+            ..s
         }));
-        (Cow::Owned(rewritten), secrets)
+        (Cow::Owned(masked.into_owned()), secrets)
+    }
+
+    /// `text` with every secret in clear replaced by its mask, and the secrets.
+    fn mask_clear<'t>(&self, text: &'t str) -> (Cow<'t, str>, Vec<Secret<'t>>) {
+        let findings = self.find(text);
+        if findings.is_empty() {
+            return (Cow::Borrowed(text), Vec::new());
+        }
+        let mut secrets = Vec::with_capacity(findings.len());
+        let mut masked = String::with_capacity(text.len());
+        let mut from = 0;
+        for finding in findings {
+            masked.push_str(&text[from..finding.start]);
+            masked.push_str(&mask_of(&finding.detector));
+            secrets.push(Secret {
+                value: Cow::Borrowed(&text[finding.start..finding.end]),
+                detector: finding.detector,
+                encoding: None,
+            });
+            from = finding.end;
+        }
+        masked.push_str(&text[from..]);
+        (Cow::Owned(masked), secrets)
     }
 }
 
@@ -783,6 +823,8 @@ mod tests {
             "-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----",
             "private-key",
         );
+        let cut = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkq\nhkiG9w0BAQEFAASC";
+        finds(&format!("{cut}…[2048 bytes]"), "private-key", cut);
         misses("token = aaaaaaaaaaaaaaaaaaaa", "generic-secret");
         misses("the AKIA prefix alone", "aws-access-key-id");
     }
@@ -797,6 +839,33 @@ mod tests {
         finds("5500-0000-0000-0004", "card-number", "5500-0000-0000-0004");
         misses("order 4111 1111 1111 1112", "card-number");
         misses("id 1234567890123", "card-number");
+        finds(
+            "4415711815394971,5425233430109903",
+            "card-number",
+            "5425233430109903",
+        );
+        finds(
+            "cards 4111111111111111 4415711815394971",
+            "card-number",
+            "4415711815394971",
+        );
+        finds("amex 378282246310005.", "card-number", "378282246310005");
+    }
+
+    #[test]
+    fn card_numbers_inside_longer_identifiers_are_no_cards() {
+        for text in [
+            "select 'trace_id=9f4111111111111111ab order=77'",
+            "sha 0a4111111111111111",
+            "4111111111111111ff",
+            "v4111111111111111",
+            // Luhn-valid, but no issuer numbers cards so: a 16-digit order number starting with 1.
+            "order 1000000000000008",
+            // An issuer's prefix with a length it does not use (Amex is 15 digits).
+            "id 3782822463100052",
+        ] {
+            misses(text, "card-number");
+        }
     }
 
     #[test]

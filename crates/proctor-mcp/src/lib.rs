@@ -137,30 +137,29 @@ impl ProctorMcp {
             .await
             .map_err(journal_error)?;
         recorder
-            .record(
+            .record_masked(
                 "session.start",
-                CanonicalJson::of(&json!({
+                json!({
                     "identity": identity.name,
                     "groups": identity.groups,
                     "connection": connection,
                     "mcp_session": parts.headers.get("mcp-session-id").and_then(|v| v.to_str().ok()),
-                })),
+                }),
             )
             .await
             .map_err(journal_error)?;
-        let mut recorded_arguments = arguments.clone();
-        let findings = recorder.mask_value(&mut recorded_arguments, "tool-call");
-        let call_event = json!({
+        let mut call_event = json!({
             "call": call,
             "chain": chain,
             "tool": tool,
-            "arguments": recorded_arguments,
+            "arguments": arguments,
             "connection": connection,
             "database_session": {"application_name": application_name},
             "proposed_by": proposal.as_ref().map(|p| json!({
                 "chain": p.chain, "seq": p.seq, "tool_call_id": p.tool_call_id,
             })),
         });
+        let findings = recorder.mask_value(&mut call_event, "tool-call");
         let recorded = recorder
             .record_queued_with("mcp.call", CanonicalJson::of(&call_event), findings)
             .await;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use proctor_core::journal::{ApprovalRow, ApprovalStatus, Body, CanonicalJson};
 use proctor_core::policy::{Action, Decision, Dialect, Guard, Request, RequestKind, DEFAULT_RULE};
 use proctor_core::{Approvals, HoldRequest, Identity, RecordError, SessionRecorder};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::codec::ClientError;
 
@@ -258,16 +258,11 @@ impl Guardrails {
     ) -> Result<(), RecordError> {
         let waited_ms = hold.started.elapsed().as_millis() as u64;
         recorder
-            .record_queued(
+            .record_queued_masked(
                 "approval",
-                Body::new()
-                    .str("approval", &hold.id)
-                    .opt_str("by", end.by.as_deref())
-                    .str("outcome", end.status.name())
-                    .opt_str("reason", end.reason.as_deref())
-                    .str("rule", &hold.decision.rule)
-                    .uint("waited_ms", waited_ms)
-                    .finish(),
+                json!({"approval": hold.id, "by": end.by.as_deref(), "outcome": end.status.name(),
+                       "reason": end.reason.as_deref(), "rule": &*hold.decision.rule,
+                       "waited_ms": waited_ms}),
             )
             .await?;
         let by = end.by.as_deref().unwrap_or("?");

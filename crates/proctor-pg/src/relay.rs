@@ -115,6 +115,11 @@ struct CopyCounter {
     bytes: u64,
     sample: Vec<Value>,
     sample_bytes: usize,
+    /// The start of a line that the last message did not end: a client sends COPY data in chunks of
+    /// any size, and a secret cut in two by a chunk's end must be masked whole.
+    partial: Vec<u8>,
+    /// The findings of masking the sampled lines.
+    findings: Vec<Value>,
     /// COPY in binary format: its data cannot be masked for the client without breaking it.
     binary: bool,
 }
@@ -759,7 +764,7 @@ impl State {
             }
             Frontend::CopyData(data) => {
                 if let Some(copy) = self.copy_in.as_mut() {
-                    count_copy(copy, data, &self.limits);
+                    count_copy(copy, data, &self.limits, recorder);
                 }
                 Ok(Handling::Forward)
             }
@@ -1197,7 +1202,12 @@ impl State {
                     .record_queued_with("db.notification", CanonicalJson::of(&body), findings)
                     .await?;
             }
-            b'G' => self.copy_in = Some(CopyCounter::default()),
+            b'G' => {
+                self.copy_in = Some(CopyCounter {
+                    binary: body.first() == Some(&1),
+                    ..CopyCounter::default()
+                })
+            }
             b'H' | b'W' => {
                 self.copy_out = Some(CopyCounter {
                     binary: body.first() == Some(&1),
@@ -1206,7 +1216,7 @@ impl State {
             }
             b'd' => {
                 if let Some(copy) = self.copy_out.as_mut() {
-                    count_copy(copy, body, &self.limits);
+                    count_copy(copy, body, &self.limits, recorder);
                 }
             }
             b'Z' => {
@@ -1297,7 +1307,10 @@ impl State {
         tag: u8,
         command_tag: &str,
     ) -> Result<(), RecordError> {
-        let copy = self.copy_in.take().or_else(|| self.copy_out.take());
+        let mut copy = self.copy_in.take().or_else(|| self.copy_out.take());
+        if let Some(copy) = copy.as_mut() {
+            end_copy_sample(copy, &self.limits, recorder);
+        }
         let Some(unit) = self.current_unit() else {
             return Ok(());
         };
@@ -1306,8 +1319,12 @@ impl State {
             .next()
             .and_then(|n| n.parse::<u64>().ok())
             .unwrap_or(unit.rows);
+        let mut findings = Vec::new();
         let (bytes, sample) = match copy {
-            Some(copy) => (copy.bytes, Some((copy.sample, None))),
+            Some(copy) => {
+                findings.extend(copy.findings);
+                (copy.bytes, Some((copy.sample, None)))
+            }
             None if !unit.sample.is_empty() || unit.sample_truncated => (
                 unit.bytes,
                 Some((
@@ -1327,7 +1344,6 @@ impl State {
             }
             event = event.value("client_masked", &masked);
         }
-        let mut findings = Vec::new();
         if let Some(columns) = &unit.columns {
             event = event.strs("columns", columns.iter().map(|c| c.recorded_name.as_str()));
             for column in columns.iter() {
@@ -1436,19 +1452,79 @@ fn within_limit<T>(
     Ok(())
 }
 
-fn count_copy(copy: &mut CopyCounter, data: &[u8], limits: &Limits) {
+/// Counts a COPY data message and samples it. Text COPY is sampled line by line, each line masked
+/// with the lines it came with (so a key that CSV quotes across lines is masked whole), and a line
+/// that a message leaves open waits for the message that ends it. Binary COPY has no lines: a message
+/// is sampled as its tuples, each field in hex (which masking decodes), or whole if it is not made of
+/// whole tuples.
+fn count_copy(copy: &mut CopyCounter, data: &[u8], limits: &Limits, recorder: &SessionRecorder) {
     copy.bytes += data.len() as u64;
-    if copy.sample.len() >= limits.sample_rows || copy.sample_bytes >= limits.sample_bytes {
+    if sample_is_full(copy, limits) {
         return;
     }
-    for line in data.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-        if copy.sample.len() >= limits.sample_rows || copy.sample_bytes >= limits.sample_bytes {
+    if copy.binary {
+        let budget = limits.sample_bytes - copy.sample_bytes;
+        copy.sample_bytes += data.len().min(budget);
+        let mut tuples = values::binary_copy_tuples(data, budget)
+            .unwrap_or_else(|| vec![values::decode(values::BYTEA, true, Some(data), budget)]);
+        for tuple in &mut tuples {
+            copy.findings.extend(recorder.mask_value(tuple, "sample"));
+        }
+        copy.sample.extend(tuples);
+        return;
+    }
+    let Some(last_newline) = memchr::memrchr(b'\n', data) else {
+        let room = limits.sample_bytes.saturating_sub(copy.partial.len());
+        copy.partial
+            .extend_from_slice(&data[..data.len().min(room)]);
+        if copy.partial.len() >= limits.sample_bytes {
+            end_copy_sample(copy, limits, recorder);
+        }
+        return;
+    };
+    let mut lines = std::mem::take(&mut copy.partial);
+    lines.extend_from_slice(&data[..last_newline]);
+    sample_copy_lines(copy, &lines, limits, recorder);
+    let rest = &data[last_newline + 1..];
+    copy.partial
+        .extend_from_slice(&rest[..rest.len().min(limits.sample_bytes)]);
+}
+
+/// Samples the line that the COPY data left open, when the COPY ends.
+fn end_copy_sample(copy: &mut CopyCounter, limits: &Limits, recorder: &SessionRecorder) {
+    let partial = std::mem::take(&mut copy.partial);
+    if !partial.is_empty() && !sample_is_full(copy, limits) {
+        sample_copy_lines(copy, &partial, limits, recorder);
+    }
+}
+
+fn sample_is_full(copy: &CopyCounter, limits: &Limits) -> bool {
+    copy.sample.len() >= limits.sample_rows || copy.sample_bytes >= limits.sample_bytes
+}
+
+/// Masks `lines` as one text, then samples them line by line within the budget.
+fn sample_copy_lines(
+    copy: &mut CopyCounter,
+    lines: &[u8],
+    limits: &Limits,
+    recorder: &SessionRecorder,
+) {
+    let budget = limits.sample_bytes - copy.sample_bytes;
+    let text = String::from_utf8_lossy(&lines[..lines.len().min(budget)]);
+    let (masked, findings) = recorder.mask(&text, "sample");
+    copy.findings.extend(findings);
+    for line in masked.split('\n').filter(|l| !l.is_empty()) {
+        if sample_is_full(copy, limits) {
             break;
         }
         let budget = limits.sample_bytes - copy.sample_bytes;
         copy.sample_bytes += line.len();
-        copy.sample
-            .push(values::decode(values::TEXT, false, Some(line), budget));
+        copy.sample.push(values::decode(
+            values::TEXT,
+            false,
+            Some(line.as_bytes()),
+            budget,
+        ));
     }
 }
 

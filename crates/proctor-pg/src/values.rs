@@ -131,9 +131,116 @@ pub fn decode(type_oid: u32, binary: bool, value: Option<&[u8]>, max: usize) -> 
             .and_then(|us| timestamp_text(us, "+00"))
             .map(Value::String),
         array if element_of_array(array).is_some() => array_elements(array, bytes, max),
-        _ => None,
+        // A composite type has an OID of its own, which says nothing here: any value laid out
+        // exactly as a record is read as one, so that a secret in a field is not hidden by the
+        // lengths around it.
+        _ => record_fields(bytes, max, MAX_RECORD_DEPTH),
     };
     decoded.unwrap_or_else(|| json!({"type_oid": type_oid, "binary": as_hex(bytes, max)}))
+}
+
+/// How deep records inside records are read; deeper ones are kept as hex.
+const MAX_RECORD_DEPTH: usize = 4;
+/// The most columns a PostgreSQL row can have.
+const MAX_COLUMNS: usize = 1664;
+
+/// A binary record (`record` or a composite type): its fields, each decoded by its type OID; `None`
+/// unless the bytes are exactly a record's layout (a count, then each field's type, length and bytes).
+fn record_fields(bytes: &[u8], max: usize, depth: usize) -> Option<Value> {
+    let depth = depth.checked_sub(1)?;
+    let word = |at: usize| -> Option<u32> {
+        Some(u32::from_be_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+    };
+    let count = usize::try_from(word(0)?)
+        .ok()
+        .filter(|n| *n <= MAX_COLUMNS)?;
+    let mut at = 4;
+    let mut fields = Vec::with_capacity(count);
+    for _ in 0..count {
+        let type_oid = word(at)?;
+        let length = word(at + 4)? as i32;
+        at += 8;
+        let value = match usize::try_from(length) {
+            Ok(length) => {
+                let value = bytes.get(at..at.checked_add(length)?)?;
+                at += length;
+                Some(value)
+            }
+            Err(_) if length == -1 => None,
+            Err(_) => return None,
+        };
+        fields.push(match value {
+            Some(value) if element_of_array(type_oid).is_none() && !is_known(type_oid) => {
+                record_fields(value, max, depth)
+                    .unwrap_or_else(|| decode(BYTEA, true, Some(value), max))
+            }
+            value => decode(type_oid, true, value, max),
+        });
+    }
+    (at == bytes.len()).then_some(Value::Array(fields))
+}
+
+/// Whether this module decodes the binary format of `type_oid` by its type.
+fn is_known(type_oid: u32) -> bool {
+    matches!(
+        type_oid,
+        BOOL | BYTEA
+            | NAME
+            | INT8
+            | INT2
+            | INT4
+            | TEXT
+            | OID
+            | JSON
+            | FLOAT4
+            | FLOAT8
+            | BPCHAR
+            | VARCHAR
+            | DATE
+            | TIMESTAMP
+            | TIMESTAMPTZ
+            | UUID
+            | JSONB
+            | NUMERIC
+    )
+}
+
+/// The tuples of a binary COPY data message (the header, when it opens the data, skipped), each as
+/// its fields in hex: binary COPY says nothing of types. `None` unless the message is exactly whole
+/// tuples (the server sends one per message; a client may cut its data anywhere).
+pub fn binary_copy_tuples(data: &[u8], max: usize) -> Option<Vec<Value>> {
+    const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
+    let mut at = 0;
+    if data.starts_with(SIGNATURE) {
+        let extension = data.get(15..19)?;
+        at = 19 + u32::from_be_bytes(extension.try_into().ok()?) as usize;
+    }
+    let mut tuples = Vec::new();
+    let mut left = max;
+    while at < data.len() {
+        let count = i16::from_be_bytes(data.get(at..at + 2)?.try_into().ok()?);
+        at += 2;
+        if count == -1 {
+            break;
+        }
+        let mut fields = Vec::with_capacity(usize::try_from(count).ok()?);
+        for _ in 0..count {
+            let length = i32::from_be_bytes(data.get(at..at + 4)?.try_into().ok()?);
+            at += 4;
+            let value = match usize::try_from(length) {
+                Ok(length) => {
+                    let value = data.get(at..at.checked_add(length)?)?;
+                    at += length;
+                    Some(value)
+                }
+                Err(_) => None,
+            };
+            left = left.saturating_sub(value.map_or(4, <[u8]>::len));
+            fields.push(decode(BYTEA, true, value, left.max(16)));
+        }
+        tuples.push(Value::Array(fields));
+    }
+    (at == data.len()).then_some(tuples)
 }
 
 /// The element type of the array types whose elements this module decodes.
@@ -348,6 +455,37 @@ mod tests {
             json!([4415711815394971i64, null, 7])
         );
         assert_eq!(decode(1007, true, Some(&array), 100)["type_oid"], 1007);
+    }
+
+    #[test]
+    fn records_and_binary_copy_tuples_are_read_field_by_field() {
+        let mut record = Vec::new();
+        record.extend_from_slice(&2u32.to_be_bytes());
+        record.extend_from_slice(&TEXT.to_be_bytes());
+        record.extend_from_slice(&3i32.to_be_bytes());
+        record.extend_from_slice(b"abc");
+        record.extend_from_slice(&INT4.to_be_bytes());
+        record.extend_from_slice(&(-1i32).to_be_bytes());
+        assert_eq!(decode(2249, true, Some(&record), 100), json!(["abc", null]));
+        assert_eq!(
+            decode(2249, true, Some(&record[..record.len() - 1]), 100)["type_oid"],
+            2249
+        );
+
+        let mut copy = b"PGCOPY\n\xff\r\n\0".to_vec();
+        copy.extend_from_slice(&[0; 8]);
+        copy.extend_from_slice(&1i16.to_be_bytes());
+        copy.extend_from_slice(&2i32.to_be_bytes());
+        copy.extend_from_slice(b"hi");
+        assert_eq!(
+            binary_copy_tuples(&copy, 100),
+            Some(vec![json!(["\\x6869"])])
+        );
+        assert_eq!(binary_copy_tuples(&copy[..copy.len() - 1], 100), None);
+        assert_eq!(
+            binary_copy_tuples(&(-1i16).to_be_bytes(), 100),
+            Some(vec![])
+        );
     }
 
     #[test]

@@ -123,7 +123,9 @@ fn decide_from_cli(
     let approver = authenticator
         .identify_token(&token)
         .map_err(|e| anyhow::anyhow!("PROCTOR_TOKEN is not a valid Proctor token ({e})"))?;
-    match approvals::decide(&store, id, &approver, approve, reason.as_deref()) {
+    let key = proctor_core::masking::fingerprint_key(&config.server.data_dir)?;
+    let (masker, _) = proctor_core::Masker::from_config(config, key)?;
+    match approvals::decide(&store, &masker, id, &approver, approve, reason.as_deref()) {
         Ok(row) => {
             println!(
                 "request {} {} by {}",
@@ -279,6 +281,7 @@ async fn decide_over_http(
         };
         match approvals::decide(
             gate.store(),
+            gate.masker(),
             &id,
             &approver,
             approve,
