@@ -12,9 +12,11 @@ mod blocks;
 pub mod bundle;
 mod canonical;
 mod chain;
+mod check;
 mod log;
 pub mod merkle;
 pub mod note;
+mod recovery;
 mod store;
 mod tlog;
 mod writer;
@@ -25,8 +27,9 @@ pub use chain::{
     canonical_time, event_hash, genesis_hash, no_findings, verify_chain, Chain, Event, NewEvent,
     SessionHeader, VerifyOutcome,
 };
+pub use recovery::{AcknowledgedDamage, CUT_SHORT};
 pub use store::{IdentityRow, SessionFilter, SessionRow, Sighting, Store, SyncMode, TokenRow};
-pub use tlog::Consistency;
+pub use tlog::{Consistency, RefusedSeal};
 pub use writer::Writer;
 
 /// Errors of the journal. They carry what the operator needs to act, never event bodies.
@@ -42,6 +45,9 @@ pub enum JournalError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// The commit log was found damaged and an operator has not acknowledged it yet.
+    #[error("{0}")]
+    DamagedLog(String),
     #[error("cannot create data directory {path}: {source}")]
     DataDir {
         path: String,

@@ -25,6 +25,7 @@ use tokio::sync::Notify;
 use crate::appender::Appender;
 use crate::chain::{NewEvent, SessionHeader};
 use crate::log::{self, Appended, Handoff, Ingester, Record, LOG_FILE};
+use crate::recovery;
 use crate::store::{open_connection, Store, SyncMode};
 use crate::JournalError;
 
@@ -128,9 +129,23 @@ impl Writer {
                 path.display()
             )));
         }
+        let damaged = recovery::unacknowledged_damage(store.data_dir())?;
+        if !damaged.is_empty() {
+            return Err(recovery::damage_error(store.data_dir(), &damaged));
+        }
         let conn = open_connection(store.path(), store.sync_mode())?;
         let mut ingester = Ingester::open(conn, store.data_dir())?;
         let (ingested, mut len) = ingester.ingest_available()?;
+        if let Some(at) = ingester.damaged_at() {
+            let set_aside = recovery::set_aside_damaged_tail(&log, store.data_dir(), at)?;
+            let name = set_aside
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned());
+            return Err(recovery::damage_error(
+                store.data_dir(),
+                &Vec::from_iter(name),
+            ));
+        }
         // Counted once the log's leftovers are in the store: a new session must not take the number
         // of one that a stopped gateway left in the log (it once did, and lost its events).
         let last_no = ingester.last_session_no()?;
