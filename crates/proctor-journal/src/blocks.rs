@@ -489,6 +489,40 @@ mod tests {
     }
 
     #[test]
+    fn the_first_missing_seq_is_where_blocks_leave_a_gap_overlap_or_skip_one() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        let tx = conn.transaction().unwrap();
+        let store = |no: i64, seqs: &[u64]| {
+            let mut block = Block::default();
+            for &seq in seqs {
+                block.push(&event(seq, "db.query", "{}", "h"));
+            }
+            block.insert(&tx, no).unwrap();
+        };
+        store(1, &[1, 2, 3, 4, 5]);
+        store(1, &[6, 7, 8, 9]);
+        store(2, &[1, 2, 3]);
+        store(2, &[5, 6]);
+        store(3, &[1, 2, 4]);
+        store(4, &[1, 2, 3]);
+        store(4, &[3, 4, 5]);
+        tx.commit().unwrap();
+        let missing = |no, from, to| first_missing_seq(&conn, no, from, to).unwrap();
+        assert_eq!(missing(1, 1, 9), None);
+        assert_eq!(missing(1, 4, 9), None, "from inside a block");
+        assert_eq!(missing(1, 1, 12), Some(10), "events past the newest");
+        assert_eq!(missing(2, 1, 6), Some(4), "a gap between blocks");
+        assert_eq!(
+            missing(2, 5, 6),
+            None,
+            "a gap before `from` was judged before"
+        );
+        assert_eq!(missing(3, 1, 4), Some(3), "a gap inside a block");
+        assert_eq!(missing(4, 1, 5), Some(3), "blocks that overlap");
+    }
+
+    #[test]
     fn event_rows_of_an_older_store_are_moved_into_blocks() {
         let mut conn = Connection::open_in_memory().unwrap();
         conn.execute_batch(SCHEMA).unwrap();

@@ -419,6 +419,50 @@ mod tests {
     }
 
     #[test]
+    fn a_resumed_chain_continues_as_the_chain_would_have() {
+        let mut chain = Chain::start(&header()).unwrap();
+        let body = || CanonicalJson::of(&json!({"n": 1}));
+        let first = chain.next_event(NOW, "db.query", body(), no_findings());
+        let second = chain.next_event(NOW + 1, "db.query", body(), no_findings());
+        let mut resumed = Chain::resume("s1", 1, &first.hash).unwrap();
+        let again = resumed.next_event(NOW + 1, "db.query", body(), no_findings());
+        assert_eq!(
+            (again.seq, again.prev, again.hash),
+            (2, first.hash, second.hash)
+        );
+        assert!(Chain::resume("s1", 1, "not a hash").is_err());
+        assert!(Chain::resume("s1", 1, &first.hash.to_uppercase()).is_err());
+    }
+
+    #[test]
+    fn a_repeated_event_is_named_where_the_next_belongs() {
+        let mut chain = Chain::start(&header()).unwrap();
+        let events: Vec<Event> = (0..3)
+            .map(|i| {
+                stored(&chain.next_event(
+                    NOW + i,
+                    "db.query",
+                    CanonicalJson::of(&json!({})),
+                    no_findings(),
+                ))
+            })
+            .collect();
+        let repeated = [&events[..2], &events[1..2], &events[2..]].concat();
+        assert_eq!(
+            verify_chain(&header(), &repeated).unwrap(),
+            VerifyOutcome::Broken {
+                seq: 3,
+                reason: "event 2 comes again where event 3 belongs: repeated or out of order"
+                    .into()
+            }
+        );
+        assert!(matches!(
+            verify_chain(&header(), &events).unwrap(),
+            VerifyOutcome::Intact { events: 3, .. }
+        ));
+    }
+
+    #[test]
     fn any_change_to_an_event_changes_its_hash_even_one_nanosecond() {
         let mut chain = Chain::start(&header()).unwrap();
         let event = stored(&chain.next_event(

@@ -773,6 +773,59 @@ mod tests {
     }
 
     #[test]
+    fn a_session_whose_stored_events_have_a_gap_is_not_sealed_and_the_others_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), SyncMode::Normal).unwrap();
+        let mut conn = store.conn();
+        let tx = conn.transaction().unwrap();
+        for (no, id, blocks) in [
+            (1, "whole", vec![1..=3u64]),
+            (2, "holed", vec![1..=2, 4..=5]),
+        ] {
+            tx.execute(
+                "INSERT INTO sessions (no, id, protocol, identity, connection, client_addr, started_at) \
+                 VALUES (?1, ?2, 'postgres', 'alice', 'db', '127.0.0.1:1', 0)",
+                params![no, id],
+            )
+            .unwrap();
+            for seqs in blocks {
+                let mut block = Block::default();
+                for seq in seqs {
+                    block.push(&BlockEvent {
+                        seq,
+                        at: 0,
+                        kind: "db.query",
+                        body: "{}",
+                        findings: "[]",
+                        prev: "",
+                        hash: "h",
+                    });
+                }
+                block.insert(&tx, no).unwrap();
+            }
+        }
+        let key = LogKey::generate("proctor/test").unwrap();
+        let refused = seal(&tx, &key, "node", None).unwrap();
+        assert_eq!(
+            refused,
+            [RefusedSeal {
+                session_id: "holed".into(),
+                missing_seq: 3
+            }]
+        );
+        assert_eq!(seals_of(&tx, 1).unwrap().len(), 1);
+        assert!(
+            seals_of(&tx, 2).unwrap().is_empty(),
+            "no seal over the hole"
+        );
+        assert_eq!(
+            seal(&tx, &key, "node", None).unwrap(),
+            refused,
+            "refused again"
+        );
+    }
+
+    #[test]
     fn the_frontier_root_equals_the_tree_root() {
         let mut frontier = Frontier::default();
         let mut leaves = Vec::new();
