@@ -258,7 +258,8 @@ pub(crate) fn last_event(
 /// The first of events `from..=to` of session `no` that its blocks do not hold exactly once, if
 /// any: the blocks that reach past `from` must follow each other without a gap or an overlap, each
 /// holding as many events as its sequence numbers span. Judged from the blocks' columns, which the
-/// ingester writes from the events it stores; a block whose count disagrees is read line by line.
+/// ingester writes from the events it stores, so that sealing reads no event; a block whose count
+/// disagrees is read line by line.
 pub(crate) fn first_missing_seq(
     conn: &Connection,
     no: i64,
@@ -266,7 +267,7 @@ pub(crate) fn first_missing_seq(
     to: u64,
 ) -> Result<Option<u64>, JournalError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT first_seq, last_seq, events, data FROM event_blocks \
+        "SELECT first_seq, last_seq, events, id FROM event_blocks \
          WHERE session_no = ?1 AND last_seq >= ?2 ORDER BY last_seq",
     )?;
     let mut rows = stmt.query(params![no, from as i64])?;
@@ -288,7 +289,9 @@ pub(crate) fn first_missing_seq(
             return Ok(Some(first));
         }
         if first > last || events != last - first + 1 {
-            let data: String = row.get(3)?;
+            let data: String = conn
+                .prepare_cached("SELECT data FROM event_blocks WHERE id = ?1")?
+                .query_row([row.get::<_, i64>(3)?], |row| row.get(0))?;
             if let Some(seq) = first_out_of_place(&data, first, last)? {
                 return Ok(Some(seq.max(from)));
             }
