@@ -610,9 +610,9 @@ impl Ingester {
                 self.damaged_at = Some(self.offset);
                 tracing::error!(
                     offset = self.offset,
-                    "a record of the commit log fails its checksum or does not parse, with records \
-                     after it: it was damaged after it was written. Nothing from it on is copied into \
-                     the store; the commit log keeps it until recovery moves it aside"
+                    "a complete record of the commit log fails its checksum or does not parse: it \
+                     was damaged after it was written. Nothing from it on is copied into the store; \
+                     the commit log keeps it until recovery, when the gateway next starts, sets it aside"
                 );
                 return Ok((self.offset, end));
             }

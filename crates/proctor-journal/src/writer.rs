@@ -732,6 +732,29 @@ mod tests {
         assert!(store.find_session("after").is_ok());
     }
 
+    /// The log a gateway would take over is damaged in the middle (recovery did not see it: the
+    /// store was opened before): the gateway sets the tail aside and does not start.
+    #[test]
+    fn a_gateway_does_not_start_on_a_damaged_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), SyncMode::Normal).unwrap();
+        let (log, damaged) = log::tests::log_damaged_in_the_middle();
+        std::fs::write(dir.path().join(LOG_FILE), &log).unwrap();
+        for _ in 0..2 {
+            let refused = Writer::start(&store).err().unwrap();
+            assert!(matches!(refused, JournalError::DamagedLog(_)), "{refused}");
+        }
+        assert_eq!(
+            std::fs::metadata(dir.path().join(LOG_FILE)).unwrap().len(),
+            damaged
+        );
+        assert_eq!(
+            recovery::unacknowledged_damage(dir.path()).unwrap().len(),
+            1
+        );
+        assert_eq!(store.find_session("s1").unwrap().events, 1);
+    }
+
     #[tokio::test]
     async fn a_failed_write_breaks_its_sessions_and_refuses_their_later_events() {
         let dir = tempfile::tempdir().unwrap();
