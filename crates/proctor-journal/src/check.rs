@@ -186,3 +186,55 @@ fn check_seals(conn: &Connection, checks: &mut Vec<Check>) -> Result<(), Journal
     )));
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::tests::session_log;
+    use crate::store::SyncMode;
+
+    fn lines(checks: &[Check]) -> Vec<String> {
+        checks
+            .iter()
+            .map(|c| format!("{} {}", if c.holds { "ok" } else { "FAIL" }, c.line))
+            .collect()
+    }
+
+    #[test]
+    fn an_unreadable_event_and_events_without_their_session_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Store::open(dir.path(), SyncMode::Normal).unwrap());
+        let (mut log, _) = session_log("s1", 1, 3, 0);
+        log.extend_from_slice(&session_log("s2", 2, 2, log.len() as u64).0);
+        std::fs::write(dir.path().join(crate::log::LOG_FILE), &log).unwrap();
+        // Recovery takes the log in and ends both sessions, sealed.
+        let store = Store::open(dir.path(), SyncMode::Normal).unwrap();
+        let key = NoteVerifier::parse(&store.log_verifier_key().unwrap()).unwrap();
+        let checks = lines(&store.check_log(&key).unwrap());
+        assert!(checks.iter().all(|l| l.starts_with("ok")), "{checks:?}");
+        assert!(
+            checks.contains(&"ok chains: 7 events of 2 sessions rehashed, each linked to the one before it and the first to its session's header".to_string()),
+            "{checks:?}"
+        );
+
+        let conn = store.conn();
+        conn.execute(
+            "UPDATE event_blocks SET data = replace(data, '{\"i\":1}', '{\"i\":1,}') \
+             WHERE session_no = 1",
+            [],
+        )
+        .unwrap();
+        conn.execute("DELETE FROM sessions WHERE no = 2", [])
+            .unwrap();
+        drop(conn);
+        let checks = lines(&store.check_log(&key).unwrap());
+        assert!(
+            checks[1].starts_with("FAIL chain: session s1 event 2: a stored event is not JSON"),
+            "{checks:?}"
+        );
+        assert_eq!(
+            checks[2],
+            "FAIL chain: events of session number 2 are stored, but not the session: its row was deleted"
+        );
+    }
+}

@@ -2,8 +2,9 @@
 //!
 //! Owns the embedded SQLite store (schema, reads for the CLI, identity and token rows), the commit log and
 //! its group-commit writer that every session appends through, the canonical JSON of events, the
-//! per-session hash chain, and the tamper-evident log over them: seals in a Merkle tree, signed
-//! checkpoints, export bundles and their offline verification. It knows nothing about wire protocols,
+//! per-session hash chain, the recovery of a data dir whose gateway died, and the tamper-evident log
+//! over them: seals in a Merkle tree, signed checkpoints, the check of the whole store, export bundles
+//! and their offline verification. It knows nothing about wire protocols,
 //! configuration files or masking: callers hand it events whose bodies are already final.
 
 mod appender;
