@@ -94,17 +94,29 @@ fn genesis(header: &SessionHeader) -> Result<HexHash, JournalError> {
     Ok(HexHash::of(&hasher.finalize().into()))
 }
 
+/// An event's fields but its hash, as they are hashed (canonical JSON sorts them).
+#[derive(Serialize)]
+struct Unhashed<'a> {
+    session_id: &'a str,
+    seq: u64,
+    at: String,
+    kind: &'a str,
+    body: &'a serde_json::Value,
+    findings: &'a [serde_json::Value],
+    prev: &'a str,
+}
+
 /// The hash of a stored event, recomputed from its parsed fields (all but `hash`).
 pub fn event_hash(event: &Event) -> Result<String, JournalError> {
-    let unhashed = serde_json::json!({
-        "session_id": event.session_id,
-        "seq": event.seq,
-        "at": canonical_time(event.at),
-        "kind": event.kind,
-        "body": event.body,
-        "findings": event.findings,
-        "prev": event.prev,
-    });
+    let unhashed = Unhashed {
+        session_id: &event.session_id,
+        seq: event.seq,
+        at: canonical_time(event.at),
+        kind: &event.kind,
+        body: &event.body,
+        findings: &event.findings,
+        prev: &event.prev,
+    };
     let mut hasher = Sha256::new();
     hasher.update(EVENT_DOMAIN);
     hasher.update(event.prev.as_bytes());
