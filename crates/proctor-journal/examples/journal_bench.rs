@@ -1,7 +1,8 @@
 //! The journal's throughput, for `bench/journal.sh`: many concurrent sessions append events through the
 //! group-commit writer, each statement's event committed before the next (as the gateway does), its
 //! result queued behind it. Prints events committed per second, then how long the store took to take
-//! them all in and seal them, and exports the longest session as a bundle for the verify timing.
+//! them all in and seal them, how fast `proctor log check` rehashes the whole store, and exports the
+//! longest session as a bundle for the verify timing.
 //!
 //!     cargo run --release -p proctor-journal --example journal_bench -- DATA_DIR SESSIONS SECONDS
 
@@ -9,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use proctor_journal::note::NoteVerifier;
 use proctor_journal::{
     no_findings, now_ns, Body, Chain, SessionFilter, SessionHeader, Store, SyncMode, Writer,
 };
@@ -97,6 +99,16 @@ fn main() {
     println!(
         "ingest: the store took in and sealed the rest in {:.2} s after the last commit",
         ingest_started.elapsed().as_secs_f64()
+    );
+    let key = NoteVerifier::parse(&store.log_verifier_key().unwrap()).unwrap();
+    let check_started = Instant::now();
+    let checks = store.check_log(&key).unwrap();
+    let check_elapsed = check_started.elapsed().as_secs_f64();
+    assert!(checks.iter().all(|c| c.holds), "the store checks out");
+    println!(
+        "check: `proctor log check` rehashed {stored} events of {} sessions in {check_elapsed:.2} s: {:.0} events/s",
+        listed.len(),
+        stored as f64 / check_elapsed
     );
     let longest = listed.iter().max_by_key(|s| s.events).unwrap();
     let bundle = store.export_bundle(longest).unwrap();

@@ -180,25 +180,125 @@ pub(crate) fn last_stored_seq(conn: &Connection, no: i64) -> Result<u64, Journal
     Ok(seq as u64)
 }
 
+/// One line of a block's data: an event of session `session_id`.
+pub(crate) fn parse_line(session_id: &str, line: &str) -> Result<Event, JournalError> {
+    let stored: StoredEvent = serde_json::from_str(line)
+        .map_err(|e| JournalError::Malformed(format!("a stored event is not JSON: {e}")))?;
+    Ok(Event {
+        session_id: session_id.to_owned(),
+        seq: stored.seq,
+        at: stored.at,
+        kind: stored.kind,
+        body: stored.body,
+        findings: stored.findings,
+        prev: stored.prev,
+        hash: stored.hash,
+    })
+}
+
+/// The lines of a block's data, one event each.
+pub(crate) fn lines(data: &str) -> impl Iterator<Item = &str> {
+    data.split('\n').filter(|line| !line.is_empty())
+}
+
 /// The events of one block's data, in order.
 fn parse(session_id: &str, data: &str) -> Result<Vec<Event>, JournalError> {
-    data.split('\n')
-        .filter(|line| !line.is_empty())
-        .map(|line| {
-            let stored: StoredEvent = serde_json::from_str(line)
-                .map_err(|e| JournalError::Malformed(format!("a stored event is not JSON: {e}")))?;
-            Ok(Event {
-                session_id: session_id.to_owned(),
-                seq: stored.seq,
-                at: stored.at,
-                kind: stored.kind,
-                body: stored.body,
-                findings: stored.findings,
-                prev: stored.prev,
-                hash: stored.hash,
-            })
-        })
+    lines(data)
+        .map(|line| parse_line(session_id, line))
         .collect()
+}
+
+/// The first sequence number that the lines of a block of events `first..=last` do not hold in
+/// its place, if any.
+fn first_out_of_place(data: &str, first: u64, last: u64) -> Result<Option<u64>, JournalError> {
+    let mut next = first;
+    for line in lines(data) {
+        if parse_line("", line)?.seq != next {
+            return Ok(Some(next));
+        }
+        next += 1;
+    }
+    Ok((next != last + 1).then_some(next))
+}
+
+/// Hands `each` every block of the store, as its session's number and its data: session by session
+/// in number order, each session's blocks in sequence order. One block is in memory at a time.
+pub(crate) fn for_each_block(
+    conn: &Connection,
+    mut each: impl FnMut(i64, &str) -> Result<(), JournalError>,
+) -> Result<(), JournalError> {
+    let mut stmt =
+        conn.prepare("SELECT session_no, data FROM event_blocks ORDER BY session_no, last_seq")?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let data = row.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
+        each(row.get(0)?, data)?;
+    }
+    Ok(())
+}
+
+/// The last stored event of session `no` (whose id is `session_id`), if it has any.
+pub(crate) fn last_event(
+    conn: &Connection,
+    no: i64,
+    session_id: &str,
+) -> Result<Option<Event>, JournalError> {
+    let data: Option<String> = conn
+        .prepare_cached(
+            "SELECT data FROM event_blocks WHERE session_no = ?1 ORDER BY last_seq DESC LIMIT 1",
+        )?
+        .query_row([no], |row| row.get(0))
+        .optional()?;
+    data.as_deref()
+        .and_then(|data| lines(data).last())
+        .map(|line| parse_line(session_id, line))
+        .transpose()
+}
+
+/// The first of events `from..=to` of session `no` that its blocks do not hold exactly once, if
+/// any: the blocks that reach past `from` must follow each other without a gap or an overlap, each
+/// holding as many events as its sequence numbers span. Judged from the blocks' columns, which the
+/// ingester writes from the events it stores, so that sealing reads no event; a block whose count
+/// disagrees is read line by line.
+pub(crate) fn first_missing_seq(
+    conn: &Connection,
+    no: i64,
+    from: u64,
+    to: u64,
+) -> Result<Option<u64>, JournalError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT first_seq, last_seq, events, id FROM event_blocks \
+         WHERE session_no = ?1 AND last_seq >= ?2 ORDER BY last_seq",
+    )?;
+    let mut rows = stmt.query(params![no, from as i64])?;
+    let mut expected = from;
+    while let Some(row) = rows.next()? {
+        if expected > to {
+            break;
+        }
+        let (first, last, events) = (
+            row.get::<_, i64>(0)? as u64,
+            row.get::<_, i64>(1)? as u64,
+            row.get::<_, i64>(2)? as u64,
+        );
+        if first > expected {
+            return Ok(Some(expected));
+        }
+        if first < expected && expected != from {
+            // Overlaps the block before: the events it repeats are held twice.
+            return Ok(Some(first));
+        }
+        if first > last || events != last - first + 1 {
+            let data: String = conn
+                .prepare_cached("SELECT data FROM event_blocks WHERE id = ?1")?
+                .query_row([row.get::<_, i64>(3)?], |row| row.get(0))?;
+            if let Some(seq) = first_out_of_place(&data, first, last)? {
+                return Ok(Some(seq.max(from)));
+            }
+        }
+        expected = last + 1;
+    }
+    Ok((expected <= to).then_some(expected))
 }
 
 /// Every stored event of session `no` (whose id is `session_id`), in sequence order.
@@ -238,7 +338,7 @@ pub(crate) fn hash_at(
     let mut prefix = String::from("{\"seq\":");
     write_u64(seq, &mut prefix);
     prefix.push(',');
-    let events = match data.split('\n').find(|line| line.starts_with(&prefix)) {
+    let events = match lines(&data).find(|line| line.starts_with(&prefix)) {
         Some(line) => parse("", line)?,
         None => parse("", &data)?,
     };
@@ -389,6 +489,40 @@ mod tests {
         .unwrap();
         assert_eq!(hash_at(&conn, 7, 13).unwrap().as_deref(), Some("x13"));
         assert_eq!(hash_at(&conn, 8, 1).unwrap(), None);
+    }
+
+    #[test]
+    fn the_first_missing_seq_is_where_blocks_leave_a_gap_overlap_or_skip_one() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        let tx = conn.transaction().unwrap();
+        let store = |no: i64, seqs: &[u64]| {
+            let mut block = Block::default();
+            for &seq in seqs {
+                block.push(&event(seq, "db.query", "{}", "h"));
+            }
+            block.insert(&tx, no).unwrap();
+        };
+        store(1, &[1, 2, 3, 4, 5]);
+        store(1, &[6, 7, 8, 9]);
+        store(2, &[1, 2, 3]);
+        store(2, &[5, 6]);
+        store(3, &[1, 2, 4]);
+        store(4, &[1, 2, 3]);
+        store(4, &[3, 4, 5]);
+        tx.commit().unwrap();
+        let missing = |no, from, to| first_missing_seq(&conn, no, from, to).unwrap();
+        assert_eq!(missing(1, 1, 9), None);
+        assert_eq!(missing(1, 4, 9), None, "from inside a block");
+        assert_eq!(missing(1, 1, 12), Some(10), "events past the newest");
+        assert_eq!(missing(2, 1, 6), Some(4), "a gap between blocks");
+        assert_eq!(
+            missing(2, 5, 6),
+            None,
+            "a gap before `from` was judged before"
+        );
+        assert_eq!(missing(3, 1, 4), Some(3), "a gap inside a block");
+        assert_eq!(missing(4, 1, 5), Some(3), "blocks that overlap");
     }
 
     #[test]

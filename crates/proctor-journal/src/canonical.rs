@@ -232,6 +232,15 @@ impl HexHash {
         Self(hex)
     }
 
+    /// A hash written as 64 lowercase hex digits, as the journal writes them.
+    pub fn parse(hex: &str) -> Option<Self> {
+        let digits: [u8; 64] = hex.as_bytes().try_into().ok()?;
+        digits
+            .iter()
+            .all(|&d| d.is_ascii_digit() || (b'a'..=b'f').contains(&d))
+            .then_some(Self(digits))
+    }
+
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.0).unwrap_or_default()
     }

@@ -94,17 +94,29 @@ fn genesis(header: &SessionHeader) -> Result<HexHash, JournalError> {
     Ok(HexHash::of(&hasher.finalize().into()))
 }
 
+/// An event's fields but its hash, as they are hashed (canonical JSON sorts them).
+#[derive(Serialize)]
+struct Unhashed<'a> {
+    session_id: &'a str,
+    seq: u64,
+    at: String,
+    kind: &'a str,
+    body: &'a serde_json::Value,
+    findings: &'a [serde_json::Value],
+    prev: &'a str,
+}
+
 /// The hash of a stored event, recomputed from its parsed fields (all but `hash`).
 pub fn event_hash(event: &Event) -> Result<String, JournalError> {
-    let unhashed = serde_json::json!({
-        "session_id": event.session_id,
-        "seq": event.seq,
-        "at": canonical_time(event.at),
-        "kind": event.kind,
-        "body": event.body,
-        "findings": event.findings,
-        "prev": event.prev,
-    });
+    let unhashed = Unhashed {
+        session_id: &event.session_id,
+        seq: event.seq,
+        at: canonical_time(event.at),
+        kind: &event.kind,
+        body: &event.body,
+        findings: &event.findings,
+        prev: &event.prev,
+    };
     let mut hasher = Sha256::new();
     hasher.update(EVENT_DOMAIN);
     hasher.update(event.prev.as_bytes());
@@ -119,54 +131,105 @@ pub enum VerifyOutcome {
     Broken { seq: u64, reason: String },
 }
 
+/// Why a chain does not hold: the first event that fails, and what is wrong with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ChainBreak {
+    pub seq: u64,
+    pub reason: String,
+}
+
+/// Recomputes a chain one event at a time, from its header: what [`verify_chain`] does over a slice,
+/// for callers that read a chain in pieces (a whole store's worth of them) and never hold it whole.
+#[derive(Debug)]
+pub(crate) struct ChainVerifier {
+    session_id: String,
+    head: String,
+    checked: u64,
+}
+
+impl ChainVerifier {
+    pub(crate) fn new(header: &SessionHeader) -> Result<Self, JournalError> {
+        Ok(Self {
+            session_id: header.session_id.clone(),
+            head: genesis_hash(header)?,
+            checked: 0,
+        })
+    }
+
+    /// Checks the next event in stored order: its place (`seq` one past the last, so no event is
+    /// missing, repeated or moved), its link to the last one (to the header for the first), and its
+    /// hash, recomputed from its fields.
+    pub(crate) fn check(&mut self, event: &Event) -> Result<Option<ChainBreak>, JournalError> {
+        let expected_seq = self.checked + 1;
+        let broken = |seq, reason| Ok(Some(ChainBreak { seq, reason }));
+        if event.seq > expected_seq {
+            return broken(
+                expected_seq,
+                format!("event {expected_seq} is missing (found {} next)", event.seq),
+            );
+        }
+        if event.seq < expected_seq {
+            return broken(
+                expected_seq,
+                format!(
+                    "event {} comes again where event {expected_seq} belongs: repeated or out of order",
+                    event.seq
+                ),
+            );
+        }
+        if event.session_id != self.session_id {
+            return broken(event.seq, "event names another session".into());
+        }
+        if event.prev != self.head {
+            let reason = if event.seq == 1 {
+                "does not link to the session header: the header was altered".to_string()
+            } else {
+                format!("does not link to event {}", event.seq - 1)
+            };
+            return broken(event.seq, reason);
+        }
+        let recomputed = event_hash(event)?;
+        if recomputed != event.hash {
+            return broken(
+                event.seq,
+                format!(
+                    "content does not match its hash (stored {}, recomputed {recomputed})",
+                    event.hash
+                ),
+            );
+        }
+        self.head = recomputed;
+        self.checked = event.seq;
+        Ok(None)
+    }
+
+    /// The sequence number the next event must have.
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.checked + 1
+    }
+
+    /// How many events held, and the hash of the last (the header's genesis hash if none).
+    pub(crate) fn intact(self) -> VerifyOutcome {
+        VerifyOutcome::Intact {
+            events: self.checked,
+            head: self.head,
+        }
+    }
+}
+
 /// Recomputes a session's chain from its header and events (in stored order); names the first event
 /// that fails.
 pub fn verify_chain(
     header: &SessionHeader,
     events: &[Event],
 ) -> Result<VerifyOutcome, JournalError> {
-    let mut prev = genesis_hash(header)?;
-    for (index, event) in events.iter().enumerate() {
-        let expected_seq = index as u64 + 1;
-        if event.seq != expected_seq {
-            return Ok(VerifyOutcome::Broken {
-                seq: expected_seq,
-                reason: format!("event {expected_seq} is missing (found {} next)", event.seq),
-            });
+    let mut verifier = ChainVerifier::new(header)?;
+    for event in events {
+        if let Some(ChainBreak { seq, reason }) = verifier.check(event)? {
+            return Ok(VerifyOutcome::Broken { seq, reason });
         }
-        if event.session_id != header.session_id {
-            return Ok(VerifyOutcome::Broken {
-                seq: event.seq,
-                reason: "event names another session".into(),
-            });
-        }
-        if event.prev != prev {
-            let reason = if event.seq == 1 {
-                "does not link to the session header: the header was altered".to_string()
-            } else {
-                format!("does not link to event {}", event.seq - 1)
-            };
-            return Ok(VerifyOutcome::Broken {
-                seq: event.seq,
-                reason,
-            });
-        }
-        let recomputed = event_hash(event)?;
-        if recomputed != event.hash {
-            return Ok(VerifyOutcome::Broken {
-                seq: event.seq,
-                reason: format!(
-                    "content does not match its hash (stored {}, recomputed {recomputed})",
-                    event.hash
-                ),
-            });
-        }
-        prev = recomputed;
     }
-    Ok(VerifyOutcome::Intact {
-        events: events.len() as u64,
-        head: prev,
-    })
+    Ok(verifier.intact())
 }
 
 /// The head of one session's chain: hands out sequence numbers and links each new event to the last.
@@ -215,6 +278,27 @@ impl Chain {
             session_id: Arc::from(header.session_id.as_str()),
             next_seq: 1,
             head: genesis(header)?,
+            scratch: String::with_capacity(512),
+            clock: TimeText::default(),
+        })
+    }
+
+    /// Continues a chain whose last stored event is `last_seq`, of hash `head`: for an event appended
+    /// after the gateway that recorded the others is gone.
+    pub(crate) fn resume(
+        session_id: &str,
+        last_seq: u64,
+        head: &str,
+    ) -> Result<Self, JournalError> {
+        let head = HexHash::parse(head).ok_or_else(|| {
+            JournalError::Malformed(format!(
+                "event {last_seq} of session {session_id} has no valid hash"
+            ))
+        })?;
+        Ok(Self {
+            session_id: Arc::from(session_id),
+            next_seq: last_seq + 1,
+            head,
             scratch: String::with_capacity(512),
             clock: TimeText::default(),
         })
@@ -344,6 +428,50 @@ mod tests {
         assert_eq!(first.prev.as_str(), genesis_hash(&header()).unwrap());
         assert_eq!(second.prev, first.hash);
         assert_eq!((first.seq, second.seq), (1, 2));
+    }
+
+    #[test]
+    fn a_resumed_chain_continues_as_the_chain_would_have() {
+        let mut chain = Chain::start(&header()).unwrap();
+        let body = || CanonicalJson::of(&json!({"n": 1}));
+        let first = chain.next_event(NOW, "db.query", body(), no_findings());
+        let second = chain.next_event(NOW + 1, "db.query", body(), no_findings());
+        let mut resumed = Chain::resume("s1", 1, &first.hash).unwrap();
+        let again = resumed.next_event(NOW + 1, "db.query", body(), no_findings());
+        assert_eq!(
+            (again.seq, again.prev, again.hash),
+            (2, first.hash, second.hash)
+        );
+        assert!(Chain::resume("s1", 1, "not a hash").is_err());
+        assert!(Chain::resume("s1", 1, &first.hash.to_uppercase()).is_err());
+    }
+
+    #[test]
+    fn a_repeated_event_is_named_where_the_next_belongs() {
+        let mut chain = Chain::start(&header()).unwrap();
+        let events: Vec<Event> = (0..3)
+            .map(|i| {
+                stored(&chain.next_event(
+                    NOW + i,
+                    "db.query",
+                    CanonicalJson::of(&json!({})),
+                    no_findings(),
+                ))
+            })
+            .collect();
+        let repeated = [&events[..2], &events[1..2], &events[2..]].concat();
+        assert_eq!(
+            verify_chain(&header(), &repeated).unwrap(),
+            VerifyOutcome::Broken {
+                seq: 3,
+                reason: "event 2 comes again where event 3 belongs: repeated or out of order"
+                    .into()
+            }
+        );
+        assert!(matches!(
+            verify_chain(&header(), &events).unwrap(),
+            VerifyOutcome::Intact { events: 3, .. }
+        ));
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //!
 //! Owns the embedded SQLite store (schema, reads for the CLI, identity and token rows), the commit log and
 //! its group-commit writer that every session appends through, the canonical JSON of events, the
-//! per-session hash chain, and the tamper-evident log over them: seals in a Merkle tree, signed
-//! checkpoints, export bundles and their offline verification. It knows nothing about wire protocols,
+//! per-session hash chain, the recovery of a data dir whose gateway died, and the tamper-evident log
+//! over them: seals in a Merkle tree, signed checkpoints, the check of the whole store, export bundles
+//! and their offline verification. It knows nothing about wire protocols,
 //! configuration files or masking: callers hand it events whose bodies are already final.
 
 mod appender;
@@ -12,9 +13,11 @@ mod blocks;
 pub mod bundle;
 mod canonical;
 mod chain;
+mod check;
 mod log;
 pub mod merkle;
 pub mod note;
+mod recovery;
 mod store;
 mod tlog;
 mod writer;
@@ -25,8 +28,9 @@ pub use chain::{
     canonical_time, event_hash, genesis_hash, no_findings, verify_chain, Chain, Event, NewEvent,
     SessionHeader, VerifyOutcome,
 };
+pub use recovery::{AcknowledgedDamage, CUT_SHORT};
 pub use store::{IdentityRow, SessionFilter, SessionRow, Sighting, Store, SyncMode, TokenRow};
-pub use tlog::Consistency;
+pub use tlog::{Consistency, RefusedSeal};
 pub use writer::Writer;
 
 /// Errors of the journal. They carry what the operator needs to act, never event bodies.
@@ -42,6 +46,9 @@ pub enum JournalError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// The commit log was found damaged and an operator has not acknowledged it yet.
+    #[error("{0}")]
+    DamagedLog(String),
     #[error("cannot create data directory {path}: {source}")]
     DataDir {
         path: String,

@@ -15,10 +15,13 @@
 //! them: the ingester copies the line and encodes nothing again, and the event itself is freed by the
 //! thread that committed it, not the ingester.
 //!
-//! Each record is `<crc32 of the JSON, 8 hex digits> <JSON>\n`. A record cut short (the machine lost
-//! power mid-write) fails its checksum or lacks its newline, and ends the replay: it was never
-//! acknowledged. Hand-written because no maintained crate offers this small a write-ahead log with an
-//! idempotent replay into SQLite.
+//! Each record is `<crc32 of the JSON, 8 hex digits> <JSON>\n`. A record cut short (the gateway
+//! stopped mid-append) lacks its newline, or runs into the zeros past the log's end, and ends the
+//! replay: it was never acknowledged. A record with its newline that fails its checksum or does not
+//! parse was damaged after it was written: ingestion stops there and copies nothing after it, so that
+//! the store never holds a chain with a hole (see `recovery` for what becomes of the rest).
+//! Hand-written because no maintained crate offers this small a write-ahead log with an idempotent
+//! replay into SQLite.
 
 use std::borrow::Cow;
 use std::fs::File;
@@ -448,6 +451,8 @@ pub(crate) struct Ingester {
     stored_seq: FxHashMap<i64, u64>,
     /// The buffers of the last round's blocks, emptied, for this round's (see [`SPARE_BUFFERS`]).
     spare_buffers: Vec<String>,
+    /// Where the first damaged record of the log starts, once one was met: ingestion stops there.
+    damaged_at: Option<u64>,
 }
 
 /// Bytes of WAL after which SQLite copies it into the store (a checkpoint).
@@ -491,6 +496,7 @@ impl Ingester {
             handed_to: 0,
             stored_seq: FxHashMap::default(),
             spare_buffers: Vec::new(),
+            damaged_at: None,
         })
     }
 
@@ -507,6 +513,16 @@ impl Ingester {
         self.offset
     }
 
+    /// Where the log's first damaged record starts, if ingestion met one: nothing from there on is
+    /// in the store.
+    pub(crate) fn damaged_at(&self) -> Option<u64> {
+        self.damaged_at
+    }
+
+    pub(crate) fn connection(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
     /// Ingests every complete record available now. Returns the offset reached and the log's length.
     pub(crate) fn ingest_available(&mut self) -> Result<(u64, u64), JournalError> {
         self.ingest_log_until(u64::MAX)
@@ -517,6 +533,10 @@ impl Ingester {
     /// An empty handoff retries what an earlier round failed to store. Returns the offset reached and
     /// the end of the handed-over records.
     pub(crate) fn ingest_handoff(&mut self, handoff: &Handoff) -> Result<(u64, u64), JournalError> {
+        if self.damaged_at.is_some() {
+            self.handed_to = self.handed_to.max(handoff.to);
+            return Ok((self.offset, self.handed_to));
+        }
         if handoff.from == handoff.to {
             if self.offset >= self.handed_to {
                 return Ok((self.offset, self.handed_to));
@@ -546,7 +566,8 @@ impl Ingester {
     /// Reads the log from the ingested offset up to `limit` (or its end) and ingests its complete
     /// records. Returns the offset reached and where the log's records end (its length, with no limit).
     /// The records end at the first zero byte: past it is the unused part of the log's reservation
-    /// (see `appender`), or a record the gateway stopped copying, never acknowledged.
+    /// (see `appender`), or a record the gateway stopped copying, never acknowledged. Ingestion stops
+    /// for good at a damaged record (see [`Self::damaged_at`]).
     fn ingest_log_until(&mut self, limit: u64) -> Result<(u64, u64), JournalError> {
         loop {
             let len = self.log_len()?;
@@ -554,7 +575,7 @@ impl Ingester {
                 self.offset = 0;
             }
             let end = len.min(limit);
-            if end <= self.offset {
+            if end <= self.offset || self.damaged_at.is_some() {
                 return Ok((self.offset, end));
             }
             let mut want = (end - self.offset).min(MAX_ROUND);
@@ -579,22 +600,22 @@ impl Ingester {
                 want = (want * 2).min(end - self.offset);
             };
             let buf = std::mem::take(&mut self.buf);
-            let lines = buf[..complete]
-                .split(|&b| b == b'\n')
-                .filter(|l| !l.is_empty())
-                .filter_map(|raw| {
-                    let line = checked(raw);
-                    if line.is_none() {
-                        tracing::error!("a commit log record fails its checksum; skipping it");
-                    }
-                    line
-                })
-                .collect::<Vec<_>>();
-            let applied = self.apply(lines.iter().map(Line::entry), self.offset + complete as u64);
+            let (lines, sound) = sound_records(&buf[..complete]);
+            let applied = self.apply(lines.iter().map(Line::entry), self.offset + sound as u64);
             drop(lines);
             self.buf = buf;
             applied?;
-            self.offset += complete as u64;
+            self.offset += sound as u64;
+            if sound < complete {
+                self.damaged_at = Some(self.offset);
+                tracing::error!(
+                    offset = self.offset,
+                    "a complete record of the commit log fails its checksum or does not parse: it \
+                     was damaged after it was written. Nothing from it on is copied into the store; \
+                     the commit log keeps it until recovery, when the gateway next starts, sets it aside"
+                );
+                return Ok((self.offset, end));
+            }
         }
     }
 
@@ -610,13 +631,21 @@ impl Ingester {
             let tx = self
                 .conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            tlog::seal(&tx, &key, &self.node, sessions)?;
-            Ok(tx.commit()?)
+            let refused = tlog::seal(&tx, &key, &self.node, sessions)?;
+            tx.commit()?;
+            Ok(refused)
         });
         // The sessions taken from the schedule must not be forgotten: after a failure, the next pass
         // seals everything unsealed.
         self.seal_everything = sealed.is_err();
-        sealed
+        for refused in sealed? {
+            tracing::error!(
+                session = %refused.session_id,
+                missing_seq = refused.missing_seq,
+                "{refused}: a seal never covers a chain with a hole; `proctor log check` names what is wrong"
+            );
+        }
+        Ok(())
     }
 
     /// Copies `entries` into the store in one transaction, with `end`, the log offset they reach. Each
@@ -723,6 +752,24 @@ impl Ingester {
     }
 }
 
+/// The records of `complete` (newline-terminated records) up to the first damaged one, parsed, and
+/// how many bytes they take: all of `complete` unless a record fails its checksum or does not parse.
+fn sound_records(complete: &[u8]) -> (Vec<Line<'_>>, usize) {
+    let mut lines = Vec::new();
+    let mut sound = 0;
+    for raw in complete.split_inclusive(|&b| b == b'\n') {
+        let record = raw.strip_suffix(b"\n").unwrap_or(raw);
+        if !record.is_empty() {
+            match checked(record).filter(|line| line.entry().is_ok()) {
+                Some(line) => lines.push(line),
+                None => break,
+            }
+        }
+        sound += raw.len();
+    }
+    (lines, sound)
+}
+
 /// Parses a record whose checksum holds.
 fn checked(raw: &[u8]) -> Option<Line<'_>> {
     let (crc, json) = raw.split_at_checked(9)?;
@@ -733,33 +780,13 @@ fn checked(raw: &[u8]) -> Option<Line<'_>> {
     serde_json::from_slice(json).ok()
 }
 
-/// Copies what a stopped or crashed gateway left in the log into the store, if no gateway holds the log
-/// now. The analyst's commands call it, so that they see every acknowledged event.
-pub(crate) fn recover(conn: Connection, data_dir: &Path) -> Result<(), JournalError> {
-    let path = data_dir.join(LOG_FILE);
-    let Ok(log) = std::fs::OpenOptions::new().write(true).open(&path) else {
-        return Ok(());
-    };
-    if log.try_lock().is_err() {
-        return Ok(());
-    }
-    let mut ingester = Ingester::open(conn, data_dir)?;
-    let (offset, len) = ingester.ingest_available()?;
-    ingester.seal_due()?;
-    if offset == len {
-        log.set_len(0)
-            .map_err(|e| JournalError::CommitFailed(format!("emptying the commit log: {e}")))?;
-        ingester.restart()?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use crate::canonical::CanonicalJson;
     use crate::chain::VerifyOutcome;
     use crate::chain::{no_findings, test_header as header, Chain};
+    use crate::recovery::recover;
     use crate::store::{open_connection, Store, SyncMode};
     use serde_json::json;
 
@@ -997,6 +1024,52 @@ pub(crate) mod tests {
         assert_eq!(events_of(&store, "big"), 1);
     }
 
+    /// Session `s1`'s three events then session `s2`'s two, with one byte of `s1`'s second event
+    /// changed: the log, and where the damaged record starts.
+    pub(crate) fn log_damaged_in_the_middle() -> (Vec<u8>, u64) {
+        let (mut log, _) = session_log("s1", 1, 3, 0);
+        let (second, _) = session_log("s2", 2, 2, log.len() as u64);
+        log.extend_from_slice(&second);
+        let starts: Vec<usize> = std::iter::once(0)
+            .chain(memchr::memchr_iter(b'\n', &log).map(|at| at + 1))
+            .collect();
+        // Records: open s1, its events 1..3, open s2, its events 1..2.
+        let damaged = starts[2];
+        let flip = damaged + log[damaged..].iter().position(|&b| b == b'{').unwrap() + 3;
+        log[flip] ^= 0x20;
+        (log, damaged as u64)
+    }
+
+    #[test]
+    fn ingestion_stops_at_a_damaged_record_and_copies_nothing_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), SyncMode::Normal).unwrap();
+        let (log, damaged) = log_damaged_in_the_middle();
+        std::fs::write(dir.path().join(LOG_FILE), &log).unwrap();
+        let conn = open_connection(store.path(), SyncMode::Normal).unwrap();
+        let mut ingester = Ingester::open(conn, dir.path()).unwrap();
+        for _ in 0..2 {
+            assert_eq!(
+                ingester.ingest_available().unwrap(),
+                (damaged, log.len() as u64)
+            );
+            assert_eq!(ingester.damaged_at(), Some(damaged));
+            assert_eq!(
+                events_of(&store, "s1"),
+                1,
+                "only the event before the damage"
+            );
+            assert!(store.find_session("s2").is_err(), "nothing after it");
+        }
+        // Records handed over in memory wait too: they come after the damaged one.
+        let (bytes, records) = session_log("s3", 3, 1, log.len() as u64);
+        let mut handoff = Handoff::default();
+        let end = log.len() as u64 + bytes.len() as u64;
+        handoff.push(log.len() as u64, end, records, &bytes);
+        assert_eq!(ingester.ingest_handoff(&handoff).unwrap(), (damaged, end));
+        assert!(store.find_session("s3").is_err());
+    }
+
     #[test]
     fn recovery_replays_complete_records_once_and_drops_a_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
@@ -1061,11 +1134,14 @@ pub(crate) mod tests {
                 dir.path(),
             )
             .unwrap();
+            // The three complete events, and the `session.end` that recovery gave the session its
+            // gateway left open.
             let session = store.find_session("s1").unwrap();
-            assert_eq!(session.events, 3);
+            assert_eq!(session.events, 4);
+            assert_eq!(session.end_reason.as_deref(), Some(crate::CUT_SHORT));
             assert!(matches!(
                 store.verify_session(&session).unwrap(),
-                VerifyOutcome::Intact { events: 3, .. }
+                VerifyOutcome::Intact { events: 4, .. }
             ));
         }
 

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::blocks;
 use crate::chain::{verify_chain, Event, SessionHeader, VerifyOutcome};
+use crate::recovery;
 use crate::JournalError;
 
 const SCHEMA: &str = r#"
@@ -245,10 +246,44 @@ pub(crate) fn session_no(conn: &Connection, session_id: &str) -> Result<Option<i
         .optional()?)
 }
 
+/// The header of session number `no`, if the store holds that session.
+pub(crate) fn session_header(
+    conn: &Connection,
+    no: i64,
+) -> Result<Option<SessionHeader>, JournalError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT id, protocol, identity, connection, client_addr, started_at FROM sessions \
+             WHERE no = ?1",
+        )?
+        .query_row([no], |row| {
+            Ok(SessionHeader {
+                session_id: row.get(0)?,
+                protocol: row.get(1)?,
+                identity: row.get(2)?,
+                connection: row.get(3)?,
+                client_addr: row.get(4)?,
+                started_at: row.get(5)?,
+            })
+        })
+        .optional()?)
+}
+
 impl Store {
-    /// Opens (creating if needed) `journal.db` in `data_dir`, in WAL mode, first copying into it whatever a
-    /// stopped gateway left in the commit log.
+    /// Opens (creating if needed) `journal.db` in `data_dir`, in WAL mode, first recovering what a
+    /// stopped gateway left (see `recovery`). Refuses while a damaged commit log tail that an operator
+    /// has not acknowledged lies in the data dir.
     pub fn open(data_dir: &Path, sync: SyncMode) -> Result<Self, JournalError> {
+        let store = Self::open_despite_damage(data_dir, sync)?;
+        let damaged = recovery::unacknowledged_damage(data_dir)?;
+        if !damaged.is_empty() {
+            return Err(recovery::damage_error(data_dir, &damaged));
+        }
+        Ok(store)
+    }
+
+    /// [`Self::open`], even while a damaged commit log tail is unacknowledged: for acknowledging it.
+    pub fn open_despite_damage(data_dir: &Path, sync: SyncMode) -> Result<Self, JournalError> {
         std::fs::create_dir_all(data_dir).map_err(|source| JournalError::DataDir {
             path: data_dir.display().to_string(),
             source,
@@ -260,7 +295,7 @@ impl Store {
         blocks::migrate_event_rows(&mut conn)?;
         conn.execute_batch(crate::tlog::SCHEMA)?;
         conn.execute_batch(crate::approvals::SCHEMA)?;
-        crate::log::recover(open_connection(&path, sync)?, data_dir)?;
+        recovery::recover(open_connection(&path, sync)?, data_dir)?;
         Ok(Self {
             path,
             data_dir: data_dir.to_path_buf(),

@@ -14,11 +14,11 @@ use rustc_hash::FxHashMap;
 use sha2::Digest;
 
 use crate::blocks;
-use crate::bundle::{encode_proof, Bundle, Check, SealProof, BUNDLE_FORMAT};
+use crate::bundle::{encode_proof, Bundle, SealProof, BUNDLE_FORMAT};
 use crate::canonical::{Body, CanonicalJson};
 use crate::chain::canonical_time;
 use crate::merkle::{self, Hash};
-use crate::note::{Checkpoint, LogKey, NoteVerifier};
+use crate::note::{Checkpoint, LogKey};
 use crate::store::{session_no, SessionRow, Store};
 use crate::JournalError;
 
@@ -304,17 +304,47 @@ fn split_long(conn: &Connection, seals: Vec<Seal>) -> Result<Vec<Seal>, JournalE
     Ok(split)
 }
 
+/// A session that was not sealed because its stored events miss one before the head a seal would
+/// name: a seal never covers a chain with a hole.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefusedSeal {
+    pub session_id: String,
+    /// The first event that the store does not hold exactly once.
+    pub missing_seq: u64,
+}
+
+impl std::fmt::Display for RefusedSeal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "session {} is not sealed: the store does not hold its event {} exactly once",
+            self.session_id, self.missing_seq
+        )
+    }
+}
+
 /// Seals the given sessions (all sessions with unsealed events if `None`) and signs a checkpoint.
-/// Call inside a transaction. Returns how many seals were appended.
+/// Call inside a transaction. A session whose stored events do not run without a gap from its last
+/// seal to its newest event is not sealed: returns those sessions, and seals the others.
 pub(crate) fn seal(
     conn: &Connection,
     key: &LogKey,
     node: &str,
     sessions: Option<&[i64]>,
-) -> Result<usize, JournalError> {
-    let due = unsealed(conn, sessions)?;
+) -> Result<Vec<RefusedSeal>, JournalError> {
+    let mut refused = Vec::new();
+    let mut due = Vec::new();
+    for seal in unsealed(conn, sessions)? {
+        match blocks::first_missing_seq(conn, seal.session_no, seal.first_seq, seal.last_seq)? {
+            Some(missing_seq) => refused.push(RefusedSeal {
+                session_id: seal.session_id,
+                missing_seq,
+            }),
+            None => due.push(seal),
+        }
+    }
     if due.is_empty() {
-        return Ok(0);
+        return Ok(refused);
     }
     let due = split_long(conn, due)?;
     let at = canonical_time(crate::now_ns());
@@ -343,7 +373,7 @@ pub(crate) fn seal(
     for seal in &due {
         sealed.execute(params![seal.session_no, seal.last_seq as i64])?;
     }
-    Ok(due.len())
+    Ok(refused)
 }
 
 /// What the ingester knows of sessions with unsealed events: when the oldest arrived and how many.
@@ -493,12 +523,13 @@ impl Store {
         Ok(newest_checkpoint(&self.conn())?.map(|(_, note)| note))
     }
 
-    /// The newest signed checkpoint, after sealing whatever is unsealed.
-    pub fn log_checkpoint(&self) -> Result<String, JournalError> {
-        self.seal_unsealed(None)?;
+    /// The newest signed checkpoint, after sealing whatever is unsealed, and the sessions that could
+    /// not be sealed because the store misses some of their events.
+    pub fn log_checkpoint(&self) -> Result<(String, Vec<RefusedSeal>), JournalError> {
+        let refused = self.seal_unsealed(None)?;
         let conn = self.conn();
         if let Some((_, note)) = newest_checkpoint(&conn)? {
-            return Ok(note);
+            return Ok((note, refused));
         }
         drop(conn);
         // An empty log still has a checkpoint: size 0.
@@ -507,20 +538,22 @@ impl Store {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         append(&tx, &key, &[])?;
         tx.commit()?;
-        Ok(newest_checkpoint(&conn)?
+        let note = newest_checkpoint(&conn)?
             .map(|(_, note)| note)
-            .unwrap_or_default())
+            .unwrap_or_default();
+        Ok((note, refused))
     }
 
-    /// Seals the unsealed events of one session (of every session if `None`).
-    fn seal_unsealed(&self, session_no: Option<i64>) -> Result<(), JournalError> {
+    /// Seals the unsealed events of one session (of every session if `None`); returns the sessions
+    /// it refused to seal.
+    fn seal_unsealed(&self, session_no: Option<i64>) -> Result<Vec<RefusedSeal>, JournalError> {
         let key = log_key(self.data_dir())?;
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let only = session_no.map(|no| [no]);
-        seal(&tx, &key, &node_name(), only.as_ref().map(|s| &s[..]))?;
+        let refused = seal(&tx, &key, &node_name(), only.as_ref().map(|s| &s[..]))?;
         tx.commit()?;
-        Ok(())
+        Ok(refused)
     }
 
     /// Starts a new log key. The change is a leaf of the log, in a checkpoint signed by both keys, so
@@ -613,7 +646,11 @@ impl Store {
         let no = session_no(&self.conn(), &session.id)?.ok_or_else(|| {
             JournalError::NotFound(format!("no session {} in the store", session.id))
         })?;
-        self.seal_unsealed(Some(no))?;
+        if let Some(refused) = self.seal_unsealed(Some(no))?.pop() {
+            return Err(JournalError::Conflict(format!(
+                "{refused}; `proctor log check` names what is wrong"
+            )));
+        }
         let events = self.events(&session.id)?;
         let conn = self.conn();
         let (size, note) = newest_checkpoint(&conn)?
@@ -637,90 +674,6 @@ impl Store {
             seals,
             checkpoint: note,
         })
-    }
-
-    /// Checks the store against the log: the leaves hash to the newest checkpoint, which `key` signed,
-    /// and every sealed session is still in the store with the chain its seals name.
-    pub fn check_log(&self, key: &NoteVerifier) -> Result<Vec<Check>, JournalError> {
-        let mut checks = Vec::new();
-        let conn = self.conn();
-        let Some((size, note)) = newest_checkpoint(&conn)? else {
-            checks.push(Check {
-                holds: true,
-                line: "log: empty, nothing sealed yet".into(),
-            });
-            return Ok(checks);
-        };
-        let checkpoint = match key.verify(&note).and_then(Checkpoint::parse) {
-            Ok(checkpoint) => checkpoint,
-            Err(e) => {
-                checks.push(Check {
-                    holds: false,
-                    line: format!("checkpoint: {e}"),
-                });
-                return Ok(checks);
-            }
-        };
-        let root_holds = match leaf_hashes(&conn, size) {
-            Ok(leaves) => merkle::root(&leaves) == checkpoint.root,
-            Err(e) => {
-                checks.push(Check {
-                    holds: false,
-                    line: format!("tree: {e}"),
-                });
-                return Ok(checks);
-            }
-        };
-        checks.push(Check {
-            holds: root_holds,
-            line: if root_holds {
-                format!("tree: the {size} stored leaves hash to the signed root")
-            } else {
-                format!("tree: the {size} stored leaves do not hash to the signed root: a leaf was altered or removed")
-            },
-        });
-        if !root_holds {
-            return Ok(checks);
-        }
-        let mut stmt =
-            conn.prepare("SELECT idx, data FROM log_leaves WHERE kind = 'seal' ORDER BY idx")?;
-        let seals: Vec<(i64, String)> = stmt
-            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
-            .collect::<Result<_, _>>()?;
-        let mut sealed_sessions = std::collections::HashSet::new();
-        for (idx, data) in &seals {
-            let leaf: serde_json::Value = serde_json::from_str(data)
-                .map_err(|e| JournalError::Malformed(format!("seal leaf {idx}: {e}")))?;
-            let session_id = leaf["session_id"].as_str().unwrap_or_default();
-            let last_seq = leaf["last_seq"].as_i64().unwrap_or_default();
-            let stored = match session_no(&conn, session_id)? {
-                Some(no) => blocks::hash_at(&conn, no, last_seq as u64)?,
-                None => None,
-            };
-            let problem = match stored {
-                None => Some(format!(
-                    "seal leaf {idx}: session {session_id} event {last_seq} is not in the store: the session or its events were deleted"
-                )),
-                Some(hash) if leaf["chain_head"] != hash.as_str() => Some(format!(
-                    "seal leaf {idx}: session {session_id} event {last_seq} hashes to {hash}, not the sealed chain head: the chain was rewritten"
-                )),
-                Some(_) => None,
-            };
-            if let Some(line) = problem {
-                checks.push(Check { holds: false, line });
-                return Ok(checks);
-            }
-            sealed_sessions.insert(session_id.to_owned());
-        }
-        checks.push(Check {
-            holds: true,
-            line: format!(
-                "seals: {} seals of {} sessions match the chains in the store",
-                seals.len(),
-                sealed_sessions.len()
-            ),
-        });
-        Ok(checks)
     }
 }
 
@@ -789,12 +742,10 @@ mod tests {
         tx.commit().unwrap();
         let key = LogKey::generate("proctor/test").unwrap();
         let tx = conn.transaction().unwrap();
-        assert_eq!(seal(&tx, &key, "node", None).unwrap(), 3);
-        assert_eq!(
-            seal(&tx, &key, "node", None).unwrap(),
-            0,
-            "nothing left unsealed"
-        );
+        assert!(seal(&tx, &key, "node", None).unwrap().is_empty());
+        assert_eq!(seals_of(&tx, 1).unwrap().len(), 3);
+        assert!(seal(&tx, &key, "node", None).unwrap().is_empty());
+        assert_eq!(seals_of(&tx, 1).unwrap().len(), 3, "nothing left unsealed");
         tx.commit().unwrap();
         let seals: Vec<Value> = seals_of(&conn, 1)
             .unwrap()
@@ -818,6 +769,59 @@ mod tests {
                 (1001, 2000, Value::from("hash-2000")),
                 (2001, 2500, Value::from("hash-2500"))
             ]
+        );
+    }
+
+    #[test]
+    fn a_session_whose_stored_events_have_a_gap_is_not_sealed_and_the_others_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), SyncMode::Normal).unwrap();
+        let mut conn = store.conn();
+        let tx = conn.transaction().unwrap();
+        for (no, id, blocks) in [
+            (1, "whole", vec![1..=3u64]),
+            (2, "holed", vec![1..=2, 4..=5]),
+        ] {
+            tx.execute(
+                "INSERT INTO sessions (no, id, protocol, identity, connection, client_addr, started_at) \
+                 VALUES (?1, ?2, 'postgres', 'alice', 'db', '127.0.0.1:1', 0)",
+                params![no, id],
+            )
+            .unwrap();
+            for seqs in blocks {
+                let mut block = Block::default();
+                for seq in seqs {
+                    block.push(&BlockEvent {
+                        seq,
+                        at: 0,
+                        kind: "db.query",
+                        body: "{}",
+                        findings: "[]",
+                        prev: "",
+                        hash: "h",
+                    });
+                }
+                block.insert(&tx, no).unwrap();
+            }
+        }
+        let key = LogKey::generate("proctor/test").unwrap();
+        let refused = seal(&tx, &key, "node", None).unwrap();
+        assert_eq!(
+            refused,
+            [RefusedSeal {
+                session_id: "holed".into(),
+                missing_seq: 3
+            }]
+        );
+        assert_eq!(seals_of(&tx, 1).unwrap().len(), 1);
+        assert!(
+            seals_of(&tx, 2).unwrap().is_empty(),
+            "no seal over the hole"
+        );
+        assert_eq!(
+            seal(&tx, &key, "node", None).unwrap(),
+            refused,
+            "refused again"
         );
     }
 

@@ -25,6 +25,7 @@ use tokio::sync::Notify;
 use crate::appender::Appender;
 use crate::chain::{NewEvent, SessionHeader};
 use crate::log::{self, Appended, Handoff, Ingester, Record, LOG_FILE};
+use crate::recovery;
 use crate::store::{open_connection, Store, SyncMode};
 use crate::JournalError;
 
@@ -128,9 +129,23 @@ impl Writer {
                 path.display()
             )));
         }
+        let damaged = recovery::unacknowledged_damage(store.data_dir())?;
+        if !damaged.is_empty() {
+            return Err(recovery::damage_error(store.data_dir(), &damaged));
+        }
         let conn = open_connection(store.path(), store.sync_mode())?;
         let mut ingester = Ingester::open(conn, store.data_dir())?;
         let (ingested, mut len) = ingester.ingest_available()?;
+        if let Some(at) = ingester.damaged_at() {
+            let set_aside = recovery::set_aside_damaged_tail(&log, store.data_dir(), at)?;
+            let name = set_aside
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned());
+            return Err(recovery::damage_error(
+                store.data_dir(),
+                &Vec::from_iter(name),
+            ));
+        }
         // Counted once the log's leftovers are in the store: a new session must not take the number
         // of one that a stopped gateway left in the log (it once did, and lost its events).
         let last_no = ingester.last_session_no()?;
@@ -715,6 +730,29 @@ mod tests {
         writer.shutdown();
         assert_eq!(store.find_session("before").unwrap().events, 3);
         assert!(store.find_session("after").is_ok());
+    }
+
+    /// The log a gateway would take over is damaged in the middle (recovery did not see it: the
+    /// store was opened before): the gateway sets the tail aside and does not start.
+    #[test]
+    fn a_gateway_does_not_start_on_a_damaged_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), SyncMode::Normal).unwrap();
+        let (log, damaged) = log::tests::log_damaged_in_the_middle();
+        std::fs::write(dir.path().join(LOG_FILE), &log).unwrap();
+        for _ in 0..2 {
+            let refused = Writer::start(&store).err().unwrap();
+            assert!(matches!(refused, JournalError::DamagedLog(_)), "{refused}");
+        }
+        assert_eq!(
+            std::fs::metadata(dir.path().join(LOG_FILE)).unwrap().len(),
+            damaged
+        );
+        assert_eq!(
+            recovery::unacknowledged_damage(dir.path()).unwrap().len(),
+            1
+        );
+        assert_eq!(store.find_session("s1").unwrap().events, 1);
     }
 
     #[tokio::test]

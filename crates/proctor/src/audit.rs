@@ -12,6 +12,7 @@ use base64::Engine;
 use clap::{Subcommand, ValueEnum};
 use proctor_core::journal::bundle::{verify_bundle, Check};
 use proctor_core::journal::note::NoteVerifier;
+use proctor_core::journal::{AcknowledgedDamage, Store};
 use proctor_core::Config;
 
 #[derive(Subcommand)]
@@ -27,12 +28,16 @@ pub enum LogCommand {
         old_size: u64,
         new_size: Option<u64>,
     },
-    /// Check the store against the log: leaves, signed root, and every sealed session's chain.
+    /// Check the whole store: the leaves against the signed root, every stored event rehashed and
+    /// linked to the one before it, every seal's chain head; exit 1 naming the first bad event.
     Check {
         /// Verifier key to check the checkpoint with (default: this data dir's own key).
         #[arg(long)]
         key: Option<String>,
     },
+    /// Acknowledge a damaged commit log found at recovery (its tail was kept in the data dir): the
+    /// acknowledgement is recorded in the log, and commands run again.
+    AcknowledgeDamage,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -58,11 +63,38 @@ fn print_checks(checks: &[Check]) -> ExitCode {
     }
 }
 
+fn print_acknowledged(acknowledged: &[AcknowledgedDamage]) {
+    if acknowledged.is_empty() {
+        println!("no damaged commit log to acknowledge");
+    }
+    for damage in acknowledged {
+        println!(
+            "acknowledged {} ({} bytes, sha256 {}): recorded in the log, kept in the data dir",
+            damage.file, damage.bytes, damage.sha256
+        );
+    }
+}
+
 pub fn log(config: Config, command: LogCommand) -> anyhow::Result<ExitCode> {
-    let store = crate::admin::open_store(&config)?;
+    let store = match command {
+        // The one command that runs while a damaged commit log is unacknowledged: it acknowledges it.
+        LogCommand::AcknowledgeDamage => {
+            Store::open_despite_damage(&config.server.data_dir, config.store.sync)?
+        }
+        _ => crate::admin::open_store(&config)?,
+    };
     match command {
         LogCommand::Key => println!("{}", store.log_verifier_key()?),
-        LogCommand::Checkpoint => print!("{}", store.log_checkpoint()?),
+        LogCommand::Checkpoint => {
+            let (note, refused) = store.log_checkpoint()?;
+            print!("{note}");
+            for refused in &refused {
+                eprintln!("FAIL {refused}; `proctor log check` names what is wrong");
+            }
+            if !refused.is_empty() {
+                return Ok(ExitCode::from(1));
+            }
+        }
         LogCommand::RotateKey => {
             let (old, new) = store.rotate_log_key()?;
             println!("old key: {old}\nnew key: {new}");
@@ -105,6 +137,7 @@ pub fn log(config: Config, command: LogCommand) -> anyhow::Result<ExitCode> {
             let key = NoteVerifier::parse(&key).map_err(anyhow::Error::msg)?;
             return Ok(print_checks(&store.check_log(&key)?));
         }
+        LogCommand::AcknowledgeDamage => print_acknowledged(&store.acknowledge_damage()?),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -5,11 +5,17 @@ mod support;
 
 use std::time::Duration;
 
-use support::{admin_sql, edit_stored_events, of_kind, stdout, Proctor, APP_DB};
+use proctor_core::journal::CUT_SHORT;
+use support::{admin_sql, edit_stored_events, of_kind, stderr, stdout, Proctor, APP_DB};
 use tokio_postgres::NoTls;
 
 fn journal(proctor: &Proctor) -> rusqlite::Connection {
     proctor.sessions(&[]);
+    store_db(proctor)
+}
+
+/// The store, opened directly: no command runs first.
+fn store_db(proctor: &Proctor) -> rusqlite::Connection {
     let conn = rusqlite::Connection::open(proctor.data_dir().join("journal.db")).unwrap();
     conn.busy_timeout(Duration::from_secs(5)).unwrap();
     conn
@@ -98,12 +104,17 @@ fn every_acknowledged_statement_is_in_the_journal_after_kill_9() {
     proctor.kill9();
     assert_eq!(admin_sql("select count(*) from e2e_durable"), "200");
 
+    // The first command after the crash recovers the log the gateway left, and ends the session it
+    // left open, at its last event.
     let session = &proctor.sessions(&["--identity", "alice"])[0];
-    assert!(
-        session["end_reason"].is_null(),
-        "the crash left the session open"
-    );
+    assert_eq!(session["end_reason"], CUT_SHORT, "{session}");
     let id = session["id"].as_str().unwrap();
+    let events = proctor.events(id);
+    let (last, end) = (&events[events.len() - 2], &events[events.len() - 1]);
+    assert_eq!(end["kind"], "session.end");
+    assert_eq!(end["body"]["reason"], CUT_SHORT);
+    assert_eq!(end["at"], last["at"]);
+    assert_eq!(session["ended_at"], last["at"]);
     let inserts = proctor
         .events(id)
         .iter()
@@ -116,7 +127,7 @@ fn every_acknowledged_statement_is_in_the_journal_after_kill_9() {
     assert!(verify.status.success(), "{}", stdout(&verify));
     proctor.spawn();
     let ok = proctor.psql("alice", &token, "app-db", "disable", &["-c", "select 1"]);
-    assert!(ok.status.success(), "{}", support::stderr(&ok));
+    assert!(ok.status.success(), "{}", stderr(&ok));
 }
 
 /// Waits until alice's first session shows `count` events in the store, so all of them are committed.
@@ -188,6 +199,190 @@ fn a_statement_that_cannot_be_recorded_is_not_forwarded() {
         "disable",
         &["-c", "insert into e2e_fail_closed values (2)"],
     );
-    assert!(again.status.success(), "{}", support::stderr(&again));
+    assert!(again.status.success(), "{}", stderr(&again));
     assert_eq!(admin_sql("select count(*) from e2e_fail_closed"), "1");
+}
+
+#[test]
+fn a_session_open_when_its_gateway_was_killed_is_ended_by_the_next_gateway() {
+    let mut proctor = Proctor::start(APP_DB);
+    let token = proctor.add_identity("alice", &["dba"]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let conninfo = proctor.conninfo("alice", &token, "app-db");
+    let (client, connection) = runtime
+        .block_on(tokio_postgres::connect(&conninfo, NoTls))
+        .unwrap();
+    runtime.spawn(connection);
+    runtime.block_on(client.simple_query("select 1")).unwrap();
+    wait_for_events(&proctor, 3);
+    proctor.kill9();
+    proctor.spawn();
+
+    // Asked of the running gateway's data dir: the new gateway ended it when it started.
+    let session = proctor.sessions(&["--identity", "alice"])[0].clone();
+    assert_eq!(session["end_reason"], CUT_SHORT, "{session}");
+    let id = session["id"].as_str().unwrap();
+    let events = proctor.events(id);
+    let kinds: Vec<_> = events.iter().map(|e| e["kind"].clone()).collect();
+    assert_eq!(
+        kinds,
+        ["session.start", "db.query", "db.result", "session.end"]
+    );
+    assert_eq!(events[3]["at"], events[2]["at"]);
+    let verify = proctor.cli(&["sessions", "verify", id]);
+    assert!(verify.status.success(), "{}", stdout(&verify));
+
+    // A session of the gateway running now stays open whatever commands run meanwhile.
+    let (client, connection) = runtime
+        .block_on(tokio_postgres::connect(&conninfo, NoTls))
+        .unwrap();
+    runtime.spawn(connection);
+    runtime.block_on(client.simple_query("select 2")).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let live = loop {
+        let sessions = proctor.sessions(&["--identity", "alice"]);
+        if sessions.len() == 2 && sessions[1]["events"] == 3 {
+            break sessions[1].clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "{sessions:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(live["end_reason"].is_null(), "{live}");
+    let (ok, text) = log_check(&proctor);
+    assert!(ok, "{text}");
+}
+
+fn log_check(proctor: &Proctor) -> (bool, String) {
+    let out = proctor.cli(&["log", "check"]);
+    (out.status.success(), stdout(&out))
+}
+
+/// Where the store's ingestion of the commit log stands.
+fn ingested_offset(db: &rusqlite::Connection) -> usize {
+    db.query_row(
+        "SELECT coalesce(max(value), 0) FROM journal_state WHERE key = 'log_offset'",
+        [],
+        |row| row.get::<_, i64>(0),
+    )
+    .unwrap() as usize
+}
+
+#[test]
+fn a_damaged_commit_log_record_is_set_aside_reported_and_never_sealed_over() {
+    let mut proctor = Proctor::start(APP_DB);
+    let token = proctor.add_identity("alice", &["dba"]);
+    cli_ok(&proctor, &["log", "checkpoint"]);
+    // The store is held by another writer, so the gateway commits to its log but cannot copy it
+    // into the store: what it commits now is only in the log when it is killed.
+    let holder = store_db(&proctor);
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let out = proctor.psql(
+        "alice",
+        &token,
+        "app-db",
+        "disable",
+        &["-c", "select 1", "-c", "select 2", "-c", "select 3"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log_path = proctor.data_dir().join("journal.log");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !String::from_utf8_lossy(&std::fs::read(&log_path).unwrap()).contains("\"op\":\"close\"")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the session never ended"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    proctor.kill9();
+    let ingested = ingested_offset(&holder);
+    holder.execute_batch("ROLLBACK").unwrap();
+    drop(holder);
+
+    // One byte of a record in the middle of what was not ingested: `select 2`'s statement.
+    let mut log = std::fs::read(&log_path).unwrap();
+    let at = ingested
+        + log[ingested..]
+            .windows(8)
+            .position(|w| w == b"select 2")
+            .expect("the statement is in the log");
+    log[at + 7] = b'9';
+    std::fs::write(&log_path, &log).unwrap();
+
+    for args in [&["sessions", "list"][..], &["log", "check"]] {
+        let out = proctor.cli(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stdout(&out));
+        assert!(
+            stderr(&out).contains("the commit log was found damaged: journal.log.damaged-")
+                && stderr(&out).contains("proctor log acknowledge-damage"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    let kept: Vec<_> = std::fs::read_dir(proctor.data_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("journal.log.damaged-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let tail = std::fs::read(proctor.data_dir().join(&kept[0])).unwrap();
+    assert!(
+        String::from_utf8_lossy(&tail).contains("select 9"),
+        "the damaged record leads the tail kept"
+    );
+
+    // The store holds the session up to the event before the damaged record, and no seal reaches
+    // past what it holds.
+    let db = store_db(&proctor);
+    let (stored, sealed): (i64, i64) = db
+        .query_row(
+            "SELECT (SELECT max(last_seq) FROM event_blocks WHERE session_no = s.no), \
+             (SELECT coalesce(max(last_seq), 0) FROM log_sealed WHERE session_no = s.no) \
+             FROM sessions s WHERE s.identity = 'alice'",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(stored, 3, "session.start, select 1 and its result");
+    assert!(sealed <= stored, "sealed up to {sealed}");
+    let out = proctor.cli(&["serve"]);
+    assert_eq!(out.status.code(), Some(2), "serve refuses to start too");
+
+    let acknowledged = cli_ok(&proctor, &["log", "acknowledge-damage"]);
+    assert!(
+        acknowledged.contains(&format!("acknowledged {}.acknowledged", kept[0])),
+        "{acknowledged}"
+    );
+    let session = proctor.sessions(&["--identity", "alice"])[0].clone();
+    assert_eq!(session["end_reason"], CUT_SHORT, "{session}");
+    assert_eq!(session["events"], 4);
+    let verify = proctor.cli(&["sessions", "verify", session["id"].as_str().unwrap()]);
+    assert!(verify.status.success(), "{}", stdout(&verify));
+    let (ok, text) = log_check(&proctor);
+    assert!(ok, "{text}");
+    assert!(proctor
+        .data_dir()
+        .join(format!("{}.acknowledged", kept[0]))
+        .exists());
+    let leaves: i64 = db
+        .query_row(
+            "SELECT count(*) FROM log_leaves WHERE kind = 'log.damage_acknowledged' \
+             AND instr(data, ?1) > 0",
+            [&kept[0]],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(leaves, 1, "the acknowledgement is part of the signed log");
+    proctor.spawn();
+}
+
+fn cli_ok(proctor: &Proctor, args: &[&str]) -> String {
+    let out = proctor.cli(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    stdout(&out)
 }

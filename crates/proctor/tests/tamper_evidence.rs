@@ -349,6 +349,83 @@ fn the_log_check_names_a_rewritten_chain_a_dropped_session_and_an_altered_leaf()
     );
 }
 
+/// The session number the store files `id` under.
+fn session_no(db: &rusqlite::Connection, id: &str) -> i64 {
+    db.query_row("SELECT no FROM sessions WHERE id = ?1", [id], |r| r.get(0))
+        .unwrap()
+}
+
+/// `proctor log check` must fail, naming `expected` on its first failing line.
+fn assert_log_check_names(proctor: &Proctor, what: &str, expected: &str) {
+    let (ok, text) = log_check(proctor);
+    assert!(!ok, "{what}: log check passed:\n{text}");
+    let first_failure = text
+        .lines()
+        .find(|l| l.starts_with("FAIL"))
+        .unwrap_or_default();
+    assert!(
+        first_failure.contains(expected),
+        "{what}: expected {expected:?}, got:\n{text}"
+    );
+}
+
+#[test]
+fn the_log_check_rehashes_every_stored_event_and_names_the_first_bad_one() {
+    let mut proctor = Proctor::start(APP_DB);
+    let token = proctor.add_identity("alice", &["dba"]);
+    let tampered = session_of(&proctor, &token, &["select 1", "select 2", "select 3"]);
+    session_of(&proctor, &token, &["select 4"]);
+    cli_ok(&proctor, &["log", "checkpoint"]);
+    proctor.stop();
+    let (ok, text) = log_check(&proctor);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("chains: 12 events of 2 sessions rehashed"),
+        "{text}"
+    );
+
+    let db = journal(&proctor);
+    let no = session_no(&db, &tampered);
+    let mut original = Vec::new();
+    edit_stored_events(&db, no, |events| original = events.clone());
+    let restore = || edit_stored_events(&db, no, |events| *events = original.clone());
+
+    // One byte of a statement, inside the seal: its head is untouched.
+    let edited = db
+        .execute(
+            "UPDATE event_blocks SET data = replace(data, '\"select 2\"', '\"select 9\"') \
+             WHERE session_no = ?1",
+            [no],
+        )
+        .unwrap();
+    assert_eq!(edited, 1);
+    assert_log_check_names(
+        &proctor,
+        "edited byte",
+        &format!("chain: session {tampered} event 4: content does not match its hash"),
+    );
+    restore();
+
+    edit_stored_events(&db, no, |events| events.retain(|e| e["seq"] != 3));
+    assert_log_check_names(
+        &proctor,
+        "missing event",
+        &format!("chain: session {tampered} event 3: event 3 is missing (found 4 next)"),
+    );
+    restore();
+
+    edit_stored_events(&db, no, |events| events.swap(3, 4));
+    assert_log_check_names(
+        &proctor,
+        "reordered pair",
+        &format!("chain: session {tampered} event 4: event 4 is missing (found 5 next)"),
+    );
+    restore();
+
+    let (ok, text) = log_check(&proctor);
+    assert!(ok, "restored, the store checks out again: {text}");
+}
+
 /// The tree size of a signed checkpoint.
 fn size_of(note: &str) -> u64 {
     note.lines().nth(1).unwrap().parse().unwrap()
