@@ -162,7 +162,7 @@ fn classify(bytes: &[u8], start: usize, end: usize) -> Option<(usize, Encoding)>
     };
     let digits = &run[hex_from..];
     if digits.iter().all(u8::is_ascii_hexdigit) {
-        return (digits.len() >= MIN_HEX_RUN && digits.len() % 2 == 0)
+        return (digits.len() >= MIN_HEX_RUN && digits.len().is_multiple_of(2))
             .then_some((start + hex_from, Encoding::Hex));
     }
     if run.len() < MIN_BASE64_RUN || run.len() % 4 == 1 {
