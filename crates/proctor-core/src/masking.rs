@@ -172,6 +172,7 @@ impl Masker {
     fn mask_value_into(&self, value: &mut Value, location: &str, findings: &mut Vec<Value>) {
         /// Numbers shorter than this hold no secret a detector knows (the shortest card has 13 digits).
         const MIN_SECRET_DIGITS: usize = 12;
+        const SMALLEST_LONG: u64 = 100_000_000_000;
         match value {
             Value::String(text) => {
                 let (masked, found) = self.mask(text, location);
@@ -181,6 +182,15 @@ impl Masker {
                 findings.extend(found);
             }
             Value::Number(number) => {
+                // Most numbers are small: they are told apart without writing them out.
+                let small = number
+                    .as_u64()
+                    .map(|n| n < SMALLEST_LONG)
+                    .or_else(|| number.as_i64().map(|n| n.unsigned_abs() < SMALLEST_LONG))
+                    .unwrap_or(false);
+                if small {
+                    return;
+                }
                 let text = number.to_string();
                 if text.bytes().filter(u8::is_ascii_digit).count() < MIN_SECRET_DIGITS {
                     return;

@@ -675,9 +675,13 @@ impl State {
                         None,
                     ),
                 };
-                let mut params =
-                    decode_params(types, &param_formats, &params, self.limits.sample_bytes);
-                let mut param_findings = recorder.mask_value(&mut params, "params");
+                let (params, mut param_findings) = recorded_params(
+                    types,
+                    &param_formats,
+                    &params,
+                    self.limits.sample_bytes,
+                    recorder,
+                );
                 param_findings.extend(name_findings);
                 let params = CanonicalJson::of(&params);
                 let columns = columns.map(|cols| with_formats(&cols, &result_formats));
@@ -1194,10 +1198,11 @@ impl State {
                     values::TEXT,
                     false,
                     Some(payload.as_bytes()),
-                    self.limits.sample_bytes,
+                    self.limits.sample_bytes + values::MASK_LOOKAHEAD,
                 );
                 let mut body = json!({"channel": channel, "payload": payload, "sender_pid": pid});
                 let findings = recorder.mask_value(&mut body, "notification");
+                values::cut_strings(&mut body["payload"], self.limits.sample_bytes);
                 recorder
                     .record_queued_with("db.notification", CanonicalJson::of(&body), findings)
                     .await?;
@@ -1278,11 +1283,11 @@ impl State {
             let column = unit.columns.as_ref().and_then(|c| c.get(i));
             let (type_oid, binary) = column.map_or((0, false), |c| (c.type_oid, c.binary));
             unit.sample_bytes += value.map_or(4, <[u8]>::len);
-            let decoded = values::decode(type_oid, binary, value, budget);
+            let decoded = values::decode(type_oid, binary, value, budget + values::MASK_LOOKAHEAD);
             let rule = column
                 .and_then(|c| c.rule)
                 .map(|n| &self.limits.column_rules[n]);
-            row.push(match (rule, decoded) {
+            let mut cell = match (rule, decoded) {
                 (Some(rule), Value::String(text)) => {
                     let (shown, finding) = recorder.mask_column(rule, &text, "sample");
                     unit.sample_findings.push(finding);
@@ -1293,8 +1298,14 @@ impl State {
                     unit.sample_findings.push(finding);
                     Value::String(shown)
                 }
-                (_, decoded) => decoded,
-            });
+                (_, mut decoded) => {
+                    unit.sample_findings
+                        .extend(recorder.mask_value(&mut decoded, "sample"));
+                    decoded
+                }
+            };
+            values::cut_strings(&mut cell, budget);
+            row.push(cell);
         }
         unit.sample.push(Value::Array(row));
         Ok(())
@@ -1358,8 +1369,8 @@ impl State {
         }
         event = event.uint("query", unit.query_seq).uint("rows", rows);
         if let Some((rows_sampled, truncated)) = sample {
-            let mut rows_sampled = Value::Array(rows_sampled);
-            findings.extend(recorder.mask_value(&mut rows_sampled, "sample"));
+            // Masked already, row by row or COPY message by message, before each value was cut.
+            let rows_sampled = Value::Array(rows_sampled);
             event = event.value("sample", &rows_sampled);
             if let Some(truncated) = truncated {
                 event = event.bool("sample_truncated", truncated);
@@ -1465,10 +1476,12 @@ fn count_copy(copy: &mut CopyCounter, data: &[u8], limits: &Limits, recorder: &S
     if copy.binary {
         let budget = limits.sample_bytes - copy.sample_bytes;
         copy.sample_bytes += data.len().min(budget);
-        let mut tuples = values::binary_copy_tuples(data, budget)
-            .unwrap_or_else(|| vec![values::decode(values::BYTEA, true, Some(data), budget)]);
+        let decoded = budget + values::MASK_LOOKAHEAD;
+        let mut tuples = values::binary_copy_tuples(data, decoded)
+            .unwrap_or_else(|| vec![values::decode(values::BYTEA, true, Some(data), decoded)]);
         for tuple in &mut tuples {
             copy.findings.extend(recorder.mask_value(tuple, "sample"));
+            values::cut_strings(tuple, budget);
         }
         copy.sample.extend(tuples);
         return;
@@ -1510,7 +1523,7 @@ fn sample_copy_lines(
     recorder: &SessionRecorder,
 ) {
     let budget = limits.sample_bytes - copy.sample_bytes;
-    let text = String::from_utf8_lossy(&lines[..lines.len().min(budget)]);
+    let text = String::from_utf8_lossy(&lines[..lines.len().min(budget + values::MASK_LOOKAHEAD)]);
     let (masked, findings) = recorder.mask(&text, "sample");
     copy.findings.extend(findings);
     for line in masked.split('\n').filter(|l| !l.is_empty()) {
@@ -1570,8 +1583,35 @@ fn with_formats(columns: &[Column], formats: &[i16]) -> Arc<[Column]> {
         .collect()
 }
 
-fn decode_params(types: &[u32], formats: &[i16], params: &[Option<&[u8]>], budget: usize) -> Value {
+/// Bound parameters as the journal records them, each masked before it is cut to its share of the
+/// budget (so that a secret across the cut is masked whole, not kept in part), and the findings.
+fn recorded_params(
+    types: &[u32],
+    formats: &[i16],
+    params: &[Option<&[u8]>],
+    budget: usize,
+    recorder: &SessionRecorder,
+) -> (Value, Vec<Value>) {
+    let (mut values, cuts) = decode_params(types, formats, params, budget);
+    let findings = recorder.mask_value(&mut values, "params");
+    if let Value::Array(items) = &mut values {
+        for (item, cut) in items.iter_mut().zip(cuts) {
+            values::cut_strings(item, cut);
+        }
+    }
+    (values, findings)
+}
+
+/// Decodes bound parameters within `budget` bytes in all (each at most `MAX_PARAM_BYTES`): the values,
+/// decoded [`values::MASK_LOOKAHEAD`] past their share, and the size each is to be cut to.
+fn decode_params(
+    types: &[u32],
+    formats: &[i16],
+    params: &[Option<&[u8]>],
+    budget: usize,
+) -> (Value, Vec<usize>) {
     let mut left = budget;
+    let mut cuts = Vec::with_capacity(params.len());
     let values = params
         .iter()
         .enumerate()
@@ -1582,14 +1622,17 @@ fn decode_params(types: &[u32], formats: &[i16], params: &[Option<&[u8]>], budge
                 many => many.get(i) == Some(&1),
             };
             if left == 0 {
+                cuts.push(usize::MAX);
                 return json!("[not recorded: parameter budget exhausted]");
             }
             let max = left.min(MAX_PARAM_BYTES);
+            cuts.push(max);
             left = left.saturating_sub(value.map_or(4, |v| v.len().min(max)));
-            values::decode(types.get(i).copied().unwrap_or(0), binary, *value, max)
+            let type_oid = types.get(i).copied().unwrap_or(0);
+            values::decode(type_oid, binary, *value, max + values::MASK_LOOKAHEAD)
         })
         .collect();
-    Value::Array(values)
+    (Value::Array(values), cuts)
 }
 
 #[cfg(test)]
@@ -1628,10 +1671,11 @@ mod tests {
     fn parameters_are_decoded_by_type_and_bounded() {
         let seven = 7i32.to_be_bytes();
         let params = [Some(&b"42"[..]), Some(&seven[..]), None];
-        let decoded = decode_params(&[values::INT4, values::INT4], &[0, 1, 0], &params, 1000);
+        let (decoded, _) = decode_params(&[values::INT4, values::INT4], &[0, 1, 0], &params, 1000);
         assert_eq!(decoded, json!(["42", 7, null]));
         let big = [b'x'; 100];
-        let bounded = decode_params(&[], &[], &[Some(&big[..]), Some(&big[..])], 50);
+        let (bounded, cuts) = decode_params(&[], &[], &[Some(&big[..]), Some(&big[..])], 50);
+        assert_eq!(cuts[0], 50, "the first takes the budget");
         assert_eq!(
             bounded[1],
             json!("[not recorded: parameter budget exhausted]")

@@ -37,6 +37,49 @@ pub fn is_text_type(type_oid: u32) -> bool {
 /// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
 const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
 
+/// How far past its cut a value is decoded, so that masking sees whole any secret that the cut would
+/// split; the value is cut after masking ([`cut_strings`]). A secret longer than this (a private key
+/// is the only one) is masked by its detector's rule for a key cut short.
+pub const MASK_LOOKAHEAD: usize = 16 * 1024;
+
+/// Cuts every string in `value` longer than `max` bytes, as [`decode`] does, after masking: on a
+/// character boundary, never inside a mask (the cut moves past it), keeping the length that an
+/// earlier cut noted.
+pub fn cut_strings(value: &mut Value, max: usize) {
+    match value {
+        Value::String(text) if text.len() > max => {
+            let (kept, total) = match text.rsplit_once('…') {
+                Some((kept, note)) => match note
+                    .strip_prefix('[')
+                    .and_then(|n| n.strip_suffix(" bytes]"))
+                    .and_then(|n| n.parse::<usize>().ok())
+                {
+                    Some(total) => (kept, total),
+                    None => (text.as_str(), text.len()),
+                },
+                None => (text.as_str(), text.len()),
+            };
+            if kept.len() <= max {
+                return;
+            }
+            let mut end = max;
+            while !kept.is_char_boundary(end) {
+                end -= 1;
+            }
+            if let Some(open) = kept[..end].rfind('[') {
+                let mask = &kept[open..];
+                if let (true, Some(close)) = (mask.starts_with("[MASKED:"), mask.find(']')) {
+                    end = end.max(open + close + 1);
+                }
+            }
+            *text = format!("{}…[{total} bytes]", &kept[..end]);
+        }
+        Value::Array(items) => items.iter_mut().for_each(|item| cut_strings(item, max)),
+        Value::Object(fields) => fields.values_mut().for_each(|item| cut_strings(item, max)),
+        _ => {}
+    }
+}
+
 fn cut_text(text: &str, max: usize) -> Value {
     if text.len() <= max {
         return Value::String(text.to_owned());
@@ -498,6 +541,19 @@ mod tests {
             decode(600, true, Some(&[9]), 100),
             json!({"type_oid": 600, "binary": "\\x09"})
         );
+    }
+
+    #[test]
+    fn values_are_cut_after_masking_never_inside_a_mask() {
+        let mut value = json!(["x".repeat(10) + "[MASKED:github-token] tail", "short"]);
+        cut_strings(&mut value, 12);
+        assert_eq!(
+            value,
+            json!(["xxxxxxxxxx[MASKED:github-token]…[36 bytes]", "short"])
+        );
+        let mut noted = decode(TEXT, false, Some("abcdefghij".as_bytes()), 8);
+        cut_strings(&mut noted, 4);
+        assert_eq!(noted, json!("abcd…[10 bytes]"));
     }
 
     #[test]

@@ -193,6 +193,30 @@ fn read_error(stream: &mut TcpStream) -> (String, String) {
 }
 
 #[test]
+fn a_startup_without_a_user_is_refused_and_recorded_as_an_authentication_failure() {
+    let proctor = Proctor::start(APP_DB);
+    let mut stream = TcpStream::connect(("127.0.0.1", proctor.pg_port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut out = BytesMut::new();
+    frontend::startup_message([("database", "app-db")], &mut out).unwrap();
+    stream.write_all(&out).unwrap();
+    let (code, message) = read_error(&mut stream);
+    assert_eq!(
+        (code.as_str(), message.as_str()),
+        ("28000", "no user given")
+    );
+
+    let events = refused_sessions(&proctor, "-", 1);
+    let failure = of_kind(&events, "auth.failure");
+    assert_eq!(failure.len(), 1, "{events:?}");
+    assert_eq!(failure[0]["body"]["reason"], "no user given");
+    let session = &proctor.ended_sessions_of("-", 1)[0];
+    assert_eq!(session["connection"], "app-db");
+}
+
+#[test]
 fn malformed_and_oversized_messages_get_protocol_errors_and_are_recorded() {
     let proctor = Proctor::start(&format!("[postgres]\nmax_message_bytes = 4096\n{APP_DB}"));
     let token = proctor.add_identity("alice", &["dba"]);

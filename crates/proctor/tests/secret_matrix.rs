@@ -378,7 +378,17 @@ fn no_secret_reaches_the_data_dir_by_any_path_and_each_is_found_as_pasted() {
         through_postgres(&proctor, &token, secret);
         through_ai(&proctor, &token, secret);
     }
+    // A secret across the end of what a result's sample keeps (64 KiB): masked whole, not kept in
+    // part.
+    let github = &secrets[1].pasted;
+    let across = format!("select repeat('x', 65515) || ' {github}'");
+    let out = psql(&proctor, "alice", &token, "app-db", &[], &["-c", &across], "");
+    assert!(out.status.success());
     proctor.stop();
+    assert!(
+        files_holding(&proctor.data_dir(), &github.as_bytes()[..20]).is_empty(),
+        "the part of a secret before a sample's cut is not stored"
+    );
 
     let mut stored = Vec::new();
     for secret in &secrets {
