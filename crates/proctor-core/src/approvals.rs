@@ -257,7 +257,7 @@ mod tests {
                 .unwrap()
                 .reason
                 .as_deref(),
-            Some("planned")
+            Some("planned with [MASKED:github-token]")
         );
     }
 }

@@ -823,6 +823,8 @@ mod tests {
             "-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----",
             "private-key",
         );
+        let escaped = "-----BEGIN\\ PRIVATE\\ KEY-----\\ MIIEvQ\\ -----END\\ PRIVATE\\ KEY-----";
+        finds(&format!("-c x={escaped}"), "private-key", escaped);
         let cut = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkq\nhkiG9w0BAQEFAASC";
         finds(&format!("{cut}…[2048 bytes]"), "private-key", cut);
         misses("token = aaaaaaaaaaaaaaaaaaaa", "generic-secret");

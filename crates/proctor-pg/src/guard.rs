@@ -347,11 +347,16 @@ async fn record_decision(
     masked: &str,
     findings: &[Value],
 ) -> Result<(), RecordError> {
-    let tables = decision
-        .statement
-        .as_ref()
-        .map(|s| s.tables.iter().map(|t| Value::from(t.as_str())).collect())
-        .unwrap_or_default();
+    let mut tables = Value::Array(
+        decision
+            .statement
+            .as_ref()
+            .map(|s| s.tables.iter().map(|t| Value::from(t.as_str())).collect())
+            .unwrap_or_default(),
+    );
+    // Table names come from the statement: a quoted name can hold anything its text can.
+    let mut findings = findings.to_vec();
+    findings.extend(recorder.mask_value(&mut tables, "sql"));
     let body = Body::new()
         .str("action", decision.action.name())
         .opt_str("approval", approval)
@@ -360,10 +365,10 @@ async fn record_decision(
         .opt_str("message", decision.message.as_deref())
         .str("rule", &decision.rule)
         .str("sql", masked)
-        .value("tables", &Value::Array(tables))
+        .value("tables", &tables)
         .finish();
     recorder
-        .record_queued_with("policy.decision", body, findings.to_vec())
+        .record_queued_with("policy.decision", body, findings)
         .await?;
     Ok(())
 }

@@ -382,7 +382,15 @@ fn no_secret_reaches_the_data_dir_by_any_path_and_each_is_found_as_pasted() {
     // part.
     let github = &secrets[1].pasted;
     let across = format!("select repeat('x', 65515) || ' {github}'");
-    let out = psql(&proctor, "alice", &token, "app-db", &[], &["-c", &across], "");
+    let out = psql(
+        &proctor,
+        "alice",
+        &token,
+        "app-db",
+        &[],
+        &["-c", &across],
+        "",
+    );
     assert!(out.status.success());
     proctor.stop();
     assert!(
