@@ -1,9 +1,12 @@
 //! The per-session recorder: the only way a protocol crate writes to the journal.
 //!
 //! It owns the session's chain head, so events are numbered and linked in the order the session produces
-//! them. `record` returns once the event is committed; `record_queued` only queues it, and `commit` waits
-//! for everything queued so far. A protocol crate queues the commands of one read and commits them before
-//! forwarding any (fail closed), and queues results, which are already on their way to the client.
+//! them. `record_masked` returns once the event is committed; `record_queued` only queues it, and
+//! `commit` waits for everything queued so far. A protocol crate queues the commands of one read and
+//! commits them before forwarding any (fail closed), and queues results, which are already on their way
+//! to the client. Nothing reaches the journal unmasked: the header's identity and connection are masked
+//! when the session opens, `record_masked` masks a whole body, and the statement path masks the fields
+//! it fills and hands their findings to `record_queued_with`.
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -116,19 +119,6 @@ impl SessionRecorder {
         Ok(self.chain.next_event(now_ns(), kind, body, findings))
     }
 
-    /// Records an event and waits for its commit. Returns the event's sequence number.
-    pub async fn record(
-        &mut self,
-        kind: &'static str,
-        body: CanonicalJson,
-    ) -> Result<u64, RecordError> {
-        let event = self.next_event(kind, body, Vec::new())?;
-        let seq = event.seq;
-        self.writer.append(event, &self.broken).await?;
-        self.check_intact()?;
-        Ok(seq)
-    }
-
     /// Records an event built of what the client or the target sent, outside the statement path
     /// (startup, refusals, protocol errors): every string and long number in it is masked first.
     pub async fn record_masked(
@@ -137,7 +127,19 @@ impl SessionRecorder {
         mut body: Value,
     ) -> Result<u64, RecordError> {
         let findings = self.masker.mask_value(&mut body, kind);
-        let event = self.next_event(kind, CanonicalJson::of(&body), findings)?;
+        self.record_with(kind, CanonicalJson::of(&body), findings)
+            .await
+    }
+
+    /// Records an event with the findings of masking what its body holds, and waits for its commit.
+    /// Returns the event's sequence number.
+    async fn record_with(
+        &mut self,
+        kind: &'static str,
+        body: CanonicalJson,
+        findings: Vec<Value>,
+    ) -> Result<u64, RecordError> {
+        let event = self.next_event(kind, body, findings)?;
         let seq = event.seq;
         self.writer.append(event, &self.broken).await?;
         self.check_intact()?;
@@ -156,7 +158,7 @@ impl SessionRecorder {
     }
 
     /// Queues an event without waiting for its commit. A failed commit breaks the session: the next
-    /// call to `record` or `record_queued` reports it.
+    /// call to `record_masked` or `record_queued` reports it.
     pub async fn record_queued(
         &mut self,
         kind: &'static str,
@@ -192,19 +194,13 @@ impl SessionRecorder {
         let (reason, findings) = self.masker.mask(reason, "reason");
         let reason = reason.into_owned();
         let recorded = if self.check_intact().is_ok() {
-            match self.next_event(
+            self.record_with(
                 "session.end",
                 Body::new().str("reason", &reason).finish(),
                 findings,
-            ) {
-                Ok(event) => self
-                    .writer
-                    .append(event, &self.broken)
-                    .await
-                    .map_err(RecordError::from)
-                    .and_then(|()| self.check_intact()),
-                Err(e) => Err(e),
-            }
+            )
+            .await
+            .map(|_| ())
         } else {
             Ok(())
         };

@@ -710,6 +710,24 @@ mod tests {
     use crate::store::SyncMode;
     use serde_json::Value;
 
+    /// A block of bare events numbered `seqs`, each hashed `hash-<seq>`.
+    fn block_of(seqs: impl IntoIterator<Item = u64>) -> Block {
+        let mut block = Block::default();
+        for seq in seqs {
+            let hash = format!("hash-{seq}");
+            block.push(&BlockEvent {
+                seq,
+                at: 0,
+                kind: "db.query",
+                body: "{}",
+                findings: "[]",
+                prev: "",
+                hash: &hash,
+            });
+        }
+        block
+    }
+
     #[test]
     fn a_long_run_of_events_is_sealed_a_thousand_at_a_time() {
         let dir = tempfile::tempdir().unwrap();
@@ -724,20 +742,7 @@ mod tests {
         // Two ingest rounds' blocks, so that a seal's head can lie inside either.
         let tx = conn.transaction().unwrap();
         for seqs in [1..=1200u64, 1201..=2500] {
-            let mut block = Block::default();
-            for seq in seqs {
-                let hash = format!("hash-{seq}");
-                block.push(&BlockEvent {
-                    seq,
-                    at: 0,
-                    kind: "db.query",
-                    body: "{}",
-                    findings: "[]",
-                    prev: "",
-                    hash: &hash,
-                });
-            }
-            block.insert(&tx, 1).unwrap();
+            block_of(seqs).insert(&tx, 1).unwrap();
         }
         tx.commit().unwrap();
         let key = LogKey::generate("proctor/test").unwrap();
@@ -789,19 +794,7 @@ mod tests {
             )
             .unwrap();
             for seqs in blocks {
-                let mut block = Block::default();
-                for seq in seqs {
-                    block.push(&BlockEvent {
-                        seq,
-                        at: 0,
-                        kind: "db.query",
-                        body: "{}",
-                        findings: "[]",
-                        prev: "",
-                        hash: "h",
-                    });
-                }
-                block.insert(&tx, no).unwrap();
+                block_of(seqs).insert(&tx, no).unwrap();
             }
         }
         let key = LogKey::generate("proctor/test").unwrap();

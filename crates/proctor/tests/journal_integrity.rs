@@ -148,12 +148,7 @@ fn a_statement_that_cannot_be_recorded_is_not_forwarded() {
     let proctor = Proctor::start(APP_DB);
     let token = proctor.add_identity("alice", &["dba"]);
     admin_sql("drop table if exists e2e_fail_closed; create table e2e_fail_closed (n int)");
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let conninfo = proctor.conninfo("alice", &token, "app-db");
-    let (client, connection) = runtime
-        .block_on(tokio_postgres::connect(&conninfo, NoTls))
-        .unwrap();
-    runtime.spawn(connection);
+    let (runtime, client) = proctor.tokio_client("alice", &token, "app-db");
     runtime.block_on(client.simple_query("select 1")).unwrap();
     wait_for_events(&proctor, 3);
 
@@ -207,12 +202,7 @@ fn a_statement_that_cannot_be_recorded_is_not_forwarded() {
 fn a_session_open_when_its_gateway_was_killed_is_ended_by_the_next_gateway() {
     let mut proctor = Proctor::start(APP_DB);
     let token = proctor.add_identity("alice", &["dba"]);
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let conninfo = proctor.conninfo("alice", &token, "app-db");
-    let (client, connection) = runtime
-        .block_on(tokio_postgres::connect(&conninfo, NoTls))
-        .unwrap();
-    runtime.spawn(connection);
+    let (runtime, client) = proctor.tokio_client("alice", &token, "app-db");
     runtime.block_on(client.simple_query("select 1")).unwrap();
     wait_for_events(&proctor, 3);
     proctor.kill9();
@@ -233,10 +223,7 @@ fn a_session_open_when_its_gateway_was_killed_is_ended_by_the_next_gateway() {
     assert!(verify.status.success(), "{}", stdout(&verify));
 
     // A session of the gateway running now stays open whatever commands run meanwhile.
-    let (client, connection) = runtime
-        .block_on(tokio_postgres::connect(&conninfo, NoTls))
-        .unwrap();
-    runtime.spawn(connection);
+    let (runtime, client) = proctor.tokio_client("alice", &token, "app-db");
     runtime.block_on(client.simple_query("select 2")).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let live = loop {
@@ -271,7 +258,7 @@ fn ingested_offset(db: &rusqlite::Connection) -> usize {
 fn a_damaged_commit_log_record_is_set_aside_reported_and_never_sealed_over() {
     let mut proctor = Proctor::start(APP_DB);
     let token = proctor.add_identity("alice", &["dba"]);
-    cli_ok(&proctor, &["log", "checkpoint"]);
+    proctor.cli_ok(&["log", "checkpoint"]);
     // The store is held by another writer, so the gateway commits to its log but cannot copy it
     // into the store: what it commits now is only in the log when it is killed.
     let holder = store_db(&proctor);
@@ -348,7 +335,7 @@ fn a_damaged_commit_log_record_is_set_aside_reported_and_never_sealed_over() {
     let out = proctor.cli(&["serve"]);
     assert_eq!(out.status.code(), Some(2), "serve refuses to start too");
 
-    let acknowledged = cli_ok(&proctor, &["log", "acknowledge-damage"]);
+    let acknowledged = proctor.cli_ok(&["log", "acknowledge-damage"]);
     assert!(
         acknowledged.contains(&format!("acknowledged {}.acknowledged", kept[0])),
         "{acknowledged}"
@@ -374,15 +361,4 @@ fn a_damaged_commit_log_record_is_set_aside_reported_and_never_sealed_over() {
         .unwrap();
     assert_eq!(leaves, 1, "the acknowledgement is part of the signed log");
     proctor.spawn();
-}
-
-fn cli_ok(proctor: &Proctor, args: &[&str]) -> String {
-    let out = proctor.cli(args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    stdout(&out)
 }

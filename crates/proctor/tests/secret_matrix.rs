@@ -8,13 +8,12 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use base64::Engine;
 use serde_json::json;
 use support::{admin_sql, python, search_secret, FixtureProvider, Proctor, APP_DB};
 use tokio_postgres::types::{to_sql_checked, Format, IsNull, ToSql, Type};
-use tokio_postgres::NoTls;
 
 const CARD: &str = "4415 7118 1539 4971";
 const CARD_DIGITS: &str = "4415711815394971";
@@ -117,42 +116,6 @@ impl ToSql for BinaryNumericCard {
     to_sql_checked!();
 }
 
-/// psql through Proctor with libpq's environment: `user` and `database` as given, startup parameters
-/// from `env`, `stdin` as its input.
-fn psql(
-    proctor: &Proctor,
-    user: &str,
-    token: &str,
-    database: &str,
-    env: &[(&str, &str)],
-    args: &[&str],
-    stdin: &str,
-) -> Output {
-    use std::io::Write;
-    let mut child = Command::new("psql")
-        .args(["-X", "-q", "-A", "-t"])
-        .args(args)
-        .env("PGHOST", "127.0.0.1")
-        .env("PGPORT", proctor.pg_port.to_string())
-        .env("PGUSER", user)
-        .env("PGDATABASE", database)
-        .env("PGPASSWORD", token)
-        .env("PGSSLMODE", "disable")
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
-
 /// `text` as COPY's text format writes a field.
 fn copy_escaped(text: &str) -> String {
     text.replace('\\', "\\\\")
@@ -166,7 +129,7 @@ fn through_postgres(proctor: &Proctor, token: &str, secret: &Secret) {
     let one_line = s.trim_end().replace('\n', " ");
     let quoted = format!("$q${s}$q$");
     let run = |env: &[(&str, &str)], args: &[&str], stdin: &str| {
-        psql(proctor, "alice", token, "app-db", env, args, stdin)
+        proctor.psql_as("alice", token, "app-db", env, args, stdin)
     };
     let ok = |out: Output, what: &str| {
         assert!(
@@ -254,7 +217,7 @@ fn through_postgres(proctor: &Proctor, token: &str, secret: &Secret) {
     );
     // The user and database fields (a token typed there is a common slip): refused, recorded.
     for (user, database) in [(s.as_str(), "app-db"), ("alice", s.as_str())] {
-        let refused = psql(proctor, user, token, database, &[], &["-c", "select 1"], "");
+        let refused = proctor.psql_as(user, token, database, &[], &["-c", "select 1"], "");
         assert!(
             !refused.status.success(),
             "{}: a wrong user or database is refused",
@@ -262,12 +225,8 @@ fn through_postgres(proctor: &Proctor, token: &str, secret: &Secret) {
         );
     }
     // The extended protocol: parameters in text and binary format, results in binary format.
-    tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let (client, driver) =
-            tokio_postgres::connect(&proctor.conninfo("alice", token, "app-db"), NoTls)
-                .await
-                .unwrap();
-        tokio::spawn(driver);
+    let (runtime, client) = proctor.tokio_client("alice", token, "app-db");
+    runtime.block_on(async {
         let hex = format!("\\x{}", hex::encode(s.as_bytes()));
         let text = InTextFormat(s.clone());
         let bytea_text = InTextFormat(hex);
@@ -382,15 +341,7 @@ fn no_secret_reaches_the_data_dir_by_any_path_and_each_is_found_as_pasted() {
     // part.
     let github = &secrets[1].pasted;
     let across = format!("select repeat('x', 65515) || ' {github}'");
-    let out = psql(
-        &proctor,
-        "alice",
-        &token,
-        "app-db",
-        &[],
-        &["-c", &across],
-        "",
-    );
+    let out = proctor.psql_as("alice", &token, "app-db", &[], &["-c", &across], "");
     assert!(out.status.success());
     proctor.stop();
     assert!(

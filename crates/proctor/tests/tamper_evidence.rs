@@ -27,20 +27,9 @@ fn session_of(proctor: &Proctor, token: &str, statements: &[&str]) -> String {
     sessions[before]["id"].as_str().unwrap().to_owned()
 }
 
-fn cli_ok(proctor: &Proctor, args: &[&str]) -> String {
-    let out = proctor.cli(args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}{}",
-        stdout(&out),
-        support::stderr(&out)
-    );
-    stdout(&out)
-}
-
 fn export(proctor: &Proctor, id: &str, name: &str) -> PathBuf {
     let path = proctor.dir.path().join(name);
-    cli_ok(proctor, &["export", id, "-o", path.to_str().unwrap()]);
+    proctor.cli_ok(&["export", id, "-o", path.to_str().unwrap()]);
     path
 }
 
@@ -85,7 +74,7 @@ fn a_bundle_verifies_offline_and_each_tampering_is_named() {
     let mut proctor = Proctor::start(APP_DB);
     let token = proctor.add_identity("alice", &["dba"]);
     let id = session_of(&proctor, &token, &["select 1", "select 2", "select 3"]);
-    let key = cli_ok(&proctor, &["log", "key"]).trim().to_owned();
+    let key = proctor.cli_ok(&["log", "key"]).trim().to_owned();
     let bundle = export(&proctor, &id, "bundle.json");
     proctor.stop();
     std::fs::remove_dir_all(proctor.data_dir()).unwrap();
@@ -255,7 +244,7 @@ fn the_log_check_names_a_rewritten_chain_a_dropped_session_and_an_altered_leaf()
     let token = proctor.add_identity("alice", &["dba"]);
     let rewritten = session_of(&proctor, &token, &["select 1", "select 2"]);
     session_of(&proctor, &token, &["select 3"]);
-    cli_ok(&proctor, &["log", "checkpoint"]);
+    proctor.cli_ok(&["log", "checkpoint"]);
     proctor.stop();
     let (ok, text) = log_check(&proctor);
     assert!(ok, "{text}");
@@ -375,7 +364,7 @@ fn the_log_check_rehashes_every_stored_event_and_names_the_first_bad_one() {
     let token = proctor.add_identity("alice", &["dba"]);
     let tampered = session_of(&proctor, &token, &["select 1", "select 2", "select 3"]);
     session_of(&proctor, &token, &["select 4"]);
-    cli_ok(&proctor, &["log", "checkpoint"]);
+    proctor.cli_ok(&["log", "checkpoint"]);
     proctor.stop();
     let (ok, text) = log_check(&proctor);
     assert!(ok, "{text}");
@@ -434,20 +423,20 @@ fn size_of(note: &str) -> u64 {
 #[test]
 fn identity_changes_are_leaves_the_log_only_grows_and_old_bundles_survive_a_key_rotation() {
     let proctor = Proctor::start(APP_DB);
-    let start = size_of(&cli_ok(&proctor, &["log", "checkpoint"]));
+    let start = size_of(&proctor.cli_ok(&["log", "checkpoint"]));
     let token = proctor.add_identity("alice", &["dba"]);
-    let after_identity = size_of(&cli_ok(&proctor, &["log", "checkpoint"]));
+    let after_identity = size_of(&proctor.cli_ok(&["log", "checkpoint"]));
     assert_eq!(
         after_identity,
         start + 2,
         "identity.added and token.created"
     );
     let first = session_of(&proctor, &token, &["select 1"]);
-    let old_key = cli_ok(&proctor, &["log", "key"]).trim().to_owned();
+    let old_key = proctor.cli_ok(&["log", "key"]).trim().to_owned();
     let old_bundle = export(&proctor, &first, "before-rotation.json");
 
-    let rotated = cli_ok(&proctor, &["log", "rotate-key"]);
-    let new_key = cli_ok(&proctor, &["log", "key"]).trim().to_owned();
+    let rotated = proctor.cli_ok(&["log", "rotate-key"]);
+    let new_key = proctor.cli_ok(&["log", "key"]).trim().to_owned();
     assert_ne!(old_key, new_key);
     assert!(
         rotated.contains(&old_key) && rotated.contains(&new_key),
@@ -461,7 +450,7 @@ fn identity_changes_are_leaves_the_log_only_grows_and_old_bundles_survive_a_key_
     assert_eq!(verify(&new_bundle, &old_key).status.code(), Some(1));
 
     // The log only grew: consistency from the first checkpoint to now holds.
-    let consistency = cli_ok(&proctor, &["log", "consistency", &start.max(1).to_string()]);
+    let consistency = proctor.cli_ok(&["log", "consistency", &start.max(1).to_string()]);
     assert!(consistency.contains("ok   the log at"), "{consistency}");
 
     // The gateway serves the newest checkpoint over HTTP, signed by the current key.
@@ -526,7 +515,7 @@ fn the_documented_format_is_enough_to_verify_bundles_independently() {
     let proctor = Proctor::start(APP_DB);
     let token = proctor.add_identity("alice", &["dba"]);
     let id = session_of(&proctor, &token, &["select 'é😀\"quoted\"'", "select 2"]);
-    let key = cli_ok(&proctor, &["log", "key"]).trim().to_owned();
+    let key = proctor.cli_ok(&["log", "key"]).trim().to_owned();
     let bundle = export(&proctor, &id, "fresh.json");
     let theirs = independent_verify(&bundle, &key);
     assert!(

@@ -180,6 +180,34 @@ impl Proctor {
             .unwrap()
     }
 
+    /// Runs the CLI; it must succeed. Returns what it printed.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        stdout(&out)
+    }
+
+    /// A tokio-postgres client through Proctor, on a runtime of its own that drives the connection.
+    pub fn tokio_client(
+        &self,
+        identity: &str,
+        token: &str,
+        connection: &str,
+    ) -> (tokio::runtime::Runtime, tokio_postgres::Client) {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let conninfo = self.conninfo(identity, token, connection);
+        let (client, driver) = runtime
+            .block_on(tokio_postgres::connect(&conninfo, tokio_postgres::NoTls))
+            .unwrap();
+        runtime.spawn(driver);
+        (runtime, client)
+    }
+
     /// Runs the CLI with extra environment variables.
     pub fn cli_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_proctor"))
@@ -268,16 +296,38 @@ impl Proctor {
         args: &[&str],
         stdin: &str,
     ) -> Output {
-        let conninfo = format!(
-            "host=127.0.0.1 port={} user={identity} dbname={connection} sslmode={sslmode}",
-            self.pg_port
-        );
+        self.psql_as(
+            identity,
+            token,
+            connection,
+            &[("PGSSLMODE", sslmode)],
+            args,
+            stdin,
+        )
+    }
+
+    /// Runs psql through Proctor with libpq's environment: `user` and `database` exactly as given (no
+    /// connection string to quote them in), `env` for the rest (`PGAPPNAME`, `PGOPTIONS`...), `stdin`
+    /// as its input.
+    pub fn psql_as(
+        &self,
+        user: &str,
+        token: &str,
+        database: &str,
+        env: &[(&str, &str)],
+        args: &[&str],
+        stdin: &str,
+    ) -> Output {
         let mut child = Command::new("psql")
-            .arg("-X")
-            .arg(conninfo)
-            .args(["-q", "-v", "ON_ERROR_STOP=1", "-A", "-t"])
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-A", "-t"])
             .args(args)
+            .env("PGHOST", "127.0.0.1")
+            .env("PGPORT", self.pg_port.to_string())
+            .env("PGUSER", user)
+            .env("PGDATABASE", database)
             .env("PGPASSWORD", token)
+            .env("PGSSLMODE", "disable")
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
