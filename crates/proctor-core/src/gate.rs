@@ -100,6 +100,12 @@ pub struct Gate {
     proposals: Proposals,
 }
 
+/// The id of a token shaped like Proctor's (`prt_<id>_<secret>`): what a record may name of it.
+fn token_id_of(token: &str) -> Option<String> {
+    let id = token.strip_prefix("prt_")?.split('_').next()?;
+    (id.len() == 8 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_owned())
+}
+
 /// Compares two byte strings in time that depends only on their lengths.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -349,6 +355,34 @@ impl Gate {
                 connection: connection.to_owned(),
             })
         }
+    }
+
+    /// Records an HTTP request (LLM proxy, MCP) refused because its token is missing or no valid
+    /// one: a session of its own, under the identity `-`, whose `auth.failure` names at most the
+    /// token's id, never the token. A journal that cannot record it changes nothing for the refusal.
+    pub async fn record_refused_token(
+        &self,
+        protocol: &str,
+        target: &str,
+        client_addr: &str,
+        token: Option<&str>,
+    ) {
+        let Ok(mut recorder) = self.open_session(protocol, "-", target, client_addr).await else {
+            return;
+        };
+        let token_id = token.and_then(token_id_of);
+        let reason = if token.is_some() {
+            "not a valid Proctor token"
+        } else {
+            "no token given"
+        };
+        let _ = recorder
+            .record_masked(
+                "auth.failure",
+                serde_json::json!({"method": "token", "reason": reason, "token_id": token_id}),
+            )
+            .await;
+        let _ = recorder.end("authentication failed").await;
     }
 
     /// Opens a recorded session for a connection attempt. Every attempt is a session, so that failed

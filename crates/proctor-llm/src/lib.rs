@@ -225,6 +225,10 @@ async fn handle(
     }
     let kind = provider.kind;
     let Some(token) = token(&headers) else {
+        proxy
+            .gate
+            .record_refused_token("llm", &provider.name, &peer.to_string(), None)
+            .await;
         return refusal(
             kind,
             StatusCode::UNAUTHORIZED,
@@ -234,21 +238,25 @@ async fn handle(
     };
     let gate = proxy.gate.clone();
     let token = token.to_owned();
-    let identity = match tokio::task::spawn_blocking(move || {
-        gate.authenticator().identify_token(&token)
-    })
-    .await
-    {
-        Ok(Ok(identity)) => identity,
-        _ => {
-            return refusal(
-                kind,
-                StatusCode::UNAUTHORIZED,
-                "authentication_error",
-                "the API key is not a valid Proctor token",
-            )
-        }
-    };
+    let checked = token.clone();
+    let identity =
+        match tokio::task::spawn_blocking(move || gate.authenticator().identify_token(&checked))
+            .await
+        {
+            Ok(Ok(identity)) => identity,
+            _ => {
+                proxy
+                    .gate
+                    .record_refused_token("llm", &provider.name, &peer.to_string(), Some(&token))
+                    .await;
+                return refusal(
+                    kind,
+                    StatusCode::UNAUTHORIZED,
+                    "authentication_error",
+                    "the API key is not a valid Proctor token",
+                );
+            }
+        };
     if body.len() > proxy.max_request_bytes {
         return refusal(
             kind,

@@ -365,9 +365,10 @@ async fn require_token(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|t| t.trim().to_owned());
-    let caller = match token {
+    let checking = gate.clone();
+    let caller = match token.clone() {
         Some(token) => tokio::task::spawn_blocking(move || {
-            let identity = gate.authenticator().identify_token(&token).ok()?;
+            let identity = checking.authenticator().identify_token(&token).ok()?;
             Some(Caller { identity, token })
         })
         .await
@@ -376,6 +377,8 @@ async fn require_token(
         None => None,
     };
     let Some(caller) = caller else {
+        gate.record_refused_token("mcp", "-", "mcp", token.as_deref())
+            .await;
         return (
             axum::http::StatusCode::UNAUTHORIZED,
             [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],

@@ -404,3 +404,42 @@ fn a_turn_that_cannot_be_recorded_is_not_sent_to_the_provider() {
         "the provider received a turn the journal did not hold"
     );
 }
+
+#[test]
+fn a_request_with_no_valid_token_is_refused_and_recorded_without_the_token() {
+    let (mut proctor, _provider, token) = start();
+    // A revoked-looking slip: a token of the right shape whose secret is wrong.
+    let id = token.split('_').nth(1).unwrap();
+    let wrong = format!("prt_{id}_{}", "A".repeat(43));
+    let body = r#"{"model":"text","messages":[{"role":"user","content":"hi"}]}"#;
+    for bearer in [Some(wrong.as_str()), None] {
+        let (status, _) = proctor.http("POST", "/llm/openai/v1/chat/completions", bearer, body);
+        assert_eq!(status, 401);
+    }
+    let (status, _) = proctor.http("POST", "/mcp", Some(&wrong), "{}");
+    assert_eq!(status, 401);
+
+    let refused = proctor.ended_sessions_of("-", 3);
+    let failures: Vec<Value> = refused
+        .iter()
+        .flat_map(|s| proctor.events(s["id"].as_str().unwrap()))
+        .filter(|e| e["kind"] == "auth.failure")
+        .collect();
+    assert_eq!(failures.len(), 3, "{refused:?}");
+    let with_id = failures
+        .iter()
+        .filter(|f| f["body"]["token_id"] == id)
+        .count();
+    assert_eq!(
+        with_id, 2,
+        "the LLM and MCP refusals name the token's id: {failures:?}"
+    );
+    assert!(failures
+        .iter()
+        .any(|f| f["body"]["reason"] == "no token given"));
+    proctor.stop();
+    assert!(
+        !proctor.data_dir_contains(&wrong),
+        "the token is not stored"
+    );
+}
