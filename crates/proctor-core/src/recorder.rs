@@ -35,8 +35,8 @@ pub struct SessionRecorder {
 }
 
 impl SessionRecorder {
-    /// Opens the session whose header the client filled as `header`: its identity and connection are
-    /// masked like any other text before the header is stored.
+    /// Opens the session whose header the client filled as `header`: its identity, connection and
+    /// client address (an HTTP header for MCP) are masked like any other text before it is stored.
     pub(crate) async fn open(
         writer: Writer,
         mut header: SessionHeader,
@@ -46,6 +46,7 @@ impl SessionRecorder {
         for (field, location) in [
             (&mut header.identity, "identity"),
             (&mut header.connection, "connection"),
+            (&mut header.client_addr, "client_addr"),
         ] {
             let (masked, findings) = masker.mask(field, location);
             if let Cow::Owned(masked) = masked {

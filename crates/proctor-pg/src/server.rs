@@ -217,11 +217,17 @@ impl PgGateway {
                     connection.clone(),
                     self.gate.approvals().clone(),
                 );
+                let mut limits = self.limits(&connection, table_names, &params);
+                // Every statement names the chain: masked once here (its findings are those of the
+                // startup parameter that carried it, in `session.start`).
+                limits.chain = limits
+                    .chain
+                    .map(|chain| recorder.mask(&chain, "chain").0.into_owned());
                 let relay = Relay {
                     client,
                     upstream,
                     recorder,
-                    limits: self.limits(&connection, table_names, &params),
+                    limits,
                     cancel_route: route.route,
                     interruptions: Interruptions::new(shutdown, route.notices),
                     guardrails,

@@ -215,6 +215,14 @@ fn through_postgres(proctor: &Proctor, token: &str, secret: &Secret) {
         ),
         "startup",
     );
+    if secret.name == "card number" {
+        // A chain named in the application name is recorded with every statement.
+        let chain = format!("chain={CARD_DIGITS}");
+        ok(
+            run(&[("PGAPPNAME", &chain)], &["-c", "select 1"], ""),
+            "chain",
+        );
+    }
     // The user and database fields (a token typed there is a common slip): refused, recorded.
     for (user, database) in [(s.as_str(), "app-db"), ("alice", s.as_str())] {
         let refused = proctor.psql_as(user, token, database, &[], &["-c", "select 1"], "");
