@@ -126,25 +126,52 @@ pub fn find(scanner: &Scanner, text: &str) -> (Vec<Replacement>, Vec<EncodedSecr
     (replacements, secrets)
 }
 
+/// Which bytes belong to the base64 alphabets (standard and URL-safe), hex digits included: a table,
+/// since every byte of every scanned text is looked up.
+const RUN_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let b = byte as u8;
+        table[byte] = b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_');
+        byte += 1;
+    }
+    table
+};
+
 fn is_run_byte(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || matches!(byte, b'+' | b'/' | b'-' | b'_')
+    RUN_BYTES[usize::from(byte)]
 }
 
 /// The byte ranges of the runs of base64 (standard or URL-safe) alphabet, hex included, that are long
-/// enough to decode. One pass over the bytes, so clean text costs little.
+/// enough to decode. Clean text is mostly short words: rather than look at every byte, it looks at the
+/// last byte of the next window as long as the shortest run, skipping the window when that byte ends
+/// no run, and otherwise reads the run around it.
 fn runs(bytes: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
+    const SHORTEST: usize = if MIN_HEX_RUN < MIN_BASE64_RUN {
+        MIN_HEX_RUN
+    } else {
+        MIN_BASE64_RUN
+    };
     let mut at = 0;
     std::iter::from_fn(move || {
-        while at < bytes.len() {
-            while at < bytes.len() && !is_run_byte(bytes[at]) {
-                at += 1;
+        while at + SHORTEST <= bytes.len() {
+            let probe = at + SHORTEST - 1;
+            if !is_run_byte(bytes[probe]) {
+                at = probe + 1;
+                continue;
             }
-            let start = at;
-            while at < bytes.len() && is_run_byte(bytes[at]) {
-                at += 1;
+            let mut start = probe;
+            while start > at && is_run_byte(bytes[start - 1]) {
+                start -= 1;
             }
-            if at - start >= MIN_HEX_RUN.min(MIN_BASE64_RUN) {
-                return Some((start, at));
+            let mut end = probe + 1;
+            while end < bytes.len() && is_run_byte(bytes[end]) {
+                end += 1;
+            }
+            at = end;
+            if end - start >= SHORTEST {
+                return Some((start, end));
             }
         }
         None
@@ -299,6 +326,25 @@ mod tests {
         let (masked, secrets) = apply(&format!("\\x{}", hex_encode(&bytes)));
         assert_eq!(secrets[0].detector, "card-number");
         assert!(!masked.contains(&hex_encode(b"4111111111111111")));
+    }
+
+    #[test]
+    fn every_long_run_is_found_wherever_it_starts() {
+        let run = "a".repeat(MIN_HEX_RUN);
+        for prefix in 0..30 {
+            for suffix in ["", " tail", "x"] {
+                let text = format!(
+                    "{} {run}{suffix} {}",
+                    "w ".repeat(prefix),
+                    "z".repeat(prefix % 7)
+                );
+                let found: Vec<&str> = runs(text.as_bytes()).map(|(s, e)| &text[s..e]).collect();
+                let expected = format!("{run}{}", if suffix == "x" { "x" } else { "" });
+                assert_eq!(found, [expected.as_str()], "{text:?}");
+            }
+        }
+        assert_eq!(runs("a".repeat(MIN_HEX_RUN - 1).as_bytes()).count(), 0);
+        assert_eq!(runs(run.as_bytes()).collect::<Vec<_>>(), [(0, MIN_HEX_RUN)]);
     }
 
     #[test]
