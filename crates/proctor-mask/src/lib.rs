@@ -54,8 +54,8 @@ pub struct Rule {
     secret_group: Option<usize>,
     keywords: Vec<String>,
     min_entropy: Option<f64>,
-    /// A finding whose secret matches one of these is not a secret.
-    allow: Vec<Regex>,
+    /// A finding is not a secret when one of these matches its target (by default the secret).
+    allow: Vec<(AllowTarget, Regex)>,
     stopwords: Vec<String>,
     check: Option<fn(&str) -> bool>,
     /// A cheap test of the whole text that must pass for a rule without keywords to run.
@@ -100,7 +100,7 @@ impl Rule {
         self
     }
 
-    pub fn allow(mut self, allow: Vec<Regex>, stopwords: Vec<String>) -> Self {
+    pub fn allow(mut self, allow: Vec<(AllowTarget, Regex)>, stopwords: Vec<String>) -> Self {
         self.allow = allow;
         self.stopwords = stopwords.into_iter().map(|s| s.to_lowercase()).collect();
         self
@@ -126,11 +126,20 @@ impl Rule {
                     .or_else(|| caps.get(0)),
             }?;
             let value = secret.as_str();
+            let whole = caps.get(0)?;
+            let allowed = |target: AllowTarget| match target {
+                AllowTarget::Secret => value,
+                AllowTarget::Match => whole.as_str(),
+                AllowTarget::Line => line_around(text, whole.start(), whole.end()),
+            };
             let accepted = !value.is_empty()
                 && !value.starts_with(MASK_PREFIX)
                 && self.min_entropy.is_none_or(|min| entropy(value) >= min)
                 && self.check.is_none_or(|check| check(value))
-                && !self.allow.iter().any(|allow| allow.is_match(value))
+                && !self
+                    .allow
+                    .iter()
+                    .any(|(target, allow)| allow.is_match(allowed(*target)))
                 && !self
                     .stopwords
                     .iter()
@@ -138,6 +147,24 @@ impl Rule {
             accepted.then(|| (secret.start(), secret.end()))
         })
     }
+}
+
+/// What an allowlist regex is matched against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AllowTarget {
+    /// The secret (the capture group).
+    Secret,
+    /// The rule's whole match.
+    Match,
+    /// The line that holds the match.
+    Line,
+}
+
+/// The line of `text` that holds `start..end` (all the lines it spans).
+fn line_around(text: &str, start: usize, end: usize) -> &str {
+    let from = text[..start].rfind('\n').map_or(0, |at| at + 1);
+    let to = text[end..].find('\n').map_or(text.len(), |at| end + at);
+    &text[from..to]
 }
 
 fn first_line(text: &str) -> String {
