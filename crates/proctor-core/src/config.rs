@@ -91,7 +91,8 @@ pub enum LlmKind {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MaskingConfig {
-    /// gitleaks-format rule files, loaded after the built-in detectors.
+    /// gitleaks-format rule files, loaded after the built-in detectors: paths, or `"gitleaks"` for the
+    /// gitleaks default set that ships with Proctor.
     pub rules_files: Vec<PathBuf>,
     /// Also mask email addresses, phone numbers and IBANs.
     pub pii: bool,
