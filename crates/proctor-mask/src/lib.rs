@@ -370,16 +370,18 @@ pub fn builtin_rules(pii: bool) -> Vec<Rule> {
                 r"\b([A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,})\b",
             )
             .keywords(&["@"]),
+            // The number must end where its digits end: not glued to a letter or digit, nor followed by
+            // a separator and more digits (else a prefix of a longer digit run would be a phone).
             rule(
                 "phone",
                 Pii,
-                r"(?:^|[^\w+])(\+[1-9][0-9]{0,2}[ .-]?(?:\(?[0-9]{1,4}\)?[ .-]?){2,4}[0-9]{2,4})\b",
+                r"(?:^|[^0-9A-Za-z_+])(\+[1-9][0-9]{0,2}[ .-]?(?:\(?[0-9]{1,4}\)?[ .-]?){2,4}[0-9]{2,4})(?:$|[^0-9A-Za-z_ .-]|[ .-](?:$|[^0-9]))",
             )
             .keywords(&["+"]),
             rule(
                 "iban",
                 Pii,
-                r"\b([A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?)\b",
+                r"(?-u:\b)([A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?)(?-u:\b)",
             )
             .check(is_iban)
             .worth_running(|text| text.bytes().any(|b| b.is_ascii_uppercase())),
@@ -388,10 +390,97 @@ pub fn builtin_rules(pii: bool) -> Vec<Rule> {
     rules
 }
 
-/// The ISO 13616 check digits of an IBAN (mod 97 = 1).
+/// The countries that number accounts with IBANs, each with the length of its IBANs (ISO 13616
+/// registry).
+const IBAN_LENGTHS: &[(&str, usize)] = &[
+    ("AD", 24),
+    ("AE", 23),
+    ("AL", 28),
+    ("AT", 20),
+    ("AZ", 28),
+    ("BA", 20),
+    ("BE", 16),
+    ("BG", 22),
+    ("BH", 22),
+    ("BR", 29),
+    ("BY", 28),
+    ("CH", 21),
+    ("CR", 22),
+    ("CY", 28),
+    ("CZ", 24),
+    ("DE", 22),
+    ("DK", 18),
+    ("DO", 28),
+    ("EE", 20),
+    ("EG", 29),
+    ("ES", 24),
+    ("FI", 18),
+    ("FO", 18),
+    ("FR", 27),
+    ("GB", 22),
+    ("GE", 22),
+    ("GI", 23),
+    ("GL", 18),
+    ("GR", 27),
+    ("GT", 28),
+    ("HR", 21),
+    ("HU", 28),
+    ("IE", 22),
+    ("IL", 23),
+    ("IQ", 23),
+    ("IS", 26),
+    ("IT", 27),
+    ("JO", 30),
+    ("KW", 30),
+    ("KZ", 20),
+    ("LB", 28),
+    ("LC", 32),
+    ("LI", 21),
+    ("LT", 20),
+    ("LU", 20),
+    ("LV", 21),
+    ("MC", 27),
+    ("MD", 24),
+    ("ME", 22),
+    ("MK", 19),
+    ("MR", 27),
+    ("MT", 31),
+    ("MU", 30),
+    ("NL", 18),
+    ("NO", 15),
+    ("PK", 24),
+    ("PL", 28),
+    ("PS", 29),
+    ("PT", 25),
+    ("QA", 29),
+    ("RO", 24),
+    ("RS", 22),
+    ("SA", 24),
+    ("SC", 31),
+    ("SE", 24),
+    ("SI", 19),
+    ("SK", 24),
+    ("SM", 27),
+    ("ST", 25),
+    ("SV", 28),
+    ("TL", 23),
+    ("TN", 24),
+    ("TR", 26),
+    ("UA", 29),
+    ("VA", 22),
+    ("VG", 24),
+    ("XK", 20),
+];
+
+/// An IBAN: a country that uses them, that country's length, and the ISO 13616 check digits
+/// (mod 97 = 1).
 fn is_iban(text: &str) -> bool {
     let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-    if !(15..=34).contains(&compact.len()) {
+    let country_length = IBAN_LENGTHS
+        .iter()
+        .find(|(country, _)| compact.starts_with(country))
+        .map(|&(_, length)| length);
+    if country_length != Some(compact.len()) {
         return false;
     }
     let rearranged = compact[4..].chars().chain(compact[..4].chars());
@@ -909,6 +998,54 @@ mod tests {
         finds("call +44 20 7946 0958 today", "phone", "+44 20 7946 0958");
         let secrets_only = Scanner::new(builtin_rules(false));
         assert!(secrets_only.find("mail alice@example.com").is_empty());
+    }
+
+    #[test]
+    fn phones_ibans_and_generic_secrets_inside_longer_identifiers_are_not_found() {
+        for (alone, glued, detector, value) in [
+            (
+                "call +44 20 7946 0958 today",
+                "ref=x+44 20 7946 0958 today",
+                "phone",
+                "+44 20 7946 0958",
+            ),
+            (
+                "call +44 20 7946 0958.",
+                "call +44 20 7946 0958abc",
+                "phone",
+                "+44 20 7946 0958",
+            ),
+            (
+                "tel: +1 415 555 0132, fax",
+                "build +1 415 555 0132 7788 9900 1122",
+                "phone",
+                "+1 415 555 0132",
+            ),
+            (
+                "IBAN DE89370400440532013000 ok",
+                "ref XDE89370400440532013000 ok",
+                "iban",
+                "DE89370400440532013000",
+            ),
+            (
+                "pay to GB82 WEST 1234 5698 7654 32.",
+                "pay to GB82 WEST 1234 5698 7654 32ab",
+                "iban",
+                "GB82 WEST 1234 5698 7654 32",
+            ),
+            (
+                "token: 'q8Zr3Lm0Xv7TgB2nW5yK'",
+                "detokenizer: 'q8Zr3Lm0Xv7TgB2nW5yK'",
+                "generic-secret",
+                "q8Zr3Lm0Xv7TgB2nW5yK",
+            ),
+        ] {
+            finds(alone, detector, value);
+            misses(glued, detector);
+        }
+        // Check digits right, but no country numbers its IBANs so, or at that length.
+        misses("ref ZZ80539007547034 ok", "iban");
+        misses("ref DE41370400440532013 ok", "iban");
     }
 
     #[test]
