@@ -700,9 +700,11 @@ fn options() -> Result<Options, String> {
             "--density" => options.density = value.parse().map_err(|e| bad(&e))?,
             "--rounds" => options.rounds = value.parse().map_err(|e| bad(&e))?,
             "--only" if value == "quality" || value == "speed" => options.only = Some(value),
-            _ => return Err(format!(
+            _ => {
+                return Err(format!(
                 "unknown option {flag} (--mb, --seed, --density, --rounds, --only quality|speed)"
-            )),
+            ))
+            }
         }
     }
     Ok(options)

@@ -14,6 +14,7 @@ pub mod encoded;
 pub mod gitleaks;
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 pub use encoded::Encoding;
 
@@ -56,7 +57,8 @@ pub struct Rule {
     min_entropy: Option<f64>,
     /// A finding is not a secret when one of these matches its target (by default the secret).
     allow: Vec<(AllowTarget, Regex)>,
-    stopwords: Vec<String>,
+    /// A finding whose secret, lowercased, holds one of these words is not a secret.
+    stopwords: Option<AhoCorasick>,
     check: Option<fn(&str) -> bool>,
     /// A cheap test of the whole text that must pass for a rule without keywords to run.
     worth_running: Option<fn(&str) -> bool>,
@@ -66,6 +68,7 @@ impl Rule {
     pub fn new(id: &str, category: Category, pattern: &str) -> Result<Self, RuleError> {
         let regex = RegexBuilder::new(pattern)
             .size_limit(REGEX_SIZE_LIMIT)
+            .dfa_size_limit(16 << 20)
             .build()
             .map_err(|e| RuleError {
                 id: id.to_owned(),
@@ -79,7 +82,7 @@ impl Rule {
             keywords: Vec::new(),
             min_entropy: None,
             allow: Vec::new(),
-            stopwords: Vec::new(),
+            stopwords: None,
             check: None,
             worth_running: None,
         })
@@ -102,7 +105,9 @@ impl Rule {
 
     pub fn allow(mut self, allow: Vec<(AllowTarget, Regex)>, stopwords: Vec<String>) -> Self {
         self.allow = allow;
-        self.stopwords = stopwords.into_iter().map(|s| s.to_lowercase()).collect();
+        let lowercase: Vec<String> = stopwords.iter().map(|s| s.to_lowercase()).collect();
+        self.stopwords = (!lowercase.is_empty())
+            .then(|| AhoCorasick::new(&lowercase).expect("stopwords are plain strings"));
         self
     }
 
@@ -116,36 +121,55 @@ impl Rule {
         self
     }
 
+    /// Each match as (secret, whole match), byte ranges of `text`. A rule whose secret is the whole
+    /// match is searched without capture groups, which costs a fraction of a search with them.
+    fn matches(&self, text: &str) -> Vec<(Range<usize>, Range<usize>)> {
+        if self.secret_group == Some(0) || self.regex.captures_len() == 1 {
+            return self
+                .regex
+                .find_iter(text)
+                .map(|m| (m.range(), m.range()))
+                .collect();
+        }
+        self.regex
+            .captures_iter(text)
+            .filter_map(|caps| {
+                let secret = match self.secret_group {
+                    Some(group) => caps.get(group),
+                    None => (1..caps.len())
+                        .find_map(|group| caps.get(group))
+                        .or_else(|| caps.get(0)),
+                }?;
+                Some((secret.range(), caps.get(0)?.range()))
+            })
+            .collect()
+    }
+
     /// The secret of each match, as a byte range of `text`.
     fn secrets<'t>(&'t self, text: &'t str) -> impl Iterator<Item = (usize, usize)> + 't {
-        self.regex.captures_iter(text).filter_map(move |caps| {
-            let secret = match self.secret_group {
-                Some(group) => caps.get(group),
-                None => (1..caps.len())
-                    .find_map(|group| caps.get(group))
-                    .or_else(|| caps.get(0)),
-            }?;
-            let value = secret.as_str();
-            let whole = caps.get(0)?;
-            let allowed = |target: AllowTarget| match target {
-                AllowTarget::Secret => value,
-                AllowTarget::Match => whole.as_str(),
-                AllowTarget::Line => line_around(text, whole.start(), whole.end()),
-            };
-            let accepted = !value.is_empty()
-                && !value.starts_with(MASK_PREFIX)
-                && self.min_entropy.is_none_or(|min| entropy(value) >= min)
-                && self.check.is_none_or(|check| check(value))
-                && !self
-                    .allow
-                    .iter()
-                    .any(|(target, allow)| allow.is_match(allowed(*target)))
-                && !self
-                    .stopwords
-                    .iter()
-                    .any(|stop| value.to_lowercase().contains(stop));
-            accepted.then(|| (secret.start(), secret.end()))
-        })
+        self.matches(text)
+            .into_iter()
+            .filter_map(move |(secret, whole)| {
+                let value = &text[secret.clone()];
+                let allowed = |target: AllowTarget| match target {
+                    AllowTarget::Secret => value,
+                    AllowTarget::Match => &text[whole.clone()],
+                    AllowTarget::Line => line_around(text, whole.start, whole.end),
+                };
+                let accepted = !value.is_empty()
+                    && !value.starts_with(MASK_PREFIX)
+                    && self.min_entropy.is_none_or(|min| entropy(value) >= min)
+                    && self.check.is_none_or(|check| check(value))
+                    && !self
+                        .allow
+                        .iter()
+                        .any(|(target, allow)| allow.is_match(allowed(*target)))
+                    && !self
+                        .stopwords
+                        .as_ref()
+                        .is_some_and(|stopwords| stopwords.is_match(&value.to_lowercase()));
+                accepted.then_some((secret.start, secret.end))
+            })
     }
 }
 
@@ -351,7 +375,8 @@ pub fn builtin_rules(pii: bool) -> Vec<Rule> {
         )
         .keywords(&["prt_"]),
         // ASCII word boundaries on both sides: digits inside a hex id or a longer token are no card.
-        rule("card-number", Secret, r"(?-u:\b)((?:[0-9][ -]?){11,18}[0-9])(?-u:\b)")
+        rule("card-number", Secret, r"(?-u:\b)(?:[0-9][ -]?){11,18}[0-9](?-u:\b)")
+            .secret_group(0)
             .check(is_card_number)
             .worth_running(has_card_length_digit_run),
         rule(
