@@ -135,29 +135,14 @@ impl Rule {
 
     /// Each match as (secret, whole match), byte ranges of `text`. A rule whose secret is the whole
     /// match is searched without capture groups, which costs a fraction of a search with them.
-    fn matches(&self, text: &str) -> Vec<(Range<usize>, Range<usize>)> {
+    fn matches<'r, 't>(&'r self, text: &'t str) -> Matches<'r, 't> {
         if let Some(finder) = self.finder {
-            return finder(text).into_iter().map(|m| (m.clone(), m)).collect();
+            Matches::Found(finder(text).into_iter())
+        } else if self.secret_group == Some(0) || self.regex.captures_len() == 1 {
+            Matches::Whole(self.regex.find_iter(text))
+        } else {
+            Matches::Groups(self.secret_group, self.regex.captures_iter(text))
         }
-        if self.secret_group == Some(0) || self.regex.captures_len() == 1 {
-            return self
-                .regex
-                .find_iter(text)
-                .map(|m| (m.range(), m.range()))
-                .collect();
-        }
-        self.regex
-            .captures_iter(text)
-            .filter_map(|caps| {
-                let secret = match self.secret_group {
-                    Some(group) => caps.get(group),
-                    None => (1..caps.len())
-                        .find_map(|group| caps.get(group))
-                        .or_else(|| caps.get(0)),
-                }?;
-                Some((secret.range(), caps.get(0)?.range()))
-            })
-            .collect()
     }
 
     /// The secret of each match, as a byte range of `text`.
@@ -185,6 +170,37 @@ impl Rule {
                         .is_some_and(|stopwords| stopwords.is_match(&value.to_lowercase()));
                 accepted.then_some((secret.start, secret.end))
             })
+    }
+}
+
+/// A rule's matches as (secret, whole match): found by its finder, by its regex whole, or by its
+/// regex's capture groups (the secret group, or the first group that matched).
+enum Matches<'r, 't> {
+    Found(std::vec::IntoIter<Range<usize>>),
+    Whole(regex::Matches<'r, 't>),
+    Groups(Option<usize>, regex::CaptureMatches<'r, 't>),
+}
+
+impl Iterator for Matches<'_, '_> {
+    type Item = (Range<usize>, Range<usize>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Matches::Found(found) => found.next().map(|m| (m.clone(), m)),
+            Matches::Whole(found) => found.next().map(|m| (m.range(), m.range())),
+            Matches::Groups(secret_group, found) => loop {
+                let caps = found.next()?;
+                let secret = match *secret_group {
+                    Some(group) => caps.get(group),
+                    None => (1..caps.len())
+                        .find_map(|group| caps.get(group))
+                        .or_else(|| caps.get(0)),
+                };
+                if let (Some(secret), Some(whole)) = (secret, caps.get(0)) {
+                    return Some((secret.range(), whole.range()));
+                }
+            },
+        }
     }
 }
 
@@ -305,8 +321,19 @@ fn card_candidates(text: &str) -> Vec<Range<usize>> {
 
 /// A card number: the Luhn checksum (spaces and dashes ignored), and a length its issuer uses.
 fn is_card_number(text: &str) -> bool {
-    let digits: Vec<u32> = text.chars().filter_map(|c| c.to_digit(10)).collect();
-    if !issuer_issues(&digits) {
+    // No issuer numbers cards beyond 19 digits: a longer run is no card, and the digits fit on the
+    // stack.
+    let mut all = [0u32; 19];
+    let mut count = 0;
+    for digit in text.chars().filter_map(|c| c.to_digit(10)) {
+        if count == all.len() {
+            return false;
+        }
+        all[count] = digit;
+        count += 1;
+    }
+    let digits = &all[..count];
+    if !issuer_issues(digits) {
         return false;
     }
     let sum: u32 = digits
