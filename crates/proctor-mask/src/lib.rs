@@ -147,29 +147,27 @@ impl Rule {
 
     /// The secret of each match, as a byte range of `text`.
     fn secrets<'t>(&'t self, text: &'t str) -> impl Iterator<Item = (usize, usize)> + 't {
-        self.matches(text)
-            .into_iter()
-            .filter_map(move |(secret, whole)| {
-                let value = &text[secret.clone()];
-                let allowed = |target: AllowTarget| match target {
-                    AllowTarget::Secret => value,
-                    AllowTarget::Match => &text[whole.clone()],
-                    AllowTarget::Line => line_around(text, whole.start, whole.end),
-                };
-                let accepted = !value.is_empty()
-                    && !value.starts_with(MASK_PREFIX)
-                    && self.min_entropy.is_none_or(|min| entropy(value) >= min)
-                    && self.check.is_none_or(|check| check(value))
-                    && !self
-                        .allow
-                        .iter()
-                        .any(|(target, allow)| allow.is_match(allowed(*target)))
-                    && !self
-                        .stopwords
-                        .as_ref()
-                        .is_some_and(|stopwords| stopwords.is_match(&value.to_lowercase()));
-                accepted.then_some((secret.start, secret.end))
-            })
+        self.matches(text).filter_map(move |(secret, whole)| {
+            let value = &text[secret.clone()];
+            let allowed = |target: AllowTarget| match target {
+                AllowTarget::Secret => value,
+                AllowTarget::Match => &text[whole.clone()],
+                AllowTarget::Line => line_around(text, whole.start, whole.end),
+            };
+            let accepted = !value.is_empty()
+                && !value.starts_with(MASK_PREFIX)
+                && self.min_entropy.is_none_or(|min| entropy(value) >= min)
+                && self.check.is_none_or(|check| check(value))
+                && !self
+                    .allow
+                    .iter()
+                    .any(|(target, allow)| allow.is_match(allowed(*target)))
+                && !self
+                    .stopwords
+                    .as_ref()
+                    .is_some_and(|stopwords| stopwords.is_match(&value.to_lowercase()));
+            accepted.then_some((secret.start, secret.end))
+        })
     }
 }
 
