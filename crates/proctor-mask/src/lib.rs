@@ -651,6 +651,32 @@ enum KeywordSearch {
     Many(AhoCorasick),
 }
 
+/// A thread's buffers for [`Scanner::find`]: the text lowercased, and the rules to run. A rule is
+/// listed once: it is marked with the number of the current search, which leaves nothing to clear
+/// between searches, whatever scanner ran last.
+#[derive(Default)]
+struct Scratch {
+    folded: Vec<u8>,
+    marks: Vec<u32>,
+    mark: u32,
+    to_run: Vec<usize>,
+}
+
+impl Scratch {
+    /// Readies the buffers for a search with `rules` rules.
+    fn start(&mut self, rules: usize) {
+        self.mark = self.mark.wrapping_add(1);
+        if self.mark == 0 {
+            self.marks.fill(0);
+            self.mark = 1;
+        }
+        if self.marks.len() < rules {
+            self.marks.resize(rules, 0);
+        }
+        self.to_run.clear();
+    }
+}
+
 /// A set of rules with their keyword pre-filter.
 pub struct Scanner {
     rules: Vec<Rule>,
@@ -723,32 +749,44 @@ impl Scanner {
     /// Every secret in `text`, in order, without overlaps (the earliest, then the longest, wins).
     pub fn find(&self, text: &str) -> Vec<Finding> {
         // Every statement and result sample passes through here, and almost none holds a secret: the
-        // folded copy and the rule flags live in per-thread buffers, so a clean text allocates nothing.
+        // folded copy and the rules to run live in per-thread buffers, so a clean text allocates
+        // nothing.
         thread_local! {
-            static SCRATCH: std::cell::RefCell<(Vec<u8>, Vec<bool>)> = const {
-                std::cell::RefCell::new((Vec::new(), Vec::new()))
+            static SCRATCH: std::cell::RefCell<Scratch> = const {
+                std::cell::RefCell::new(Scratch {
+                    folded: Vec::new(),
+                    marks: Vec::new(),
+                    mark: 0,
+                    to_run: Vec::new(),
+                })
             };
         }
         SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
             Ok(mut scratch) => {
-                let (folded, enabled) = &mut *scratch;
-                let found = self.find_with(text, folded, enabled);
-                if folded.capacity() > MAX_KEPT_SCRATCH {
-                    *folded = Vec::new();
+                let found = self.find_with(text, &mut scratch);
+                if scratch.folded.capacity() > MAX_KEPT_SCRATCH {
+                    scratch.folded = Vec::new();
                 }
                 found
             }
-            Err(_) => self.find_with(text, &mut Vec::new(), &mut Vec::new()),
+            Err(_) => self.find_with(text, &mut Scratch::default()),
         })
     }
 
-    /// Enables the rules of every keyword that occurs in `text` (any ASCII case); whether any.
-    fn enable_by_keywords(&self, text: &str, folded: &mut Vec<u8>, enabled: &mut [bool]) -> bool {
-        let mut any = false;
+    /// Lists in `scratch.to_run` the rules of every keyword that occurs in `text` (any ASCII case).
+    fn enable_by_keywords(&self, text: &str, scratch: &mut Scratch) {
+        let Scratch {
+            folded,
+            marks,
+            mark,
+            to_run,
+        } = scratch;
         let mut enable = |pattern: aho_corasick::PatternID| {
             for &index in &self.keyword_rules[pattern.as_usize()] {
-                enabled[index] = true;
-                any = true;
+                if marks[index] != *mark {
+                    marks[index] = *mark;
+                    to_run.push(index);
+                }
             }
         };
         match &self.prefilter {
@@ -769,26 +807,27 @@ impl Scanner {
                 }
             }
         }
-        any
     }
 
-    fn find_with(&self, text: &str, folded: &mut Vec<u8>, enabled: &mut Vec<bool>) -> Vec<Finding> {
-        enabled.clear();
-        enabled.resize(self.rules.len(), false);
-        let mut any = false;
+    fn find_with(&self, text: &str, scratch: &mut Scratch) -> Vec<Finding> {
+        scratch.start(self.rules.len());
         for &index in &self.always {
-            let on = self.rules[index]
+            if self.rules[index]
                 .worth_running
-                .is_none_or(|test| test(text));
-            enabled[index] = on;
-            any |= on;
+                .is_none_or(|test| test(text))
+            {
+                scratch.marks[index] = scratch.mark;
+                scratch.to_run.push(index);
+            }
         }
-        any |= self.enable_by_keywords(text, folded, enabled);
-        if !any {
+        self.enable_by_keywords(text, scratch);
+        if scratch.to_run.is_empty() {
             return Vec::new();
         }
+        // In the rules' order: of two findings with the same span, the earlier rule's is kept.
+        scratch.to_run.sort_unstable();
         let mut findings: Vec<Finding> = Vec::new();
-        for (rule, _) in self.rules.iter().zip(enabled.iter()).filter(|(_, on)| **on) {
+        for rule in scratch.to_run.iter().map(|&index| &self.rules[index]) {
             for (start, end) in rule.secrets(text) {
                 findings.push(Finding {
                     detector: rule.id.clone(),
