@@ -227,7 +227,9 @@ mod tests {
 
     #[test]
     fn strings_inside_values_are_masked_and_fingerprinted() {
-        let (masker, report) = Masker::from_config(&Config::default(), [7; 32]).unwrap();
+        let mut config = Config::default();
+        config.masking.rules_files.clear();
+        let (masker, report) = Masker::from_config(&config, [7; 32]).unwrap();
         assert!(report.refused.is_empty() && report.rules > 10);
         let mut sample = json!([["alice", "postgres://admin:S3cr3t-pw@db/prod"], [42, null]]);
         let findings = masker.mask_value(&mut sample, "sample");
@@ -241,8 +243,17 @@ mod tests {
     }
 
     #[test]
-    fn the_shipped_gitleaks_set_loads_by_name_and_rule_files_by_path() {
-        let mut config = Config::default();
+    fn the_shipped_gitleaks_set_loads_by_default_by_name_and_rule_files_by_path() {
+        let (_, report) = Masker::from_config(&Config::default(), [7; 32]).unwrap();
+        assert!(report.rules > 200, "{} rules by default", report.rules);
+        let mut config: Config = toml::from_str("[masking]\nrules_files = []").unwrap();
+        let (_, report) = Masker::from_config(&config, [7; 32]).unwrap();
+        assert!(
+            report.rules < 30,
+            "{} rules with the set turned off",
+            report.rules
+        );
+
         config.masking.rules_files = vec!["gitleaks".into()];
         let (masker, report) = Masker::from_config(&config, [7; 32]).unwrap();
         assert!(report.rules > 200, "{} rules", report.rules);
