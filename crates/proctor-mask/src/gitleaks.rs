@@ -100,6 +100,15 @@ pub fn go_braces(pattern: &str) -> String {
                 out.push(next);
             }
             i += 2;
+            // `\p{Greek}`, `\x{263a}`: the braces belong to the escape.
+            let braced =
+                matches!(chars.get(i - 1), Some('p' | 'P' | 'x')) && chars.get(i) == Some(&'{');
+            if braced {
+                if let Some(end) = chars[i..].iter().position(|&c| c == '}') {
+                    out.extend(&chars[i..=i + end]);
+                    i += end + 1;
+                }
+            }
             continue;
         }
         match c {
@@ -411,6 +420,8 @@ mod tests {
         assert!(go(r"^\Q(unclosed$").is_match("(unclosed$"));
         assert!(go(r"^\141\0$").is_match("a\0"), "octal escapes");
         assert!(go(r"^\x{41}\z").is_match("A"));
+        assert!(go(r"^\x{263a}\p{Greek}\P{Greek}$").is_match("☺λa"));
+        assert_eq!(go_braces(r"\x{263a}{2}\p{L}"), r"\x{263a}{2}\p{L}");
         assert!(go(r"^\<b\>$").is_match("<b>"), "\\< is a literal in Go");
         assert!(
             go(r"^[[]$").is_match("["),
