@@ -88,13 +88,23 @@ pub enum LlmKind {
 }
 
 /// What is masked. Secrets are always masked before they are stored; `pii` adds personal data.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MaskingConfig {
-    /// gitleaks-format rule files, loaded after the built-in detectors.
+    /// gitleaks-format rule files, loaded after the built-in detectors: paths, or `"gitleaks"` for the
+    /// gitleaks default set that ships with Proctor. By default that set alone; `[]` turns it off.
     pub rules_files: Vec<PathBuf>,
     /// Also mask email addresses, phone numbers and IBANs.
     pub pii: bool,
+}
+
+impl Default for MaskingConfig {
+    fn default() -> Self {
+        Self {
+            rules_files: vec![PathBuf::from(proctor_mask::gitleaks::EMBEDDED_NAME)],
+            pii: false,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -71,9 +71,14 @@ impl Masker {
         let mut refused = Vec::new();
         for (i, path) in config.masking.rules_files.iter().enumerate() {
             let at = format!("masking.rules_files[{i}]");
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                ConfigError::new(at.clone(), format!("cannot read {}: {e}", path.display()))
-            })?;
+            // A bare name that is a shipped rule set loads it; anything else is a file.
+            let shipped = path.to_str().and_then(gitleaks::embedded);
+            let text = match shipped {
+                Some(text) => Cow::Borrowed(text),
+                None => Cow::Owned(std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError::new(at.clone(), format!("cannot read {}: {e}", path.display()))
+                })?),
+            };
             let loaded = gitleaks::load(&text).map_err(|e| {
                 ConfigError::new(at.clone(), format!("not a gitleaks rule file: {e}"))
             })?;
@@ -222,7 +227,9 @@ mod tests {
 
     #[test]
     fn strings_inside_values_are_masked_and_fingerprinted() {
-        let (masker, report) = Masker::from_config(&Config::default(), [7; 32]).unwrap();
+        let mut config = Config::default();
+        config.masking.rules_files.clear();
+        let (masker, report) = Masker::from_config(&config, [7; 32]).unwrap();
         assert!(report.refused.is_empty() && report.rules > 10);
         let mut sample = json!([["alice", "postgres://admin:S3cr3t-pw@db/prod"], [42, null]]);
         let findings = masker.mask_value(&mut sample, "sample");
@@ -233,6 +240,36 @@ mod tests {
         assert_eq!(findings.len(), 1);
         assert_eq!(findings[0]["fingerprint"], masker.fingerprint("S3cr3t-pw"));
         assert_eq!(findings[0]["location"], "sample");
+    }
+
+    #[test]
+    fn the_shipped_gitleaks_set_loads_by_default_by_name_and_rule_files_by_path() {
+        let (_, report) = Masker::from_config(&Config::default(), [7; 32]).unwrap();
+        assert!(report.rules > 200, "{} rules by default", report.rules);
+        let mut config: Config = toml::from_str("[masking]\nrules_files = []").unwrap();
+        let (_, report) = Masker::from_config(&config, [7; 32]).unwrap();
+        assert!(
+            report.rules < 30,
+            "{} rules with the set turned off",
+            report.rules
+        );
+
+        config.masking.rules_files = vec!["gitleaks".into()];
+        let (masker, report) = Masker::from_config(&config, [7; 32]).unwrap();
+        assert!(report.rules > 200, "{} rules", report.rules);
+        assert_eq!(report.refused.len(), 1, "{:?}", report.refused);
+        let (masked, _) = masker.mask(
+            "sendgrid 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",
+            "x",
+        );
+        assert!(masked.contains("[MASKED:sendgrid-api-token]"), "{masked}");
+
+        config.masking.rules_files = vec!["./gitleaks".into()];
+        let error = Masker::from_config(&config, [7; 32]).err().unwrap();
+        assert!(
+            error.to_string().contains("cannot read ./gitleaks"),
+            "{error}"
+        );
     }
 
     #[test]

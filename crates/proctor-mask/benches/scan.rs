@@ -1,8 +1,9 @@
 //! Scanner throughput (bytes per second on one core) on the three kinds of text a gateway masks:
-//! clean statements and logs, result rows, and text dense with secrets. Run by `bench/mask.sh`.
+//! clean statements and logs, result rows, and text dense with secrets, with the built-in detectors
+//! and with the shipped gitleaks set added to them (the default). Run by `bench/mask.sh`.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use proctor_mask::{builtin_rules, Scanner};
+use proctor_mask::{builtin_rules, gitleaks, Scanner};
 
 /// About `size` bytes made by repeating `unit`.
 fn text_of(unit: &str, size: usize) -> String {
@@ -10,7 +11,14 @@ fn text_of(unit: &str, size: usize) -> String {
 }
 
 fn scan(c: &mut Criterion) {
-    let scanner = Scanner::new(builtin_rules(false));
+    let builtin = Scanner::new(builtin_rules(false));
+    let mut rules = builtin_rules(false);
+    rules.extend(
+        gitleaks::load(gitleaks::EMBEDDED)
+            .expect("the shipped gitleaks set loads")
+            .rules,
+    );
+    let with_gitleaks = Scanner::new(rules);
     let inputs = [
         (
             "clean",
@@ -37,9 +45,11 @@ fn scan(c: &mut Criterion) {
         ),
     ];
     let mut group = c.benchmark_group("scan");
-    for (name, text) in &inputs {
-        group.throughput(Throughput::Bytes(text.len() as u64));
-        group.bench_function(*name, |b| b.iter(|| scanner.mask(text)));
+    for (rules, scanner) in [("", &builtin), ("+gitleaks", &with_gitleaks)] {
+        for (name, text) in &inputs {
+            group.throughput(Throughput::Bytes(text.len() as u64));
+            group.bench_function(format!("{name}{rules}"), |b| b.iter(|| scanner.mask(text)));
+        }
     }
     group.finish();
 }

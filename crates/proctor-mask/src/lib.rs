@@ -14,16 +14,22 @@ pub mod encoded;
 pub mod gitleaks;
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 pub use encoded::Encoding;
 
-use aho_corasick::{AhoCorasick, Input, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, Input, MatchKind};
 use hmac::{Hmac, Mac};
 use regex::{Regex, RegexBuilder};
 use sha2::Sha256;
 
 /// Compiled size limit of one rule's regex: rules beyond it are refused, never run slowly.
 const REGEX_SIZE_LIMIT: usize = 32 * 1024 * 1024;
+/// The most a rule's lazy DFA may cache, per thread that runs it. A cache grows only with the states a
+/// regex meets, so most stay small; gitleaks' `generic-api-key` meets many on text dense with
+/// secrets, and with the `regex` crate's default of 2 MiB it cleared its cache so often that it ran at
+/// half the speed; 4 MiB is enough (8 and 16 MiB gave the same).
+const DFA_CACHE_LIMIT: usize = 4 * 1024 * 1024;
 /// The mask of a secret found by `detector`. Masks never match a rule, so masking is idempotent.
 pub fn mask_of(detector: &str) -> String {
     format!("[MASKED:{detector}]")
@@ -44,6 +50,9 @@ pub enum Category {
     Pii,
 }
 
+/// A search of a text for a rule's matches, as byte ranges.
+type Finder = fn(&str) -> Vec<Range<usize>>;
+
 /// One detector.
 pub struct Rule {
     pub id: String,
@@ -54,18 +63,23 @@ pub struct Rule {
     secret_group: Option<usize>,
     keywords: Vec<String>,
     min_entropy: Option<f64>,
-    /// A finding whose secret matches one of these is not a secret.
-    allow: Vec<Regex>,
-    stopwords: Vec<String>,
+    /// A finding is not a secret when one of these matches its target (by default the secret).
+    allow: Vec<(AllowTarget, Regex)>,
+    /// A finding whose secret, lowercased, holds one of these words is not a secret.
+    stopwords: Option<AhoCorasick>,
     check: Option<fn(&str) -> bool>,
     /// A cheap test of the whole text that must pass for a rule without keywords to run.
     worth_running: Option<fn(&str) -> bool>,
+    /// A hand-written search that finds exactly the regex's matches, faster: the regex stays the
+    /// rule's definition, and a property test holds the two to the same matches.
+    finder: Option<Finder>,
 }
 
 impl Rule {
     pub fn new(id: &str, category: Category, pattern: &str) -> Result<Self, RuleError> {
         let regex = RegexBuilder::new(pattern)
             .size_limit(REGEX_SIZE_LIMIT)
+            .dfa_size_limit(DFA_CACHE_LIMIT)
             .build()
             .map_err(|e| RuleError {
                 id: id.to_owned(),
@@ -79,9 +93,10 @@ impl Rule {
             keywords: Vec::new(),
             min_entropy: None,
             allow: Vec::new(),
-            stopwords: Vec::new(),
+            stopwords: None,
             check: None,
             worth_running: None,
+            finder: None,
         })
     }
 
@@ -100,9 +115,11 @@ impl Rule {
         self
     }
 
-    pub fn allow(mut self, allow: Vec<Regex>, stopwords: Vec<String>) -> Self {
+    pub fn allow(mut self, allow: Vec<(AllowTarget, Regex)>, stopwords: Vec<String>) -> Self {
         self.allow = allow;
-        self.stopwords = stopwords.into_iter().map(|s| s.to_lowercase()).collect();
+        let lowercase: Vec<String> = stopwords.iter().map(|s| s.to_lowercase()).collect();
+        self.stopwords = (!lowercase.is_empty())
+            .then(|| AhoCorasick::new(&lowercase).expect("stopwords are plain strings"));
         self
     }
 
@@ -116,28 +133,96 @@ impl Rule {
         self
     }
 
+    fn finder(mut self, finder: Finder) -> Self {
+        self.finder = Some(finder);
+        self
+    }
+
+    /// Each match as (secret, whole match), byte ranges of `text`. A rule whose secret is the whole
+    /// match is searched without capture groups, which costs a fraction of a search with them.
+    fn matches<'r, 't>(&'r self, text: &'t str) -> Matches<'r, 't> {
+        if let Some(finder) = self.finder {
+            Matches::Found(finder(text).into_iter())
+        } else if self.secret_group == Some(0) || self.regex.captures_len() == 1 {
+            Matches::Whole(self.regex.find_iter(text))
+        } else {
+            Matches::Groups(self.secret_group, self.regex.captures_iter(text))
+        }
+    }
+
     /// The secret of each match, as a byte range of `text`.
     fn secrets<'t>(&'t self, text: &'t str) -> impl Iterator<Item = (usize, usize)> + 't {
-        self.regex.captures_iter(text).filter_map(move |caps| {
-            let secret = match self.secret_group {
-                Some(group) => caps.get(group),
-                None => (1..caps.len())
-                    .find_map(|group| caps.get(group))
-                    .or_else(|| caps.get(0)),
-            }?;
-            let value = secret.as_str();
+        self.matches(text).filter_map(move |(secret, whole)| {
+            let value = &text[secret.clone()];
+            let allowed = |target: AllowTarget| match target {
+                AllowTarget::Secret => value,
+                AllowTarget::Match => &text[whole.clone()],
+                AllowTarget::Line => line_around(text, whole.start, whole.end),
+            };
             let accepted = !value.is_empty()
                 && !value.starts_with(MASK_PREFIX)
                 && self.min_entropy.is_none_or(|min| entropy(value) >= min)
                 && self.check.is_none_or(|check| check(value))
-                && !self.allow.iter().any(|allow| allow.is_match(value))
+                && !self
+                    .allow
+                    .iter()
+                    .any(|(target, allow)| allow.is_match(allowed(*target)))
                 && !self
                     .stopwords
-                    .iter()
-                    .any(|stop| value.to_lowercase().contains(stop));
-            accepted.then(|| (secret.start(), secret.end()))
+                    .as_ref()
+                    .is_some_and(|stopwords| stopwords.is_match(&value.to_lowercase()));
+            accepted.then_some((secret.start, secret.end))
         })
     }
+}
+
+/// A rule's matches as (secret, whole match): found by its finder, by its regex whole, or by its
+/// regex's capture groups (the secret group, or the first group that matched).
+enum Matches<'r, 't> {
+    Found(std::vec::IntoIter<Range<usize>>),
+    Whole(regex::Matches<'r, 't>),
+    Groups(Option<usize>, regex::CaptureMatches<'r, 't>),
+}
+
+impl Iterator for Matches<'_, '_> {
+    type Item = (Range<usize>, Range<usize>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Matches::Found(found) => found.next().map(|m| (m.clone(), m)),
+            Matches::Whole(found) => found.next().map(|m| (m.range(), m.range())),
+            Matches::Groups(secret_group, found) => loop {
+                let caps = found.next()?;
+                let secret = match *secret_group {
+                    Some(group) => caps.get(group),
+                    None => (1..caps.len())
+                        .find_map(|group| caps.get(group))
+                        .or_else(|| caps.get(0)),
+                };
+                if let (Some(secret), Some(whole)) = (secret, caps.get(0)) {
+                    return Some((secret.range(), whole.range()));
+                }
+            },
+        }
+    }
+}
+
+/// What an allowlist regex is matched against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AllowTarget {
+    /// The secret (the capture group).
+    Secret,
+    /// The rule's whole match.
+    Match,
+    /// The line that holds the match.
+    Line,
+}
+
+/// The line of `text` that holds `start..end` (all the lines it spans).
+fn line_around(text: &str, start: usize, end: usize) -> &str {
+    let from = text[..start].rfind('\n').map_or(0, |at| at + 1);
+    let to = text[end..].find('\n').map_or(text.len(), |at| end + at);
+    &text[from..to]
 }
 
 fn first_line(text: &str) -> String {
@@ -165,34 +250,77 @@ pub fn entropy(text: &str) -> f64 {
         .sum()
 }
 
-/// Whether `text` holds 12 or more digits in a row, single spaces or dashes between them allowed: the
-/// least a card number needs. A byte loop, far cheaper than the card regex on text without one.
-fn has_card_length_digit_run(text: &str) -> bool {
-    let mut digits = 0;
-    let mut after_separator = false;
-    for byte in text.bytes() {
-        match byte {
-            b'0'..=b'9' => {
-                digits += 1;
-                after_separator = false;
-                if digits >= 12 {
-                    return true;
-                }
+/// The matches of the card-number regex, `(?-u:\b)(?:[0-9][ -]?){11,18}[0-9](?-u:\b)`, found by a
+/// byte loop: from each digit that starts a word, the longest run of 12 to 19 digits (one space or
+/// dash allowed between two) that ends a word; the search goes on after each match, as the regex's
+/// does. A regex search costs about a microsecond per long number, and traffic is full of them (ids,
+/// order numbers, timestamps).
+fn card_candidates(text: &str) -> Vec<Range<usize>> {
+    let bytes = text.as_bytes();
+    let is_word = |at: usize| {
+        bytes
+            .get(at)
+            .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
+    };
+    let mut found = Vec::new();
+    let mut start = 0;
+    while start < bytes.len() {
+        let Some(digit) = bytes[start..].iter().position(u8::is_ascii_digit) else {
+            break;
+        };
+        start += digit;
+        if start > 0 && is_word(start - 1) {
+            // Inside a word: no match starts before the word ends.
+            start += bytes[start..]
+                .iter()
+                .position(|b| !(b.is_ascii_alphanumeric() || *b == b'_'))
+                .unwrap_or(bytes.len() - start);
+            continue;
+        }
+        // Where each digit of the run from `start` ends, the first at `start + 1`.
+        let mut ends = [0usize; 19];
+        let (mut count, mut at) = (0, start);
+        while count < ends.len() {
+            ends[count] = at + 1;
+            count += 1;
+            at += 1;
+            let next = match bytes.get(at) {
+                Some(b' ' | b'-') if bytes.get(at + 1).is_some_and(u8::is_ascii_digit) => at + 1,
+                Some(b) if b.is_ascii_digit() => at,
+                _ => break,
+            };
+            at = next;
+        }
+        match (12..=count)
+            .rev()
+            .map(|n| ends[n - 1])
+            .find(|&end| !is_word(end))
+        {
+            Some(end) => {
+                found.push(start..end);
+                start = end;
             }
-            b' ' | b'-' if digits > 0 && !after_separator => after_separator = true,
-            _ => {
-                digits = 0;
-                after_separator = false;
-            }
+            None => start += 1,
         }
     }
-    false
+    found
 }
 
 /// A card number: the Luhn checksum (spaces and dashes ignored), and a length its issuer uses.
 fn is_card_number(text: &str) -> bool {
-    let digits: Vec<u32> = text.chars().filter_map(|c| c.to_digit(10)).collect();
-    if !issuer_issues(&digits) {
+    // No issuer numbers cards beyond 19 digits: a longer run is no card, and the digits fit on the
+    // stack.
+    let mut all = [0u32; 19];
+    let mut count = 0;
+    for digit in text.chars().filter_map(|c| c.to_digit(10)) {
+        if count == all.len() {
+            return false;
+        }
+        all[count] = digit;
+        count += 1;
+    }
+    let digits = &all[..count];
+    if !issuer_issues(digits) {
         return false;
     }
     let sum: u32 = digits
@@ -324,9 +452,10 @@ pub fn builtin_rules(pii: bool) -> Vec<Rule> {
         )
         .keywords(&["prt_"]),
         // ASCII word boundaries on both sides: digits inside a hex id or a longer token are no card.
-        rule("card-number", Secret, r"(?-u:\b)((?:[0-9][ -]?){11,18}[0-9])(?-u:\b)")
-            .check(is_card_number)
-            .worth_running(has_card_length_digit_run),
+        rule("card-number", Secret, r"(?-u:\b)(?:[0-9][ -]?){11,18}[0-9](?-u:\b)")
+            .secret_group(0)
+            .finder(card_candidates)
+            .check(is_card_number),
         rule(
             "generic-secret",
             Secret,
@@ -343,16 +472,18 @@ pub fn builtin_rules(pii: bool) -> Vec<Rule> {
                 r"\b([A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,})\b",
             )
             .keywords(&["@"]),
+            // The number must end where its digits end: not glued to a letter or digit, nor followed by
+            // a separator and more digits (else a prefix of a longer digit run would be a phone).
             rule(
                 "phone",
                 Pii,
-                r"(?:^|[^\w+])(\+[1-9][0-9]{0,2}[ .-]?(?:\(?[0-9]{1,4}\)?[ .-]?){2,4}[0-9]{2,4})\b",
+                r"(?:^|[^0-9A-Za-z_+])(\+[1-9][0-9]{0,2}[ .-]?(?:\(?[0-9]{1,4}\)?[ .-]?){2,4}[0-9]{2,4})(?:$|[^0-9A-Za-z_ .-]|[ .-](?:$|[^0-9]))",
             )
             .keywords(&["+"]),
             rule(
                 "iban",
                 Pii,
-                r"\b([A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?)\b",
+                r"(?-u:\b)([A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?)(?-u:\b)",
             )
             .check(is_iban)
             .worth_running(|text| text.bytes().any(|b| b.is_ascii_uppercase())),
@@ -361,10 +492,97 @@ pub fn builtin_rules(pii: bool) -> Vec<Rule> {
     rules
 }
 
-/// The ISO 13616 check digits of an IBAN (mod 97 = 1).
+/// The countries that number accounts with IBANs, each with the length of its IBANs (ISO 13616
+/// registry).
+const IBAN_LENGTHS: &[(&str, usize)] = &[
+    ("AD", 24),
+    ("AE", 23),
+    ("AL", 28),
+    ("AT", 20),
+    ("AZ", 28),
+    ("BA", 20),
+    ("BE", 16),
+    ("BG", 22),
+    ("BH", 22),
+    ("BR", 29),
+    ("BY", 28),
+    ("CH", 21),
+    ("CR", 22),
+    ("CY", 28),
+    ("CZ", 24),
+    ("DE", 22),
+    ("DK", 18),
+    ("DO", 28),
+    ("EE", 20),
+    ("EG", 29),
+    ("ES", 24),
+    ("FI", 18),
+    ("FO", 18),
+    ("FR", 27),
+    ("GB", 22),
+    ("GE", 22),
+    ("GI", 23),
+    ("GL", 18),
+    ("GR", 27),
+    ("GT", 28),
+    ("HR", 21),
+    ("HU", 28),
+    ("IE", 22),
+    ("IL", 23),
+    ("IQ", 23),
+    ("IS", 26),
+    ("IT", 27),
+    ("JO", 30),
+    ("KW", 30),
+    ("KZ", 20),
+    ("LB", 28),
+    ("LC", 32),
+    ("LI", 21),
+    ("LT", 20),
+    ("LU", 20),
+    ("LV", 21),
+    ("MC", 27),
+    ("MD", 24),
+    ("ME", 22),
+    ("MK", 19),
+    ("MR", 27),
+    ("MT", 31),
+    ("MU", 30),
+    ("NL", 18),
+    ("NO", 15),
+    ("PK", 24),
+    ("PL", 28),
+    ("PS", 29),
+    ("PT", 25),
+    ("QA", 29),
+    ("RO", 24),
+    ("RS", 22),
+    ("SA", 24),
+    ("SC", 31),
+    ("SE", 24),
+    ("SI", 19),
+    ("SK", 24),
+    ("SM", 27),
+    ("ST", 25),
+    ("SV", 28),
+    ("TL", 23),
+    ("TN", 24),
+    ("TR", 26),
+    ("UA", 29),
+    ("VA", 22),
+    ("VG", 24),
+    ("XK", 20),
+];
+
+/// An IBAN: a country that uses them, that country's length, and the ISO 13616 check digits
+/// (mod 97 = 1).
 fn is_iban(text: &str) -> bool {
     let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-    if !(15..=34).contains(&compact.len()) {
+    let country_length = IBAN_LENGTHS
+        .iter()
+        .find(|(country, _)| compact.starts_with(country))
+        .map(|&(_, length)| length);
+    if country_length != Some(compact.len()) {
         return false;
     }
     let rearranged = compact[4..].chars().chain(compact[..4].chars());
@@ -407,10 +625,50 @@ fn without_overlaps(mut findings: Vec<Finding>) -> Vec<Finding> {
 /// The largest folded copy of a text that a thread keeps between scans; a larger one is freed.
 const MAX_KEPT_SCRATCH: usize = 1024 * 1024;
 
+/// Up to this many keywords, the SIMD search of the `aho-corasick` crate finds them fastest; beyond,
+/// a DFA pass is faster than restarting a search after each of the many occurrences.
+const MAX_SIMD_KEYWORDS: usize = 64;
+
+/// How a scanner finds the keywords a text holds.
+enum KeywordSearch {
+    /// A leftmost-first search of the text lowercased, which runs the SIMD prefilter; keywords
+    /// inside other keywords are enabled with them.
+    Few(AhoCorasick),
+    /// One overlapping DFA pass over the text, ASCII case-insensitive: about a nanosecond per byte
+    /// whatever the number of keywords (the gitleaks set has 244).
+    Many(AhoCorasick),
+}
+
+/// A thread's buffers for [`Scanner::find`]: the text lowercased, and the rules to run. A rule is
+/// listed once: it is marked with the number of the current search, which leaves nothing to clear
+/// between searches, whatever scanner ran last.
+#[derive(Default)]
+struct Scratch {
+    folded: Vec<u8>,
+    marks: Vec<u32>,
+    mark: u32,
+    to_run: Vec<usize>,
+}
+
+impl Scratch {
+    /// Readies the buffers for a search with `rules` rules.
+    fn start(&mut self, rules: usize) {
+        self.mark = self.mark.wrapping_add(1);
+        if self.mark == 0 {
+            self.marks.fill(0);
+            self.mark = 1;
+        }
+        if self.marks.len() < rules {
+            self.marks.resize(rules, 0);
+        }
+        self.to_run.clear();
+    }
+}
+
 /// A set of rules with their keyword pre-filter.
 pub struct Scanner {
     rules: Vec<Rule>,
-    prefilter: AhoCorasick,
+    prefilter: KeywordSearch,
     /// For each pattern of the pre-filter, the rules it enables.
     keyword_rules: Vec<Vec<usize>>,
     /// Rules without keywords: they always run.
@@ -436,21 +694,34 @@ impl Scanner {
                 }
             }
         }
-        // A keyword occurrence contains an occurrence of every keyword that is a substring of it: its
-        // rules are enabled with it, since the leftmost-first search below reports only one pattern
-        // per position.
-        for (i, keyword) in keywords.iter().enumerate() {
-            for (j, other) in keywords.iter().enumerate() {
-                if i != j && keyword.contains(other.as_str()) {
-                    let contained = keyword_rules[j].clone();
-                    keyword_rules[i].extend(contained);
+        let prefilter = if keywords.len() <= MAX_SIMD_KEYWORDS {
+            // A keyword occurrence contains an occurrence of every keyword that is a substring of
+            // it: its rules are enabled with it, since a leftmost-first search reports only one
+            // pattern per position.
+            for (i, keyword) in keywords.iter().enumerate() {
+                for (j, other) in keywords.iter().enumerate() {
+                    if i != j && keyword.contains(other.as_str()) {
+                        let contained = keyword_rules[j].clone();
+                        keyword_rules[i].extend(contained);
+                    }
                 }
             }
-        }
-        let prefilter = AhoCorasick::builder()
-            .match_kind(MatchKind::LeftmostFirst)
-            .build(&keywords)
-            .expect("keywords are plain strings");
+            KeywordSearch::Few(
+                AhoCorasick::builder()
+                    .match_kind(MatchKind::LeftmostFirst)
+                    .build(&keywords)
+                    .expect("keywords are plain strings"),
+            )
+        } else {
+            KeywordSearch::Many(
+                AhoCorasick::builder()
+                    .match_kind(MatchKind::Standard)
+                    .kind(Some(AhoCorasickKind::DFA))
+                    .ascii_case_insensitive(true)
+                    .build(&keywords)
+                    .expect("keywords are plain strings"),
+            )
+        };
         Self {
             rules,
             prefilter,
@@ -466,56 +737,85 @@ impl Scanner {
     /// Every secret in `text`, in order, without overlaps (the earliest, then the longest, wins).
     pub fn find(&self, text: &str) -> Vec<Finding> {
         // Every statement and result sample passes through here, and almost none holds a secret: the
-        // folded copy and the rule flags live in per-thread buffers, so a clean text allocates nothing.
+        // folded copy and the rules to run live in per-thread buffers, so a clean text allocates
+        // nothing.
         thread_local! {
-            static SCRATCH: std::cell::RefCell<(Vec<u8>, Vec<bool>)> = const {
-                std::cell::RefCell::new((Vec::new(), Vec::new()))
+            static SCRATCH: std::cell::RefCell<Scratch> = const {
+                std::cell::RefCell::new(Scratch {
+                    folded: Vec::new(),
+                    marks: Vec::new(),
+                    mark: 0,
+                    to_run: Vec::new(),
+                })
             };
         }
         SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
             Ok(mut scratch) => {
-                let (folded, enabled) = &mut *scratch;
-                let found = self.find_with(text, folded, enabled);
-                if folded.capacity() > MAX_KEPT_SCRATCH {
-                    *folded = Vec::new();
+                let found = self.find_with(text, &mut scratch);
+                if scratch.folded.capacity() > MAX_KEPT_SCRATCH {
+                    scratch.folded = Vec::new();
                 }
                 found
             }
-            Err(_) => self.find_with(text, &mut Vec::new(), &mut Vec::new()),
+            Err(_) => self.find_with(text, &mut Scratch::default()),
         })
     }
 
-    fn find_with(&self, text: &str, folded: &mut Vec<u8>, enabled: &mut Vec<bool>) -> Vec<Finding> {
-        enabled.clear();
-        enabled.resize(self.rules.len(), false);
-        let mut any = false;
-        for &index in &self.always {
-            let on = self.rules[index]
-                .worth_running
-                .is_none_or(|test| test(text));
-            enabled[index] = on;
-            any |= on;
-        }
-        // Keywords are lowercase; a leftmost-first search (which, unlike an overlapping one, runs the
-        // SIMD prefilter) restarted one byte after each match start finds every keyword occurrence.
-        folded.clear();
-        folded.extend(text.bytes().map(|b| b.to_ascii_lowercase()));
-        let mut from = 0;
-        while let Some(found) = self
-            .prefilter
-            .find(Input::new(folded.as_slice()).range(from..))
-        {
-            for &index in &self.keyword_rules[found.pattern().as_usize()] {
-                enabled[index] = true;
-                any = true;
+    /// Lists in `scratch.to_run` the rules of every keyword that occurs in `text` (any ASCII case).
+    fn enable_by_keywords(&self, text: &str, scratch: &mut Scratch) {
+        let Scratch {
+            folded,
+            marks,
+            mark,
+            to_run,
+        } = scratch;
+        let mut enable = |pattern: aho_corasick::PatternID| {
+            for &index in &self.keyword_rules[pattern.as_usize()] {
+                if marks[index] != *mark {
+                    marks[index] = *mark;
+                    to_run.push(index);
+                }
             }
-            from = found.start() + 1;
+        };
+        match &self.prefilter {
+            KeywordSearch::Few(search) => {
+                // Keywords are lowercase; a leftmost-first search restarted one byte after each
+                // match start finds every keyword occurrence.
+                folded.clear();
+                folded.extend(text.bytes().map(|b| b.to_ascii_lowercase()));
+                let mut from = 0;
+                while let Some(found) = search.find(Input::new(folded.as_slice()).range(from..)) {
+                    enable(found.pattern());
+                    from = found.start() + 1;
+                }
+            }
+            KeywordSearch::Many(search) => {
+                for found in search.find_overlapping_iter(text) {
+                    enable(found.pattern());
+                }
+            }
         }
-        if !any {
+    }
+
+    fn find_with(&self, text: &str, scratch: &mut Scratch) -> Vec<Finding> {
+        scratch.start(self.rules.len());
+        for &index in &self.always {
+            if self.rules[index]
+                .worth_running
+                .is_none_or(|test| test(text))
+            {
+                scratch.marks[index] = scratch.mark;
+                scratch.to_run.push(index);
+            }
+        }
+        self.enable_by_keywords(text, scratch);
+        if scratch.to_run.is_empty() {
             return Vec::new();
         }
+        // In the rules' order: of two findings with the same span, the earlier rule's is kept.
+        scratch.to_run.sort_unstable();
         let mut findings: Vec<Finding> = Vec::new();
-        for (rule, _) in self.rules.iter().zip(enabled.iter()).filter(|(_, on)| **on) {
+        for rule in scratch.to_run.iter().map(|&index| &self.rules[index]) {
             for (start, end) in rule.secrets(text) {
                 findings.push(Finding {
                     detector: rule.id.clone(),
@@ -855,6 +1155,31 @@ mod tests {
     }
 
     #[test]
+    fn the_card_finder_agrees_with_the_card_regex_on_runs_around_the_limits() {
+        let rule = builtin_rules(false)
+            .into_iter()
+            .find(|r| r.id == "card-number")
+            .expect("the card rule");
+        for text in [
+            "411111111111",
+            "41111111111",
+            "4111111111111111111",
+            "41111111111111111111",
+            "4111 1111 1111 1111 2222",
+            "4111  1111 1111 1111",
+            "x4111111111111111 4111-1111-1111-1111-",
+            "-4111-1111-1111-1111-9",
+            "1111111111111111111111111 22222222222222",
+            "é4111111111111111é",
+            "12345678901234567890123_4111111111111111",
+        ] {
+            let by_regex: Vec<Range<usize>> =
+                rule.regex.find_iter(text).map(|m| m.range()).collect();
+            assert_eq!(card_candidates(text), by_regex, "{text:?}");
+        }
+    }
+
+    #[test]
     fn card_numbers_inside_longer_identifiers_are_no_cards() {
         for text in [
             "select 'trace_id=9f4111111111111111ab order=77'",
@@ -882,6 +1207,54 @@ mod tests {
         finds("call +44 20 7946 0958 today", "phone", "+44 20 7946 0958");
         let secrets_only = Scanner::new(builtin_rules(false));
         assert!(secrets_only.find("mail alice@example.com").is_empty());
+    }
+
+    #[test]
+    fn phones_ibans_and_generic_secrets_inside_longer_identifiers_are_not_found() {
+        for (alone, glued, detector, value) in [
+            (
+                "call +44 20 7946 0958 today",
+                "ref=x+44 20 7946 0958 today",
+                "phone",
+                "+44 20 7946 0958",
+            ),
+            (
+                "call +44 20 7946 0958.",
+                "call +44 20 7946 0958abc",
+                "phone",
+                "+44 20 7946 0958",
+            ),
+            (
+                "tel: +1 415 555 0132, fax",
+                "build +1 415 555 0132 7788 9900 1122",
+                "phone",
+                "+1 415 555 0132",
+            ),
+            (
+                "IBAN DE89370400440532013000 ok",
+                "ref XDE89370400440532013000 ok",
+                "iban",
+                "DE89370400440532013000",
+            ),
+            (
+                "pay to GB82 WEST 1234 5698 7654 32.",
+                "pay to GB82 WEST 1234 5698 7654 32ab",
+                "iban",
+                "GB82 WEST 1234 5698 7654 32",
+            ),
+            (
+                "token: 'q8Zr3Lm0Xv7TgB2nW5yK'",
+                "detokenizer: 'q8Zr3Lm0Xv7TgB2nW5yK'",
+                "generic-secret",
+                "q8Zr3Lm0Xv7TgB2nW5yK",
+            ),
+        ] {
+            finds(alone, detector, value);
+            misses(glued, detector);
+        }
+        // Check digits right, but no country numbers its IBANs so, or at that length.
+        misses("ref ZZ80539007547034 ok", "iban");
+        misses("ref DE41370400440532013 ok", "iban");
     }
 
     #[test]
@@ -914,6 +1287,27 @@ mod tests {
             rule("across", r"ACROSS-(\d+)", &["eyso"]),
         ]);
         // "monkeys" holds "key"; "monkeysoup" holds "eyso" across the end of "monkeys".
+        let found: Vec<String> = scanner
+            .find("MonKeySoup INNER-1 OUTER-2 ACROSS-3")
+            .into_iter()
+            .map(|f| f.detector)
+            .collect();
+        assert_eq!(found, ["inner", "outer", "across"]);
+
+        // The same with more keywords than the SIMD search takes, as a gitleaks set has.
+        let mut rules = vec![
+            rule("inner", r"INNER-(\d+)", &["key"]),
+            rule("outer", r"OUTER-(\d+)", &["monkeys"]),
+            rule("across", r"ACROSS-(\d+)", &["eyso"]),
+        ];
+        let fillers: Vec<String> = (0..MAX_SIMD_KEYWORDS)
+            .map(|i| format!("filler{i}"))
+            .collect();
+        for filler in &fillers {
+            rules.push(rule(filler, "FILLER", &[filler.as_str()]));
+        }
+        let scanner = Scanner::new(rules);
+        assert!(matches!(scanner.prefilter, KeywordSearch::Many(_)));
         let found: Vec<String> = scanner
             .find("MonKeySoup INNER-1 OUTER-2 ACROSS-3")
             .into_iter()
@@ -972,6 +1366,19 @@ mod tests {
 
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn the_card_finder_finds_exactly_what_the_card_regex_finds(
+                text in "[0-9 \\-a_.é]{0,80}",
+            ) {
+                let rule = builtin_rules(false)
+                    .into_iter()
+                    .find(|r| r.id == "card-number")
+                    .expect("the card rule");
+                let by_regex: Vec<Range<usize>> =
+                    rule.regex.find_iter(&text).map(|m| m.range()).collect();
+                prop_assert_eq!(card_candidates(&text), by_regex);
+            }
 
             #[test]
             fn masking_never_panics_and_is_idempotent(text in ".{0,300}") {

@@ -131,15 +131,17 @@ fn secrets_are_masked_in_the_journal_and_found_by_fingerprint() {
 #[test]
 fn gitleaks_rules_from_the_config_mask_what_the_built_in_rules_do_not_know() {
     let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data/gitleaks/gitleaks.toml");
+        .join("../proctor-mask/rules/gitleaks.toml");
     let proctor = Proctor::start(&format!(
         "[masking]\nrules_files = [{:?}]\n{APP_DB}",
         rules.display().to_string()
     ));
     let log = proctor.log();
     assert!(log.contains("a masking rule was refused"), "{log}");
+    // The one rule refused matches file names only; pypi-upload-token loads since its `\w` is read
+    // as Go reads it (ASCII), which keeps its regex within the size limit.
     assert!(
-        log.contains("pypi-upload-token") && log.contains("pkcs12-file"),
+        log.contains("pkcs12-file") && !log.contains("pypi-upload-token"),
         "{log}"
     );
     let token = proctor.add_identity("alice", &["dba"]);
