@@ -103,6 +103,9 @@ pub fn find(scanner: &Scanner, text: &str) -> (Vec<Replacement>, Vec<EncodedSecr
         let Some(bytes) = encoding.decode(run) else {
             continue;
         };
+        if !has_printable_stretch(&bytes) {
+            continue;
+        }
         let view = printable_view(&bytes);
         let found = scanner.find(&view);
         if found.is_empty() {
@@ -195,6 +198,10 @@ fn classify(bytes: &[u8], start: usize, end: usize) -> Option<(usize, Encoding)>
     if run.len() < MIN_BASE64_RUN || run.len() % 4 == 1 {
         return None;
     }
+    // Hex digits and dashes alone are a UUID or a hex id, not base64.
+    if run.iter().all(|b| b.is_ascii_hexdigit() || *b == b'-') {
+        return None;
+    }
     let standard = run.iter().any(|b| matches!(b, b'+' | b'/'));
     let url_safe = run.iter().any(|b| matches!(b, b'-' | b'_'));
     match (standard, url_safe) {
@@ -202,6 +209,24 @@ fn classify(bytes: &[u8], start: usize, end: usize) -> Option<(usize, Encoding)>
         (_, false) => Some((start, Encoding::Base64)),
         (false, true) => Some((start, Encoding::Base64Url)),
     }
+}
+
+/// Whether decoded bytes hold a stretch of printable text as long as the shortest secret: random bytes
+/// (a hash in hex, a UUID read as base64) almost never do, and are not scanned.
+fn has_printable_stretch(bytes: &[u8]) -> bool {
+    const SHORTEST_SECRET: usize = 8;
+    let mut stretch = 0;
+    for &b in bytes {
+        if b.is_ascii_graphic() || b == b' ' {
+            stretch += 1;
+            if stretch >= SHORTEST_SECRET {
+                return true;
+            }
+        } else {
+            stretch = 0;
+        }
+    }
+    false
 }
 
 /// How many `=` of base64 padding follow the run.
@@ -353,6 +378,7 @@ mod tests {
             "select * from customer_orders_archive_2024 where id = 1",
             "sha256 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
             "aGVsbG8gd29ybGQsIG5vdGhpbmcgdG8gc2VlIGhlcmU=",
+            "id 550e8400-e29b-41d4-a716-446655440000",
         ] {
             let (masked, secrets) = apply(text);
             assert_eq!(masked, text);

@@ -320,7 +320,7 @@ fn is_card_number(text: &str) -> bool {
         count += 1;
     }
     let digits = &all[..count];
-    if !issuer_issues(digits) {
+    if !issuer_issues(digits) || !grouped_as_cards_are(text) {
         return false;
     }
     let sum: u32 = digits
@@ -334,6 +334,29 @@ fn is_card_number(text: &str) -> bool {
         })
         .sum();
     sum.is_multiple_of(10)
+}
+
+/// Whether a number written with separators is grouped as cards are printed: fours (the last group
+/// shorter on a 13-, 15- or 19-digit card), or 4-6-5 and 4-6-4 (American Express, Diners Club). An id
+/// grouped otherwise (`56406688-2572-4353`) is no card.
+fn grouped_as_cards_are(text: &str) -> bool {
+    if !text.contains([' ', '-']) {
+        return true;
+    }
+    let mut groups = [0usize; 19];
+    let mut count = 0;
+    for group in text.split([' ', '-']) {
+        if count == groups.len() {
+            return false;
+        }
+        groups[count] = group.len();
+        count += 1;
+    }
+    match &groups[..count] {
+        [4, 6, 5] | [4, 6, 4] => true,
+        [fours @ .., last] => fours.iter().all(|&g| g == 4) && (1..=4).contains(last),
+        [] => false,
+    }
 }
 
 /// Whether an issuer numbers its cards with this prefix and length (the ISO/IEC 7812 ranges of the
@@ -354,7 +377,9 @@ fn issuer_issues(digits: &[u32]) -> bool {
         Some(6) if four == 6011 || (644..=649).contains(&three) || two == 65 || two == 62 => {
             (16..=19).contains(&length)
         }
-        Some(5 | 6) if two == 50 || (56..=69).contains(&two) => (12..=19).contains(&length),
+        // Maestro may number cards with 12 to 19 digits, but issues 16 to 19: the shorter lengths
+        // would make cards of account numbers.
+        Some(5 | 6) if two == 50 || (56..=69).contains(&two) => (16..=19).contains(&length),
         _ => false,
     }
 }
@@ -1152,6 +1177,8 @@ mod tests {
             "4415711815394971",
         );
         finds("amex 378282246310005.", "card-number", "378282246310005");
+        finds("amex 3782 822463 10005", "card-number", "3782 822463 10005");
+        finds("visa 4222-2222-2222-2", "card-number", "4222-2222-2222-2");
     }
 
     #[test]
@@ -1190,6 +1217,10 @@ mod tests {
             "order 1000000000000008",
             // An issuer's prefix with a length it does not use (Amex is 15 digits).
             "id 3782822463100052",
+            // Luhn-valid, an issuer's prefix and length, but grouped as no card is printed.
+            "ref 56406688-2572-4353",
+            // A Maestro prefix with a length Maestro does not issue: an account number.
+            "account 561234567890",
         ] {
             misses(text, "card-number");
         }
