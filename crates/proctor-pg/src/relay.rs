@@ -5,6 +5,12 @@
 //! them (prepared statements, portals, the queue of statements awaiting results) needs no locks. Bytes
 //! are forwarded as they arrive, never a whole result set at a time; a target message larger than
 //! [`PASSTHROUGH_THRESHOLD`] is streamed through without being held in memory.
+//!
+//! Everything the journal keeps of what passes is masked through the session's recorder first:
+//! statement text, prepared statement and portal names, bound parameters and sampled cells (decoded by
+//! type, masked, then cut to the sample's budget, so that a cut never keeps part of a secret), column
+//! names, COPY lines (joined across messages before they are masked), errors, notices and
+//! notifications.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
