@@ -348,21 +348,32 @@ pub(crate) fn hash_at(
         .map(|event| event.hash))
 }
 
-/// The events, of every session, that mention `needle` anywhere, with their session's number.
+/// The events, of every session, that mention any of `needles` anywhere, with their session's
+/// number: one pass over the store, however many needles.
 pub(crate) fn events_mentioning(
     conn: &Connection,
-    needle: &str,
+    needles: &[String],
 ) -> Result<Vec<(i64, Event)>, JournalError> {
-    let mut stmt = conn.prepare(
-        "SELECT session_no, data FROM event_blocks WHERE instr(data, ?1) > 0 ORDER BY id",
-    )?;
-    let rows = stmt.query_map([needle], |row| {
+    if needles.is_empty() {
+        return Ok(Vec::new());
+    }
+    let any = (1..=needles.len())
+        .map(|i| format!("instr(data, ?{i}) > 0"))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    let mut stmt = conn.prepare(&format!(
+        "SELECT session_no, data FROM event_blocks WHERE {any} ORDER BY id"
+    ))?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(needles), |row| {
         Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
     })?;
     let mut found = Vec::new();
     for row in rows {
         let (no, data) = row?;
-        for line in data.split('\n').filter(|line| line.contains(needle)) {
+        for line in data
+            .split('\n')
+            .filter(|line| needles.iter().any(|needle| line.contains(needle.as_str())))
+        {
             found.extend(parse("", line)?.into_iter().map(|event| (no, event)));
         }
     }

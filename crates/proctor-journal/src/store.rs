@@ -523,9 +523,16 @@ impl Store {
         }
     }
 
-    /// Every event whose findings carry `fingerprint`: where a secret passed, when, and by whom.
-    pub fn find_fingerprint(&self, fingerprint: &str) -> Result<Vec<Sighting>, JournalError> {
-        if fingerprint.is_empty() || !fingerprint.bytes().all(|b| b.is_ascii_hexdigit()) {
+    /// Every event whose findings carry one of `fingerprints` (the forms a suspected secret may have
+    /// been recorded under): where it passed, when, and by whom, each finding once.
+    pub fn find_fingerprints(
+        &self,
+        fingerprints: &[String],
+    ) -> Result<Vec<Sighting>, JournalError> {
+        if fingerprints
+            .iter()
+            .any(|f| f.is_empty() || !f.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
             return Err(JournalError::Malformed(
                 "a fingerprint is hexadecimal".into(),
             ));
@@ -534,14 +541,14 @@ impl Store {
         let mut sessions =
             conn.prepare_cached("SELECT id, identity, connection FROM sessions WHERE no = ?1")?;
         let mut sightings = Vec::new();
-        for (no, event) in blocks::events_mentioning(&conn, fingerprint)? {
+        for (no, event) in blocks::events_mentioning(&conn, fingerprints)? {
             let (session_id, identity, connection): (String, String, String) =
                 sessions.query_row([no], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
-            for finding in event
-                .findings
-                .iter()
-                .filter(|f| f["fingerprint"] == fingerprint)
-            {
+            for finding in event.findings.iter().filter(|f| {
+                fingerprints
+                    .iter()
+                    .any(|fingerprint| f["fingerprint"] == fingerprint.as_str())
+            }) {
                 sightings.push(Sighting {
                     session_id: session_id.clone(),
                     identity: identity.clone(),

@@ -1501,8 +1501,12 @@ fn count_copy(copy: &mut CopyCounter, data: &[u8], limits: &Limits, recorder: &S
         }
         return;
     };
+    // Only what the sample can still take (and the look-ahead that masking reads past it) is copied:
+    // a COPY message may be far larger than the sample.
     let mut lines = std::mem::take(&mut copy.partial);
-    lines.extend_from_slice(&data[..last_newline]);
+    let wanted = (limits.sample_bytes - copy.sample_bytes + values::MASK_LOOKAHEAD)
+        .saturating_sub(lines.len());
+    lines.extend_from_slice(&data[..last_newline.min(wanted)]);
     sample_copy_lines(copy, &lines, limits, recorder);
     let rest = &data[last_newline + 1..];
     copy.partial

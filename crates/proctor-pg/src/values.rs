@@ -266,7 +266,9 @@ pub fn binary_copy_tuples(data: &[u8], max: usize) -> Option<Vec<Value>> {
         if count == -1 {
             break;
         }
-        let mut fields = Vec::with_capacity(usize::try_from(count).ok()?);
+        // Each field takes at least its 4-byte length: a count the bytes cannot hold reserves nothing.
+        let count = usize::try_from(count).ok()?;
+        let mut fields = Vec::with_capacity(count.min((data.len() - at) / 4));
         for _ in 0..count {
             let length = i32::from_be_bytes(data.get(at..at + 4)?.try_into().ok()?);
             at += 4;

@@ -22,17 +22,7 @@ pub fn run(config: Config) -> anyhow::Result<ExitCode> {
     let store = crate::admin::open_store(&config)?;
     let key = fingerprint_key(&config.server.data_dir)?;
     let (masker, _) = Masker::from_config(&config, key)?;
-    let mut sightings = Vec::new();
-    for fingerprint in masker.fingerprints_of(&secret) {
-        sightings.extend(store.find_fingerprint(&fingerprint)?);
-    }
-    sightings.sort_by_key(|s| (s.at, s.session_id.clone(), s.seq));
-    sightings.dedup_by(|a, b| {
-        a.session_id == b.session_id
-            && a.seq == b.seq
-            && a.detector == b.detector
-            && a.location == b.location
-    });
+    let sightings = store.find_fingerprints(&masker.fingerprints_of(&secret))?;
     if sightings.is_empty() {
         println!("not found: the secret did not pass through Proctor in any recorded event");
         return Ok(ExitCode::from(1));
