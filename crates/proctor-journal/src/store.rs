@@ -486,6 +486,16 @@ impl Store {
     }
 
     /// Finds a session by its full id or by a unique prefix of it.
+    /// The session that started last, if any.
+    pub fn last_session(&self) -> Result<Option<SessionRow>, JournalError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions s ORDER BY s.started_at DESC, s.id DESC LIMIT 1"
+        ))?;
+        let last = stmt.query_map([], session_from_row)?.next().transpose()?;
+        Ok(last)
+    }
+
     pub fn find_session(&self, id_or_prefix: &str) -> Result<SessionRow, JournalError> {
         let conn = self.conn();
         let escaped = id_or_prefix

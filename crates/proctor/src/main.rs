@@ -5,6 +5,7 @@ mod admin;
 mod approvals;
 mod audit;
 mod chains;
+mod init;
 mod search;
 mod serve;
 mod sessions;
@@ -29,14 +30,16 @@ struct Cli {
 
 #[derive(Args, Clone)]
 struct ConfigArg {
-    /// Configuration file (TOML). Without one, every default applies: data in ./proctor-data,
-    /// listeners on loopback.
+    /// Configuration file (TOML). Default: ./proctor.toml if there is one (`proctor init` writes
+    /// it), else every default applies: data in ./proctor-data, listeners on loopback.
     #[arg(long, short = 'c', global = true, env = "PROCTOR_CONFIG")]
     config: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Write a first proctor.toml for one database and create the first identity (group admin).
+    Init(init::InitArgs),
     /// Run the gateway: PostgreSQL listener, HTTP listener, journal.
     Serve(ConfigArg),
     /// Manage identities (people and agents) and their first tokens.
@@ -140,8 +143,10 @@ fn mcp(config: Config, command: McpCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn load_config(arg: &ConfigArg) -> anyhow::Result<Config> {
+    let default = std::path::Path::new(init::DEFAULT_CONFIG);
     Ok(match &arg.config {
         Some(path) => Config::load(path)?,
+        None if default.exists() => Config::load(default)?,
         None => Config::default(),
     })
 }
@@ -165,6 +170,7 @@ fn main() -> ExitCode {
         end_quietly_on_broken_pipe();
     }
     let result = match cli.command {
+        Command::Init(args) => init::run(args),
         Command::Serve(config) => load_config(&config).and_then(serve::run),
         Command::Identity { command, config } => {
             load_config(&config).and_then(|c| admin::identity(c, command))

@@ -38,6 +38,13 @@ pub fn run(config: Config) -> anyhow::Result<ExitCode> {
         // which reports such errors, panics when stderr itself fails.
         .log_internal_errors(false)
         .init();
+    if config.connection.is_empty() {
+        tracing::warn!(
+            "no connection is configured, so no client can reach a database yet: run `proctor init \
+             --connection postgres://USER@HOST:PORT/DATABASE`, or add a [[connection]] to the \
+             configuration (README, \"Configuration reference\")"
+        );
+    }
     let secrets = config.resolve_secrets()?;
     let store = Arc::new(crate::admin::open_store(&config)?);
     store.log_verifier_key()?;

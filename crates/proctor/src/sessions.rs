@@ -38,9 +38,13 @@ pub enum SessionsCommand {
         #[arg(long, value_enum, default_value = "table")]
         format: ListFormat,
     },
-    /// Show one session as a timeline (its id or a unique prefix of it).
+    /// Show one session as a timeline (its id or a unique prefix of it, or --last).
     Show {
-        id: String,
+        #[arg(required_unless_present = "last")]
+        id: Option<String>,
+        /// The session that started last.
+        #[arg(long, conflicts_with = "id")]
+        last: bool,
         #[arg(long, value_enum, default_value = "text")]
         format: ShowFormat,
     },
@@ -68,8 +72,17 @@ pub fn run(config: Config, command: SessionsCommand) -> anyhow::Result<ExitCode>
                 ListFormat::Table => print_table(&sessions),
             }
         }
-        SessionsCommand::Show { id, format } => {
-            let session = store.find_session(&id)?;
+        SessionsCommand::Show {
+            id,
+            last: _,
+            format,
+        } => {
+            let session = match id {
+                Some(id) => store.find_session(&id)?,
+                None => store
+                    .last_session()?
+                    .ok_or_else(|| anyhow::anyhow!("no session is recorded yet"))?,
+            };
             let events = store.events(&session.id)?;
             match format {
                 ShowFormat::Json => println!(

@@ -151,7 +151,7 @@ fn a_pasted_secret_a_proposed_update_and_its_execution_form_one_readable_chain()
 
 #[test]
 fn a_stdio_mcp_client_reaches_the_same_tools_through_the_bridge() {
-    let proctor = Proctor::start(APP_DB);
+    let proctor = Proctor::start(&APP_DB);
     let token = proctor.add_identity("carol", &["dba"]);
     let bridge = format!(
         "stdio:{}:{}",

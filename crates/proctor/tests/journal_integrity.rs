@@ -23,7 +23,7 @@ fn store_db(proctor: &Proctor) -> rusqlite::Connection {
 
 #[test]
 fn an_edited_or_deleted_event_is_named_by_sessions_verify() {
-    let proctor = Proctor::start(APP_DB);
+    let proctor = Proctor::start(&APP_DB);
     let token = proctor.add_identity("alice", &["dba"]);
     let out = proctor.psql(
         "alice",
@@ -85,7 +85,7 @@ fn an_edited_or_deleted_event_is_named_by_sessions_verify() {
 
 #[test]
 fn every_acknowledged_statement_is_in_the_journal_after_kill_9() {
-    let mut proctor = Proctor::start(APP_DB);
+    let mut proctor = Proctor::start(&APP_DB);
     let token = proctor.add_identity("alice", &["dba"]);
     admin_sql("drop table if exists e2e_durable; create table e2e_durable (n int)");
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -145,7 +145,7 @@ fn wait_for_events(proctor: &Proctor, count: u64) {
 
 #[test]
 fn a_statement_that_cannot_be_recorded_is_not_forwarded() {
-    let proctor = Proctor::start(APP_DB);
+    let proctor = Proctor::start(&APP_DB);
     let token = proctor.add_identity("alice", &["dba"]);
     admin_sql("drop table if exists e2e_fail_closed; create table e2e_fail_closed (n int)");
     let (runtime, client) = proctor.tokio_client("alice", &token, "app-db");
@@ -200,7 +200,7 @@ fn a_statement_that_cannot_be_recorded_is_not_forwarded() {
 
 #[test]
 fn a_session_open_when_its_gateway_was_killed_is_ended_by_the_next_gateway() {
-    let mut proctor = Proctor::start(APP_DB);
+    let mut proctor = Proctor::start(&APP_DB);
     let token = proctor.add_identity("alice", &["dba"]);
     let (runtime, client) = proctor.tokio_client("alice", &token, "app-db");
     runtime.block_on(client.simple_query("select 1")).unwrap();
@@ -256,7 +256,7 @@ fn ingested_offset(db: &rusqlite::Connection) -> usize {
 
 #[test]
 fn a_damaged_commit_log_record_is_set_aside_reported_and_never_sealed_over() {
-    let mut proctor = Proctor::start(APP_DB);
+    let mut proctor = Proctor::start(&APP_DB);
     let token = proctor.add_identity("alice", &["dba"]);
     proctor.cli_ok(&["log", "checkpoint"]);
     // The store is held by another writer, so the gateway commits to its log but cannot copy it

@@ -34,7 +34,7 @@ fn secrets_are_masked_in_the_journal_and_found_by_fingerprint() {
          ('card', '{CARD}'); \
          drop role if exists e2e_masked_role; create role e2e_masked_role"
     ));
-    let mut proctor = Proctor::start(APP_DB);
+    let mut proctor = Proctor::start(&APP_DB);
     let token = proctor.add_identity("alice", &["dba"]);
     let shown = proctor.psql_ok(
         "alice",
@@ -164,16 +164,10 @@ fn gitleaks_rules_from_the_config_mask_what_the_built_in_rules_do_not_know() {
     assert!(!proctor.data_dir_contains(&age_key));
 }
 
-const MASKED_DB: &str = r#"
-[[connection]]
-name = "masked-db"
-kind = "postgres"
-address = "127.0.0.1:5432"
-database = "test"
-user = "postgres"
-allow = ["group:dba"]
-mask_results = "client_and_journal"
-"#;
+/// The test database again, with results masked for the client too.
+fn masked_db() -> String {
+    APP_DB.replace("app-db", "masked-db") + "mask_results = \"client_and_journal\"\n"
+}
 
 #[test]
 fn with_client_and_journal_masking_the_client_sees_masks_too() {
@@ -191,7 +185,7 @@ fn with_client_and_journal_masking_the_client_sees_masks_too() {
          insert into e2e_client_secrets values ('{aws_key}'), \
          (E'-----BEGIN PRIVATE KEY-----\\n{key_body}\\n-----END PRIVATE KEY-----')"
     ));
-    let mut proctor = Proctor::start(&format!("{APP_DB}{MASKED_DB}"));
+    let mut proctor = Proctor::start(&format!("{APP_DB}{}", masked_db()));
     let token = proctor.add_identity("alice", &["dba"]);
     let out = proctor.psql(
         "alice",
@@ -300,10 +294,11 @@ fn column_rules_redact_keep_the_last_four_or_hash_by_table_and_column_name() {
          create table e2e_contacts (email text); insert into e2e_contacts values ('bob@example.org')",
     );
     let proctor = Proctor::start(&format!(
-        "{MASKED_DB}mask_columns = [\
+        "{}mask_columns = [\
            {{ column = \"e2e_people.email\", strategy = \"hash\" }}, \
            {{ column = \"*.password*\", strategy = \"redact\" }}, \
-           {{ column = \"e2e_people.card\", strategy = \"partial\" }}]\n"
+           {{ column = \"e2e_people.card\", strategy = \"partial\" }}]\n",
+        masked_db()
     ));
     let token = proctor.add_identity("alice", &["dba"]);
     let shown = proctor.psql_ok(

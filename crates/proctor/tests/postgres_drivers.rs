@@ -20,7 +20,7 @@ async fn connect(proctor: &Proctor, token: &str) -> tokio_postgres::Client {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn extended_queries_record_sql_and_decoded_binary_parameters() {
-    let proctor = Proctor::start(APP_DB);
+    let proctor = Proctor::start(&APP_DB);
     let token = proctor.add_identity("alice", &["dba"]);
     let client = connect(&proctor, &token).await;
     let statement = client
@@ -82,7 +82,7 @@ async fn extended_queries_record_sql_and_decoded_binary_parameters() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cancelled_long_query_stops_and_the_cancel_is_recorded() {
-    let proctor = Proctor::start(APP_DB);
+    let proctor = Proctor::start(&APP_DB);
     let token = proctor.add_identity("alice", &["dba"]);
     let client = connect(&proctor, &token).await;
     let cancel = client.cancel_token();
@@ -170,7 +170,7 @@ async fn concurrent_sessions_each_keep_a_complete_intact_chain() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn listen_and_notify_pass_through_and_notifications_are_recorded() {
-    let proctor = Proctor::start(APP_DB);
+    let proctor = Proctor::start(&APP_DB);
     let token = proctor.add_identity("alice", &["dba"]);
     let (listener, mut connection) =
         tokio_postgres::connect(&proctor.conninfo("alice", &token, "app-db"), NoTls)

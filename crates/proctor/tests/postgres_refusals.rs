@@ -23,8 +23,10 @@ fn refused_sessions(proctor: &Proctor, identity: &str, count: usize) -> Vec<serd
 #[test]
 fn wrong_token_unknown_identity_and_unauthorized_use_are_refused_and_recorded() {
     let extra = format!(
-        "{APP_DB}\n[[connection]]\nname = \"billing\"\nkind = \"postgres\"\naddress = \"127.0.0.1:5432\"\n\
-         database = \"test\"\nuser = \"postgres\"\nallow = [\"carol\"]\n"
+        "{APP_DB}{}",
+        APP_DB
+            .replace("app-db", "billing")
+            .replace("group:dba", "carol")
     );
     let proctor = Proctor::start(&extra);
     let token = proctor.add_identity("alice", &["dba"]);
@@ -96,7 +98,7 @@ fn wrong_token_unknown_identity_and_unauthorized_use_are_refused_and_recorded() 
 #[test]
 fn sqlstates_of_refusals_are_the_ones_drivers_expect() {
     let down = APP_DB.replace("app-db", "down-db").replace(
-        "127.0.0.1:5432",
+        &support::pg_address(),
         &format!("127.0.0.1:{}", support::free_port()),
     );
     let proctor = Proctor::start(&format!("{APP_DB}{down}"));
@@ -194,7 +196,7 @@ fn read_error(stream: &mut TcpStream) -> (String, String) {
 
 #[test]
 fn a_startup_without_a_user_is_refused_and_recorded_as_an_authentication_failure() {
-    let proctor = Proctor::start(APP_DB);
+    let proctor = Proctor::start(&APP_DB);
     let mut stream = TcpStream::connect(("127.0.0.1", proctor.pg_port)).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -297,7 +299,7 @@ fn malformed_and_oversized_messages_get_protocol_errors_and_are_recorded() {
 
 #[test]
 fn a_client_that_vanishes_mid_query_does_not_leave_the_query_running() {
-    let proctor = Proctor::start(APP_DB);
+    let proctor = Proctor::start(&APP_DB);
     let token = proctor.add_identity("alice", &["dba"]);
     let mut client = raw_session(&proctor, &token);
     let mut query = BytesMut::new();

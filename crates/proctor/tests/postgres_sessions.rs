@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use support::{admin_sql, of_kind, refused_config, stderr, stdout, Proctor, APP_DB};
 
 fn start_with_alice() -> (Proctor, String) {
-    let proctor = Proctor::start(APP_DB);
+    let proctor = Proctor::start(&APP_DB);
     let token = proctor.add_identity("alice", &["dba"]);
     (proctor, token)
 }
@@ -214,7 +214,7 @@ fn help_is_available_for_every_command() {
 
 #[test]
 fn a_bad_config_is_refused_at_start_with_the_key_path() {
-    let bad_address = refused_config(&APP_DB.replace("127.0.0.1:5432", "no-port-here"));
+    let bad_address = refused_config(&APP_DB.replace(&support::pg_address(), "no-port-here"));
     assert!(
         bad_address.contains("connection[0].address"),
         "{bad_address}"

@@ -71,7 +71,7 @@ fn assert_tampering_caught(
 
 #[test]
 fn a_bundle_verifies_offline_and_each_tampering_is_named() {
-    let mut proctor = Proctor::start(APP_DB);
+    let mut proctor = Proctor::start(&APP_DB);
     let token = proctor.add_identity("alice", &["dba"]);
     let id = session_of(&proctor, &token, &["select 1", "select 2", "select 3"]);
     let key = proctor.cli_ok(&["log", "key"]).trim().to_owned();
@@ -240,7 +240,7 @@ fn log_check(proctor: &Proctor) -> (bool, String) {
 
 #[test]
 fn the_log_check_names_a_rewritten_chain_a_dropped_session_and_an_altered_leaf() {
-    let mut proctor = Proctor::start(APP_DB);
+    let mut proctor = Proctor::start(&APP_DB);
     let token = proctor.add_identity("alice", &["dba"]);
     let rewritten = session_of(&proctor, &token, &["select 1", "select 2"]);
     session_of(&proctor, &token, &["select 3"]);
@@ -360,7 +360,7 @@ fn assert_log_check_names(proctor: &Proctor, what: &str, expected: &str) {
 
 #[test]
 fn the_log_check_rehashes_every_stored_event_and_names_the_first_bad_one() {
-    let mut proctor = Proctor::start(APP_DB);
+    let mut proctor = Proctor::start(&APP_DB);
     let token = proctor.add_identity("alice", &["dba"]);
     let tampered = session_of(&proctor, &token, &["select 1", "select 2", "select 3"]);
     session_of(&proctor, &token, &["select 4"]);
@@ -422,7 +422,7 @@ fn size_of(note: &str) -> u64 {
 
 #[test]
 fn identity_changes_are_leaves_the_log_only_grows_and_old_bundles_survive_a_key_rotation() {
-    let proctor = Proctor::start(APP_DB);
+    let proctor = Proctor::start(&APP_DB);
     let start = size_of(&proctor.cli_ok(&["log", "checkpoint"]));
     let token = proctor.add_identity("alice", &["dba"]);
     let after_identity = size_of(&proctor.cli_ok(&["log", "checkpoint"]));
@@ -512,7 +512,7 @@ fn the_documented_format_is_enough_to_verify_bundles_independently() {
 
     // A fresh bundle, with statements whose timestamps and text differ, verifies the same way, and a
     // tampered copy fails there too.
-    let proctor = Proctor::start(APP_DB);
+    let proctor = Proctor::start(&APP_DB);
     let token = proctor.add_identity("alice", &["dba"]);
     let id = session_of(&proctor, &token, &["select 'é😀\"quoted\"'", "select 2"]);
     let key = proctor.cli_ok(&["log", "key"]).trim().to_owned();
@@ -540,7 +540,7 @@ fn the_documented_format_is_enough_to_verify_bundles_independently() {
 #[test]
 /// Seals are due a second after an event at most; the deadline here leaves room for a loaded machine.
 fn an_open_session_is_sealed_without_waiting_for_its_end() {
-    let proctor = Proctor::start(APP_DB);
+    let proctor = Proctor::start(&APP_DB);
     let token = proctor.add_identity("alice", &["dba"]);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (client, connection) = runtime

@@ -19,10 +19,11 @@ fn create_role(role: &str, password: &str, encryption: &str) {
 
 /// Connects directly to the target with a wrong password; it must be refused.
 fn assert_target_demands_a_password(role: &str, sslmode: &str) {
+    let (host, port) = support::pg_host_and_port();
     let out = std::process::Command::new("psql")
         .args(["-X", "-At", "-c", "select 1"])
         .arg(format!(
-            "host=127.0.0.1 port=5432 user={role} dbname=test sslmode={sslmode}"
+            "host={host} port={port} user={role} dbname=test sslmode={sslmode}"
         ))
         .env("PGPASSWORD", "definitely-wrong")
         .output()
@@ -35,8 +36,9 @@ fn assert_target_demands_a_password(role: &str, sslmode: &str) {
 
 fn connection(name: &str, role: &str, secret: &str, tls: &str) -> String {
     format!(
-        "\n[[connection]]\nname = \"{name}\"\nkind = \"postgres\"\naddress = \"127.0.0.1:5432\"\ndatabase = \"test\"\n\
-         user = \"{role}\"\n{secret}\ntls = \"{tls}\"\nallow = [\"alice\"]\n"
+        "\n[[connection]]\nname = \"{name}\"\nkind = \"postgres\"\naddress = \"{}\"\ndatabase = \"test\"\n\
+         user = \"{role}\"\n{secret}\ntls = \"{tls}\"\nallow = [\"alice\"]\n",
+        support::pg_address()
     )
 }
 
@@ -134,8 +136,12 @@ fn proctor_logs_in_upstream_with_scram_md5_and_tls_using_credentials_it_holds() 
     assert!(!proctor.log().contains("Pa55"), "a password is in the log");
 }
 
-/// The machine's PostgreSQL serves Debian's self-signed "snakeoil" certificate, issued to localhost.
-const SERVER_CERT: &str = "/etc/ssl/certs/ssl-cert-snakeoil.pem";
+/// The test PostgreSQL's self-signed certificate, issued to localhost: `PROCTOR_TEST_PG_CA` (`.ci/run`
+/// sets it to its cluster's), else Debian's "snakeoil" one, which the machine's PostgreSQL serves.
+fn server_cert() -> String {
+    std::env::var("PROCTOR_TEST_PG_CA")
+        .unwrap_or_else(|_| "/etc/ssl/certs/ssl-cert-snakeoil.pem".to_owned())
+}
 
 #[test]
 fn verify_full_checks_the_target_certificate_and_its_name() {
@@ -146,7 +152,10 @@ fn verify_full_checks_the_target_certificate_and_its_name() {
             "proctor_tls",
             "password_env = \"TLS_DB_PASSWORD\"",
             "verify-full",
-        ) + &format!("tls_ca_file = \"{SERVER_CERT}\"\ntls_server_name = \"{server_name}\"\n")
+        ) + &format!(
+            "tls_ca_file = \"{}\"\ntls_server_name = \"{server_name}\"\n",
+            server_cert()
+        )
     };
     let config = verified("right-name", "localhost") + &verified("wrong-name", "db.example.com");
     let proctor = Proctor::start_with_env(&config, &[("TLS_DB_PASSWORD", "tls-Pa55")]);

@@ -1,29 +1,68 @@
 //! Test support for end-to-end tests: starts the real `proctor` binary on free ports with a temporary
-//! data dir, runs its CLI, and talks to the machine's real PostgreSQL as its administrator.
+//! data dir, runs its CLI, and talks to the test PostgreSQL as its administrator.
 #![allow(dead_code)]
 
+use std::fmt;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// The machine's PostgreSQL, reached directly (trust authentication for the administrator).
-pub const PG_ADDRESS: &str = "127.0.0.1:5432";
+/// The PostgreSQL the tests run against, reached directly as its administrator `postgres` without a
+/// password: `PROCTOR_TEST_PG` (host:port; `.ci/run` sets it to the cluster it prepares), else the
+/// machine's on 127.0.0.1:5432.
+pub fn pg_address() -> String {
+    std::env::var("PROCTOR_TEST_PG").unwrap_or_else(|_| "127.0.0.1:5432".to_owned())
+}
+
+/// The test PostgreSQL's host and port, as psql's `-h` and `-p` take them.
+pub fn pg_host_and_port() -> (String, String) {
+    let address = pg_address();
+    let (host, port) = address
+        .rsplit_once(':')
+        .expect("PROCTOR_TEST_PG is host:port");
+    (host.to_owned(), port.to_owned())
+}
+
 pub const PG_DATABASE: &str = "test";
 
-/// The connection most tests use: the machine's database as its administrator, for group `dba`.
-pub const APP_DB: &str = r#"
+/// A piece of configuration that names the test PostgreSQL, written on first use (the address is
+/// only known at run time); it reads as a `&str` and formats as one.
+pub struct TestConfig(LazyLock<String>);
+
+impl Deref for TestConfig {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TestConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self)
+    }
+}
+
+/// The connection most tests use: the test database as its administrator, for group `dba`.
+pub static APP_DB: TestConfig = TestConfig(LazyLock::new(|| {
+    format!(
+        r#"
 [[connection]]
 name = "app-db"
 kind = "postgres"
-address = "127.0.0.1:5432"
+address = "{}"
 database = "test"
 user = "postgres"
 allow = ["group:dba"]
-"#;
+"#,
+        pg_address()
+    )
+}));
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -33,8 +72,9 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Runs SQL on the machine's PostgreSQL directly, as its administrator; panics if it fails.
+/// Runs SQL on the test PostgreSQL directly, as its administrator; panics if it fails.
 pub fn admin_sql(sql: &str) -> String {
+    let (host, port) = pg_host_and_port();
     let out = Command::new("psql")
         .args([
             "-X",
@@ -44,7 +84,9 @@ pub fn admin_sql(sql: &str) -> String {
             "-v",
             "ON_ERROR_STOP=1",
             "-h",
-            "127.0.0.1",
+            &host,
+            "-p",
+            &port,
             "-U",
             "postgres",
             "-d",
