@@ -77,6 +77,9 @@ pub struct LlmProviderConfig {
     pub base_url: String,
     /// The variable holding the provider's API key (absent: the provider needs none).
     pub api_key_env: Option<String>,
+    /// Who may use the provider (and spend its key): identities, `group:NAME`, or `*`.
+    #[serde(default)]
+    pub allow: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
@@ -351,6 +354,37 @@ pub struct ResolvedSecrets {
 }
 
 /// Names of identities, groups and connections: 1-63 letters, digits, '-', '_', '.', '@'.
+/// An allow list names someone, and each entry is an identity, `group:NAME` or `*`.
+fn check_allow(allow: &[String], at: &str, what: &str) -> Result<(), ConfigError> {
+    if allow.is_empty() {
+        return Err(ConfigError::new(
+            at,
+            format!("nobody may use this {what}; list identities, \"group:NAME\" or \"*\""),
+        ));
+    }
+    for (a, entry) in allow.iter().enumerate() {
+        let name = entry.strip_prefix("group:").unwrap_or(entry);
+        if entry != "*" && !valid_name(name) {
+            return Err(ConfigError::new(
+                format!("{at}[{a}]"),
+                format!("{entry:?} is neither an identity, \"group:NAME\" nor \"*\""),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether an allow list (identities, `group:NAME`, `*`) admits `identity`.
+pub fn allows(allow: &[String], identity: &str, groups: &[String]) -> bool {
+    allow.iter().any(|entry| {
+        entry == "*"
+            || entry == identity
+            || entry
+                .strip_prefix("group:")
+                .is_some_and(|group| groups.iter().any(|g| g == group))
+    })
+}
+
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
@@ -473,6 +507,7 @@ impl Config {
                     "use an http:// or https:// URL",
                 ));
             }
+            check_allow(&provider.allow, &at("allow"), "provider")?;
         }
         let mut connections = HashSet::new();
         for (i, connection) in self.connection.iter().enumerate() {
@@ -524,21 +559,7 @@ impl Config {
                     "only used with tls = \"verify-full\"",
                 ));
             }
-            if connection.allow.is_empty() {
-                return Err(ConfigError::new(
-                    at("allow"),
-                    "nobody may use this connection; list identities, \"group:NAME\" or \"*\"",
-                ));
-            }
-            for (a, entry) in connection.allow.iter().enumerate() {
-                let name = entry.strip_prefix("group:").unwrap_or(entry);
-                if entry != "*" && !valid_name(name) {
-                    return Err(ConfigError::new(
-                        format!("connection[{i}].allow[{a}]"),
-                        format!("{entry:?} is neither an identity, \"group:NAME\" nor \"*\""),
-                    ));
-                }
-            }
+            check_allow(&connection.allow, &at("allow"), "connection")?;
         }
         Ok(())
     }
@@ -661,6 +682,8 @@ allow = ["group:dba", "alice"]
             (GOOD.replace("[\"group:dba\", \"alice\"]", "[]"), "connection[0].allow"),
             (format!("{GOOD}\n[postgres]\nsample_rows = \"ten\"\n"), "postgres.sample_rows"),
             (format!("{GOOD}\n[[connection]]\nname = \"app-db\"\nkind = \"postgres\"\naddress = \"h:1\"\ndatabase = \"d\"\nuser = \"u\"\nallow = [\"*\"]\n"), "connection[1].name"),
+            (format!("{GOOD}\n[[llm.provider]]\nname = \"openai\"\nkind = \"openai\"\nbase_url = \"https://api.openai.com\"\n"), "llm.provider[0].allow"),
+            (format!("{GOOD}\n[[llm.provider]]\nname = \"openai\"\nkind = \"openai\"\nbase_url = \"https://api.openai.com\"\nallow = [\"group:\"]\n"), "llm.provider[0].allow[0]"),
         ];
         for (text, path) in cases {
             let err = Config::parse(&text).unwrap_err();

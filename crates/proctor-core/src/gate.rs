@@ -340,14 +340,7 @@ impl Gate {
             .targets
             .get(connection)
             .ok_or_else(|| AuthzError::UnknownConnection(connection.to_owned()))?;
-        let allowed = target.config.allow.iter().any(|entry| {
-            entry == "*"
-                || *entry == identity.name
-                || entry
-                    .strip_prefix("group:")
-                    .is_some_and(|group| identity.groups.iter().any(|g| g == group))
-        });
-        if allowed {
+        if crate::config::allows(&target.config.allow, &identity.name, &identity.groups) {
             Ok(target.clone())
         } else {
             Err(AuthzError::NotAllowed {
@@ -383,6 +376,32 @@ impl Gate {
             )
             .await;
         let _ = recorder.end("authentication failed").await;
+    }
+
+    /// Records a request refused because `identity` is not on the allow list of `target` (an HTTP
+    /// service such as an LLM provider): a session of its own whose `auth.failure` says so.
+    pub async fn record_not_allowed(
+        &self,
+        protocol: &str,
+        identity: &Identity,
+        target: &str,
+        client_addr: &str,
+    ) {
+        let Ok(mut recorder) = self
+            .open_session(protocol, &identity.name, target, client_addr)
+            .await
+        else {
+            return;
+        };
+        let reason = format!("identity {:?} may not use {target:?}", identity.name);
+        let _ = recorder
+            .record_masked(
+                "auth.failure",
+                serde_json::json!({"method": "token", "identity": identity.name,
+                    "reason": reason, "stage": "authorize"}),
+            )
+            .await;
+        let _ = recorder.end("not authorized").await;
     }
 
     /// Opens a recorded session for a connection attempt. Every attempt is a session, so that failed

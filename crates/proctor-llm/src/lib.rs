@@ -27,7 +27,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use futures_util::StreamExt;
-use proctor_core::config::{LlmConfig, LlmKind};
+use proctor_core::config::{allows, LlmConfig, LlmKind};
 use proctor_core::journal::CanonicalJson;
 use proctor_core::{Gate, Secret, SessionRecorder};
 use serde_json::{json, Value};
@@ -53,6 +53,8 @@ struct Provider {
     kind: Kind,
     base_url: String,
     key: Option<Secret>,
+    /// Who may use it (and spend its key), as `llm.provider.allow` lists them.
+    allow: Vec<String>,
 }
 
 /// The proxy's state, shared by every request.
@@ -135,6 +137,7 @@ impl LlmProxy {
                         },
                         base_url: p.base_url.trim_end_matches('/').to_owned(),
                         key: keys.get(&p.name).cloned().flatten(),
+                        allow: p.allow.clone(),
                     },
                 )
             })
@@ -257,6 +260,22 @@ async fn handle(
                 );
             }
         };
+    if !allows(&provider.allow, &identity.name, &identity.groups) {
+        proxy
+            .gate
+            .record_not_allowed("llm", &identity, &provider.name, &peer.to_string())
+            .await;
+        return refusal(
+            kind,
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            &format!(
+                "identity {:?} may not use provider {:?}: ask the Proctor operators to add you \
+                 (or one of your groups) to its allow list",
+                identity.name, provider.name
+            ),
+        );
+    }
     if body.len() > proxy.max_request_bytes {
         return refusal(
             kind,

@@ -19,7 +19,7 @@ fn a_pasted_secret_a_proposed_update_and_its_execution_form_one_readable_chain()
     );
     let model = FixtureProvider::start();
     let mut proctor = Proctor::start(&format!(
-        "{APP_DB}guardrails = \"recommended\"\n\n[[llm.provider]]\nname = \"openai\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{}\"\n",
+        "{APP_DB}guardrails = \"recommended\"\n\n[[llm.provider]]\nname = \"openai\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{}\"\nallow = [\"*\"]\n",
         model.port
     ));
     let token = proctor.add_identity("alice", &["dba"]);

@@ -21,12 +21,14 @@ name = "openai"
 kind = "openai"
 base_url = "http://127.0.0.1:{port}"
 api_key_env = "FIXTURE_PROVIDER_KEY"
+allow = ["group:dev"]
 
 [[llm.provider]]
 name = "anthropic"
 kind = "anthropic"
 base_url = "http://127.0.0.1:{port}"
 api_key_env = "FIXTURE_PROVIDER_KEY"
+allow = ["group:dev"]
 "#,
         port = provider.port
     );
@@ -442,4 +444,36 @@ fn a_request_with_no_valid_token_is_refused_and_recorded_without_the_token() {
         !proctor.data_dir_contains(&wrong),
         "the token is not stored"
     );
+}
+
+#[test]
+fn an_identity_not_on_a_providers_allow_list_cannot_spend_its_key() {
+    let (proctor, provider, _) = start();
+    let outsider = proctor.add_identity("mallory", &["ops"]);
+    let openai = r#"{"model":"text","messages":[{"role":"user","content":"hi"}]}"#;
+    let anthropic =
+        r#"{"model":"text","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}"#;
+    for (path, body, error) in [
+        ("/llm/openai/v1/chat/completions", openai, "/error/type"),
+        ("/llm/anthropic/v1/messages", anthropic, "/error/type"),
+    ] {
+        let (status, answer) = proctor.http("POST", path, Some(&outsider), body);
+        assert_eq!(status, 403, "{path}: {answer}");
+        let answer: Value = serde_json::from_str(&answer).unwrap();
+        assert_eq!(
+            answer.pointer(error).unwrap(),
+            "permission_error",
+            "{answer}"
+        );
+    }
+    assert!(
+        provider.received().is_empty(),
+        "a refused request reached the provider"
+    );
+    let refused = proctor.ended_sessions_of("mallory", 2);
+    for session in &refused {
+        let events = proctor.events(session["id"].as_str().unwrap());
+        let failure = &of_kind(&events, "auth.failure")[0];
+        assert_eq!(failure["body"]["stage"], "authorize", "{failure}");
+    }
 }

@@ -335,7 +335,7 @@ fn no_secret_reaches_the_data_dir_by_any_path_and_each_is_found_as_pasted() {
     admin_sql("drop table if exists matrix_copy; create table matrix_copy (v text)");
     let provider = FixtureProvider::start();
     let mut proctor = Proctor::start(&format!(
-        "{APP_DB}\n[[llm.provider]]\nname = \"openai\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{}\"\n",
+        "{APP_DB}\n[[llm.provider]]\nname = \"openai\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{}\"\nallow = [\"group:dba\"]\n",
         provider.port
     ));
     let token = proctor.add_identity("alice", &["dba"]);
