@@ -331,14 +331,25 @@ fn a_client_that_leaves_mid_stream_is_recorded_as_such() {
     let read = stream.read(&mut first).unwrap();
     assert!(String::from_utf8_lossy(&first[..read]).starts_with("HTTP/1.1 200"));
     drop(stream);
-    std::thread::sleep(std::time::Duration::from_secs(1));
-    let sessions = llm_events(&mut proctor);
-    let response = sessions
-        .iter()
-        .flatten()
-        .find(|e| e["kind"] == "llm.response")
-        .expect("the answer is recorded");
+    // The proxy records the answer once it notices that the client left.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let response = loop {
+        let recorded = proctor
+            .sessions(&["--identity", "alice"])
+            .iter()
+            .flat_map(|s| proctor.events(s["id"].as_str().unwrap()))
+            .find(|e| e["kind"] == "llm.response");
+        if let Some(response) = recorded {
+            break response;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the answer was not recorded"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
     assert_eq!(response["body"]["client_disconnected"], true, "{response}");
+    proctor.stop();
 }
 
 #[test]

@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
-use support::{of_kind, Proctor, APP_DB};
+use support::{admin_sql, of_kind, Proctor, APP_DB};
 use tokio_postgres::NoTls;
 
 async fn connect(proctor: &Proctor, token: &str) -> tokio_postgres::Client {
@@ -91,7 +91,16 @@ async fn a_cancelled_long_query_stops_and_the_cancel_is_recorded() {
         let result = client.simple_query("select pg_sleep(60)").await;
         (client, result)
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Cancel once the target runs the query, as its own view of its backends shows.
+    let running = "select count(*) from pg_stat_activity \
+                   where query = 'select pg_sleep(60)' and state = 'active'";
+    while tokio::task::spawn_blocking(move || admin_sql(running))
+        .await
+        .unwrap()
+        != "1"
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     cancel.cancel_query(NoTls).await.unwrap();
     let (client, result) = sleeper.await.unwrap();
     assert_eq!(result.unwrap_err().code().unwrap().code(), "57014");

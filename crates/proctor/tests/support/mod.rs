@@ -64,6 +64,19 @@ allow = ["group:dba"]
     )
 }));
 
+/// The ports in `serve`'s ready line (`proctor is ready postgres=ADDR http=ADDR ...`), once logged.
+fn ready_ports(log: &str) -> Option<(u16, u16)> {
+    let line = log.lines().find(|line| line.contains("proctor is ready"))?;
+    let port_of = |key: &str| {
+        line.split_whitespace()
+            .find_map(|field| field.strip_prefix(key))
+            .and_then(|address| address.rsplit_once(':'))
+            .and_then(|(_, port)| port.parse().ok())
+    };
+    Some((port_of("postgres=")?, port_of("http=")?))
+}
+
+/// A port nothing listens on now (for a target that is down).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -119,20 +132,21 @@ impl Proctor {
         Self::start_with_env(extra, &[])
     }
 
+    /// The listeners bind port 0: the system picks free ports and `serve` reports them in its ready
+    /// line, so no other process can take a port between its choice and its use. A restart binds the
+    /// same ports again.
     pub fn start_with_env(extra: &str, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let pg_port = free_port();
-        let http_port = free_port();
         let config_path = dir.path().join("proctor.toml");
         let config = format!(
-            "[server]\ndata_dir = \"{}\"\npostgres_listen = \"127.0.0.1:{pg_port}\"\nhttp_listen = \"127.0.0.1:{http_port}\"\n{extra}",
+            "[server]\ndata_dir = \"{}\"\npostgres_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n{extra}",
             dir.path().join("data").display()
         );
         std::fs::write(&config_path, config).unwrap();
         let mut proctor = Self {
             dir,
-            pg_port,
-            http_port,
+            pg_port: 0,
+            http_port: 0,
             config_path,
             child: None,
             env: env
@@ -148,7 +162,8 @@ impl Proctor {
         self.dir.path().join("data")
     }
 
-    /// Starts (or restarts) the server and waits until it accepts connections.
+    /// Starts (or restarts) the server and waits until it is ready: its ready line names the
+    /// addresses it listens on.
     pub fn spawn(&mut self) {
         let log = std::fs::File::create(self.dir.path().join("serve.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_proctor"))
@@ -165,9 +180,23 @@ impl Proctor {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("proctor exited during start ({status}): {}", self.log());
             }
-            if TcpStream::connect(("127.0.0.1", self.pg_port)).is_ok()
-                && TcpStream::connect(("127.0.0.1", self.http_port)).is_ok()
-            {
+            if let Some((pg_port, http_port)) = ready_ports(&self.log()) {
+                if self.pg_port == 0 {
+                    let config = std::fs::read_to_string(&self.config_path).unwrap();
+                    let config = config
+                        .replacen(
+                            "postgres_listen = \"127.0.0.1:0\"",
+                            &format!("postgres_listen = \"127.0.0.1:{pg_port}\""),
+                            1,
+                        )
+                        .replacen(
+                            "http_listen = \"127.0.0.1:0\"",
+                            &format!("http_listen = \"127.0.0.1:{http_port}\""),
+                            1,
+                        );
+                    std::fs::write(&self.config_path, config).unwrap();
+                }
+                (self.pg_port, self.http_port) = (pg_port, http_port);
                 return;
             }
             assert!(
