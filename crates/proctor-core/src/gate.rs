@@ -81,6 +81,9 @@ pub enum AuthzError {
 struct ConfigIdentity {
     groups: Vec<String>,
     token: Secret,
+    /// The token's SCRAM keys, derived once at start: a derivation is 4,096 PBKDF2 rounds, too slow
+    /// to repeat on an event loop at every login.
+    scram: ScramKey,
 }
 
 /// Checks who a client is: the stored identities and tokens, and those the configuration declares.
@@ -118,11 +121,23 @@ impl Authenticator {
             .into_iter()
             .filter_map(|(name, token)| {
                 let declared = config.identity.iter().find(|i| i.name == name)?;
+                let verifier = scram_verifier(
+                    token.expose(),
+                    &config_identity_salt(&name),
+                    SCRAM_ITERATIONS,
+                );
+                let scram = ScramKey {
+                    token_id: "config".into(),
+                    stored_key: verifier.stored_key.to_vec(),
+                    server_key: verifier.server_key.to_vec(),
+                    revoked: false,
+                };
                 Some((
                     name,
                     ConfigIdentity {
                         groups: declared.groups.clone(),
                         token,
+                        scram,
                     },
                 ))
             })
@@ -175,13 +190,18 @@ impl Authenticator {
         }
         if let Some(configured) = configured {
             groups.extend(configured.groups.iter().cloned());
-            let verifier = scram_verifier(configured.token.expose(), &salt, SCRAM_ITERATIONS);
-            keys.push(ScramKey {
-                token_id: "config".into(),
-                stored_key: verifier.stored_key.to_vec(),
-                server_key: verifier.server_key.to_vec(),
-                revoked: false,
-            });
+            if stored.is_none() {
+                keys.push(configured.scram.clone());
+            } else {
+                // Stored under the same name too: the stored identity's salt applies (rare, so
+                // derived here rather than at start).
+                let verifier = scram_verifier(configured.token.expose(), &salt, SCRAM_ITERATIONS);
+                keys.push(ScramKey {
+                    stored_key: verifier.stored_key.to_vec(),
+                    server_key: verifier.server_key.to_vec(),
+                    ..configured.scram.clone()
+                });
+            }
         }
         groups.sort();
         groups.dedup();
@@ -302,7 +322,7 @@ impl Gate {
     }
 
     /// The detectors and fingerprint key, for what is stored outside a session's events.
-    pub fn masker(&self) -> &Masker {
+    pub fn masker(&self) -> &Arc<Masker> {
         &self.masker
     }
 

@@ -89,6 +89,9 @@ struct Shared {
     done: AtomicU64,
     writer: Mutex<WriteSide>,
     committed: Notify,
+    /// Whether a commit ends with `fdatasync` (`sync = "full"`): then a leader commits on a blocking
+    /// thread, so that the event loop it came from goes on serving its other sessions meanwhile.
+    syncs: bool,
     /// What was appended since the ingester last looked, so that it need not read it back.
     handoff: Mutex<Handoff>,
     stop: AtomicBool,
@@ -171,6 +174,7 @@ impl Writer {
                 appended: Vec::new(),
                 accepted: Vec::new(),
             }),
+            syncs: store.sync_mode() == SyncMode::Full,
             issued: AtomicU64::new(0),
             done: AtomicU64::new(0),
             committed: Notify::new(),
@@ -202,7 +206,7 @@ impl Writer {
     /// Returns once request `ticket` is committed or has failed; commits it if nobody else is.
     async fn wait_for(&self, ticket: u64) {
         // A leader commits everything issued before it took the queue, `ticket` included.
-        if self.is_done(ticket) || self.try_lead() {
+        if self.is_done(ticket) || self.lead_if_free().await {
             return;
         }
         loop {
@@ -211,11 +215,23 @@ impl Writer {
             let committed = self.shared.committed.notified();
             tokio::pin!(committed);
             committed.as_mut().enable();
-            if self.is_done(ticket) || self.try_lead() {
+            if self.is_done(ticket) || self.lead_if_free().await {
                 return;
             }
             committed.await;
         }
+    }
+
+    /// Commits what is queued if no commit is running; returns whether it did. A commit that syncs
+    /// to disk runs on a blocking thread: an `fdatasync` takes milliseconds.
+    async fn lead_if_free(&self) -> bool {
+        if !self.shared.syncs {
+            return self.try_lead();
+        }
+        let writer = self.clone();
+        tokio::task::spawn_blocking(move || writer.try_lead())
+            .await
+            .unwrap_or(false)
     }
 
     /// Commits what is queued if no commit is running; returns whether it did.

@@ -29,7 +29,7 @@ use axum::Router;
 use futures_util::StreamExt;
 use proctor_core::config::{allows, LlmConfig, LlmKind};
 use proctor_core::journal::CanonicalJson;
-use proctor_core::{Gate, Secret, SessionRecorder};
+use proctor_core::{Gate, Masker, Secret};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -295,7 +295,7 @@ async fn handle(
             )
         }
     };
-    let turn = match Turn::read(format, &request) {
+    let mut turn = match Turn::read(format, &request) {
         Ok(turn) => turn,
         Err(e) => return refusal(kind, StatusCode::BAD_REQUEST, "invalid_request_error", &e),
     };
@@ -341,24 +341,44 @@ async fn handle(
             "this conversation was just closed; send the request again",
         );
     };
-    let masked_for_provider = if proxy.mask_prompts {
-        mask_for_provider(format, &mut request, &chain.recorder)
-    } else {
-        Vec::new()
-    };
-    let mut findings = Vec::new();
-    let new_messages: Vec<Value> = turn.messages[known.min(turn.messages.len())..]
-        .iter()
-        .map(|message| {
-            let hash = chains::message_hash(message);
-            let mut stored = message.clone();
-            findings.extend(chain.recorder.mask_value(&mut stored, "prompt"));
-            json!({"hash": hash, "message": stored})
-        })
-        .collect();
+    // Masking a prompt of megabytes takes milliseconds: it runs on a blocking thread, so that the
+    // HTTP runtime goes on serving other requests meanwhile.
+    let masker = proxy.gate.masker().clone();
+    let mask_prompts = proxy.mask_prompts;
+    let mut new_messages: Vec<Value> = turn.messages.split_off(known.min(turn.messages.len()));
     // What else the client filled in: the tools it offers, the chain's name, the model's.
     let mut described = json!({"chain_name": explicit, "model": turn.model, "tools": turn.tools});
-    findings.extend(chain.recorder.mask_value(&mut described, "request"));
+    let masked = tokio::task::spawn_blocking(move || {
+        let masked_for_provider = if mask_prompts {
+            mask_for_provider(format, &mut request, &masker)
+        } else {
+            Vec::new()
+        };
+        let mut findings = Vec::new();
+        for message in &mut new_messages {
+            let hash = chains::message_hash(message);
+            let mut stored = message.take();
+            findings.extend(masker.mask_value(&mut stored, "prompt"));
+            *message = json!({"hash": hash, "message": stored});
+        }
+        findings.extend(masker.mask_value(&mut described, "request"));
+        (
+            request,
+            masked_for_provider,
+            new_messages,
+            described,
+            findings,
+        )
+    })
+    .await;
+    let Ok((request, masked_for_provider, new_messages, described, mut findings)) = masked else {
+        return refusal(
+            kind,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "api_error",
+            "Proctor could not mask this request, so it was not sent",
+        );
+    };
     // Whether the provider saw each secret: it did not if it was masked in the outgoing request.
     for finding in &mut findings {
         let before_provider = masked_for_provider
@@ -632,15 +652,11 @@ async fn record_answer(
 
 /// Masks secrets in what the client wrote (system, user and tool messages' text), in place, before
 /// the request leaves. Assistant messages and every block a provider signs are left as they are.
-fn mask_for_provider(
-    format: Format,
-    request: &mut Value,
-    recorder: &SessionRecorder,
-) -> Vec<Value> {
+fn mask_for_provider(format: Format, request: &mut Value, masker: &Masker) -> Vec<Value> {
     let mut findings = Vec::new();
     let mut mask_text = |text: &mut Value| {
         if let Value::String(s) = text {
-            let (masked, found) = recorder.mask(s, "prompt");
+            let (masked, found) = masker.mask(s, "prompt");
             if !found.is_empty() {
                 *s = masked.into_owned();
                 findings.extend(found);

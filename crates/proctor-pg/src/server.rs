@@ -619,10 +619,12 @@ impl PgGateway {
                 .cstr()
                 .map_err(|e| AuthFailure::Store(e.0))?
                 .to_owned();
-            let identity = self.gate.verify_token(name, &token)?;
+            let (gate, name) = (self.gate.clone(), name.to_owned());
+            let identity = off_the_loop(move || gate.verify_token(&name, &token)).await?;
             return Ok((identity, "cleartext".into(), None));
         }
-        let credentials = self.gate.scram_credentials(name)?;
+        let (gate, claimed) = (self.gate.clone(), name.to_owned());
+        let credentials = off_the_loop(move || gate.scram_credentials(&claimed)).await?;
         client
             .write_all(&codec::auth_sasl_mechanisms(&[scram::MECHANISM]))
             .await
@@ -664,6 +666,20 @@ impl PgGateway {
             Err(e) => Err(AuthFailure::Store(e.to_string())),
         }
     }
+}
+
+/// Runs a lookup of identities and tokens (SQLite reads, hashing) on a blocking thread, so that the
+/// event loop it came from goes on serving its other sessions meanwhile.
+async fn off_the_loop<T: Send + 'static>(
+    lookup: impl FnOnce() -> Result<T, AuthFailure> + Send + 'static,
+) -> Result<T, AuthFailure> {
+    tokio::task::spawn_blocking(lookup)
+        .await
+        .unwrap_or_else(|e| {
+            Err(AuthFailure::Store(format!(
+                "the identity lookup failed: {e}"
+            )))
+        })
 }
 
 /// The connection's guardrails as `session.start` records them; a statement that carries no `policy`

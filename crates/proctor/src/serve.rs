@@ -25,6 +25,8 @@ const FLUSH_INTERVAL: Duration = Duration::from_millis(5);
 /// A conversation with a model unused this long is ended (its next turn starts a new session).
 const CONVERSATION_IDLE: Duration = Duration::from_secs(30 * 60);
 const CONVERSATION_SWEEP: Duration = Duration::from_secs(60);
+/// Threads of the HTTP runtime.
+const HTTP_THREADS: usize = 2;
 
 pub fn run(config: Config) -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt()
@@ -63,7 +65,12 @@ pub fn run(config: Config) -> anyhow::Result<ExitCode> {
         );
     }
     let workers = Workers::start(config.server.workers)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    // HTTP (LLM proxy, MCP, approvals), the listeners' accept loops and the journal's flush run on a
+    // runtime of their own, apart from the workers that carry PostgreSQL sessions, with threads
+    // enough that one long request does not hold up the others.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(HTTP_THREADS)
+        .thread_name("proctor-http")
         .enable_all()
         .build()?;
     let served = runtime.block_on(serve(
