@@ -13,7 +13,8 @@ use proctor_policy::Policy;
 use crate::approvals::Approvals;
 use crate::config::{Config, ConnectionConfig, PostgresConfig, ResolvedSecrets};
 use crate::identity::{
-    config_identity_salt, scram_verifier, token_sha256, unknown_identity_salt, SCRAM_ITERATIONS,
+    config_identity_salt, scram_verifier, secrets_equal, token_sha256, unknown_identity_salt,
+    SCRAM_ITERATIONS,
 };
 use crate::proposals::Proposals;
 use crate::recorder::{RecordError, SessionRecorder};
@@ -107,11 +108,6 @@ pub struct Gate {
 fn token_id_of(token: &str) -> Option<String> {
     let id = token.strip_prefix("prt_")?.split('_').next()?;
     (id.len() == 8 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_owned())
-}
-
-/// Compares two byte strings in time that depends only on their lengths.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl Authenticator {
@@ -221,7 +217,7 @@ impl Authenticator {
         let credentials = self.scram_credentials(name)?;
         let identity = credentials.identity.ok_or(AuthFailure::UnknownIdentity)?;
         if let Some(configured) = self.config_identities.get(name) {
-            if constant_time_eq(configured.token.expose().as_bytes(), token.as_bytes()) {
+            if secrets_equal(configured.token.expose().as_bytes(), token.as_bytes()) {
                 return Ok(identity);
             }
         }
@@ -238,7 +234,7 @@ impl Authenticator {
                     .tokens_of(name, true)
                     .map_err(|e| AuthFailure::Store(e.to_string()))?
                     .into_iter()
-                    .find(|t| t.revoked_at.is_some() && constant_time_eq(&t.sha256, &digest));
+                    .find(|t| t.revoked_at.is_some() && secrets_equal(&t.sha256, &digest));
                 Err(match revoked {
                     Some(t) => AuthFailure::RevokedToken(t.id),
                     None => AuthFailure::WrongToken,
@@ -252,7 +248,7 @@ impl Authenticator {
         let configured = self
             .config_identities
             .iter()
-            .find(|(_, c)| constant_time_eq(c.token.expose().as_bytes(), token.as_bytes()))
+            .find(|(_, c)| secrets_equal(c.token.expose().as_bytes(), token.as_bytes()))
             .map(|(name, _)| name.clone());
         let name = match configured {
             Some(name) => name,
@@ -442,5 +438,58 @@ impl Gate {
             started_at: now_ns(),
         };
         SessionRecorder::open(self.writer.clone(), header, self.masker.clone()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::IdentityConfig;
+    use crate::identity::add_identity;
+
+    const CONFIGURED: &str = "prt_c0ffee00_configured-identity-token";
+
+    fn authenticator(dir: &std::path::Path) -> (Authenticator, Secret) {
+        let store = Arc::new(Store::open(dir, Default::default()).unwrap());
+        let (stored, _) = add_identity(&store, "alice", &["dba".into()]).unwrap();
+        let config = Config {
+            identity: vec![IdentityConfig {
+                name: "ci-bot".into(),
+                groups: vec!["dba".into()],
+                token_env: "PROCTOR_CI_TOKEN".into(),
+            }],
+            ..Config::default()
+        };
+        let tokens = vec![("ci-bot".into(), Secret::new(CONFIGURED.into()))];
+        (Authenticator::new(&config, tokens, store), stored)
+    }
+
+    /// The same token with its last character changed, and cut short by one.
+    fn wrong_ones(token: &str) -> [String; 3] {
+        let mut changed = token[..token.len() - 1].to_owned();
+        changed.push(if token.ends_with('x') { 'y' } else { 'x' });
+        [
+            changed,
+            token[..token.len() - 1].to_owned(),
+            format!("{token}x"),
+        ]
+    }
+
+    #[test]
+    fn tokens_are_accepted_exactly_and_refused_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        let (auth, stored) = authenticator(dir.path());
+        for (name, token) in [("ci-bot", CONFIGURED), ("alice", stored.expose())] {
+            assert_eq!(auth.verify_token(name, token).unwrap().name, name);
+            assert_eq!(auth.identify_token(token).unwrap().name, name);
+            for wrong in wrong_ones(token) {
+                assert_eq!(
+                    auth.verify_token(name, &wrong).unwrap_err(),
+                    AuthFailure::WrongToken,
+                    "{wrong}"
+                );
+                assert!(auth.identify_token(&wrong).is_err(), "{wrong}");
+            }
+        }
     }
 }

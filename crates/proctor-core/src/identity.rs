@@ -10,6 +10,7 @@ use hmac::{Hmac, Mac};
 use proctor_journal::{now_ns, IdentityRow, JournalError, Store, TokenRow};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use crate::Secret;
 
@@ -38,6 +39,12 @@ pub fn scram_verifier(password: &str, salt: &[u8], iterations: u32) -> ScramVeri
         stored_key: Sha256::digest(client_key).into(),
         server_key: hmac_sha256(&salted, b"Server Key"),
     }
+}
+
+/// Whether two secrets (tokens, proofs, keys, MACs) are equal, in time that depends on their lengths
+/// only, never on where they first differ.
+pub fn secrets_equal(a: &[u8], b: &[u8]) -> bool {
+    a.ct_eq(b).into()
 }
 
 pub fn token_sha256(token: &str) -> [u8; 32] {
@@ -142,6 +149,18 @@ mod tests {
             b64.encode(verifier.server_key),
             "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU="
         );
+    }
+
+    #[test]
+    fn secrets_are_equal_only_byte_for_byte() {
+        let token = b"prt_0123abcd_secret";
+        assert!(secrets_equal(token, b"prt_0123abcd_secret"));
+        assert!(!secrets_equal(token, b"prt_0123abcd_secreT"), "same length");
+        assert!(!secrets_equal(token, b"Prt_0123abcd_secret"), "same length");
+        assert!(!secrets_equal(token, b"prt_0123abcd_secre"), "a prefix");
+        assert!(!secrets_equal(token, b"prt_0123abcd_secret!"), "longer");
+        assert!(!secrets_equal(token, b""));
+        assert!(secrets_equal(b"", b""));
     }
 
     #[test]

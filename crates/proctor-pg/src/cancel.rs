@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use proctor_core::identity::secrets_equal;
 use proctor_core::Target;
 use rand::Rng;
 use rustls::ClientConfig;
@@ -57,7 +58,43 @@ impl CancelRegistry {
     pub fn find(&self, pid: i32, key: i32) -> Option<CancelRoute> {
         let routes = self.routes();
         let (expected, route) = routes.get(&pid)?;
-        let same = (expected ^ key) == 0;
-        same.then(|| route.clone())
+        secrets_equal(&expected.to_be_bytes(), &key.to_be_bytes()).then(|| route.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proctor_core::policy::Policy;
+
+    fn route() -> CancelRoute {
+        let config = serde_json::from_value(serde_json::json!({
+            "name": "app-db", "kind": "postgres", "address": "127.0.0.1:5432",
+            "database": "app", "user": "app",
+        }))
+        .unwrap();
+        CancelRoute {
+            target: Arc::new(Target {
+                config,
+                password: None,
+                policy: Arc::new(Policy::deny_all()),
+            }),
+            tls: None,
+            upstream_pid: 7,
+            upstream_key: 8,
+            notify: mpsc::channel(1).0,
+        }
+    }
+
+    #[test]
+    fn a_cancel_is_routed_only_with_the_issued_key() {
+        let registry = CancelRegistry::default();
+        let (pid, key) = registry.register(route());
+        assert_eq!(registry.find(pid, key).unwrap().upstream_pid, 7);
+        assert!(registry.find(pid, key ^ 1).is_none());
+        assert!(registry.find(pid, key ^ i32::MIN).is_none());
+        assert!(registry.find(pid ^ 1, key).is_none());
+        registry.unregister(pid);
+        assert!(registry.find(pid, key).is_none());
     }
 }

@@ -10,6 +10,7 @@ mod cancel;
 mod codec;
 mod guard;
 mod interruptions;
+mod peer;
 mod relay;
 mod scram;
 mod server;

@@ -4,7 +4,9 @@
 //! Both directions run in one task, so the bookkeeping that links results to the statements that caused
 //! them (prepared statements, portals, the queue of statements awaiting results) needs no locks. Bytes
 //! are forwarded as they arrive, never a whole result set at a time; a target message larger than
-//! [`PASSTHROUGH_THRESHOLD`] is streamed through without being held in memory.
+//! [`PASSTHROUGH_THRESHOLD`] is streamed through without being held in memory. Neither direction waits
+//! on the other's writes: what a socket does not take at once waits in a bounded buffer while both
+//! sides go on being read (see [`crate::peer`]), so a client that pipelines cannot stall the session.
 //!
 //! Everything the journal keeps of what passes is masked through the session's recorder first:
 //! statement text, prepared statement and portal names, bound parameters and sampled cells (decoded by
@@ -24,12 +26,12 @@ use proctor_core::journal::{Body, CanonicalJson};
 use proctor_core::mask::columns::ColumnRule;
 use proctor_core::{RecordError, SessionRecorder};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::cancel::CancelRoute;
 use crate::codec::{self, error_fields, ClientError, Frontend, ProtocolError, Reader};
 use crate::guard::{Guardrails, Hold, HoldEnd, Verdict};
 use crate::interruptions::{Interruption, Interruptions};
+use crate::peer::{self, Peer, Traffic};
 use crate::upstream::{self, BoxedStream};
 use crate::values;
 use proctor_core::policy::Decision;
@@ -46,6 +48,8 @@ const MAX_NOTICES: usize = 10;
 /// Findings of masking the client's copy of one result that the event keeps (the rest are counted).
 const MAX_CLIENT_FINDINGS: usize = 100;
 const READ_CHUNK: usize = 64 * 1024;
+/// How long what was accepted for either side may take to reach it once the session ends.
+const FINISH_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub struct Limits {
     pub max_message_bytes: usize,
@@ -265,8 +269,8 @@ impl Relay {
     /// Runs the session until either side leaves; returns the reason for `session.end`.
     pub async fn run(self) -> (SessionRecorder, Ended) {
         let Relay {
-            mut client,
-            mut upstream,
+            client,
+            upstream,
             mut recorder,
             limits,
             cancel_route,
@@ -297,15 +301,22 @@ impl Relay {
         let mut decision: Option<Pin<Box<dyn Future<Output = HoldEnd> + Send>>> = None;
         let mut from_client = BytesMut::with_capacity(READ_CHUNK);
         let mut from_upstream = BytesMut::with_capacity(READ_CHUNK);
+        let mut client = Peer::new(client);
+        let mut upstream = Peer::new(upstream);
+        let mut upstream_first = false;
         let reason = loop {
             from_client.reserve(READ_CHUNK);
             from_upstream.reserve(READ_CHUNK);
+            // While a statement waits for an approver, what the client sends after it is only kept.
+            let read_client =
+                state.hold.is_none() || from_client.len() < state.limits.max_message_bytes;
+            upstream_first = !upstream_first;
             let flow = tokio::select! {
                 biased;
                 interruption = interruptions.next() => match interruption {
                     Interruption::Shutdown => {
                         let notice = ClientError::fatal("57P01", "Proctor is shutting down; reconnect in a moment");
-                        let _ = client.write_all(&notice.encode()).await;
+                        client.send(&notice.encode());
                         Flow::End("gateway shutting down".into())
                     }
                     Interruption::Cancel => match record_cancel(&mut recorder).await {
@@ -327,26 +338,25 @@ impl Relay {
                         None => Flow::Continue,
                     }
                 }
-                read = client.read_buf(&mut from_client),
-                    if state.hold.is_none() || from_client.len() < state.limits.max_message_bytes => match read {
-                    Ok(0) | Err(_) => {
-                        if let Some(hold) = state.hold.take() {
-                            let end = state.guardrails.withdraw(&hold, "the client disconnected").await;
-                            let _ = state.guardrails.resolve(hold, end, &mut recorder).await;
-                        }
+                traffic = peer::traffic(&mut client, &mut from_client, read_client, &mut upstream, &mut from_upstream, upstream_first) => match traffic {
+                    Traffic::FromClient(Ok(0) | Err(_)) => {
+                        state.client_left(&mut upstream, &mut recorder, "the client disconnected").await;
                         client_gone(&state, &cancel_route).await
                     }
-                    Ok(_) if state.hold.is_some() => Flow::Continue,
-                    Ok(_) => state.on_client_bytes(&mut from_client, &mut client, &mut upstream, &mut recorder).await,
-                },
-                read = upstream.read_buf(&mut from_upstream) => match read {
-                    Ok(0) | Err(_) => {
+                    Traffic::ToClientFailed(e) => {
+                        state.client_left(&mut upstream, &mut recorder, "the client left").await;
+                        end_with(format!("writing to the client failed: {e}"))
+                    }
+                    Traffic::FromClient(Ok(_)) if state.hold.is_some() => Flow::Continue,
+                    Traffic::FromClient(Ok(_)) => state.on_client_bytes(&mut from_client, &mut client, &mut upstream, &mut recorder).await,
+                    Traffic::FromUpstream(Ok(0) | Err(_)) => {
                         let error = ClientError::fatal("08006", "the database closed the connection")
                             .hint("Reconnect; if it keeps happening, the database or its network is failing.");
-                        let _ = client.write_all(&error.encode()).await;
+                        client.send(&error.encode());
                         Flow::End("database closed the connection".into())
                     }
-                    Ok(_) => state.on_upstream_bytes(&mut from_upstream, &mut client, &mut recorder).await,
+                    Traffic::FromUpstream(Ok(_)) => state.on_upstream_bytes(&mut from_upstream, &mut client, &mut recorder).await,
+                    Traffic::ToUpstreamFailed(e) => end_with(format!("writing to the database failed: {e}")),
                 },
             };
             if let Flow::End(reason) = flow {
@@ -359,7 +369,11 @@ impl Relay {
         while interruptions.try_cancel() {
             let _ = record_cancel(&mut recorder).await;
         }
-        let _ = client.shutdown().await;
+        let _ = tokio::time::timeout(FINISH_PATIENCE, async {
+            let _ = tokio::join!(client.finish(), upstream.finish());
+            let _ = client.shutdown().await;
+        })
+        .await;
         (recorder, Ended(reason))
     }
 }
@@ -408,8 +422,8 @@ impl State {
     async fn on_client_bytes(
         &mut self,
         buf: &mut BytesMut,
-        client: &mut BoxedStream,
-        upstream: &mut BoxedStream,
+        client: &mut Peer,
+        upstream: &mut Peer,
         recorder: &mut SessionRecorder,
     ) -> Flow {
         let mut consumed = 0;
@@ -471,9 +485,7 @@ impl State {
                         held = Some((decision, masked, findings));
                         break;
                     }
-                    Err(ClientMessageError::Record(e)) => {
-                        return self.journal_failed(client, e).await
-                    }
+                    Err(ClientMessageError::Record(e)) => return self.journal_failed(client, e),
                     Err(ClientMessageError::Protocol(e)) => stop = Some(Err(e)),
                 },
                 Err(e) => {
@@ -486,19 +498,16 @@ impl State {
         }
         if commands > 0 {
             if let Err(e) = recorder.commit().await {
-                return self.journal_failed(client, e).await;
+                return self.journal_failed(client, e);
             }
         }
         if consumed > 0 {
-            let written = match forwarded.as_mut() {
+            match forwarded.as_mut() {
                 Some(out) => {
                     out.extend_from_slice(&buf[copied..consumed]);
-                    upstream.write_all(out).await
+                    upstream.send(out);
                 }
-                None => upstream.write_all(&buf[..consumed]).await,
-            };
-            if let Err(e) = written {
-                return end_with(format!("writing to the database failed: {e}"));
+                None => upstream.send(&buf[..consumed]),
             }
             buf.advance(consumed);
         }
@@ -509,14 +518,10 @@ impl State {
                 .await
             {
                 Ok((hold, notice)) => {
-                    if let Err(e) = client.write_all(&notice.encode()).await {
-                        let end = self.guardrails.withdraw(&hold, "the client left").await;
-                        let _ = self.guardrails.resolve(hold, end, recorder).await;
-                        return end_with(format!("writing to the client failed: {e}"));
-                    }
+                    client.send(&notice.encode());
                     self.hold = Some(hold);
                 }
-                Err(e) => return self.journal_failed(client, e).await,
+                Err(e) => return self.journal_failed(client, e),
             }
         }
         match stop {
@@ -534,20 +539,35 @@ impl State {
                     format!("Proctor refused a malformed message: {}", e.0),
                 )
                 .hint("This is a client or driver bug, or a message larger than postgres.max_message_bytes allows.");
-                let _ = client.write_all(&error.encode()).await;
+                client.send(&error.encode());
                 Flow::End(format!("protocol error from client: {}", e.0))
             }
         }
     }
 
-    async fn journal_failed(&mut self, client: &mut BoxedStream, e: RecordError) -> Flow {
+    fn journal_failed(&mut self, client: &mut Peer, e: RecordError) -> Flow {
         let error = ClientError::fatal(
             "58030",
             "Proctor could not record this statement, so it was not sent to the database",
         )
         .hint("The journal is failing (disk full or unavailable?); tell the Proctor operators.");
-        let _ = client.write_all(&error.encode()).await;
+        client.send(&error.encode());
         Flow::End(format!("journal failure: {e}"))
+    }
+
+    /// The client is gone: nothing more of what it sent goes to the database, and a statement waiting
+    /// for an approver is withdrawn.
+    async fn client_left(
+        &mut self,
+        upstream: &mut Peer,
+        recorder: &mut SessionRecorder,
+        why: &str,
+    ) {
+        upstream.discard();
+        if let Some(hold) = self.hold.take() {
+            let end = self.guardrails.withdraw(&hold, why).await;
+            let _ = self.guardrails.resolve(hold, end, recorder).await;
+        }
     }
 
     /// The held statement's wait is over: records how, then processes it (and what the client sent
@@ -557,12 +577,12 @@ impl State {
         hold: Hold,
         end: HoldEnd,
         buf: &mut BytesMut,
-        client: &mut BoxedStream,
-        upstream: &mut BoxedStream,
+        client: &mut Peer,
+        upstream: &mut Peer,
         recorder: &mut SessionRecorder,
     ) -> Flow {
         if let Err(e) = self.guardrails.resolve(hold, end, recorder).await {
-            return self.journal_failed(client, e).await;
+            return self.journal_failed(client, e);
         }
         self.on_client_bytes(buf, client, upstream, recorder).await
     }
@@ -814,7 +834,7 @@ impl State {
     async fn on_upstream_bytes(
         &mut self,
         buf: &mut BytesMut,
-        client: &mut BoxedStream,
+        client: &mut Peer,
         recorder: &mut SessionRecorder,
     ) -> Flow {
         let mut consumed = 0;
@@ -881,7 +901,7 @@ impl State {
             }
             if let Err(e) = handled {
                 match e {
-                    UpstreamMessageError::Record(e) => return self.journal_failed(client, e).await,
+                    UpstreamMessageError::Record(e) => return self.journal_failed(client, e),
                     UpstreamMessageError::Protocol(e) => {
                         failure = Some(format!("the database sent a bad message: {e}"));
                         break;
@@ -891,15 +911,12 @@ impl State {
             consumed += len;
         }
         if consumed > 0 {
-            let written = match rewritten.as_mut() {
+            match rewritten.as_mut() {
                 Some(rewritten) => {
                     rewritten.extend_from_slice(&buf[copied..consumed]);
-                    client.write_all(rewritten).await
+                    client.send(rewritten);
                 }
-                None => client.write_all(&buf[..consumed]).await,
-            };
-            if let Err(e) = written {
-                return end_with(format!("writing to the client failed: {e}"));
+                None => client.send(&buf[..consumed]),
             }
             buf.advance(consumed);
         }
@@ -912,9 +929,7 @@ impl State {
                         json!({"direction": "database", "message": reason}),
                     )
                     .await;
-                let _ = client
-                    .write_all(&ClientError::fatal("08P01", reason.clone()).encode())
-                    .await;
+                client.send(&ClientError::fatal("08P01", reason.clone()).encode());
                 Flow::End(reason)
             }
         }

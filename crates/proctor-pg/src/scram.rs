@@ -6,7 +6,7 @@
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use proctor_core::identity::hmac_sha256;
+use proctor_core::identity::{hmac_sha256, secrets_equal};
 use proctor_core::{ScramCredentials, ScramKey};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -123,7 +123,7 @@ impl ScramExchange {
         for key in keys {
             let signature = hmac_sha256(&key.stored_key, auth_message.as_bytes());
             let client_key: Vec<u8> = proof.iter().zip(signature).map(|(p, s)| p ^ s).collect();
-            if Sha256::digest(&client_key).as_slice() == key.stored_key.as_slice() {
+            if secrets_equal(&Sha256::digest(&client_key), &key.stored_key) {
                 let server_signature = hmac_sha256(&key.server_key, auth_message.as_bytes());
                 return Ok((key, format!("v={}", B64.encode(server_signature))));
             }
@@ -177,6 +177,22 @@ mod tests {
             server_final,
             "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
         );
+        let (without_proof, proof) = std::str::from_utf8(client_final)
+            .unwrap()
+            .rsplit_once(",p=")
+            .unwrap();
+        let mut altered = B64.decode(proof).unwrap();
+        altered[31] ^= 1;
+        let altered = format!("{without_proof},p={}", B64.encode(&altered));
+        assert!(matches!(
+            exchange.finish(altered.as_bytes(), &creds.keys),
+            Err(ScramError::NoMatch)
+        ));
+        let short = format!("{without_proof},p={}", B64.encode([0u8; 31]));
+        assert!(matches!(
+            exchange.finish(short.as_bytes(), &creds.keys),
+            Err(ScramError::Malformed(_))
+        ));
     }
 
     #[test]
