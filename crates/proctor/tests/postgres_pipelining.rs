@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures_util::future::try_join_all;
 use futures_util::FutureExt;
-use support::{of_kind, Proctor, APP_DB, PG_ADDRESS, PG_DATABASE};
+use support::{of_kind, pg_host_and_port, Proctor, APP_DB, PG_DATABASE};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::NoTls;
 
@@ -65,14 +65,14 @@ async fn pipeline(through: &str, conninfo: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_pipeline_of_large_writes_and_reads_completes_and_is_recorded() {
-    let (host, port) = PG_ADDRESS.split_once(':').unwrap();
+    let (host, port) = pg_host_and_port();
     pipeline(
         "PostgreSQL directly",
         &format!("host={host} port={port} user=postgres dbname={PG_DATABASE} sslmode=disable"),
     )
     .await;
 
-    let proctor = Proctor::start(APP_DB);
+    let proctor = Proctor::start(&APP_DB);
     let token = proctor.add_identity("alice", &["dba"]);
     pipeline("Proctor", &proctor.conninfo("alice", &token, "app-db")).await;
 
