@@ -505,7 +505,9 @@ pub fn builtin_rules(pii: bool) -> Vec<Rule> {
             r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{10,}",
         )
         .secret_group(0)
-        .keywords(&["eyj"]),
+        // The second part's start, not the first's: base64 of any JSON object starts as `eyJ`, and
+        // traffic is full of it.
+        .keywords(&[".eyj"]),
         rule(
             "bearer-token",
             Secret,
@@ -888,7 +890,8 @@ impl Scanner {
                 // Keywords are lowercase; a leftmost-first search restarted one byte after each
                 // match start finds every keyword occurrence.
                 folded.clear();
-                folded.extend(text.bytes().map(|b| b.to_ascii_lowercase()));
+                folded.extend_from_slice(text.as_bytes());
+                folded.make_ascii_lowercase();
                 let mut from = 0;
                 while let Some(found) = search.find(Input::new(folded.as_slice()).range(from..)) {
                     enable(found.pattern());
