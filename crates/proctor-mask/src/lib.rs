@@ -9,6 +9,7 @@
 //! pass over the keywords plus the few rules without keywords; every regex is a finite automaton
 //! (the `regex` crate), so no input can make matching slower than linear. Pure: no I/O.
 
+mod byte_runs;
 pub mod columns;
 pub mod encoded;
 pub mod gitleaks;
@@ -258,55 +259,10 @@ fn is_card_byte(byte: u8) -> bool {
     byte.is_ascii_digit() || byte == b' ' || byte == b'-'
 }
 
-/// One bit per byte of `chunk` (bit `i` for byte `i`), set where the byte is a card byte. Written so
-/// that the compiler tests the 64 bytes with vector instructions, then gathers eight flags at a time.
-fn card_byte_bits(chunk: &[u8; 64]) -> u64 {
-    let mut flags = [0u8; 64];
-    for (flag, &byte) in flags.iter_mut().zip(chunk) {
-        *flag = u8::from(is_card_byte(byte)) << 7;
-    }
-    flags
-        .chunks_exact(8)
-        .enumerate()
-        .fold(0, |bits, (i, word)| {
-            let word = u64::from_le_bytes(word.try_into().expect("eight bytes"));
-            // The eight high bits into the top byte, byte `j`'s at bit `56 + j`.
-            let gathered = (word >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56;
-            bits | gathered << (8 * i)
-        })
-}
-
-/// Where the first run of 12 card bytes at `from` or after starts.
-fn next_card_window(bytes: &[u8], from: usize) -> Option<usize> {
-    let mut at = from;
-    while at + MIN_CARD_DIGITS <= bytes.len() {
-        // The 64 bytes from `at`; past the end of the text, none is a card byte.
-        let chunk: [u8; 64] = match bytes.get(at..at + 64) {
-            Some(chunk) => chunk.try_into().expect("64 bytes"),
-            None => {
-                let mut last = [0u8; 64];
-                last[..bytes.len() - at].copy_from_slice(&bytes[at..]);
-                last
-            }
-        };
-        let bits = card_byte_bits(&chunk);
-        // Bit `i` set where bytes `i..i + 12` all are.
-        let mut windows = bits & (bits >> 1);
-        windows &= windows >> 2;
-        windows &= windows >> 4;
-        windows &= windows >> 4;
-        if windows != 0 {
-            return Some(at + windows.trailing_zeros() as usize);
-        }
-        // A window starting in the last 11 bytes of these 64 ends beyond them: looked at next.
-        at += 64 - (MIN_CARD_DIGITS - 1);
-    }
-    None
-}
-
 /// The matches of the card-number regex, `(?-u:\b)(?:[0-9][ -]?){11,18}[0-9](?-u:\b)`, found without
 /// the regex. A match lies in a run of at least 12 bytes of digits, spaces and dashes: such runs are
-/// found 64 bytes at a time, and only they are read byte by byte (see [`card_candidates_in_run`]).
+/// found 64 bytes at a time (see [`byte_runs`]), and only they are read byte by byte (see
+/// [`card_candidates_in_run`]).
 /// Traffic is full of digits (ids, order numbers, timestamps, hex), and a regex search costs about a
 /// microsecond per long number.
 fn card_candidates(text: &str) -> Vec<Range<usize>> {
@@ -314,19 +270,10 @@ fn card_candidates(text: &str) -> Vec<Range<usize>> {
     let mut found = Vec::new();
     // No match starts before `from`, and the byte before `from` is no card byte.
     let mut from = 0;
-    while let Some(window) = next_card_window(bytes, from) {
-        let start = bytes[from..window]
-            .iter()
-            .rposition(|&b| !is_card_byte(b))
-            .map_or(from, |at| from + at + 1);
-        let end = window
-            + MIN_CARD_DIGITS
-            + bytes[window + MIN_CARD_DIGITS..]
-                .iter()
-                .position(|&b| !is_card_byte(b))
-                .unwrap_or(bytes.len() - window - MIN_CARD_DIGITS);
-        card_candidates_in_run(bytes, start..end, &mut found);
-        from = end + 1;
+    while let Some(window) = byte_runs::next_window(bytes, from, MIN_CARD_DIGITS, is_card_byte) {
+        let run = byte_runs::run_around(bytes, from, window, MIN_CARD_DIGITS, is_card_byte);
+        from = run.end + 1;
+        card_candidates_in_run(bytes, run, &mut found);
     }
     found
 }
@@ -1303,21 +1250,6 @@ mod tests {
                 assert_eq!(card_candidates(&text), by_regex, "{text:?}");
             }
         }
-    }
-
-    #[test]
-    fn card_bytes_are_flagged_one_bit_per_byte_in_order() {
-        for byte in 0..=u8::MAX {
-            let expected = if is_card_byte(byte) { u64::MAX } else { 0 };
-            assert_eq!(card_byte_bits(&[byte; 64]), expected, "{byte:#04x}");
-        }
-        let mut chunk = [b'x'; 64];
-        let mut expected = 0u64;
-        for at in (0..64).step_by(3) {
-            chunk[at] = [b'7', b' ', b'-'][at % 9 / 3];
-            expected |= 1 << at;
-        }
-        assert_eq!(card_byte_bits(&chunk), expected);
     }
 
     #[test]
