@@ -818,6 +818,11 @@ impl Scanner {
 
     /// Lists in `scratch.to_run` the rules of every keyword that occurs in `text` (any ASCII case).
     fn enable_by_keywords(&self, text: &str, scratch: &mut Scratch) {
+        if self.keyword_rules.is_empty() {
+            // No rule has keywords: a search for none would still read every byte (an automaton
+            // without patterns has no prefilter to skip with).
+            return;
+        }
         let Scratch {
             folded,
             marks,
@@ -1391,6 +1396,20 @@ mod tests {
             .map(|f| f.detector)
             .collect();
         assert_eq!(found, ["inner", "outer", "across"]);
+    }
+
+    #[test]
+    fn a_scanner_whose_rules_have_no_keywords_runs_them_all() {
+        let card = builtin_rules(false)
+            .into_iter()
+            .find(|r| r.id == "card-number")
+            .expect("the card rule");
+        let scanner = Scanner::new(vec![card]);
+        let found = scanner.find("card 4111 1111 1111 1111 exp");
+        assert_eq!((found.len(), found[0].start, found[0].end), (1, 5, 24));
+        assert!(Scanner::new(Vec::new())
+            .find("card 4111 1111 1111 1111")
+            .is_empty());
     }
 
     #[test]
