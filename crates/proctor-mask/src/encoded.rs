@@ -12,7 +12,7 @@ use base64::alphabet;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::{DecodePaddingMode, Engine};
 
-use crate::{Finding, Scanner};
+use crate::{byte_runs, Finding, Scanner};
 
 /// The shortest run worth decoding: 12 bytes in hex, 18 in base64, shorter than any secret a
 /// detector finds (a 13-digit card number is the shortest).
@@ -129,55 +129,25 @@ pub fn find(scanner: &Scanner, text: &str) -> (Vec<Replacement>, Vec<EncodedSecr
     (replacements, secrets)
 }
 
-/// Which bytes belong to the base64 alphabets (standard and URL-safe), hex digits included: a table,
-/// since every byte of every scanned text is looked up.
-const RUN_BYTES: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut byte = 0;
-    while byte < 256 {
-        let b = byte as u8;
-        table[byte] = b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_');
-        byte += 1;
-    }
-    table
-};
-
+/// Whether a byte belongs to the base64 alphabets (standard and URL-safe), hex digits included.
 fn is_run_byte(byte: u8) -> bool {
-    RUN_BYTES[usize::from(byte)]
+    byte.is_ascii_alphanumeric() || matches!(byte, b'+' | b'/' | b'-' | b'_')
 }
 
 /// The byte ranges of the runs of base64 (standard or URL-safe) alphabet, hex included, that are long
-/// enough to decode. Clean text is mostly short words: rather than look at every byte, it looks at the
-/// last byte of the next window as long as the shortest run, skipping the window when that byte ends
-/// no run, and otherwise reads the run around it.
+/// enough to decode, found 64 bytes at a time (see [`byte_runs`]).
 fn runs(bytes: &[u8]) -> impl Iterator<Item = (usize, usize)> + '_ {
     const SHORTEST: usize = if MIN_HEX_RUN < MIN_BASE64_RUN {
         MIN_HEX_RUN
     } else {
         MIN_BASE64_RUN
     };
-    let mut at = 0;
+    let mut from = 0;
     std::iter::from_fn(move || {
-        while at + SHORTEST <= bytes.len() {
-            let probe = at + SHORTEST - 1;
-            if !is_run_byte(bytes[probe]) {
-                at = probe + 1;
-                continue;
-            }
-            let mut start = probe;
-            while start > at && is_run_byte(bytes[start - 1]) {
-                start -= 1;
-            }
-            let mut end = probe + 1;
-            while end < bytes.len() && is_run_byte(bytes[end]) {
-                end += 1;
-            }
-            at = end;
-            if end - start >= SHORTEST {
-                return Some((start, end));
-            }
-        }
-        None
+        let window = byte_runs::next_window(bytes, from, SHORTEST, is_run_byte)?;
+        let run = byte_runs::run_around(bytes, from, window, SHORTEST, is_run_byte);
+        from = run.end + 1;
+        Some((run.start, run.end))
     })
 }
 
@@ -191,7 +161,7 @@ fn classify(bytes: &[u8], start: usize, end: usize) -> Option<(usize, Encoding)>
         _ => 0,
     };
     let digits = &run[hex_from..];
-    if digits.iter().all(u8::is_ascii_hexdigit) {
+    if every(digits, u8::is_ascii_hexdigit) {
         return (digits.len() >= MIN_HEX_RUN && digits.len().is_multiple_of(2))
             .then_some((start + hex_from, Encoding::Hex));
     }
@@ -199,16 +169,27 @@ fn classify(bytes: &[u8], start: usize, end: usize) -> Option<(usize, Encoding)>
         return None;
     }
     // Hex digits and dashes alone are a UUID or a hex id, not base64.
-    if run.iter().all(|b| b.is_ascii_hexdigit() || *b == b'-') {
+    if every(run, |b| b.is_ascii_hexdigit() | (*b == b'-')) {
         return None;
     }
-    let standard = run.iter().any(|b| matches!(b, b'+' | b'/'));
-    let url_safe = run.iter().any(|b| matches!(b, b'-' | b'_'));
+    let standard = some(run, |b| matches!(b, b'+' | b'/'));
+    let url_safe = some(run, |b| matches!(b, b'-' | b'_'));
     match (standard, url_safe) {
         (true, true) => None,
         (_, false) => Some((start, Encoding::Base64)),
         (false, true) => Some((start, Encoding::Base64Url)),
     }
+}
+
+/// Whether every byte passes `test`, all bytes tested without a branch between them: a hex id is a
+/// random mix of digits and letters, on which a branch per byte is mispredicted half the time.
+fn every(bytes: &[u8], test: impl Fn(&u8) -> bool) -> bool {
+    bytes.iter().fold(true, |all, b| all & test(b))
+}
+
+/// Whether some byte passes `test`, all bytes tested as [`every`] tests them.
+fn some(bytes: &[u8], test: impl Fn(&u8) -> bool) -> bool {
+    bytes.iter().fold(false, |any, b| any | test(b))
 }
 
 /// Whether decoded bytes hold a stretch of printable text as long as the shortest secret: random bytes

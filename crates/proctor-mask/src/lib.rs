@@ -9,6 +9,7 @@
 //! pass over the keywords plus the few rules without keywords; every regex is a finite automaton
 //! (the `regex` crate), so no input can make matching slower than linear. Pure: no I/O.
 
+mod byte_runs;
 pub mod columns;
 pub mod encoded;
 pub mod gitleaks;
@@ -250,22 +251,48 @@ pub fn entropy(text: &str) -> f64 {
         .sum()
 }
 
-/// The matches of the card-number regex, `(?-u:\b)(?:[0-9][ -]?){11,18}[0-9](?-u:\b)`, found by a
-/// byte loop: from each digit that starts a word, the longest run of 12 to 19 digits (one space or
-/// dash allowed between two) that ends a word; the search goes on after each match, as the regex's
-/// does. A regex search costs about a microsecond per long number, and traffic is full of them (ids,
-/// order numbers, timestamps).
+/// The fewest digits the card-number regex matches, and so the fewest bytes of a match.
+const MIN_CARD_DIGITS: usize = 12;
+
+/// Whether a byte is a card byte: a digit, a space or a dash.
+fn is_card_byte(byte: u8) -> bool {
+    byte.is_ascii_digit() || byte == b' ' || byte == b'-'
+}
+
+/// The matches of the card-number regex, `(?-u:\b)(?:[0-9][ -]?){11,18}[0-9](?-u:\b)`, found without
+/// the regex. A match lies in a run of at least 12 bytes of digits, spaces and dashes: such runs are
+/// found 64 bytes at a time (see [`byte_runs`]), and only they are read byte by byte (see
+/// [`card_candidates_in_run`]).
+/// Traffic is full of digits (ids, order numbers, timestamps, hex), and a regex search costs about a
+/// microsecond per long number.
 fn card_candidates(text: &str) -> Vec<Range<usize>> {
     let bytes = text.as_bytes();
+    let mut found = Vec::new();
+    // No match starts before `from`, and the byte before `from` is no card byte.
+    let mut from = 0;
+    while let Some(window) = byte_runs::next_window(bytes, from, MIN_CARD_DIGITS, is_card_byte) {
+        let run = byte_runs::run_around(bytes, from, window, MIN_CARD_DIGITS, is_card_byte);
+        from = run.end + 1;
+        card_candidates_in_run(bytes, run, &mut found);
+    }
+    found
+}
+
+/// The card-number regex's matches inside `run`, a whole run of card bytes of `bytes` (the bytes on
+/// either side are none): from each digit that starts a word, the longest run of 12 to 19 digits (one
+/// space or dash allowed between two) that ends a word; the search goes on after each match, as the
+/// regex's does. Every match lies in such a run, and the regex's search in one run does not depend on
+/// its matches in another: a search from the start of each run finds what one search of the whole
+/// text finds.
+fn card_candidates_in_run(bytes: &[u8], run: Range<usize>, found: &mut Vec<Range<usize>>) {
     let is_word = |at: usize| {
         bytes
             .get(at)
             .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
     };
-    let mut found = Vec::new();
-    let mut start = 0;
-    while start < bytes.len() {
-        let Some(digit) = bytes[start..].iter().position(u8::is_ascii_digit) else {
+    let mut start = run.start;
+    while start < run.end {
+        let Some(digit) = bytes[start..run.end].iter().position(u8::is_ascii_digit) else {
             break;
         };
         start += digit;
@@ -291,7 +318,7 @@ fn card_candidates(text: &str) -> Vec<Range<usize>> {
             };
             at = next;
         }
-        match (12..=count)
+        match (MIN_CARD_DIGITS..=count)
             .rev()
             .map(|n| ends[n - 1])
             .find(|&end| !is_word(end))
@@ -303,7 +330,6 @@ fn card_candidates(text: &str) -> Vec<Range<usize>> {
             None => start += 1,
         }
     }
-    found
 }
 
 /// A card number: the Luhn checksum (spaces and dashes ignored), and a length its issuer uses.
@@ -312,11 +338,13 @@ fn is_card_number(text: &str) -> bool {
     // stack.
     let mut all = [0u32; 19];
     let mut count = 0;
-    for digit in text.chars().filter_map(|c| c.to_digit(10)) {
-        if count == all.len() {
+    for byte in text.bytes().filter(u8::is_ascii_digit) {
+        // Every issuer's numbers start with a digit from 2 to 6: most long numbers in traffic (ids,
+        // timestamps, order numbers) are no card at their first digit.
+        if count == all.len() || (count == 0 && !(b'2'..=b'6').contains(&byte)) {
             return false;
         }
-        all[count] = digit;
+        all[count] = u32::from(byte - b'0');
         count += 1;
     }
     let digits = &all[..count];
@@ -424,7 +452,9 @@ pub fn builtin_rules(pii: bool) -> Vec<Rule> {
             r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{10,}",
         )
         .secret_group(0)
-        .keywords(&["eyj"]),
+        // The second part's start, not the first's: base64 of any JSON object starts as `eyJ`, and
+        // traffic is full of it.
+        .keywords(&[".eyj"]),
         rule(
             "bearer-token",
             Secret,
@@ -788,6 +818,11 @@ impl Scanner {
 
     /// Lists in `scratch.to_run` the rules of every keyword that occurs in `text` (any ASCII case).
     fn enable_by_keywords(&self, text: &str, scratch: &mut Scratch) {
+        if self.keyword_rules.is_empty() {
+            // No rule has keywords: a search for none would still read every byte (an automaton
+            // without patterns has no prefilter to skip with).
+            return;
+        }
         let Scratch {
             folded,
             marks,
@@ -807,7 +842,8 @@ impl Scanner {
                 // Keywords are lowercase; a leftmost-first search restarted one byte after each
                 // match start finds every keyword occurrence.
                 folded.clear();
-                folded.extend(text.bytes().map(|b| b.to_ascii_lowercase()));
+                folded.extend_from_slice(text.as_bytes());
+                folded.make_ascii_lowercase();
                 let mut from = 0;
                 while let Some(found) = search.find(Input::new(folded.as_slice()).range(from..)) {
                     enable(found.pattern());
@@ -1204,6 +1240,21 @@ mod tests {
                 rule.regex.find_iter(text).map(|m| m.range()).collect();
             assert_eq!(card_candidates(text), by_regex, "{text:?}");
         }
+        // Runs of card bytes as short as a match, and a little longer, at every offset across the
+        // 64-byte chunks the finder reads.
+        for offset in 0..140 {
+            for run in [
+                "411111111111",
+                "4111-1111-1111",
+                "4111 1111 1111 1",
+                " 41111111111111 ",
+            ] {
+                let text = format!("{}{run}.", ".".repeat(offset));
+                let by_regex: Vec<Range<usize>> =
+                    rule.regex.find_iter(&text).map(|m| m.range()).collect();
+                assert_eq!(card_candidates(&text), by_regex, "{text:?}");
+            }
+        }
     }
 
     #[test]
@@ -1348,6 +1399,20 @@ mod tests {
     }
 
     #[test]
+    fn a_scanner_whose_rules_have_no_keywords_runs_them_all() {
+        let card = builtin_rules(false)
+            .into_iter()
+            .find(|r| r.id == "card-number")
+            .expect("the card rule");
+        let scanner = Scanner::new(vec![card]);
+        let found = scanner.find("card 4111 1111 1111 1111 exp");
+        assert_eq!((found.len(), found[0].start, found[0].end), (1, 5, 24));
+        assert!(Scanner::new(Vec::new())
+            .find("card 4111 1111 1111 1111")
+            .is_empty());
+    }
+
+    #[test]
     fn proctor_tokens_are_secrets_wherever_they_are_typed() {
         let token = "prt_0a1b2c3d_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789-_AbCdE";
         for text in [
@@ -1402,6 +1467,26 @@ mod tests {
             fn the_card_finder_finds_exactly_what_the_card_regex_finds(
                 text in "[0-9 \\-a_.é]{0,80}",
             ) {
+                let rule = builtin_rules(false)
+                    .into_iter()
+                    .find(|r| r.id == "card-number")
+                    .expect("the card rule");
+                let by_regex: Vec<Range<usize>> =
+                    rule.regex.find_iter(&text).map(|m| m.range()).collect();
+                prop_assert_eq!(card_candidates(&text), by_regex);
+            }
+
+            #[test]
+            fn the_card_finder_finds_what_the_card_regex_finds_across_long_texts(
+                pieces in prop::collection::vec(
+                    (
+                        "[0-9]{1,20}",
+                        prop::sample::select(vec![" ", "-", "  ", "--", " -", "a", "_", ".", "é", "x "]),
+                    ),
+                    0..40,
+                ),
+            ) {
+                let text: String = pieces.iter().map(|(digits, separator)| format!("{digits}{separator}")).collect();
                 let rule = builtin_rules(false)
                     .into_iter()
                     .find(|r| r.id == "card-number")
