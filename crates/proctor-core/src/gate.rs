@@ -105,7 +105,7 @@ pub struct Gate {
 }
 
 /// The id of a token shaped like Proctor's (`prt_<id>_<secret>`): what a record may name of it.
-fn token_id_of(token: &str) -> Option<String> {
+pub fn token_id_of(token: &str) -> Option<String> {
     let id = token.strip_prefix("prt_")?.split('_').next()?;
     (id.len() == 8 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_owned())
 }

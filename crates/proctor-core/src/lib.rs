@@ -8,6 +8,7 @@ pub mod approvals;
 pub mod config;
 mod gate;
 pub mod identity;
+pub mod local;
 pub mod masking;
 pub mod proposals;
 mod recorder;
@@ -15,8 +16,10 @@ mod recorder;
 pub use approvals::{Approvals, DecideError, HoldRequest};
 pub use config::{Config, ConfigError, ConnectionConfig, MaskResults, UpstreamTls};
 pub use gate::{
-    AuthFailure, Authenticator, AuthzError, Gate, Identity, ScramCredentials, ScramKey, Target,
+    token_id_of, AuthFailure, Authenticator, AuthzError, Gate, Identity, ScramCredentials,
+    ScramKey, Target,
 };
+pub use local::{LocalCaller, LocalSessions, SessionSignal};
 pub use masking::Masker;
 pub use proctor_journal as journal;
 pub use proctor_mask as mask;

@@ -2,23 +2,23 @@
 //! `query`) over Streamable HTTP at `/mcp`, built on the official `rmcp` SDK, and through
 //! [`stdio::bridge`] for clients that speak stdio only.
 //!
-//! A tool call goes through exactly the gate a person's session goes through: the SQL runs over
-//! Proctor's own PostgreSQL listener as the calling identity (its bearer token), so authorization,
-//! guardrails (a held statement answers "pending approval" with its request id), masking and
-//! recording are the same code. The call itself is an `mcp.call` event, recorded before the statement
+//! A tool call goes through exactly the gate a person's session goes through: the SQL runs in a
+//! PostgreSQL session that Proctor opens in-process for the calling identity
+//! ([`proctor_core::LocalSessions`]: the same session code as a network client's, over an in-memory
+//! stream), so authorization, guardrails (a held statement answers "pending approval" with its
+//! request id, learnt as a typed signal), masking and recording are the same code. The call itself is an `mcp.call` event, recorded before the statement
 //! leaves, linked to the model answer that proposed it (same identity, tool and arguments, recent) and
 //! to its database session (whose `application_name` names the call and the chain); `mcp.result`
 //! records how it ended. This crate owns the tools and that linking; the rest is `proctor-core`'s.
 
 pub mod stdio;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::http::request::Parts;
 use futures_util::StreamExt;
 use proctor_core::journal::CanonicalJson;
-use proctor_core::{Gate, Identity};
+use proctor_core::{token_id_of, Gate, Identity, LocalCaller, LocalSessions, SessionSignal};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::Extension;
 use rmcp::handler::server::wrapper::Parameters;
@@ -28,7 +28,7 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use rmcp::{schemars, tool, tool_handler, tool_router, ErrorData, ServerHandler};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio_postgres::{AsyncMessage, NoTls, SimpleQueryMessage};
+use tokio_postgres::{NoTls, SimpleQueryMessage};
 
 /// Rows of a result returned to the agent; the rest is counted.
 const MAX_ROWS: usize = 100;
@@ -40,8 +40,8 @@ pub const CHAIN_HEADER: &str = "x-proctor-chain";
 #[derive(Clone)]
 pub struct ProctorMcp {
     gate: Arc<Gate>,
-    /// Proctor's own PostgreSQL listener, which tool calls go through.
-    postgres: SocketAddr,
+    /// Proctor's PostgreSQL sessions, opened in-process: tool calls run their SQL in one.
+    postgres: Arc<dyn LocalSessions>,
     tool_router: ToolRouter<Self>,
 }
 
@@ -61,11 +61,11 @@ pub struct QueryArgs {
     pub sql: String,
 }
 
-/// The authenticated caller of a request, and the token that proved it (its SQL runs with it).
+/// The authenticated caller of a request, and the id of the token that proved it.
 #[derive(Clone)]
 struct Caller {
     identity: Identity,
-    token: String,
+    token_id: Option<String>,
 }
 
 fn text(value: Value) -> ContentBlock {
@@ -81,10 +81,10 @@ enum Outcome {
 }
 
 impl ProctorMcp {
-    pub fn new(gate: Arc<Gate>, postgres: SocketAddr) -> Self {
+    pub fn new(gate: Arc<Gate>, postgres: Arc<dyn LocalSessions>) -> Self {
         Self {
             gate,
-            postgres: SocketAddr::new([127, 0, 0, 1].into(), postgres.port()),
+            postgres,
             tool_router: Self::tool_router(),
         }
     }
@@ -105,7 +105,7 @@ impl ProctorMcp {
         connection: &str,
         sql: &str,
     ) -> Result<CallToolResult, ErrorData> {
-        let Caller { identity, token } = Self::caller(parts)?;
+        let Caller { identity, token_id } = Self::caller(parts)?;
         let proposal = self.gate.proposals().find(&identity.name, tool, &arguments);
         let chain = proposal.as_ref().map(|p| p.chain.clone()).or_else(|| {
             parts
@@ -168,7 +168,18 @@ impl ProctorMcp {
             return Err(journal_error(e));
         }
         let outcome = self
-            .execute(&identity, &token, connection, sql, &application_name)
+            .execute(
+                LocalCaller {
+                    identity: identity.clone(),
+                    method: "mcp".into(),
+                    token_id,
+                    client_addr: client.clone(),
+                    signals: tokio::sync::mpsc::unbounded_channel().0,
+                },
+                connection,
+                sql,
+                &application_name,
+            )
             .await;
         let (result_event, reply) = match outcome {
             Outcome::Rows(rows) => (
@@ -201,36 +212,27 @@ impl ProctorMcp {
         Ok(reply)
     }
 
-    /// Runs SQL as `identity` through Proctor's own PostgreSQL listener.
+    /// Runs SQL as the caller's identity in a PostgreSQL session that Proctor opens in-process.
     async fn execute(
         &self,
-        identity: &Identity,
-        token: &str,
+        mut caller: LocalCaller,
         connection: &str,
         sql: &str,
         application_name: &str,
     ) -> Outcome {
+        let (signals, mut signalled) = tokio::sync::mpsc::unbounded_channel();
+        caller.signals = signals;
         let mut config = tokio_postgres::Config::new();
         config
-            .host(self.postgres.ip().to_string())
-            .port(self.postgres.port())
-            .user(&identity.name)
-            .password(token)
+            .user(&caller.identity.name)
             .dbname(connection)
             .application_name(application_name);
-        let (client, mut driver) = match config.connect(NoTls).await {
+        let stream = self.postgres.clone().open_local(caller);
+        let (client, driver) = match config.connect_raw(stream, NoTls).await {
             Ok(connected) => connected,
             Err(e) => return refused_or_failed(&e),
         };
-        let (notices, mut noticed) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            let mut messages = futures_util::stream::poll_fn(move |cx| driver.poll_message(cx));
-            while let Some(Ok(message)) = messages.next().await {
-                if let AsyncMessage::Notice(notice) = message {
-                    let _ = notices.send(notice.message().to_owned());
-                }
-            }
-        });
+        tokio::spawn(driver);
         let sql = sql.to_owned();
         // The statement runs in a task of its own: if it is held for approval, the agent is told at
         // once, and the statement still runs (and is recorded) if an approver approves it.
@@ -243,31 +245,15 @@ impl ProctorMcp {
             }
             Ok::<_, tokio_postgres::Error>(rows.into_json())
         });
-        loop {
-            tokio::select! {
-                finished = &mut running => return match finished {
-                    Ok(Ok(rows)) => Outcome::Rows(rows),
-                    Ok(Err(e)) => refused_or_failed(&e),
-                    Err(e) => Outcome::Failed(e.to_string()),
-                },
-                Some(notice) = noticed.recv() => {
-                    if let Some(request) = held_request(&notice) {
-                        return Outcome::Pending { request };
-                    }
-                }
-            }
+        tokio::select! {
+            finished = &mut running => match finished {
+                Ok(Ok(rows)) => Outcome::Rows(rows),
+                Ok(Err(e)) => refused_or_failed(&e),
+                Err(e) => Outcome::Failed(e.to_string()),
+            },
+            Some(SessionSignal::Held { request }) = signalled.recv() => Outcome::Pending { request },
         }
     }
-}
-
-/// The approval request a Proctor NOTICE names, if it says the statement is held.
-fn held_request(notice: &str) -> Option<String> {
-    let (_, after) = notice.split_once("holds this statement for approval: request ")?;
-    let id: String = after
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric())
-        .collect();
-    (!id.is_empty()).then_some(id)
 }
 
 fn refused_or_failed(e: &tokio_postgres::Error) -> Outcome {
@@ -338,11 +324,11 @@ fn literal(text: &str) -> String {
 
 /// `/mcp`: the MCP Streamable HTTP endpoint; requests without a valid bearer token get 401 before
 /// they reach the MCP layer.
-pub fn router(gate: Arc<Gate>, postgres: SocketAddr) -> axum::Router {
+pub fn router(gate: Arc<Gate>, postgres: Arc<dyn LocalSessions>) -> axum::Router {
     let factory_gate = gate.clone();
     let service: StreamableHttpService<ProctorMcp, LocalSessionManager> =
         StreamableHttpService::new(
-            move || Ok(ProctorMcp::new(factory_gate.clone(), postgres)),
+            move || Ok(ProctorMcp::new(factory_gate.clone(), postgres.clone())),
             Default::default(),
             // Any Host: every request carries a bearer token, which a page that rebinds DNS to the
             // gateway cannot know, and a gateway is reached under names the SDK cannot guess.
@@ -350,7 +336,46 @@ pub fn router(gate: Arc<Gate>, postgres: SocketAddr) -> axum::Router {
         );
     axum::Router::new()
         .nest_service("/mcp", service)
+        .layer(axum::middleware::from_fn(require_json))
         .layer(axum::middleware::from_fn_with_state(gate, require_token))
+}
+
+/// The largest MCP request body accepted: tool calls carry SQL, not data.
+const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+
+/// A POST whose body is not JSON gets 400 and a JSON-RPC parse error, as JSON-RPC says, before the
+/// MCP layer sees it; a body larger than [`MAX_REQUEST_BYTES`] gets 413.
+async fn require_json(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if request.method() != axum::http::Method::POST {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_REQUEST_BYTES).await else {
+        return (
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            format!("an MCP request may carry at most {MAX_REQUEST_BYTES} bytes\n"),
+        )
+            .into_response();
+    };
+    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+        let error = json!({
+            "jsonrpc": "2.0",
+            "id": null,
+            "error": {"code": -32700, "message": format!("Parse error: the body is not JSON: {e}")},
+        });
+        return (
+            axum::http::StatusCode::BAD_REQUEST,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            error.to_string(),
+        )
+            .into_response();
+    }
+    next.run(axum::extract::Request::from_parts(parts, bytes.into()))
+        .await
 }
 
 async fn require_token(
@@ -369,7 +394,10 @@ async fn require_token(
     let caller = match token.clone() {
         Some(token) => tokio::task::spawn_blocking(move || {
             let identity = checking.authenticator().identify_token(&token).ok()?;
-            Some(Caller { identity, token })
+            Some(Caller {
+                identity,
+                token_id: token_id_of(&token),
+            })
         })
         .await
         .ok()
@@ -379,10 +407,14 @@ async fn require_token(
     let Some(caller) = caller else {
         gate.record_refused_token("mcp", "-", "mcp", token.as_deref())
             .await;
+        let message = match token {
+            Some(_) => "the bearer token is not a valid Proctor token (revoked, mistyped, or of another gateway)\n",
+            None => "send your Proctor token as Authorization: Bearer <token>\n",
+        };
         return (
             axum::http::StatusCode::UNAUTHORIZED,
             [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
-            "send your Proctor token as Authorization: Bearer <token>\n",
+            message,
         )
             .into_response();
     };
@@ -483,12 +515,5 @@ mod tests {
         let shown = cut(&long);
         assert!(shown.ends_with(&format!("[... {} bytes cut]", long.len() - MAX_CELL_BYTES)));
         assert!(shown.len() < MAX_CELL_BYTES + 32);
-    }
-
-    #[test]
-    fn a_held_notice_names_its_request() {
-        let notice = "Proctor's guardrail \"recommended/hold-ddl\" holds this statement for approval: request ab3k9x2mqp (approvers: group:dba; waiting up to 600 s)";
-        assert_eq!(held_request(notice).as_deref(), Some("ab3k9x2mqp"));
-        assert_eq!(held_request("some other notice"), None);
     }
 }

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 
 use proctor_core::journal::{ApprovalRow, ApprovalStatus, Body, CanonicalJson};
 use proctor_core::policy::{Action, Decision, Dialect, Guard, Request, RequestKind, DEFAULT_RULE};
-use proctor_core::{Approvals, HoldRequest, Identity, RecordError, SessionRecorder};
+use proctor_core::{Approvals, HoldRequest, Identity, RecordError, SessionRecorder, SessionSignal};
 use serde_json::{json, Value};
+use tokio::sync::mpsc::UnboundedSender;
 
 use crate::codec::ClientError;
 
@@ -41,6 +42,8 @@ pub struct Guardrails {
     approvals: Approvals,
     /// The outcome of the statement that was held, for when it is processed again.
     resolved: Option<Verdict>,
+    /// An in-process caller's signals: it learns of a hold as a typed signal, not from the notice.
+    signals: Option<UnboundedSender<SessionSignal>>,
 }
 
 fn flag_names(decision: &Decision) -> Value {
@@ -75,13 +78,20 @@ fn refused(decision: &Decision, connection: &str) -> ClientError {
 }
 
 impl Guardrails {
-    pub fn new(guard: Guard, identity: Identity, connection: String, approvals: Approvals) -> Self {
+    pub fn new(
+        guard: Guard,
+        identity: Identity,
+        connection: String,
+        approvals: Approvals,
+        signals: Option<UnboundedSender<SessionSignal>>,
+    ) -> Self {
         Self {
             guard,
             identity,
             connection,
             approvals,
             resolved: None,
+            signals,
         }
     }
 
@@ -203,6 +213,11 @@ impl Guardrails {
             "An approver runs `proctor approvals approve {}` (or deny). Cancel the query to withdraw it.",
             request.id
         ));
+        if let Some(signals) = &self.signals {
+            let _ = signals.send(SessionSignal::Held {
+                request: request.id.clone(),
+            });
+        }
         let started = Instant::now();
         Ok((
             Hold {

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use proctor_core::config::PostgresAuth;
-use proctor_core::{AuthFailure, AuthzError, Gate, Identity, SessionRecorder};
+use proctor_core::{
+    AuthFailure, AuthzError, Gate, Identity, LocalCaller, LocalSessions, SessionRecorder,
+};
 use rustls::{ClientConfig, ServerConfig};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -40,6 +42,20 @@ pub struct PgGateway {
     tls: Arc<ServerConfig>,
     upstream_tls: HashMap<String, Option<Arc<ClientConfig>>>,
     cancels: CancelRegistry,
+    /// Turns true when the gateway stops: in-process sessions end then, as network ones do.
+    local_stop: watch::Sender<bool>,
+}
+
+/// What a client asked for in its startup, and how it came.
+#[derive(Clone, Copy)]
+struct SessionRequest<'a> {
+    params: &'a [(String, String)],
+    identity_name: &'a str,
+    connection: &'a str,
+    /// Whether the client's stream is TLS.
+    tls: bool,
+    /// The in-process caller, already authenticated, if the session is local.
+    local: Option<&'a LocalCaller>,
 }
 
 /// How a connection attempt failed before the relay started.
@@ -84,6 +100,7 @@ impl PgGateway {
             tls,
             upstream_tls,
             cancels: CancelRegistry::default(),
+            local_stop: watch::channel(false).0,
         }))
     }
 
@@ -99,7 +116,10 @@ impl PgGateway {
         let mut next_worker = (0..workers.len()).cycle();
         loop {
             tokio::select! {
-                _ = shutdown.changed() => break,
+                _ = shutdown.changed() => {
+                    self.local_stop.send_replace(true);
+                    break;
+                }
                 accepted = listener.accept() => match accepted.and_then(|(stream, peer)| Ok((stream.into_std()?, peer))) {
                     Ok((stream, peer)) => {
                         let gateway = self.clone();
@@ -134,7 +154,19 @@ impl PgGateway {
         shutdown: watch::Receiver<bool>,
     ) {
         let _ = stream.set_nodelay(true);
-        let mut client: BoxedStream = Box::new(stream);
+        self.run_session(Box::new(stream), peer.to_string(), None, shutdown)
+            .await;
+    }
+
+    /// A session from its first byte to its end: a network client's, or an in-process caller's
+    /// (`local`, already authenticated).
+    async fn run_session(
+        self: Arc<Self>,
+        mut client: BoxedStream,
+        peer: String,
+        local: Option<LocalCaller>,
+        shutdown: watch::Receiver<bool>,
+    ) {
         let startup = tokio::time::timeout(STARTUP_TIMEOUT, self.negotiate(&mut client)).await;
         let (params, tls) = match startup {
             Ok(Ok(Some(negotiated))) => negotiated,
@@ -168,7 +200,7 @@ impl PgGateway {
             .to_owned();
         let mut recorder = match self
             .gate
-            .open_session("postgres", &identity_name, &connection, &peer.to_string())
+            .open_session("postgres", &identity_name, &connection, &peer)
             .await
         {
             Ok(recorder) => recorder,
@@ -188,10 +220,13 @@ impl PgGateway {
             self.establish(
                 &mut client,
                 &mut recorder,
-                &params,
-                &identity_name,
-                &connection,
-                tls,
+                SessionRequest {
+                    params: &params,
+                    identity_name: &identity_name,
+                    connection: &connection,
+                    tls,
+                    local: local.as_ref(),
+                },
             ),
         )
         .await
@@ -216,6 +251,7 @@ impl PgGateway {
                     identity,
                     connection.clone(),
                     self.gate.approvals().clone(),
+                    local.map(|caller| caller.signals),
                 );
                 let mut limits = self.limits(&connection, table_names, &params);
                 // Every statement names the chain: masked once here (its findings are those of the
@@ -252,12 +288,8 @@ impl PgGateway {
     }
 
     /// Records a connection refused before it named an identity (bad startup packet, failed TLS).
-    async fn record_refused_startup(&self, peer: &SocketAddr, error: &ClientError) {
-        let Ok(mut recorder) = self
-            .gate
-            .open_session("postgres", "-", "-", &peer.to_string())
-            .await
-        else {
+    async fn record_refused_startup(&self, peer: &str, error: &ClientError) {
+        let Ok(mut recorder) = self.gate.open_session("postgres", "-", "-", peer).await else {
             return;
         };
         let _ = recorder
@@ -271,10 +303,10 @@ impl PgGateway {
 
     /// Records a startup packet without a user: a failed authentication like any other, under the
     /// identity `-`.
-    async fn record_nameless_attempt(&self, peer: &SocketAddr, connection: &str) {
+    async fn record_nameless_attempt(&self, peer: &str, connection: &str) {
         let Ok(mut recorder) = self
             .gate
-            .open_session("postgres", "-", connection, &peer.to_string())
+            .open_session("postgres", "-", connection, peer)
             .await
         else {
             return;
@@ -405,21 +437,37 @@ impl PgGateway {
         &self,
         client: &mut BoxedStream,
         recorder: &mut SessionRecorder,
-        params: &[(String, String)],
-        identity_name: &str,
-        connection: &str,
-        tls: bool,
+        request: SessionRequest<'_>,
     ) -> Result<Established, Box<Refusal>> {
+        let SessionRequest {
+            params,
+            identity_name,
+            connection,
+            tls,
+            local,
+        } = request;
         let use_cleartext = tls && self.gate.postgres().auth == PostgresAuth::Password;
-        let method = if use_cleartext {
-            "password"
-        } else {
-            "scram-sha-256"
+        let method = match local {
+            Some(caller) => caller.method.as_str(),
+            None if use_cleartext => "password",
+            None => "scram-sha-256",
         };
-        let (identity, token_id, server_final) = self
-            .authenticate(client, identity_name, use_cleartext)
-            .await
-            .map_err(|failure| {
+        let authenticated = match local {
+            // An in-process caller was authenticated by its own front door, as this identity.
+            Some(caller) if caller.identity.name == identity_name => Ok((
+                caller.identity.clone(),
+                caller.token_id.clone().unwrap_or_else(|| "-".into()),
+                None,
+            )),
+            Some(_) => Err(AuthFailure::Store(
+                "an in-process session named another identity".into(),
+            )),
+            None => {
+                self.authenticate(client, identity_name, use_cleartext)
+                    .await
+            }
+        };
+        let (identity, token_id, server_final) = authenticated.map_err(|failure| {
                 let message = format!("password authentication failed for identity \"{identity_name}\"");
                 Refusal::new(
                     ClientError::fatal("28P01", message).hint(format!(
@@ -665,6 +713,19 @@ impl PgGateway {
             Err(scram::ScramError::NoMatch) => Err(AuthFailure::WrongToken),
             Err(e) => Err(AuthFailure::Store(e.to_string())),
         }
+    }
+}
+
+/// Bytes an in-process session's stream buffers each way.
+const LOCAL_STREAM_BYTES: usize = 64 * 1024;
+
+impl LocalSessions for PgGateway {
+    fn open_local(self: Arc<Self>, caller: LocalCaller) -> tokio::io::DuplexStream {
+        let (client_end, session_end) = tokio::io::duplex(LOCAL_STREAM_BYTES);
+        let shutdown = self.local_stop.subscribe();
+        let peer = caller.client_addr.clone();
+        tokio::spawn(self.run_session(Box::new(session_end), peer, Some(caller), shutdown));
+        client_end
     }
 }
 

@@ -129,9 +129,8 @@ async fn serve(
         data_dir = %data_dir.display(),
         "proctor is ready"
     );
-    let pg_address = pg_listener.local_addr()?;
     let (stop, stopped) = watch::channel(false);
-    let pg_task = tokio::spawn(pg.serve(pg_listener, workers, stopped.clone()));
+    let pg_task = tokio::spawn(pg.clone().serve(pg_listener, workers, stopped.clone()));
     let app = axum::Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
@@ -143,7 +142,7 @@ async fn serve(
         )
         .merge(crate::approvals::router(gate.clone()))
         .merge(llm.clone().router())
-        .merge(proctor_mcp::router(gate.clone(), pg_address));
+        .merge(proctor_mcp::router(gate.clone(), pg.clone()));
     let mut http_stopped = stopped.clone();
     let http_task = tokio::spawn(async move {
         // Streamed answers go out chunk by chunk: without TCP_NODELAY each small chunk would wait
