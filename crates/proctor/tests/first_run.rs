@@ -74,9 +74,7 @@ struct GroupGuard(Vec<u32>);
 impl Drop for GroupGuard {
     fn drop(&mut self) {
         for group in &self.0 {
-            let _ = Command::new("kill")
-                .args(["-TERM", "--", &format!("-{group}")])
-                .status();
+            support::signal(-(*group as i32), libc::SIGTERM);
         }
     }
 }

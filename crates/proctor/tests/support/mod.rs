@@ -64,6 +64,15 @@ allow = ["group:dba"]
     )
 }));
 
+/// Sends `signal` to a process (a negative `pid`: to a process group); a process already gone is no
+/// error.
+pub fn signal(pid: i32, signal: i32) {
+    // SAFETY: kill(2) takes any pid and signal number and only reports errors.
+    unsafe {
+        libc::kill(pid, signal);
+    }
+}
+
 /// The ports in `serve`'s ready line (`proctor is ready postgres=ADDR http=ADDR ...`), once logged.
 fn ready_ports(log: &str) -> Option<(u16, u16)> {
     let line = log.lines().find(|line| line.contains("proctor is ready"))?;
@@ -235,10 +244,7 @@ impl Proctor {
     /// Stops the server with SIGTERM and waits for it.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("proctor is running");
-        Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
+        signal(child.id() as i32, libc::SIGTERM);
         child.wait().unwrap()
     }
 
