@@ -6,7 +6,11 @@
 //! that matches file paths only (Proctor scans traffic, not files). Allowlist regexes are applied to
 //! the secret, the whole match or its line as their `regexTarget` says; a list that also needs a file
 //! path to match never holds. Patterns are Go regexps, rewritten to mean in the `regex`
-//! crate what they mean in Go ([`go_regex`]). The gitleaks default set ships embedded ([`EMBEDDED`]).
+//! crate what they mean in Go ([`go_regex`]). A match is read as gitleaks (8.23 and later) reads it:
+//! newlines trimmed off its ends, the secret the rule's `secretGroup` or else the first capture group
+//! that is not empty, Go's entropy, which must exceed the rule's `entropy`. Where gitleaks runs a rule
+//! only on files whose path matches its `path`, Proctor runs it on all text. The gitleaks default set
+//! ships embedded ([`EMBEDDED`]); `bench/gitleaks-compare.sh` compares its findings with gitleaks'.
 
 use regex::Regex;
 use serde::Deserialize;
@@ -316,19 +320,17 @@ fn build(def: RuleDef, global: &Allowlist) -> Result<Rule, RuleError> {
             reason: "matches file paths only; Proctor scans traffic, not files".into(),
         });
     };
-    let mut rule = Rule::new(&def.id, Category::Secret, &go_regex(pattern))?;
+    let mut rule = Rule::new(&def.id, Category::Secret, &go_regex(pattern))?.read_as_gitleaks();
     let keywords: Vec<&str> = def.keywords.iter().map(String::as_str).collect();
     rule = rule.keywords(&keywords);
     if let Some(group) = def.secret_group {
         rule = rule.secret_group(group);
     }
+    // gitleaks before 8.23 also asked the secret of a rule whose id starts with `generic` for a
+    // digit; 8.23 dropped that for the allowlists the rule file now gives `generic-api-key` (a secret
+    // of letters, dots, dashes and underscores alone is no secret).
     if let Some(entropy) = def.entropy {
         rule = rule.min_entropy(entropy);
-        // As gitleaks does: a generic rule's secret must hold a digit (its regexes cannot say so, Go has
-        // no look-ahead), so a long word after `password:` is no secret.
-        if def.id.starts_with("generic") {
-            rule = rule.check(|secret| secret.bytes().any(|b| b.is_ascii_digit()));
-        }
     }
     let lists = def
         .allowlists
@@ -526,7 +528,7 @@ mod tests {
             assert_eq!(secrets_of(id, text), [secret], "{id} in {text:?}");
         }
         let clean = [
-            // A word without a digit after a keyword: gitleaks asks a generic secret for a digit.
+            // A word of letters alone after a keyword: the rule's allowlist (`^[a-zA-Z_.-]+$`).
             ("generic-api-key", "password: CorrectHorseBatteryStaple\n"),
             // Allowlisted on the whole match (`regexTarget = "match"`): a primary key is no secret.
             ("generic-api-key", "primary_key = 4c9e1f7a2b8d6e3f\n"),
@@ -545,6 +547,90 @@ mod tests {
         for (id, text) in clean {
             assert!(secrets_of(id, text).is_empty(), "{id} in {text:?}");
         }
+    }
+
+    /// The secrets the rules of `file` find in `text`.
+    fn secrets_in(file: &str, text: &str) -> Vec<String> {
+        Scanner::new(load(file).unwrap().rules)
+            .find(text)
+            .into_iter()
+            .map(|f| text[f.start..f.end].to_owned())
+            .collect()
+    }
+
+    // What gitleaks 8.26 reports for each case below was checked with gitleaks itself (see
+    // `bench/gitleaks-compare.sh`).
+
+    #[test]
+    fn a_secret_must_exceed_the_entropy_minimum_not_reach_it() {
+        // Four characters twice and eight once: 3.5 bits exactly, generic-api-key's minimum.
+        let secret = "q7q7xzxzmwrtypkv";
+        assert_eq!(crate::go_entropy(secret), 3.5);
+        let text = format!("config: api_key = \"{secret}\" loaded");
+        assert!(secrets_of("generic-api-key", &text).is_empty());
+        let text = "config: api_key = \"q7q7xzxzmwrtypkvb\" loaded";
+        assert_eq!(secrets_of("generic-api-key", text), ["q7q7xzxzmwrtypkvb"]);
+    }
+
+    #[test]
+    fn entropy_is_gos_characters_over_bytes() {
+        // One character of two bytes: frequency 1/2 for Go, two bytes of 1/2 each byte-wise.
+        assert_eq!(crate::go_entropy("é"), 0.5);
+        assert_eq!(crate::entropy("é"), 1.0);
+        assert_eq!(crate::go_entropy("éé"), 0.5);
+        for ascii in ["", "a", "abcd", "Zq3x9LmT0vB7nW2yK5rJ", "aabbbc"] {
+            assert!((crate::go_entropy(ascii) - crate::entropy(ascii)).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn a_generic_secret_needs_no_digit_read_as_gitleaks_8_23_and_later() {
+        let text = "config: auth_token = \"Zq+xLmT/vBnWyKrJpHdF\" loaded";
+        assert_eq!(
+            secrets_of("generic-api-key", text),
+            ["Zq+xLmT/vBnWyKrJpHdF"]
+        );
+        // A word of letters alone is still none: the rule's allowlist says so.
+        assert!(secrets_of("generic-api-key", "password: CorrectHorseBatteryStaple\n").is_empty());
+    }
+
+    #[test]
+    fn the_secret_is_the_first_group_that_matched_something() {
+        let file = r#"
+[[rules]]
+id = "tok"
+regex = '''tok(-?)([a-z0-9]{12})'''
+"#;
+        assert_eq!(secrets_in(file, "x tokabcdef123456 y"), ["abcdef123456"]);
+        assert_eq!(secrets_in(file, "x tok-abcdef123456 y"), ["-"]);
+    }
+
+    #[test]
+    fn secret_group_0_is_no_secret_group() {
+        let file = r#"
+[[rules]]
+id = "key"
+regex = '''key_([a-z0-9]{12})'''
+secretGroup = 0
+"#;
+        assert_eq!(secrets_in(file, "z key_abcdef123456"), ["abcdef123456"]);
+    }
+
+    #[test]
+    fn newlines_at_either_end_of_a_match_are_no_part_of_it() {
+        let file = r#"
+[[rules]]
+id = "pat"
+regex = '''\npat_[a-z0-9]{12}\s'''
+[[rules]]
+id = "zed"
+regex = '''\nzed_[a-z0-9]{12}\s'''
+[[rules.allowlists]]
+regexTarget = "match"
+regexes = ['''^zed_[a-z0-9]{12}$''']
+"#;
+        let text = "w\npat_abcdef123456\nq\nzed_abcdef123456\nend";
+        assert_eq!(secrets_in(file, text), ["pat_abcdef123456"]);
     }
 
     #[test]

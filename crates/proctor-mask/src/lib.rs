@@ -74,6 +74,9 @@ pub struct Rule {
     /// A hand-written search that finds exactly the regex's matches, faster: the regex stays the
     /// rule's definition, and a property test holds the two to the same matches.
     finder: Option<Finder>,
+    /// The rule came from a gitleaks rule file and takes its secret and entropy as gitleaks does
+    /// (see [`Rule::read_as_gitleaks`]).
+    gitleaks: bool,
 }
 
 impl Rule {
@@ -98,7 +101,24 @@ impl Rule {
             check: None,
             worth_running: None,
             finder: None,
+            gitleaks: false,
         })
+    }
+
+    /// Makes the rule read its matches as gitleaks (8.23 and later) does, which a gitleaks rule file
+    /// expects:
+    /// - newlines at either end of a match are no part of it;
+    /// - the secret is taken from the regex run again on that match alone: the group `secretGroup`
+    ///   (0 meaning none), else the first group that matched something (not merely the first that
+    ///   matched: an empty group is passed over), else the whole match;
+    /// - the entropy is Go's (characters counted, their frequencies taken over the secret's bytes),
+    ///   and a secret must exceed the rule's minimum, not merely reach it.
+    pub(crate) fn read_as_gitleaks(mut self) -> Self {
+        self.gitleaks = true;
+        if self.secret_group == Some(0) {
+            self.secret_group = None;
+        }
+        self
     }
 
     pub fn keywords(mut self, keywords: &[&str]) -> Self {
@@ -107,7 +127,7 @@ impl Rule {
     }
 
     pub fn secret_group(mut self, group: usize) -> Self {
-        self.secret_group = Some(group);
+        self.secret_group = (!self.gitleaks || group > 0).then_some(group);
         self
     }
 
@@ -144,6 +164,11 @@ impl Rule {
     fn matches<'r, 't>(&'r self, text: &'t str) -> Matches<'r, 't> {
         if let Some(finder) = self.finder {
             Matches::Found(finder(text).into_iter())
+        } else if self.gitleaks {
+            Matches::Gitleaks {
+                rule: self,
+                found: self.regex.find_iter(text),
+            }
         } else if self.secret_group == Some(0) || self.regex.captures_len() == 1 {
             Matches::Whole(self.regex.find_iter(text))
         } else {
@@ -151,8 +176,11 @@ impl Rule {
         }
     }
 
-    /// The secret of each match, as a byte range of `text`.
-    fn secrets<'t>(&'t self, text: &'t str) -> impl Iterator<Item = (usize, usize)> + 't {
+    /// The secret of each match that is one, with the whole match: byte ranges of `text`.
+    fn secrets<'t>(
+        &'t self,
+        text: &'t str,
+    ) -> impl Iterator<Item = (Range<usize>, Range<usize>)> + 't {
         self.matches(text).filter_map(move |(secret, whole)| {
             let value = &text[secret.clone()];
             let allowed = |target: AllowTarget| match target {
@@ -162,7 +190,13 @@ impl Rule {
             };
             let accepted = !value.is_empty()
                 && !value.starts_with(MASK_PREFIX)
-                && self.min_entropy.is_none_or(|min| entropy(value) >= min)
+                && self.min_entropy.is_none_or(|min| {
+                    if self.gitleaks {
+                        go_entropy(value) > min
+                    } else {
+                        entropy(value) >= min
+                    }
+                })
                 && self.check.is_none_or(|check| check(value))
                 && !self
                     .allow
@@ -172,17 +206,22 @@ impl Rule {
                     .stopwords
                     .as_ref()
                     .is_some_and(|stopwords| stopwords.is_match(&value.to_lowercase()));
-            accepted.then_some((secret.start, secret.end))
+            accepted.then_some((secret, whole))
         })
     }
 }
 
-/// A rule's matches as (secret, whole match): found by its finder, by its regex whole, or by its
-/// regex's capture groups (the secret group, or the first group that matched).
+/// A rule's matches as (secret, whole match): found by its finder, by its regex whole, by its
+/// regex's capture groups (the secret group, or the first group that matched), or as gitleaks reads
+/// them (see [`Rule::read_as_gitleaks`]).
 enum Matches<'r, 't> {
     Found(std::vec::IntoIter<Range<usize>>),
     Whole(regex::Matches<'r, 't>),
     Groups(Option<usize>, regex::CaptureMatches<'r, 't>),
+    Gitleaks {
+        rule: &'r Rule,
+        found: regex::Matches<'r, 't>,
+    },
 }
 
 impl Iterator for Matches<'_, '_> {
@@ -203,6 +242,30 @@ impl Iterator for Matches<'_, '_> {
                 if let (Some(secret), Some(whole)) = (secret, caps.get(0)) {
                     return Some((secret.range(), whole.range()));
                 }
+            },
+            Matches::Gitleaks { rule, found } => loop {
+                let found = found.next()?;
+                let trimmed = found.as_str().trim_matches('\n');
+                let start = found.start() + found.as_str().len()
+                    - found.as_str().trim_start_matches('\n').len();
+                let whole = start..start + trimmed.len();
+                if rule.regex.captures_len() == 1 {
+                    return Some((whole.clone(), whole));
+                }
+                let Some(caps) = rule.regex.captures(trimmed) else {
+                    // The match alone no longer matches (an assertion looked past its ends).
+                    return Some((whole.clone(), whole));
+                };
+                let secret = match rule.secret_group {
+                    // A group the regex does not have: gitleaks skips the match.
+                    Some(group) if group >= caps.len() => continue,
+                    Some(group) => caps.get(group).map_or(0..0, |g| g.range()),
+                    None => (1..caps.len())
+                        .find_map(|group| caps.get(group).filter(|g| !g.is_empty()))
+                        .map_or(0..trimmed.len(), |g| g.range()),
+                };
+                let secret = secret.start + start..secret.end + start;
+                return Some((secret, whole));
             },
         }
     }
@@ -247,6 +310,37 @@ pub fn entropy(text: &str) -> f64 {
         .map(|&c| {
             let p = c as f64 / len;
             -p * p.log2()
+        })
+        .sum()
+}
+
+/// Shannon entropy as gitleaks computes it (Go): each character (not byte) counted, its frequency
+/// its count over the number of bytes. The same as [`entropy`] for ASCII; lower for other text.
+pub fn go_entropy(text: &str) -> f64 {
+    if text.is_empty() {
+        return 0.0;
+    }
+    let mut ascii = [0usize; 128];
+    let mut other: Vec<(char, usize)> = Vec::new();
+    for c in text.chars() {
+        if c.is_ascii() {
+            ascii[c as usize] += 1;
+        } else {
+            match other.iter_mut().find(|(seen, _)| *seen == c) {
+                Some((_, count)) => *count += 1,
+                None => other.push((c, 1)),
+            }
+        }
+    }
+    let inverse_length = 1.0 / text.len() as f64;
+    ascii
+        .iter()
+        .copied()
+        .chain(other.iter().map(|&(_, count)| count))
+        .filter(|&count| count > 0)
+        .map(|count| {
+            let frequency = count as f64 * inverse_length;
+            -frequency * frequency.log2()
         })
         .sum()
 }
@@ -665,6 +759,16 @@ pub struct Finding {
     pub end: usize,
 }
 
+/// One rule's finding with the whole match it came from (see [`Scanner::find_each`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleFinding {
+    pub detector: String,
+    /// The secret, a byte range of the text.
+    pub secret: Range<usize>,
+    /// The rule's whole match.
+    pub whole: Range<usize>,
+}
+
 /// The earliest finding, then the longest, wins; sorted by start, none overlapping.
 fn without_overlaps(mut findings: Vec<Finding>) -> Vec<Finding> {
     findings.sort_by(|a, b| a.start.cmp(&b.start).then(b.end.cmp(&a.end)));
@@ -877,12 +981,12 @@ impl Scanner {
         scratch.to_run.sort_unstable();
         let mut findings: Vec<Finding> = Vec::new();
         for rule in scratch.to_run.iter().map(|&index| &self.rules[index]) {
-            for (start, end) in rule.secrets(text) {
+            for (secret, _) in rule.secrets(text) {
                 findings.push(Finding {
                     detector: rule.id.clone(),
                     category: rule.category,
-                    start,
-                    end,
+                    start: secret.start,
+                    end: secret.end,
                 });
             }
         }
@@ -906,6 +1010,37 @@ impl Scanner {
         kept.extend(personal);
         kept.sort_by_key(|f| f.start);
         kept
+    }
+
+    /// Every rule's findings in `text`, each with the whole match it came from, rule by rule and
+    /// overlaps kept: what a rule-by-rule comparison with another scanner needs. [`Scanner::find`]
+    /// is what masking uses.
+    pub fn find_each(&self, text: &str) -> Vec<RuleFinding> {
+        let mut scratch = Scratch::default();
+        scratch.start(self.rules.len());
+        for &index in &self.always {
+            if self.rules[index]
+                .worth_running
+                .is_none_or(|test| test(text))
+            {
+                scratch.marks[index] = scratch.mark;
+                scratch.to_run.push(index);
+            }
+        }
+        self.enable_by_keywords(text, &mut scratch);
+        scratch.to_run.sort_unstable();
+        scratch
+            .to_run
+            .iter()
+            .flat_map(|&index| {
+                let rule = &self.rules[index];
+                rule.secrets(text).map(move |(secret, whole)| RuleFinding {
+                    detector: rule.id.clone(),
+                    secret,
+                    whole,
+                })
+            })
+            .collect()
     }
 
     /// `text` with every secret replaced by its mask, and what was found. Each long run of hex or
