@@ -1,6 +1,6 @@
 # Sourced by the benchmark scripts: the config of a gateway under test, with one identity (`bench`, its
 # token from PROCTOR_BENCH_TOKEN) and one connection (`proctor_bench`) to the machine's PostgreSQL,
-# and the check that the ports a benchmark listens on are free.
+# the check that this PostgreSQL answers, and the check that the ports a benchmark listens on are free.
 
 gateway_config() { # data dir, port [extra connection keys]
   cat <<TOML
@@ -22,6 +22,15 @@ user = "postgres"
 allow = ["bench"]
 ${3:-}
 TOML
+}
+
+require_machine_postgres() { # the benchmarks measure against the machine's PostgreSQL, as it runs
+  if ! psql -X -q -h 127.0.0.1 -p 5432 -U postgres -d postgres -Atc 'select 1' >/dev/null 2>&1; then
+    echo "the benchmarks run against the machine's PostgreSQL on 127.0.0.1:5432, as postgres without a" >&2
+    echo "password; start it, or allow that login (the tests' own cluster, .ci/postgres-setup.sh, is" >&2
+    echo "tuned for tests, not for measuring)" >&2
+    exit 1
+  fi
 }
 
 require_free_ports() { # port... : refuses to go on if anything listens there already

@@ -20,7 +20,8 @@ work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 
 command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; }
-bash .ci/postgres-setup.sh >/dev/null
+source bench/gateway_config.sh
+require_machine_postgres
 cargo build --release -q -p proctor
 if ! psql -X -q -h 127.0.0.1 -U postgres -d proctor_bench -c 'select 1 from pgbench_accounts limit 1' \
   >/dev/null 2>&1; then
@@ -29,7 +30,6 @@ if ! psql -X -q -h 127.0.0.1 -U postgres -d proctor_bench -c 'select 1 from pgbe
   pgbench -q -i -s 10 -h 127.0.0.1 -U postgres proctor_bench >/dev/null 2>&1
 fi
 
-source bench/gateway_config.sh
 require_free_ports "$port"
 
 count() { # binary, transactions per client -> one line per thread: name and instructions

@@ -38,6 +38,7 @@ token_env = "PROCTOR_BENCH_TOKEN"
 name = "openai"
 kind = "openai"
 base_url = "http://127.0.0.1:$port"
+allow = ["bench"]
 TOML
 export PROCTOR_BENCH_TOKEN=bench-token
 target/release/proctor serve --config "$work/proctor.toml" 2>"$work/proctor.log" &

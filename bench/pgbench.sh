@@ -44,7 +44,8 @@ bouncer_port=${BOUNCER_PORT:-36432}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 
-bash .ci/postgres-setup.sh >/dev/null
+source bench/gateway_config.sh
+require_machine_postgres
 command -v pgbouncer >/dev/null || { apt-get update -qq && apt-get install -y -qq pgbouncer >/dev/null; }
 cargo build --release -q -p proctor
 [ -z "$floor" ] || cargo build --release -q -p proctor-pg --example passthrough
@@ -53,7 +54,6 @@ psql -X -q -h 127.0.0.1 -U postgres -d postgres -c 'drop database if exists proc
   -c 'create database proctor_bench'
 pgbench -q -i -s "$scale" -h 127.0.0.1 -U postgres proctor_bench >/dev/null 2>&1
 
-source bench/gateway_config.sh
 # A gateway still listening on one of these ports would answer in place of the build under test.
 require_free_ports "$proctor_port" "$bouncer_port" ${baseline:+"$baseline_port"} ${guarded:+"$guarded_port"} \
   ${floor:+"$floor_port"}
