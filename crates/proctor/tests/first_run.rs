@@ -148,24 +148,12 @@ fn the_readme_try_it_block_ends_in_the_recorded_session() {
 }
 
 fn init(dir: &Path, args: &[&str], stdin: &str) -> Output {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_proctor"))
-        .arg("init")
+    let mut init = Command::new(env!("CARGO_BIN_EXE_proctor"));
+    init.arg("init")
         .args(args)
         .current_dir(dir)
-        .env("USER", "first-run")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+        .env("USER", "first-run");
+    support::output_with_stdin(init, stdin)
 }
 
 #[test]

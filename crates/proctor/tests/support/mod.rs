@@ -64,6 +64,23 @@ allow = ["group:dba"]
     )
 }));
 
+/// Runs `command` with `stdin` as its input and collects what it printed.
+pub fn output_with_stdin(mut command: Command, stdin: &str) -> Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 /// Sends `signal` to a process (a negative `pid`: to a process group); a process already gone is no
 /// error.
 pub fn signal(pid: i32, signal: i32) {
@@ -395,8 +412,8 @@ impl Proctor {
         args: &[&str],
         stdin: &str,
     ) -> Output {
-        let mut child = Command::new("psql")
-            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-A", "-t"])
+        let mut psql = Command::new("psql");
+        psql.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-A", "-t"])
             .args(args)
             .env("PGHOST", "127.0.0.1")
             .env("PGPORT", self.pg_port.to_string())
@@ -404,19 +421,8 @@ impl Proctor {
             .env("PGDATABASE", database)
             .env("PGPASSWORD", token)
             .env("PGSSLMODE", "disable")
-            .envs(env.iter().copied())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+            .envs(env.iter().copied());
+        output_with_stdin(psql, stdin)
     }
 
     /// Sessions as `proctor sessions list --format json` prints them.
@@ -504,16 +510,11 @@ pub fn stdout(out: &Output) -> String {
 
 /// `proctor search --secret` with the secret on stdin: whether it was found, and what was printed.
 pub fn search_secret(proctor: &Proctor, secret: &str) -> (bool, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_proctor"))
+    let mut search = Command::new(env!("CARGO_BIN_EXE_proctor"));
+    search
         .args(["search", "--secret", "--config"])
-        .arg(&proctor.config_path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{secret}").unwrap();
-    let out = child.wait_with_output().unwrap();
+        .arg(&proctor.config_path);
+    let out = output_with_stdin(search, &format!("{secret}\n"));
     (out.status.success(), stdout(&out))
 }
 
