@@ -1,8 +1,9 @@
 //! End to end: Proctor logs in to the target with the credentials it holds — SCRAM-SHA-256, md5, and
 //! SCRAM over TLS — from an environment variable or a file; the client never sees them.
 //!
-//! The roles' pg_hba rules come from `.ci/postgres-setup.sh`; each test first proves that the target
-//! really demands the password, so it cannot pass against a target that trusts everyone.
+//! The roles' pg_hba rules are those of the tests' cluster (`.ci/postgres-setup.sh`); each test first
+//! proves that the target really demands the password, so it cannot pass against a target that
+//! trusts everyone.
 
 mod support;
 
@@ -30,7 +31,8 @@ fn assert_target_demands_a_password(role: &str, sslmode: &str) {
         .unwrap();
     assert!(
         !out.status.success(),
-        "the target accepted {role} with a wrong password: run .ci/postgres-setup.sh to install the pg_hba rules"
+        "the target accepted {role} with a wrong password: run the tests with .ci/run, or against the \
+         cluster of .ci/postgres-setup.sh (PROCTOR_TEST_PG), whose pg_hba rules demand it"
     );
 }
 
