@@ -650,68 +650,16 @@ async fn record_answer(
     }
 }
 
-/// Masks secrets in what the client wrote (system, user and tool messages' text), in place, before
-/// the request leaves. Assistant messages and every block a provider signs are left as they are.
+/// Masks secrets in what the client wrote ([`wire::client_texts`]), in place, before the request
+/// leaves.
 fn mask_for_provider(format: Format, request: &mut Value, masker: &Masker) -> Vec<Value> {
     let mut findings = Vec::new();
-    let mut mask_text = |text: &mut Value| {
-        if let Value::String(s) = text {
-            let (masked, found) = masker.mask(s, "prompt");
-            if !found.is_empty() {
-                *s = masked.into_owned();
-                findings.extend(found);
-            }
+    wire::client_texts(format, request, |text| {
+        let (masked, found) = masker.mask(text, "prompt");
+        if !found.is_empty() {
+            *text = masked.into_owned();
+            findings.extend(found);
         }
-    };
-    match format {
-        Format::Messages => match &mut request["system"] {
-            Value::Array(blocks) => blocks.iter_mut().for_each(|b| mask_text(&mut b["text"])),
-            system => mask_text(system),
-        },
-        Format::Responses => {
-            mask_text(&mut request["instructions"]);
-            if request["input"].is_string() {
-                mask_text(&mut request["input"]);
-            }
-        }
-        Format::Chat => {}
-    }
-    let listed = if format == Format::Responses {
-        "input"
-    } else {
-        "messages"
-    };
-    if let Some(messages) = request[listed].as_array_mut() {
-        for message in messages {
-            match message["type"].as_str() {
-                Some("function_call_output") => {
-                    mask_text(&mut message["output"]);
-                    continue;
-                }
-                Some("function_call") | Some("reasoning") => continue,
-                _ => {}
-            }
-            if message["role"] == "assistant" {
-                continue;
-            }
-            match &mut message["content"] {
-                Value::Array(blocks) => {
-                    for block in blocks {
-                        match block["type"].as_str() {
-                            Some("text") | Some("input_text") => mask_text(&mut block["text"]),
-                            Some("tool_result") => match &mut block["content"] {
-                                Value::Array(inner) => {
-                                    inner.iter_mut().for_each(|b| mask_text(&mut b["text"]))
-                                }
-                                content => mask_text(content),
-                            },
-                            _ => {}
-                        }
-                    }
-                }
-                content => mask_text(content),
-            }
-        }
-    }
+    });
     findings
 }

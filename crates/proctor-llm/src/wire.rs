@@ -381,9 +381,12 @@ impl Answer {
                     self.stop_reason = Some(reason.to_owned());
                 }
                 if let Some(usage) = data["usage"].as_object() {
-                    let merged = self.usage.get_or_insert_with(|| json!({}));
-                    for (k, v) in usage {
-                        merged[k] = v.clone();
+                    // What message_start said may be anything; the delta's usage is an object.
+                    if !matches!(self.usage, Some(Value::Object(_))) {
+                        self.usage = Some(json!({}));
+                    }
+                    if let Some(Value::Object(merged)) = &mut self.usage {
+                        merged.extend(usage.iter().map(|(k, v)| (k.clone(), v.clone())));
                     }
                 }
             }
@@ -549,6 +552,68 @@ impl Answer {
     }
 }
 
+/// Visits, in place, the texts a client wrote in a request: the system prompt or instructions, and the
+/// text of user and tool messages (a string input included). Assistant messages and every block a
+/// provider signs (thinking, tool use, function calls, reasoning) are left out. This is what is masked
+/// before a request leaves. Any JSON is taken: what is not laid out as the format says is skipped and
+/// left as it is, and nothing is added to the request.
+pub fn client_texts(format: Format, request: &mut Value, mut visit: impl FnMut(&mut String)) {
+    let mut text = |value: Option<&mut Value>| {
+        if let Some(Value::String(text)) = value {
+            visit(text);
+        }
+    };
+    match format {
+        Format::Messages => match request.get_mut("system") {
+            Some(Value::Array(blocks)) => blocks.iter_mut().for_each(|b| text(b.get_mut("text"))),
+            system => text(system),
+        },
+        Format::Responses => {
+            text(request.get_mut("instructions"));
+            text(request.get_mut("input"));
+        }
+        Format::Chat => {}
+    }
+    let listed = if format == Format::Responses {
+        "input"
+    } else {
+        "messages"
+    };
+    let Some(Value::Array(messages)) = request.get_mut(listed) else {
+        return;
+    };
+    for message in messages {
+        match message.get("type").and_then(Value::as_str) {
+            Some("function_call_output") => {
+                text(message.get_mut("output"));
+                continue;
+            }
+            Some("function_call") | Some("reasoning") => continue,
+            _ => {}
+        }
+        if message.get("role").and_then(Value::as_str) == Some("assistant") {
+            continue;
+        }
+        match message.get_mut("content") {
+            Some(Value::Array(blocks)) => {
+                for block in blocks {
+                    match block.get("type").and_then(Value::as_str) {
+                        Some("text") | Some("input_text") => text(block.get_mut("text")),
+                        Some("tool_result") => match block.get_mut("content") {
+                            Some(Value::Array(inner)) => {
+                                inner.iter_mut().for_each(|b| text(b.get_mut("text")))
+                            }
+                            content => text(content),
+                        },
+                        _ => {}
+                    }
+                }
+            }
+            content => text(content),
+        }
+    }
+}
+
 /// A Responses API output item as a block.
 fn response_item(item: &Value) -> Option<Block> {
     match item["type"].as_str()? {
@@ -656,6 +721,86 @@ mod tests {
         SseEvent {
             event: event.map(str::to_owned),
             data: data.to_string(),
+        }
+    }
+
+    fn client_texts_of(format: Format, request: &mut Value) -> Vec<String> {
+        let mut seen = Vec::new();
+        client_texts(format, request, |text| {
+            seen.push(text.clone());
+            text.make_ascii_uppercase();
+        });
+        seen
+    }
+
+    #[test]
+    fn client_texts_are_what_the_client_wrote_and_nothing_else() {
+        let mut request = json!({"model": "m", "system": [{"type": "text", "text": "sys"}, {"type": "image"}],
+            "messages": [{"role": "user", "content": "hi"},
+                         {"role": "assistant", "content": "answer"},
+                         {"role": "user", "content": [{"type": "text", "text": "more"},
+                             {"type": "tool_result", "content": [{"type": "text", "text": "out"}]},
+                             {"type": "thinking", "thinking": "signed"}]}]});
+        assert_eq!(
+            client_texts_of(Format::Messages, &mut request),
+            ["sys", "hi", "more", "out"]
+        );
+        assert_eq!(request["messages"][0]["content"], "HI");
+        assert_eq!(request["messages"][1]["content"], "answer");
+        assert_eq!(
+            request["system"][1],
+            json!({"type": "image"}),
+            "no key added"
+        );
+        let mut request = json!({"model": "m", "input": [{"type": "function_call_output", "output": "rows"},
+                                                          {"type": "function_call", "arguments": "{}"}]});
+        assert_eq!(client_texts_of(Format::Responses, &mut request), ["rows"]);
+        assert!(request.get("instructions").is_none(), "no key added");
+    }
+
+    /// A request that Turn::read accepts, with a message or system block that is
+    /// not an object, panicked where the texts were indexed for writing.
+    #[test]
+    fn client_texts_of_requests_of_any_shape_do_not_panic() {
+        for (format, request) in [
+            (
+                Format::Chat,
+                json!({"model": "m", "messages": ["x", 1, null, [2]]}),
+            ),
+            (
+                Format::Messages,
+                json!({"model": "m", "system": [1, "a"], "messages": [{"content": [3]}]}),
+            ),
+            (
+                Format::Responses,
+                json!({"model": "m", "input": [true, {"content": [[]]}]}),
+            ),
+            (Format::Chat, json!([1, 2])),
+        ] {
+            let mut copy = request.clone();
+            client_texts_of(format, &mut copy);
+            assert_eq!(copy, request, "nothing to visit, nothing changed");
+        }
+    }
+
+    /// A message_start whose usage was not an object panicked when a message_delta's usage was
+    /// merged into it.
+    #[test]
+    fn anthropic_usage_of_any_shape_is_merged_without_panicking() {
+        let mut answer = Answer::default();
+        for usage in [json!(7), json!("x"), json!([1])] {
+            answer.on_event(
+                Format::Messages,
+                &sse(Some("message_start"), json!({"message": {"usage": usage}})),
+            );
+            answer.on_event(
+                Format::Messages,
+                &sse(
+                    Some("message_delta"),
+                    json!({"usage": {"output_tokens": 9}}),
+                ),
+            );
+            assert_eq!(answer.usage, Some(json!({"output_tokens": 9})));
         }
     }
 

@@ -241,8 +241,11 @@ fn formats(r: &mut Reader<'_>) -> Result<Vec<i16>, ProtocolError> {
 
 /// Decodes one complete client message (`msg` includes the tag and length).
 pub fn parse_frontend(msg: &[u8]) -> Result<Frontend<'_>, ProtocolError> {
-    let tag = msg[0];
-    let mut r = Reader::new(&msg[5..]);
+    let [tag, _, _, _, _, body @ ..] = msg else {
+        return Err(bad("message ends early"));
+    };
+    let tag = *tag;
+    let mut r = Reader::new(body);
     let parsed = match tag {
         b'Q' => Frontend::Query(r.cstr()?),
         b'P' => {
@@ -321,6 +324,103 @@ pub fn parse_frontend(msg: &[u8]) -> Result<Frontend<'_>, ProtocolError> {
         )));
     }
     Ok(parsed)
+}
+
+/// One column of a RowDescription, as the relay reads it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct FieldDescription<'a> {
+    pub name: &'a str,
+    /// The column's table, 0 if it belongs to none.
+    pub table_oid: u32,
+    pub type_oid: u32,
+    /// 0 text, 1 binary.
+    pub format: i16,
+}
+
+/// Decodes a RowDescription body (`T`).
+pub fn row_description(body: &[u8]) -> Result<Vec<FieldDescription<'_>>, ProtocolError> {
+    let mut r = Reader::new(body);
+    // A field is at least its name's terminator and 18 bytes of attributes.
+    let n = r.count16(19)?;
+    let mut fields = Vec::with_capacity(n);
+    for _ in 0..n {
+        let name = r.cstr()?;
+        let table_oid = r.i32()? as u32;
+        let _attnum = r.i16()?;
+        let type_oid = r.i32()? as u32;
+        let _typlen = r.i16()?;
+        let _typmod = r.i32()?;
+        let format = r.i16()?;
+        fields.push(FieldDescription {
+            name,
+            table_oid,
+            type_oid,
+            format,
+        });
+    }
+    Ok(fields)
+}
+
+/// The cells of a DataRow body (`D`), in order: each a value or `None` for NULL. Decoded as they are
+/// read, so a row costs no allocation of its own.
+pub struct DataRow<'a> {
+    /// How many cells the row says it has (each checked against the body when it is read).
+    pub cells: usize,
+    read: usize,
+    reader: Reader<'a>,
+}
+
+/// Reads a DataRow body's cell count; its cells follow through the iterator.
+pub fn data_row(body: &[u8]) -> Result<DataRow<'_>, ProtocolError> {
+    let mut reader = Reader::new(body);
+    let cells = reader.count16(4)?;
+    Ok(DataRow {
+        cells,
+        read: 0,
+        reader,
+    })
+}
+
+impl<'a> Iterator for DataRow<'a> {
+    type Item = Result<Option<&'a [u8]>, ProtocolError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.read == self.cells {
+            return None;
+        }
+        self.read += 1;
+        Some(self.reader.nullable())
+    }
+}
+
+/// Decodes a ParameterDescription body (`t`): the type OID of each parameter.
+pub fn parameter_description(body: &[u8]) -> Result<Vec<u32>, ProtocolError> {
+    let mut r = Reader::new(body);
+    let n = r.count16(4)?;
+    (0..n).map(|_| r.i32().map(|t| t as u32)).collect()
+}
+
+/// Decodes a CommandComplete body (`C`): the command tag, such as `SELECT 3`.
+pub fn command_tag(body: &[u8]) -> Result<&str, ProtocolError> {
+    Reader::new(body).cstr()
+}
+
+/// A NotificationResponse (`A`): what `NOTIFY` sent on a channel the session listens to.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Notification<'a> {
+    pub pid: i32,
+    pub channel: &'a str,
+    pub payload: &'a str,
+}
+
+/// Decodes a NotificationResponse body.
+pub fn notification(body: &[u8]) -> Result<Notification<'_>, ProtocolError> {
+    let mut r = Reader::new(body);
+    Ok(Notification {
+        pid: r.i32()?,
+        channel: r.cstr()?,
+        payload: r.cstr()?,
+    })
 }
 
 /// Builds a message: tag, length, body.
@@ -554,6 +654,59 @@ mod tests {
             let _ = parse_startup(&body);
             let _ = error_fields(&body);
         }
+    }
+
+    #[test]
+    fn a_message_shorter_than_its_header_is_an_error() {
+        for short in [&b""[..], b"Q", b"Q\0\0\0"] {
+            assert!(parse_frontend(short).is_err());
+        }
+    }
+
+    #[test]
+    fn backend_messages_decode() {
+        let mut body = vec![0, 2];
+        for (name, table, type_oid, format) in [("id", 16384i32, 23i32, 1i16), ("email", 0, 25, 0)]
+        {
+            body.extend_from_slice(name.as_bytes());
+            body.push(0);
+            body.extend_from_slice(&table.to_be_bytes());
+            body.extend_from_slice(&1i16.to_be_bytes());
+            body.extend_from_slice(&type_oid.to_be_bytes());
+            body.extend_from_slice(&4i16.to_be_bytes());
+            body.extend_from_slice(&(-1i32).to_be_bytes());
+            body.extend_from_slice(&format.to_be_bytes());
+        }
+        let fields = row_description(&body).unwrap();
+        assert_eq!(
+            fields[1],
+            FieldDescription {
+                name: "email",
+                table_oid: 0,
+                type_oid: 25,
+                format: 0
+            }
+        );
+        assert_eq!((fields[0].table_oid, fields[0].format), (16384, 1));
+        let row = data_row(b"\0\x02\0\0\0\x01x\xff\xff\xff\xff").unwrap();
+        assert_eq!(row.cells, 2);
+        assert_eq!(
+            row.collect::<Result<Vec<_>, _>>(),
+            Ok(vec![Some(&b"x"[..]), None])
+        );
+        let cut = data_row(b"\0\x01\0\0\0\x09x").unwrap();
+        assert_eq!(cut.collect::<Vec<_>>().len(), 1, "one cell, an error");
+        assert!(data_row(b"\0\x05\0\0").is_err(), "more cells than bytes");
+        assert_eq!(parameter_description(b"\0\x01\0\0\0\x17"), Ok(vec![23]));
+        assert_eq!(command_tag(b"SELECT 3\0"), Ok("SELECT 3"));
+        assert_eq!(
+            notification(b"\0\0\0\x07jobs\0{}\0"),
+            Ok(Notification {
+                pid: 7,
+                channel: "jobs",
+                payload: "{}"
+            })
+        );
     }
 
     #[test]

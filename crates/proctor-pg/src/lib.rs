@@ -5,18 +5,22 @@
 //! startup, SCRAM), the connection to the target with the credentials Proctor holds, cancel routing, and
 //! the relay that records every statement through the Gate. It knows nothing about how events are
 //! stored or which identities exist beyond what `proctor-core` tells it.
+//!
+//! The decoders of untrusted bytes are public ([`codec`] for messages both ways and the startup
+//! packet, [`scram`] for the SASL exchange, [`values`] for parameter and result values), so that they
+//! can be exercised on their own, as the fuzz targets in `fuzz/` do.
 
 mod cancel;
-mod codec;
+pub mod codec;
 mod guard;
 mod interruptions;
 mod peer;
 mod relay;
-mod scram;
+pub mod scram;
 mod server;
 mod tls;
 mod upstream;
-mod values;
+pub mod values;
 
 pub use server::PgGateway;
 pub use tls::TlsError;

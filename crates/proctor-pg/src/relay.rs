@@ -28,7 +28,7 @@ use proctor_core::{RecordError, SessionRecorder};
 use serde_json::{json, Value};
 
 use crate::cancel::CancelRoute;
-use crate::codec::{self, error_fields, ClientError, Frontend, ProtocolError, Reader};
+use crate::codec::{self, error_fields, ClientError, Frontend, ProtocolError};
 use crate::guard::{Guardrails, Hold, HoldEnd, Verdict};
 use crate::interruptions::{Interruption, Interruptions};
 use crate::peer::{self, Peer, Traffic};
@@ -1005,12 +1005,12 @@ impl State {
         let Some(Pending::Unit(unit)) = self.pending.front_mut() else {
             return Ok(None);
         };
-        let mut r = Reader::new(body);
-        let n = r.count16(4)?;
+        let row = codec::data_row(body)?;
+        let n = row.cells;
         let mut cells: Vec<Option<Cow<'_, [u8]>>> = Vec::with_capacity(n);
         let mut changed = false;
-        for i in 0..n {
-            let Some(value) = r.nullable()? else {
+        for (i, value) in row.enumerate() {
+            let Some(value) = value? else {
                 cells.push(None);
                 continue;
             };
@@ -1120,11 +1120,7 @@ impl State {
                     ..
                 }) = self.describes.front()
                 {
-                    let mut r = Reader::new(body);
-                    let n = r.count16(4)?;
-                    let types = (0..n)
-                        .map(|_| r.i32().map(|t| t as u32))
-                        .collect::<Result<Vec<_>, _>>()?;
+                    let types = codec::parameter_description(body)?;
                     if let Some(statement) = self.statements.get_mut(name) {
                         statement.param_types = types;
                     }
@@ -1132,7 +1128,7 @@ impl State {
             }
             b'C' | b'I' | b's' => {
                 let command_tag = if tag == b'C' {
-                    Reader::new(body).cstr()?
+                    codec::command_tag(body)?
                 } else {
                     ""
                 };
@@ -1211,10 +1207,11 @@ impl State {
                 }
             }
             b'A' => {
-                let mut r = Reader::new(body);
-                let pid = r.i32()?;
-                let channel = r.cstr()?;
-                let payload = r.cstr()?;
+                let codec::Notification {
+                    pid,
+                    channel,
+                    payload,
+                } = codec::notification(body)?;
                 let payload = values::decode(
                     values::TEXT,
                     false,
@@ -1295,11 +1292,10 @@ impl State {
             unit.sample_truncated = true;
             return Ok(());
         }
-        let mut r = Reader::new(body);
-        let n = r.count16(4)?;
-        let mut row = Vec::with_capacity(n);
-        for i in 0..n {
-            let value = r.nullable()?;
+        let cells = codec::data_row(body)?;
+        let mut row = Vec::with_capacity(cells.cells);
+        for (i, value) in cells.enumerate() {
+            let value = value?;
             let budget = sample_bytes.saturating_sub(unit.sample_bytes);
             let column = unit.columns.as_ref().and_then(|c| c.get(i));
             let (type_oid, binary) = column.map_or((0, false), |c| (c.type_oid, c.binary));
@@ -1567,29 +1563,18 @@ fn sample_copy_lines(
 }
 
 fn parse_row_description(body: &[u8]) -> Result<Vec<Column>, ProtocolError> {
-    let mut r = Reader::new(body);
-    let n = r.count16(19)?;
-    let mut columns = Vec::with_capacity(n);
-    for _ in 0..n {
-        let name = r.cstr()?.to_owned();
-        let recorded_name = name.clone();
-        let table_oid = r.i32()? as u32;
-        let _attnum = r.i16()?;
-        let type_oid = r.i32()? as u32;
-        let _typlen = r.i16()?;
-        let _typmod = r.i32()?;
-        let format = r.i16()?;
-        columns.push(Column {
-            name,
-            recorded_name,
+    Ok(codec::row_description(body)?
+        .into_iter()
+        .map(|field| Column {
+            name: field.name.to_owned(),
+            recorded_name: field.name.to_owned(),
             name_findings: Vec::new(),
-            type_oid,
-            binary: format == 1,
-            table_oid,
+            type_oid: field.type_oid,
+            binary: field.format == 1,
+            table_oid: field.table_oid,
             rule: None,
-        });
-    }
-    Ok(columns)
+        })
+        .collect())
 }
 
 /// The format of each column per Bind's result format codes: none means text, one applies to all.
