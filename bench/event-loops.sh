@@ -7,18 +7,21 @@
 #   BASELINE=/path/to/older/proctor bash bench/event-loops.sh ...
 #
 # Each gateway runs with one worker, so that every PostgreSQL session shares one event loop: what one
-# session's work holds up, the measured session waits for. Two measured clients:
-#   - "session": one connection, `select 1` after `select 1` (pgbench -c 1);
-#   - "new session": a new connection for each `select 1` (pgbench -C): it must also be accepted,
-#     logged in and opened.
+# session's work holds up, the measured session waits for. The gateways run on the first core and
+# every client on the others (taskset), so that the clients' own work (libpq's SCRAM, the prompts'
+# JSON) does not take the gateway's core. Two measured clients:
+#   - "session": one connection, `select 1` after `select 1` (pgbench -c 1): mean and 99th
+#     percentile of its transactions;
+#   - "new-session": a new connection for each `select 1` (pgbench -C): it must also be accepted,
+#     logged in and opened; pgbench's mean, connection included (its log leaves the connection out).
 # Three loads beside them:
 #   - "quiet": none;
 #   - "logins": 4 clients that log in as a configured identity for each statement (pgbench -C -c 4);
 #     its SCRAM keys cost 4,096 PBKDF2 rounds if derived at each login;
 #   - "prompts": 2 clients that each send 7 MiB prompts to the LLM proxy, one after another (masked
 #     before they leave; the local fixture provider answers).
-# Prints, per gateway, client and load, the median over rounds of the mean and of the 99th percentile
-# latency in ms, and each over its value under "quiet".
+# Prints, per gateway, client and load, the median over rounds of the mean (and for "session" the
+# 99th percentile) latency in ms, and each over its value under "quiet".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,6 +43,13 @@ for _ in $(seq 1 100); do [ -s "$work/provider.port" ] && break; sleep 0.1; done
 provider_port=$(head -n 1 "$work/provider.port")
 
 export PROCTOR_BENCH_TOKEN=bench-token
+# The gateways on core 0, the clients on the rest (when there are several cores and taskset).
+gateway_cpu=()
+client_cpu=()
+if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+  gateway_cpu=(taskset -c 0)
+  client_cpu=(taskset -c "1-$(($(nproc) - 1))")
+fi
 gateways=(proctor)
 binaries=(target/release/proctor)
 if [ -n "$baseline" ]; then
@@ -60,7 +70,7 @@ base_url = \"http://127.0.0.1:$provider_port\"
 allow = [\"bench\"]" \
     | sed -e "s/^http_listen = .*/http_listen = \"127.0.0.1:${http_port[$name]}\"\nworkers = 1/" \
     > "$work/$name.toml"
-  "${binaries[$i]}" serve --config "$work/$name.toml" 2>"$work/$name.log" &
+  "${gateway_cpu[@]}" "${binaries[$i]}" serve --config "$work/$name.toml" 2>"$work/$name.log" &
 done
 for i in "${!gateways[@]}"; do
   name=${gateways[$i]}
@@ -70,7 +80,7 @@ for i in "${!gateways[@]}"; do
     if grep -q 'unknown field `allow`' "$work/$name.log"; then
       awk '/^\[\[llm.provider\]\]/ { p = 1 } !(p && /^allow = /)' "$work/$name.toml" > "$work/$name.toml.new"
       mv "$work/$name.toml.new" "$work/$name.toml"
-      "${binaries[$i]}" serve --config "$work/$name.toml" 2>"$work/$name.log" &
+      "${gateway_cpu[@]}" "${binaries[$i]}" serve --config "$work/$name.toml" 2>"$work/$name.log" &
     fi
     sleep 0.1
   done
@@ -89,15 +99,20 @@ while True:
     urllib.request.urlopen(request).read()
 PY
 
-latency() { # port, pgbench options: prints the mean and the 99th percentile latency in ms
-  local port=$1
-  shift
+session_latency() { # port: the mean and the 99th percentile latency in ms of one session's statements
   rm -f "$work"/latency.*
-  PGPASSWORD=$PROCTOR_BENCH_TOKEN pgbench -n -j 1 -T "$seconds" -f "$work/select1.sql" "$@" \
-    -l --log-prefix="$work/latency" -h 127.0.0.1 -p "$port" -U bench proctor_bench >/dev/null 2>&1
+  PGPASSWORD=$PROCTOR_BENCH_TOKEN "${client_cpu[@]}" pgbench -n -c 1 -j 1 -T "$seconds" \
+    -f "$work/select1.sql" -l --log-prefix="$work/latency" -h 127.0.0.1 -p "$1" -U bench \
+    proctor_bench >/dev/null 2>&1
   # Each line of pgbench's log: client, transaction, latency in microseconds, ...
   cat "$work"/latency.* | awk '{ print $3 / 1000 }' | sort -n \
     | awk '{ v[NR] = $1; sum += $1 } END { i = int(NR * 0.99); if (i < 1) i = 1; printf "%.3f %.3f\n", sum / NR, v[i] }'
+}
+
+new_session_latency() { # port: pgbench's mean latency in ms with a connection per statement
+  PGPASSWORD=$PROCTOR_BENCH_TOKEN "${client_cpu[@]}" pgbench -n -C -c 1 -j 1 -T "$seconds" \
+    -f "$work/select1.sql" -h 127.0.0.1 -p "$1" -U bench proctor_bench 2>/dev/null \
+    | awk '/^latency average/ { print $4, "-"; exit }'
 }
 
 for round in $(seq 1 "$rounds"); do
@@ -107,13 +122,13 @@ for round in $(seq 1 "$rounds"); do
       load_pids=()
       case $load in
         logins)
-          PGPASSWORD=$PROCTOR_BENCH_TOKEN pgbench -n -C -c 4 -j 1 -T $((seconds * 2 + 5)) \
+          PGPASSWORD=$PROCTOR_BENCH_TOKEN "${client_cpu[@]}" pgbench -n -C -c 4 -j 1 -T $((seconds * 2 + 5)) \
             -f "$work/select1.sql" -h 127.0.0.1 -p "$port" -U bench proctor_bench >/dev/null 2>&1 &
           load_pids+=($!)
           ;;
         prompts)
           for _ in 1 2; do
-            python3 "$work/prompts.py" \
+            "${client_cpu[@]}" python3 "$work/prompts.py" \
               "http://127.0.0.1:${http_port[$name]}/llm/fixture/v1/chat/completions" \
               "$PROCTOR_BENCH_TOKEN" >/dev/null 2>&1 &
             load_pids+=($!)
@@ -121,8 +136,8 @@ for round in $(seq 1 "$rounds"); do
           ;;
       esac
       sleep 1
-      echo "$name session $load $(latency "$port" -c 1)" >> "$work/results"
-      echo "$name new-session $load $(latency "$port" -c 1 -C)" >> "$work/results"
+      echo "$name session $load $(session_latency "$port")" >> "$work/results"
+      echo "$name new-session $load $(new_session_latency "$port")" >> "$work/results"
       [ ${#load_pids[@]} -eq 0 ] || { kill "${load_pids[@]}" 2>/dev/null || true; wait "${load_pids[@]}" 2>/dev/null || true; }
     done
   done
@@ -135,12 +150,12 @@ from collections import defaultdict
 runs = defaultdict(list)
 for line in open(sys.argv[1]):
     gateway, client, load, mean, p99 = line.split()
-    runs[(gateway, client, load)].append((float(mean), float(p99)))
+    runs[(gateway, client, load)].append((float(mean), float(p99) if p99 != "-" else float("nan")))
 median = {key: tuple(statistics.median(v[i] for v in values) for i in (0, 1))
           for key, values in runs.items()}
 print(f"{'gateway':<10} {'client':<12} {'load':<8} {'mean ms':>8} {'/ quiet':>8} {'p99 ms':>8} {'/ quiet':>8}")
 for (gateway, client, load), (mean, p99) in sorted(median.items()):
     quiet_mean, quiet_p99 = median[(gateway, client, "quiet")]
-    print(f"{gateway:<10} {client:<12} {load:<8} {mean:>8.3f} {mean / quiet_mean:>8.2f}"
-          f" {p99:>8.3f} {p99 / quiet_p99:>8.2f}")
+    tail = "" if p99 != p99 else f" {p99:>8.3f} {p99 / quiet_p99:>8.2f}"
+    print(f"{gateway:<10} {client:<12} {load:<8} {mean:>8.3f} {mean / quiet_mean:>8.2f}{tail}")
 PY
