@@ -376,22 +376,22 @@ impl Gate {
         client_addr: &str,
         token: Option<&str>,
     ) {
-        let Ok(mut recorder) = self.open_session(protocol, "-", target, client_addr).await else {
-            return;
-        };
-        let token_id = token.and_then(token_id_of);
         let reason = if token.is_some() {
             "not a valid Proctor token"
         } else {
             "no token given"
         };
-        let _ = recorder
-            .record_masked(
-                "auth.failure",
-                serde_json::json!({"method": "token", "reason": reason, "token_id": token_id}),
-            )
-            .await;
-        let _ = recorder.end("authentication failed").await;
+        let failure = serde_json::json!({"method": "token", "reason": reason,
+            "token_id": token.and_then(token_id_of)});
+        self.record_refusal(
+            protocol,
+            "-",
+            target,
+            client_addr,
+            failure,
+            "authentication failed",
+        )
+        .await;
     }
 
     /// Records a request refused because `identity` is not on the allow list of `target` (an HTTP
@@ -403,21 +403,38 @@ impl Gate {
         target: &str,
         client_addr: &str,
     ) {
+        let reason = format!("identity {:?} may not use {target:?}", identity.name);
+        let failure = serde_json::json!({"method": "token", "identity": identity.name,
+            "reason": reason, "stage": "authorize"});
+        self.record_refusal(
+            protocol,
+            &identity.name,
+            target,
+            client_addr,
+            failure,
+            "not authorized",
+        )
+        .await;
+    }
+
+    /// A refused request as a session of its own: its `auth.failure` (masked), then its end.
+    async fn record_refusal(
+        &self,
+        protocol: &str,
+        identity: &str,
+        target: &str,
+        client_addr: &str,
+        failure: serde_json::Value,
+        end_reason: &str,
+    ) {
         let Ok(mut recorder) = self
-            .open_session(protocol, &identity.name, target, client_addr)
+            .open_session(protocol, identity, target, client_addr)
             .await
         else {
             return;
         };
-        let reason = format!("identity {:?} may not use {target:?}", identity.name);
-        let _ = recorder
-            .record_masked(
-                "auth.failure",
-                serde_json::json!({"method": "token", "identity": identity.name,
-                    "reason": reason, "stage": "authorize"}),
-            )
-            .await;
-        let _ = recorder.end("not authorized").await;
+        let _ = recorder.record_masked("auth.failure", failure).await;
+        let _ = recorder.end(end_reason).await;
     }
 
     /// Opens a recorded session for a connection attempt. Every attempt is a session, so that failed
