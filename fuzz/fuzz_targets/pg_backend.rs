@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
                         let Ok(cell) = cell else { break };
                         let (type_oid, binary) = columns.get(i).copied().unwrap_or((0, false));
                         let mut value = values::decode(type_oid, binary, cell, SAMPLE_BYTES);
-                        values::cut_strings(&mut value, SAMPLE_BYTES / 2);
+                        proctor_core::results::cut_strings(&mut value, SAMPLE_BYTES / 2);
                     }
                 }
             }

@@ -13,10 +13,10 @@ fuzz_target!(|data: &[u8]| {
     let type_oid = u32::from_be_bytes([*a, *b, *c, *d]);
     let max = usize::from(*budget) * 8;
     let mut decoded = values::decode(type_oid, format & 1 == 1, Some(value), max);
-    values::cut_strings(&mut decoded, max / 2);
+    proctor_core::results::cut_strings(&mut decoded, max / 2);
     if let Some(mut tuples) = values::binary_copy_tuples(value, max) {
         for tuple in &mut tuples {
-            values::cut_strings(tuple, max / 2);
+            proctor_core::results::cut_strings(tuple, max / 2);
         }
     }
 });

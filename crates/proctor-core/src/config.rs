@@ -39,6 +39,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub store: StoreConfig,
     pub postgres: PostgresConfig,
+    pub mysql: MysqlConfig,
     pub identity: Vec<IdentityConfig>,
     pub connection: Vec<ConnectionConfig>,
     pub masking: MaskingConfig,
@@ -117,6 +118,9 @@ pub struct ServerConfig {
     /// directory.
     pub data_dir: PathBuf,
     pub postgres_listen: SocketAddr,
+    /// Where MySQL and MariaDB clients connect. Default: 127.0.0.1:13306 when a connection is of
+    /// kind `mysql`, no listener otherwise.
+    pub mysql_listen: Option<SocketAddr>,
     pub http_listen: SocketAddr,
     /// Front-end TLS certificate (PEM). Without one, a self-signed certificate is generated on first start
     /// and kept in the data dir.
@@ -141,6 +145,7 @@ impl Default for ServerConfig {
         Self {
             data_dir: PathBuf::from("./proctor-data"),
             postgres_listen: SocketAddr::from(([127, 0, 0, 1], 15432)),
+            mysql_listen: None,
             http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             tls_cert_file: None,
             tls_key_file: None,
@@ -196,6 +201,35 @@ impl Default for PostgresConfig {
     }
 }
 
+/// MySQL and MariaDB sessions.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MysqlConfig {
+    /// The largest packet a client may send (a statement, a row of `LOAD DATA`, a long parameter);
+    /// larger ones get error 1153 and end the session.
+    pub max_packet_bytes: usize,
+    /// Rows of each result kept as a sample in the journal.
+    pub sample_rows: usize,
+    /// Bytes of each result kept as a sample in the journal.
+    pub sample_bytes: usize,
+    /// How long to wait for the upstream server to accept and authenticate.
+    pub connect_timeout_secs: u64,
+    /// How many prepared statements a session may keep open.
+    pub max_prepared_statements: usize,
+}
+
+impl Default for MysqlConfig {
+    fn default() -> Self {
+        Self {
+            max_packet_bytes: 64 * 1024 * 1024,
+            sample_rows: 20,
+            sample_bytes: 64 * 1024,
+            connect_timeout_secs: 10,
+            max_prepared_statements: 10_000,
+        }
+    }
+}
+
 /// An identity declared in the file, whose token comes from the environment (automation, tests).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -210,6 +244,17 @@ pub struct IdentityConfig {
 #[serde(rename_all = "lowercase")]
 pub enum ConnectionKind {
     Postgres,
+    Mysql,
+}
+
+impl ConnectionKind {
+    /// The name clients and messages use for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConnectionKind::Postgres => "PostgreSQL",
+            ConnectionKind::Mysql => "MySQL",
+        }
+    }
 }
 
 /// TLS towards the target, with libpq's meanings.
@@ -463,6 +508,28 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        let my = &self.mysql;
+        if !(1024..=1024 * 1024 * 1024).contains(&my.max_packet_bytes) {
+            return Err(ConfigError::new(
+                "mysql.max_packet_bytes",
+                "must be between 1024 and 1073741824",
+            ));
+        }
+        if my.sample_rows > 10_000 {
+            return Err(ConfigError::new("mysql.sample_rows", "must be at most 10000"));
+        }
+        if my.sample_bytes > 16 * 1024 * 1024 {
+            return Err(ConfigError::new(
+                "mysql.sample_bytes",
+                "must be at most 16777216",
+            ));
+        }
+        if my.connect_timeout_secs == 0 {
+            return Err(ConfigError::new(
+                "mysql.connect_timeout_secs",
+                "must be at least 1",
+            ));
+        }
         let mut identities = HashSet::new();
         for (i, identity) in self.identity.iter().enumerate() {
             let at = |key: &str| format!("identity[{i}].{key}");
@@ -562,6 +629,17 @@ impl Config {
             check_allow(&connection.allow, &at("allow"), "connection")?;
         }
         Ok(())
+    }
+
+    /// Where the MySQL listener listens, if there is one: as configured, or the default port when a
+    /// connection needs it.
+    pub fn mysql_listen(&self) -> Option<SocketAddr> {
+        self.server.mysql_listen.or_else(|| {
+            self.connection
+                .iter()
+                .any(|c| c.kind == ConnectionKind::Mysql)
+                .then(|| SocketAddr::from(([127, 0, 0, 1], 13306)))
+        })
     }
 
     /// The tokens of configured identities whose variable is set in this process (for CLI commands

@@ -11,7 +11,7 @@ use proctor_journal::{now_ns, SessionHeader, Store, Writer};
 use proctor_policy::Policy;
 
 use crate::approvals::Approvals;
-use crate::config::{Config, ConnectionConfig, PostgresConfig, ResolvedSecrets};
+use crate::config::{Config, ConnectionConfig, ConnectionKind, PostgresConfig, ResolvedSecrets};
 use crate::identity::{
     config_identity_salt, scram_verifier, secrets_equal, token_sha256, unknown_identity_salt,
     SCRAM_ITERATIONS,
@@ -76,6 +76,11 @@ pub enum AuthzError {
     NotAllowed {
         identity: String,
         connection: String,
+    },
+    #[error("connection {connection:?} is a {kind} connection")]
+    OtherProtocol {
+        connection: String,
+        kind: &'static str,
     },
 }
 
@@ -364,6 +369,24 @@ impl Gate {
                 connection: connection.to_owned(),
             })
         }
+    }
+
+    /// May `identity` use `connection` through a client of the protocol `kind`? A connection is
+    /// served by the listener of its kind only.
+    pub fn authorize_kind(
+        &self,
+        identity: &Identity,
+        connection: &str,
+        kind: ConnectionKind,
+    ) -> Result<Arc<Target>, AuthzError> {
+        let target = self.authorize(identity, connection)?;
+        if target.config.kind != kind {
+            return Err(AuthzError::OtherProtocol {
+                connection: connection.to_owned(),
+                kind: target.config.kind.name(),
+            });
+        }
+        Ok(target)
     }
 
     /// Records an HTTP request (LLM proxy, MCP) refused because its token is missing or no valid

@@ -7,11 +7,14 @@
 pub mod approvals;
 pub mod config;
 mod gate;
+pub mod guard;
 pub mod identity;
 pub mod local;
 pub mod masking;
 pub mod proposals;
 mod recorder;
+pub mod results;
+pub mod session;
 
 pub use approvals::{Approvals, DecideError, HoldRequest};
 pub use config::{Config, ConfigError, ConnectionConfig, MaskResults, UpstreamTls};

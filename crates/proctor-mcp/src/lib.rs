@@ -437,6 +437,8 @@ impl ProctorMcp {
             .gate
             .connections_of(&identity)
             .iter()
+            // The tools run SQL through in-process PostgreSQL sessions only.
+            .filter(|t| t.config.kind == proctor_core::config::ConnectionKind::Postgres)
             .map(|t| {
                 json!({
                     "name": t.config.name,

@@ -12,7 +12,6 @@
 
 mod cancel;
 pub mod codec;
-mod guard;
 mod interruptions;
 mod peer;
 mod relay;

@@ -19,17 +19,16 @@ use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
 use proctor_core::journal::{Body, CanonicalJson};
-use proctor_core::mask::columns::ColumnRule;
+use proctor_core::guard::{Guardrails, Hold, HoldEnd, Refusal, RefusalKind, Verdict};
+use proctor_core::results::{self, RecordedColumn, ResultEnd, ResultLimits, ResultRecord};
 use proctor_core::{RecordError, SessionRecorder};
 use serde_json::{json, Value};
 
 use crate::cancel::CancelRoute;
 use crate::codec::{self, error_fields, ClientError, Frontend, ProtocolError};
-use crate::guard::{Guardrails, Hold, HoldEnd, Verdict};
 use crate::interruptions::{Interruption, Interruptions};
 use crate::peer::{self, Peer, Traffic};
 use crate::upstream::{self, BoxedStream};
@@ -43,23 +42,15 @@ const MAX_PARAM_BYTES: usize = 8 * 1024;
 /// Parsed statements remembered to name the SQL of a failed Parse; a client that never syncs cannot
 /// grow the list beyond this.
 const MAX_PARSES_TRACKED: usize = 1024;
-/// Notices attached to one result.
-const MAX_NOTICES: usize = 10;
-/// Findings of masking the client's copy of one result that the event keeps (the rest are counted).
-const MAX_CLIENT_FINDINGS: usize = 100;
 const READ_CHUNK: usize = 64 * 1024;
 /// How long what was accepted for either side may take to reach it once the session ends.
 const FINISH_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub struct Limits {
     pub max_message_bytes: usize,
-    pub sample_rows: usize,
-    pub sample_bytes: usize,
     pub max_prepared_statements: usize,
-    /// Mask result cells and COPY data on their way to the client too, not only in the journal.
-    pub mask_client: bool,
-    /// Columns masked by name.
-    pub column_rules: Vec<ColumnRule>,
+    /// Samples, client masking (COPY data included) and column rules.
+    pub results: ResultLimits,
     /// Table names by OID, for column rules that name tables.
     pub table_names: HashMap<u32, String>,
     /// The conversation with a model this session's statements belong to, which each `db.query`
@@ -69,16 +60,15 @@ pub struct Limits {
 
 #[derive(Clone, Debug)]
 struct Column {
-    name: String,
-    /// The name as the journal records it: masked, like anything the target sends.
-    recorded_name: String,
-    /// The findings of masking the name, recorded with each result that has this column.
-    name_findings: Vec<Value>,
+    recorded: RecordedColumn,
     type_oid: u32,
     binary: bool,
-    table_oid: u32,
-    /// The column rule that masks this column, if any (an index into `Limits::column_rules`).
-    rule: Option<usize>,
+}
+
+impl AsRef<RecordedColumn> for Column {
+    fn as_ref(&self) -> &RecordedColumn {
+        &self.recorded
+    }
 }
 
 /// Statement text as it is recorded: masked, with the findings of masking it.
@@ -134,64 +124,26 @@ struct CopyCounter {
     binary: bool,
 }
 
-/// What masking the client's copy of a result did, for its `db.result` event.
-#[derive(Default)]
-struct ClientMasking {
-    cells: u64,
-    /// Binary cells of non-text types that held a secret: sent as NULL, since they cannot be masked
-    /// in place.
-    nulled: u64,
-    /// Binary COPY data that could not be masked.
-    unmasked_binary_copy: bool,
-    findings: Vec<Value>,
-}
-
-impl ClientMasking {
-    fn note(&mut self, findings: Vec<Value>) {
-        let room = MAX_CLIENT_FINDINGS.saturating_sub(self.findings.len());
-        self.findings.extend(findings.into_iter().take(room));
-    }
-}
-
 /// One recorded command awaiting its results.
 struct Unit {
-    query_seq: u64,
     extended: bool,
-    started: Instant,
     columns: Option<Arc<[Column]>>,
-    rows: u64,
-    bytes: u64,
-    sample: Vec<Value>,
-    sample_bytes: usize,
-    sample_truncated: bool,
-    notices: Vec<Value>,
-    /// Findings of column rules in the sample.
-    sample_findings: Vec<Value>,
-    client_masking: ClientMasking,
+    result: ResultRecord,
 }
 
 impl Unit {
     fn new(query_seq: u64, extended: bool, columns: Option<Arc<[Column]>>) -> Self {
         Self {
-            query_seq,
             extended,
-            started: Instant::now(),
             columns,
-            rows: 0,
-            bytes: 0,
-            sample: Vec::new(),
-            sample_bytes: 0,
-            sample_truncated: false,
-            notices: Vec::new(),
-            sample_findings: Vec::new(),
-            client_masking: ClientMasking::default(),
+            result: ResultRecord::new(query_seq),
         }
     }
 
     /// Starts the next statement of a multi-statement simple query.
     fn reset(&mut self) {
-        let seq = self.query_seq;
-        *self = Unit::new(seq, self.extended, None);
+        self.columns = None;
+        self.result.restart();
     }
 }
 
@@ -518,7 +470,7 @@ impl State {
                 .await
             {
                 Ok((hold, notice)) => {
-                    client.send(&notice.encode());
+                    client.send(&ClientError::notice(notice.message).hint(notice.hint).encode());
                     self.hold = Some(hold);
                 }
                 Err(e) => return self.journal_failed(client, e),
@@ -603,8 +555,8 @@ impl State {
                     .await?
                 {
                     Verdict::Allow(policy) => policy,
-                    Verdict::Refuse(error) => {
-                        self.pending.push_back(Pending::Sync(Some(error)));
+                    Verdict::Refuse(refusal) => {
+                        self.pending.push_back(Pending::Sync(Some(refused(refusal))));
                         self.client_batches += 1;
                         return Ok(Handling::Replace(codec::SYNC));
                     }
@@ -642,9 +594,9 @@ impl State {
                     .await?
                 {
                     Verdict::Allow(policy) => policy,
-                    Verdict::Refuse(error) => {
+                    Verdict::Refuse(refusal) => {
                         self.skipping = true;
-                        self.refusal = Some(error);
+                        self.refusal = Some(refused(refusal));
                         return Ok(Handling::Drop);
                     }
                     Verdict::Hold(decision) => {
@@ -705,7 +657,7 @@ impl State {
                     types,
                     &param_formats,
                     &params,
-                    self.limits.sample_bytes,
+                    self.limits.results.sample_bytes,
                     recorder,
                 );
                 param_findings.extend(name_findings);
@@ -799,12 +751,17 @@ impl State {
                 Ok(Handling::Forward)
             }
             Frontend::FunctionCall { oid, args } => {
-                if let Verdict::Refuse(error) = self
+                if let Verdict::Refuse(refusal) = self
                     .guardrails
-                    .judge_function_call(oid as i32, recorder)
+                    .judge_unclassifiable(
+                        "function-call",
+                        "fast-path function calls cannot be classified, so a guarded connection refuses them",
+                        &format!("function call {}", oid as i32),
+                        recorder,
+                    )
                     .await?
                 {
-                    self.pending.push_back(Pending::Sync(Some(error)));
+                    self.pending.push_back(Pending::Sync(Some(refused(refusal))));
                     self.client_batches += 1;
                     return Ok(Handling::Replace(codec::SYNC));
                 }
@@ -854,7 +811,7 @@ impl State {
                 }
                 continue;
             }
-            if !self.limits.mask_client && rest.len() >= 5 && matches!(rest[0], b'D' | b'd') {
+            if !self.limits.results.mask_client && rest.len() >= 5 && matches!(rest[0], b'D' | b'd') {
                 let len = i32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]);
                 if let Ok(len) = usize::try_from(len) {
                     if len > PASSTHROUGH_THRESHOLD {
@@ -876,7 +833,7 @@ impl State {
                 }
             };
             let message = &rest[..len];
-            if self.limits.mask_client && matches!(message[0], b'D' | b'd') {
+            if self.limits.results.mask_client && matches!(message[0], b'D' | b'd') {
                 match self.mask_for_client(message, recorder) {
                     Ok(Some(masked)) => {
                         let rewritten = rewritten.get_or_insert_with(Vec::new);
@@ -946,31 +903,29 @@ impl State {
                 return Ok(columns.clone());
             }
         }
-        let mut columns = parse_row_description(body)?;
-        for column in &mut columns {
-            column.rule = self.column_rule(column);
-            let (recorded, findings) = recorder.mask(&column.name, "columns");
-            if let Cow::Owned(recorded) = recorded {
-                column.recorded_name = recorded;
-            }
-            column.name_findings = findings;
-        }
-        let columns: Arc<[Column]> = columns.into();
+        let columns: Arc<[Column]> = codec::row_description(body)?
+            .into_iter()
+            .map(|field| {
+                // A column of no table (OID 0) matches only rules for any table; a table created
+                // after login is not known by name.
+                let table = match field.table_oid {
+                    0 => Some(""),
+                    oid => self.limits.table_names.get(&oid).map(String::as_str),
+                };
+                Column {
+                    recorded: RecordedColumn::new(
+                        field.name.to_owned(),
+                        table,
+                        &self.limits.results,
+                        recorder,
+                    ),
+                    type_oid: field.type_oid,
+                    binary: field.format == 1,
+                }
+            })
+            .collect();
         self.last_row_description = Some((body.to_vec(), columns.clone()));
         Ok(columns)
-    }
-
-    /// The rule that masks `column`: its table is named by OID, known if it existed at login. A
-    /// column of no table (OID 0) matches only rules for any table.
-    fn column_rule(&self, column: &Column) -> Option<usize> {
-        let table = match column.table_oid {
-            0 => Some(""),
-            oid => self.limits.table_names.get(&oid).map(String::as_str),
-        };
-        self.limits
-            .column_rules
-            .iter()
-            .position(|rule| rule.matches(table, &column.name))
     }
 
     /// The client's copy of a DataRow or COPY data message with its secrets masked, or `None` if it
@@ -988,19 +943,15 @@ impl State {
                 return Ok(None);
             };
             if binary {
-                unit.client_masking.unmasked_binary_copy = true;
+                unit.result
+                    .note_unmasked("binary COPY data cannot be masked; it was sent as it is");
                 return Ok(None);
             }
             let text = String::from_utf8_lossy(body);
-            let (masked, findings) = recorder.mask(&text, "client");
-            if findings.is_empty() {
-                return Ok(None);
-            }
-            unit.client_masking.cells += findings.len() as u64;
-            unit.client_masking.note(findings);
-            return Ok(Some(with_body(b'd', masked.as_bytes())));
+            let masked = unit.result.mask_for_client(&text, None, recorder);
+            return Ok(masked.map(|masked| with_body(b'd', masked.as_bytes())));
         }
-        let sample_bytes = self.limits.sample_bytes;
+        let sample_bytes = self.limits.results.sample_bytes;
         // The unit through its field, not `current_unit`, so that the rules stay borrowable.
         let Some(Pending::Unit(unit)) = self.pending.front_mut() else {
             return Ok(None);
@@ -1026,26 +977,17 @@ impl State {
                 }
             };
             let rule = column
-                .and_then(|c| c.rule)
-                .map(|n| &self.limits.column_rules[n]);
-            let (masked, findings) = match rule {
-                Some(rule) => {
-                    let (shown, finding) = recorder.mask_column(rule, &text, "client");
-                    (Cow::Owned(shown), vec![finding])
-                }
-                None => recorder.mask(&text, "client"),
-            };
-            if findings.is_empty() {
+                .and_then(|c| c.recorded.rule)
+                .map(|n| &self.limits.results.column_rules[n]);
+            let Some(masked) = unit.result.mask_for_client(&text, rule, recorder) else {
                 cells.push(Some(Cow::Borrowed(value)));
                 continue;
-            }
+            };
             changed = true;
-            unit.client_masking.cells += 1;
-            unit.client_masking.note(findings);
             if as_text {
-                cells.push(Some(Cow::Owned(masked.into_owned().into_bytes())));
+                cells.push(Some(Cow::Owned(masked.into_bytes())));
             } else {
-                unit.client_masking.nulled += 1;
+                unit.result.note_nulled();
                 cells.push(None);
             }
         }
@@ -1071,14 +1013,12 @@ impl State {
         if tag == b'd' {
             if let Some(copy) = self.copy_out.as_mut() {
                 copy.bytes += len as u64;
-                if copy.sample.len() < self.limits.sample_rows {
+                if copy.sample.len() < self.limits.results.sample_rows {
                     copy.sample.push(marker);
                 }
             }
         } else if let Some(unit) = self.current_unit() {
-            unit.rows += 1;
-            unit.bytes += len as u64;
-            unit.sample_truncated = true;
+            unit.result.count_unsampled_row(len);
         }
     }
 
@@ -1149,7 +1089,7 @@ impl State {
                     .map(|(_, sql)| sql.clone());
                 let mut answered = None;
                 if let Some(unit) = self.current_unit() {
-                    answered = Some((unit.query_seq, unit.started.elapsed().as_micros() as u64));
+                    answered = Some((unit.result.query_seq, unit.result.duration_us()));
                     if unit.extended {
                         self.pending.pop_front();
                     } else {
@@ -1195,8 +1135,7 @@ impl State {
                 let get = |code: u8| fields.iter().find(|(c, _)| *c == code).map(|(_, v)| *v);
                 let notice = json!({"sqlstate": get(b'C'), "severity": get(b'V').or(get(b'S')), "message": get(b'M')});
                 match self.current_unit() {
-                    Some(unit) if unit.notices.len() < MAX_NOTICES => unit.notices.push(notice),
-                    Some(_) => {}
+                    Some(unit) => unit.result.note(notice),
                     None => {
                         let mut notice = notice;
                         let findings = recorder.mask_value(&mut notice, "notice");
@@ -1216,11 +1155,11 @@ impl State {
                     values::TEXT,
                     false,
                     Some(payload.as_bytes()),
-                    self.limits.sample_bytes + values::MASK_LOOKAHEAD,
+                    self.limits.results.sample_bytes + results::MASK_LOOKAHEAD,
                 );
                 let mut body = json!({"channel": channel, "payload": payload, "sender_pid": pid});
                 let findings = recorder.mask_value(&mut body, "notification");
-                values::cut_strings(&mut body["payload"], self.limits.sample_bytes);
+                results::cut_strings(&mut body["payload"], self.limits.results.sample_bytes);
                 recorder
                     .record_queued_with("db.notification", CanonicalJson::of(&body), findings)
                     .await?;
@@ -1263,7 +1202,7 @@ impl State {
                             recorder
                                 .record_queued(
                                     "db.result",
-                                    CanonicalJson::of(&json!({"query": unit.query_seq, "outcome": "skipped",
+                                    CanonicalJson::of(&json!({"query": unit.result.query_seq, "outcome": "skipped",
                                            "reason": "an earlier message of the same batch failed"}),
                                 ))
                                 .await?;
@@ -1281,50 +1220,28 @@ impl State {
         body: &[u8],
         recorder: &SessionRecorder,
     ) -> Result<(), ProtocolError> {
-        let sample_rows = self.limits.sample_rows;
-        let sample_bytes = self.limits.sample_bytes;
+        let limits = &self.limits.results;
         let Some(Pending::Unit(unit)) = self.pending.front_mut() else {
             return Ok(());
         };
-        unit.rows += 1;
-        unit.bytes += body.len() as u64;
-        if unit.sample.len() >= sample_rows || unit.sample_bytes >= sample_bytes {
-            unit.sample_truncated = true;
+        let Some(mut budget) = unit.result.count_row(body.len(), limits) else {
             return Ok(());
-        }
+        };
         let cells = codec::data_row(body)?;
         let mut row = Vec::with_capacity(cells.cells);
         for (i, value) in cells.enumerate() {
             let value = value?;
-            let budget = sample_bytes.saturating_sub(unit.sample_bytes);
             let column = unit.columns.as_ref().and_then(|c| c.get(i));
             let (type_oid, binary) = column.map_or((0, false), |c| (c.type_oid, c.binary));
-            unit.sample_bytes += value.map_or(4, <[u8]>::len);
-            let decoded = values::decode(type_oid, binary, value, budget + values::MASK_LOOKAHEAD);
+            let decoded = values::decode(type_oid, binary, value, budget + results::MASK_LOOKAHEAD);
             let rule = column
-                .and_then(|c| c.rule)
-                .map(|n| &self.limits.column_rules[n]);
-            let mut cell = match (rule, decoded) {
-                (Some(rule), Value::String(text)) => {
-                    let (shown, finding) = recorder.mask_column(rule, &text, "sample");
-                    unit.sample_findings.push(finding);
-                    Value::String(shown)
-                }
-                (Some(rule), other) if !other.is_null() => {
-                    let (shown, finding) = recorder.mask_column(rule, &other.to_string(), "sample");
-                    unit.sample_findings.push(finding);
-                    Value::String(shown)
-                }
-                (_, mut decoded) => {
-                    unit.sample_findings
-                        .extend(recorder.mask_value(&mut decoded, "sample"));
-                    decoded
-                }
-            };
-            values::cut_strings(&mut cell, budget);
-            row.push(cell);
+                .and_then(|c| c.recorded.rule)
+                .map(|n| &limits.column_rules[n]);
+            let raw_len = value.map(<[u8]>::len);
+            row.push(unit.result.sample_cell(decoded, raw_len, rule, budget, recorder));
+            budget = budget.saturating_sub(raw_len.unwrap_or(4));
         }
-        unit.sample.push(Value::Array(row));
+        unit.result.push_sample_row(row);
         Ok(())
     }
 
@@ -1339,80 +1256,48 @@ impl State {
         if let Some(copy) = copy.as_mut() {
             end_copy_sample(copy, &self.limits, recorder);
         }
-        let Some(unit) = self.current_unit() else {
+        let Some(Pending::Unit(unit)) = self.pending.front_mut() else {
             return Ok(());
         };
+        if let Some(copy) = copy {
+            unit.result
+                .set_data_sample(copy.bytes, copy.sample, copy.findings);
+        }
         let rows = command_tag
             .rsplit(' ')
             .next()
             .and_then(|n| n.parse::<u64>().ok())
-            .unwrap_or(unit.rows);
-        let mut findings = Vec::new();
-        let (bytes, sample) = match copy {
-            Some(copy) => {
-                findings.extend(copy.findings);
-                (copy.bytes, Some((copy.sample, None)))
-            }
-            None if !unit.sample.is_empty() || unit.sample_truncated => (
-                unit.bytes,
-                Some((
-                    std::mem::take(&mut unit.sample),
-                    Some(unit.sample_truncated),
-                )),
-            ),
-            None => (unit.bytes, None),
+            .unwrap_or(unit.result.rows());
+        let end = ResultEnd {
+            rows,
+            tag: if tag == b'I' { "EMPTY" } else { command_tag },
+            suspended: tag == b's',
+            last_insert_id: None,
+            warnings: None,
         };
-        let mut event = Body::new().uint("bytes", bytes);
-        let client = &unit.client_masking;
-        if client.cells > 0 || client.unmasked_binary_copy {
-            let mut masked = json!({"cells": client.cells, "nulled": client.nulled});
-            if client.unmasked_binary_copy {
-                masked["unmasked"] =
-                    json!("binary COPY data cannot be masked; it was sent as it is");
-            }
-            event = event.value("client_masked", &masked);
-        }
-        if let Some(columns) = &unit.columns {
-            event = event.strs("columns", columns.iter().map(|c| c.recorded_name.as_str()));
-            for column in columns.iter() {
-                findings.extend(column.name_findings.iter().cloned());
-            }
-        }
-        event = event.uint("duration_us", unit.started.elapsed().as_micros() as u64);
-        if !unit.notices.is_empty() {
-            let mut notices = Value::Array(std::mem::take(&mut unit.notices));
-            findings.extend(recorder.mask_value(&mut notices, "notice"));
-            event = event.value("notices", &notices);
-        }
-        event = event.uint("query", unit.query_seq).uint("rows", rows);
-        if let Some((rows_sampled, truncated)) = sample {
-            // Masked already, row by row or COPY message by message, before each value was cut.
-            let rows_sampled = Value::Array(rows_sampled);
-            event = event.value("sample", &rows_sampled);
-            if let Some(truncated) = truncated {
-                event = event.bool("sample_truncated", truncated);
-            }
-        }
-        if tag == b's' {
-            event = event.bool("suspended", true);
-        }
-        let client_masking = std::mem::take(&mut unit.client_masking);
-        let sample_findings = std::mem::take(&mut unit.sample_findings);
-        let event = event
-            .str("tag", if tag == b'I' { "EMPTY" } else { command_tag })
-            .finish();
-        let extended = unit.extended;
-        if extended {
+        unit.result
+            .record(end, unit.columns.as_deref(), recorder)
+            .await?;
+        if unit.extended {
             self.pending.pop_front();
         } else {
             unit.reset();
         }
-        findings.extend(sample_findings);
-        findings.extend(client_masking.findings);
-        recorder
-            .record_queued_with("db.result", event, findings)
-            .await?;
         Ok(())
+    }
+}
+
+/// A refused statement as PostgreSQL answers it: 42501 (insufficient privilege) for a denial,
+/// 57014 (query canceled) for a withdrawn hold.
+fn refused(refusal: Refusal) -> ClientError {
+    let code = match refusal.kind {
+        RefusalKind::Denied => "42501",
+        RefusalKind::Withdrawn => "57014",
+    };
+    let error = ClientError::error(code, refusal.message);
+    match refusal.hint {
+        Some(hint) => error.hint(hint),
+        None => error,
     }
 }
 
@@ -1491,23 +1376,23 @@ fn count_copy(copy: &mut CopyCounter, data: &[u8], limits: &Limits, recorder: &S
         return;
     }
     if copy.binary {
-        let budget = limits.sample_bytes - copy.sample_bytes;
+        let budget = limits.results.sample_bytes - copy.sample_bytes;
         copy.sample_bytes += data.len().min(budget);
-        let decoded = budget + values::MASK_LOOKAHEAD;
+        let decoded = budget + results::MASK_LOOKAHEAD;
         let mut tuples = values::binary_copy_tuples(data, decoded)
             .unwrap_or_else(|| vec![values::decode(values::BYTEA, true, Some(data), decoded)]);
         for tuple in &mut tuples {
             copy.findings.extend(recorder.mask_value(tuple, "sample"));
-            values::cut_strings(tuple, budget);
+            results::cut_strings(tuple, budget);
         }
         copy.sample.extend(tuples);
         return;
     }
     let Some(last_newline) = memchr::memrchr(b'\n', data) else {
-        let room = limits.sample_bytes.saturating_sub(copy.partial.len());
+        let room = limits.results.sample_bytes.saturating_sub(copy.partial.len());
         copy.partial
             .extend_from_slice(&data[..data.len().min(room)]);
-        if copy.partial.len() >= limits.sample_bytes {
+        if copy.partial.len() >= limits.results.sample_bytes {
             end_copy_sample(copy, limits, recorder);
         }
         return;
@@ -1515,13 +1400,13 @@ fn count_copy(copy: &mut CopyCounter, data: &[u8], limits: &Limits, recorder: &S
     // Only what the sample can still take (and the look-ahead that masking reads past it) is copied:
     // a COPY message may be far larger than the sample.
     let mut lines = std::mem::take(&mut copy.partial);
-    let wanted = (limits.sample_bytes - copy.sample_bytes + values::MASK_LOOKAHEAD)
+    let wanted = (limits.results.sample_bytes - copy.sample_bytes + results::MASK_LOOKAHEAD)
         .saturating_sub(lines.len());
     lines.extend_from_slice(&data[..last_newline.min(wanted)]);
     sample_copy_lines(copy, &lines, limits, recorder);
     let rest = &data[last_newline + 1..];
     copy.partial
-        .extend_from_slice(&rest[..rest.len().min(limits.sample_bytes)]);
+        .extend_from_slice(&rest[..rest.len().min(limits.results.sample_bytes)]);
 }
 
 /// Samples the line that the COPY data left open, when the COPY ends.
@@ -1533,7 +1418,7 @@ fn end_copy_sample(copy: &mut CopyCounter, limits: &Limits, recorder: &SessionRe
 }
 
 fn sample_is_full(copy: &CopyCounter, limits: &Limits) -> bool {
-    copy.sample.len() >= limits.sample_rows || copy.sample_bytes >= limits.sample_bytes
+    copy.sample.len() >= limits.results.sample_rows || copy.sample_bytes >= limits.results.sample_bytes
 }
 
 /// Masks `lines` as one text, then samples them line by line within the budget.
@@ -1543,15 +1428,15 @@ fn sample_copy_lines(
     limits: &Limits,
     recorder: &SessionRecorder,
 ) {
-    let budget = limits.sample_bytes - copy.sample_bytes;
-    let text = String::from_utf8_lossy(&lines[..lines.len().min(budget + values::MASK_LOOKAHEAD)]);
+    let budget = limits.results.sample_bytes - copy.sample_bytes;
+    let text = String::from_utf8_lossy(&lines[..lines.len().min(budget + results::MASK_LOOKAHEAD)]);
     let (masked, findings) = recorder.mask(&text, "sample");
     copy.findings.extend(findings);
     for line in masked.split('\n').filter(|l| !l.is_empty()) {
         if sample_is_full(copy, limits) {
             break;
         }
-        let budget = limits.sample_bytes - copy.sample_bytes;
+        let budget = limits.results.sample_bytes - copy.sample_bytes;
         copy.sample_bytes += line.len();
         copy.sample.push(values::decode(
             values::TEXT,
@@ -1560,21 +1445,6 @@ fn sample_copy_lines(
             budget,
         ));
     }
-}
-
-fn parse_row_description(body: &[u8]) -> Result<Vec<Column>, ProtocolError> {
-    Ok(codec::row_description(body)?
-        .into_iter()
-        .map(|field| Column {
-            name: field.name.to_owned(),
-            recorded_name: field.name.to_owned(),
-            name_findings: Vec::new(),
-            type_oid: field.type_oid,
-            binary: field.format == 1,
-            table_oid: field.table_oid,
-            rule: None,
-        })
-        .collect())
 }
 
 /// The format of each column per Bind's result format codes: none means text, one applies to all.
@@ -1606,14 +1476,14 @@ fn recorded_params(
     let findings = recorder.mask_value(&mut values, "params");
     if let Value::Array(items) = &mut values {
         for (item, cut) in items.iter_mut().zip(cuts) {
-            values::cut_strings(item, cut);
+            results::cut_strings(item, cut);
         }
     }
     (values, findings)
 }
 
 /// Decodes bound parameters within `budget` bytes in all (each at most `MAX_PARAM_BYTES`): the values,
-/// decoded [`values::MASK_LOOKAHEAD`] past their share, and the size each is to be cut to.
+/// decoded [`results::MASK_LOOKAHEAD`] past their share, and the size each is to be cut to.
 fn decode_params(
     types: &[u32],
     formats: &[i16],
@@ -1639,7 +1509,7 @@ fn decode_params(
             cuts.push(max);
             left = left.saturating_sub(value.map_or(4, |v| v.len().min(max)));
             let type_oid = types.get(i).copied().unwrap_or(0);
-            values::decode(type_oid, binary, *value, max + values::MASK_LOOKAHEAD)
+            values::decode(type_oid, binary, *value, max + results::MASK_LOOKAHEAD)
         })
         .collect();
     (Value::Array(values), cuts)
@@ -1649,28 +1519,22 @@ fn decode_params(
 mod tests {
     use super::*;
 
+    fn column(name: &str, type_oid: u32) -> Column {
+        Column {
+            recorded: RecordedColumn {
+                name: name.into(),
+                recorded_name: name.into(),
+                name_findings: Vec::new(),
+                rule: None,
+            },
+            type_oid,
+            binary: false,
+        }
+    }
+
     #[test]
     fn bind_formats_select_binary_columns() {
-        let cols = vec![
-            Column {
-                name: "a".into(),
-                recorded_name: "a".into(),
-                name_findings: Vec::new(),
-                type_oid: values::INT4,
-                binary: false,
-                table_oid: 0,
-                rule: None,
-            },
-            Column {
-                name: "b".into(),
-                recorded_name: "b".into(),
-                name_findings: Vec::new(),
-                type_oid: values::TEXT,
-                binary: false,
-                table_oid: 0,
-                rule: None,
-            },
-        ];
+        let cols = vec![column("a", values::INT4), column("b", values::TEXT)];
         assert!(with_formats(&cols, &[1]).iter().all(|c| c.binary));
         assert!(with_formats(&cols, &[]).iter().all(|c| !c.binary));
         let mixed = with_formats(&cols, &[0, 1]);

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use proctor_core::config::PostgresAuth;
+use proctor_core::config::{ConnectionKind, PostgresAuth};
 use proctor_core::{
     AuthFailure, AuthzError, Gate, Identity, LocalCaller, LocalSessions, SessionRecorder,
 };
@@ -24,13 +24,13 @@ use tokio::task::JoinSet;
 
 use crate::cancel::{CancelRegistry, CancelRoute};
 use crate::codec::{self, ClientError, Reader, StartupPacket};
-use crate::guard::Guardrails;
 use crate::interruptions::Interruptions;
 use crate::relay::{Ended, Limits, Relay};
 use crate::scram::{self, ScramExchange};
 use crate::tls::{self, TlsError};
 use crate::upstream::{self, BoxedStream};
-use proctor_core::policy::{Dialect, Guard, Policy};
+use proctor_core::policy::{Dialect, Policy};
+use proctor_core::session::{self, off_the_loop, SessionStart};
 
 /// A client has this long to get from connecting to an authenticated session.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -173,7 +173,8 @@ impl PgGateway {
             Ok(Ok(None)) => return,
             Ok(Err(error)) => {
                 if error.code != CONNECTION_LOST {
-                    self.record_refused_startup(&peer, &error).await;
+                    session::record_refused_startup(&self.gate, "postgres", &peer, &error.message)
+                        .await;
                 }
                 let _ = client.write_all(&error.encode()).await;
                 return;
@@ -189,8 +190,13 @@ impl PgGateway {
         let Some(identity_name) = param("user").filter(|u| !u.is_empty()).map(str::to_owned) else {
             let error = ClientError::fatal("28000", "no user given")
                 .hint("Connect with user=<your Proctor identity> dbname=<connection name>.");
-            self.record_nameless_attempt(&peer, param("database").unwrap_or("-"))
-                .await;
+            session::record_nameless_attempt(
+                &self.gate,
+                "postgres",
+                &peer,
+                param("database").unwrap_or("-"),
+            )
+            .await;
             let _ = client.write_all(&error.encode()).await;
             return;
         };
@@ -246,11 +252,12 @@ impl PgGateway {
                 identity,
                 policy,
             }) => {
-                let guardrails = Guardrails::new(
-                    Guard::new(policy, Dialect::Postgres),
+                let guardrails = session::guardrails(
+                    &self.gate,
+                    policy,
+                    Dialect::Postgres,
                     identity,
-                    connection.clone(),
-                    self.gate.approvals().clone(),
+                    &connection,
                     local.map(|caller| caller.signals),
                 );
                 let mut limits = self.limits(&connection, table_names, &params);
@@ -287,36 +294,6 @@ impl PgGateway {
         }
     }
 
-    /// Records a connection refused before it named an identity (bad startup packet, failed TLS).
-    async fn record_refused_startup(&self, peer: &str, error: &ClientError) {
-        let Ok(mut recorder) = self.gate.open_session("postgres", "-", "-", peer).await else {
-            return;
-        };
-        let _ = recorder
-            .record_queued_masked(
-                "protocol.error",
-                json!({"direction": "client", "stage": "startup", "message": error.message}),
-            )
-            .await;
-        let _ = recorder.end("refused at startup").await;
-    }
-
-    /// Records a startup packet without a user: a failed authentication like any other, under the
-    /// identity `-`.
-    async fn record_nameless_attempt(&self, peer: &str, connection: &str) {
-        let Ok(mut recorder) = self
-            .gate
-            .open_session("postgres", "-", connection, peer)
-            .await
-        else {
-            return;
-        };
-        let _ = recorder
-            .record_queued_masked("auth.failure", json!({"reason": "no user given"}))
-            .await;
-        let _ = recorder.end("authentication failed").await;
-    }
-
     fn limits(
         &self,
         connection: &str,
@@ -324,22 +301,21 @@ impl PgGateway {
         params: &[(String, String)],
     ) -> Limits {
         let pg = self.gate.postgres();
-        let config = self
-            .gate
-            .config()
-            .connection
+        let application_name = params
             .iter()
-            .find(|c| c.name == connection);
+            .find(|(k, _)| k == "application_name")
+            .map(|(_, v)| v.as_str());
         Limits {
             max_message_bytes: pg.max_message_bytes,
-            sample_rows: pg.sample_rows,
-            sample_bytes: pg.sample_bytes,
             max_prepared_statements: pg.max_prepared_statements,
-            mask_client: config
-                .is_some_and(|c| c.mask_results == proctor_core::MaskResults::ClientAndJournal),
-            column_rules: config.map(|c| c.column_rules()).unwrap_or_default(),
+            results: session::result_limits(
+                &self.gate,
+                connection,
+                pg.sample_rows,
+                pg.sample_bytes,
+            ),
             table_names,
-            chain: chain_of(params),
+            chain: session::chain_of(application_name),
         }
     }
 
@@ -477,7 +453,10 @@ impl PgGateway {
                 )
                 .recorded("auth.failure", json!({"method": method, "reason": failure.to_string()}))
             })?;
-        let target = self.gate.authorize(&identity, connection).map_err(|e| {
+        let target = self
+            .gate
+            .authorize_kind(&identity, connection, ConnectionKind::Postgres)
+            .map_err(|e| {
             let error = match &e {
                 AuthzError::UnknownConnection(name) => ClientError::fatal(
                     "3D000",
@@ -489,6 +468,11 @@ impl PgGateway {
                     format!("identity \"{identity}\" may not use connection \"{connection}\""),
                 )
                 .hint("Ask the Proctor operators to add you (or one of your groups) to the connection's allow list."),
+                AuthzError::OtherProtocol { connection, kind } => ClientError::fatal(
+                    "3D000",
+                    format!("connection \"{connection}\" is a {kind} connection, not a PostgreSQL one"),
+                )
+                .hint(format!("Connect to Proctor's {kind} port with a {kind} client.")),
             };
             Refusal::new(error, "not authorized").recorded(
                 "auth.failure",
@@ -571,35 +555,29 @@ impl PgGateway {
         let application_name = params
             .iter()
             .find(|(k, _)| k == "application_name")
-            .map(|(_, v)| v.clone());
+            .map(|(_, v)| v.as_str());
         let startup: serde_json::Map<String, serde_json::Value> = params
             .iter()
             .filter(|(k, _)| k != "user" && k != "database")
             .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
             .collect();
-        let started = recorder
-            .record_masked(
-                "session.start",
-                json!({
-                    "identity": identity.name,
-                    "groups": identity.groups,
-                    "connection": connection,
-                    "client_addr": recorder.header().client_addr,
-                    "tls": tls,
-                    "auth": {"method": method, "token_id": token_id},
-                    "application_name": application_name,
-                    "guardrails": guardrails_record(&target.policy),
-                    "upstream": {
-                        "address": target.config.address,
-                        "database": target.config.database,
-                        "user": target.config.user,
-                        "tls": upstream.tls,
-                        "server_version": server_version,
-                    },
-                    "startup": startup,
-                }),
-            )
-            .await;
+        let started = session::record_start(
+            recorder,
+            SessionStart {
+                identity: &identity,
+                connection,
+                tls,
+                method,
+                token_id: &token_id,
+                application_name,
+                policy: &target.policy,
+                target: &target.config,
+                upstream_tls: upstream.tls,
+                server_version: server_version.as_deref(),
+                startup: startup.into(),
+            },
+        )
+        .await;
         if let Err(e) = started {
             self.cancels.unregister(pid);
             return Err(Refusal::new(
@@ -727,44 +705,6 @@ impl LocalSessions for PgGateway {
         tokio::spawn(self.run_session(Box::new(session_end), peer, Some(caller), shutdown));
         client_end
     }
-}
-
-/// Runs a lookup of identities and tokens (SQLite reads, hashing) on a blocking thread, so that the
-/// event loop it came from goes on serving its other sessions meanwhile.
-async fn off_the_loop<T: Send + 'static>(
-    lookup: impl FnOnce() -> Result<T, AuthFailure> + Send + 'static,
-) -> Result<T, AuthFailure> {
-    tokio::task::spawn_blocking(lookup)
-        .await
-        .unwrap_or_else(|e| {
-            Err(AuthFailure::Store(format!(
-                "the identity lookup failed: {e}"
-            )))
-        })
-}
-
-/// The connection's guardrails as `session.start` records them; a statement that carries no `policy`
-/// note was allowed by their default.
-fn guardrails_record(policy: &Policy) -> serde_json::Value {
-    if !policy.is_guarded() {
-        return serde_json::Value::Null;
-    }
-    let (read_only, rules, default_action) = policy.summary();
-    json!({"default_action": default_action, "read_only": read_only, "rules": rules})
-}
-
-/// The conversation with a model a session says it serves: `chain=<id>` in its `application_name`
-/// (set by Proctor's MCP server for the statements of a tool call).
-fn chain_of(params: &[(String, String)]) -> Option<String> {
-    let application = params.iter().find(|(k, _)| k == "application_name")?;
-    let chain = application
-        .1
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("chain="))?;
-    let valid = !chain.is_empty()
-        && chain.len() <= 64
-        && chain.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
-    valid.then(|| chain.to_owned())
 }
 
 /// A session ready to relay: the target's stream and what the relay needs to know about it.

@@ -7,6 +7,7 @@
 //! Each value is cut at a caller-given size, so a huge cell never becomes a huge event.
 
 use postgres_protocol::types as pg;
+use proctor_core::results::cut_text;
 use serde_json::{json, Value};
 
 pub const BOOL: u32 = 16;
@@ -36,60 +37,6 @@ pub fn is_text_type(type_oid: u32) -> bool {
 
 /// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
 const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
-
-/// How far past its cut a value is decoded, so that masking sees whole any secret that the cut would
-/// split; the value is cut after masking ([`cut_strings`]). A secret longer than this (a private key
-/// is the only one) is masked by its detector's rule for a key cut short.
-pub const MASK_LOOKAHEAD: usize = 16 * 1024;
-
-/// Cuts every string in `value` longer than `max` bytes, as [`decode`] does, after masking: on a
-/// character boundary, never inside a mask (the cut moves past it), keeping the length that an
-/// earlier cut noted.
-pub fn cut_strings(value: &mut Value, max: usize) {
-    match value {
-        Value::String(text) if text.len() > max => {
-            let (kept, total) = match text.rsplit_once('…') {
-                Some((kept, note)) => match note
-                    .strip_prefix('[')
-                    .and_then(|n| n.strip_suffix(" bytes]"))
-                    .and_then(|n| n.parse::<usize>().ok())
-                {
-                    Some(total) => (kept, total),
-                    None => (text.as_str(), text.len()),
-                },
-                None => (text.as_str(), text.len()),
-            };
-            if kept.len() <= max {
-                return;
-            }
-            let mut end = max;
-            while !kept.is_char_boundary(end) {
-                end -= 1;
-            }
-            if let Some(open) = kept[..end].rfind('[') {
-                let mask = &kept[open..];
-                if let (true, Some(close)) = (mask.starts_with("[MASKED:"), mask.find(']')) {
-                    end = end.max(open + close + 1);
-                }
-            }
-            *text = format!("{}…[{total} bytes]", &kept[..end]);
-        }
-        Value::Array(items) => items.iter_mut().for_each(|item| cut_strings(item, max)),
-        Value::Object(fields) => fields.values_mut().for_each(|item| cut_strings(item, max)),
-        _ => {}
-    }
-}
-
-fn cut_text(text: &str, max: usize) -> Value {
-    if text.len() <= max {
-        return Value::String(text.to_owned());
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    Value::String(format!("{}…[{} bytes]", &text[..end], text.len()))
-}
 
 fn as_hex(bytes: &[u8], max: usize) -> String {
     let shown = &bytes[..bytes.len().min(max / 2)];
@@ -403,6 +350,7 @@ fn numeric_text(bytes: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proctor_core::results::cut_strings;
 
     #[test]
     fn common_binary_types_decode() {

@@ -1,27 +1,62 @@
-//! Guardrails in a PostgreSQL session: each statement judged before it is recorded and forwarded, the
-//! decision recorded, and a held statement's wait for an approver.
+//! Guardrails in a session of any SQL protocol: each statement judged before it is recorded and
+//! forwarded, the decision recorded, and a held statement's wait for an approver.
 //!
-//! This module turns policy decisions into PostgreSQL answers (SQLSTATE 42501, a NOTICE while a
-//! statement waits) and events (`policy.decision`, `approval`). Where in the message stream those
-//! answers go is the relay's business; what the rules say is `proctor-policy`'s.
+//! This module turns policy decisions into events (`policy.decision`, `approval`) and into
+//! [`Refusal`]s and [`HoldNotice`]s that a protocol crate renders in its own error form (SQLSTATE
+//! 42501 for PostgreSQL, error 1142 for MySQL). Where in the message stream those answers go is the
+//! protocol's business; what the rules say is `proctor-policy`'s.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use proctor_core::journal::{ApprovalRow, ApprovalStatus, Body, CanonicalJson};
-use proctor_core::policy::{Action, Decision, Dialect, Guard, Request, RequestKind, DEFAULT_RULE};
-use proctor_core::{Approvals, HoldRequest, Identity, RecordError, SessionRecorder, SessionSignal};
+use proctor_journal::{ApprovalRow, ApprovalStatus, Body, CanonicalJson};
+use proctor_policy::{Action, Decision, Dialect, Guard, Request, RequestKind, DEFAULT_RULE};
 use serde_json::{json, Value};
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::codec::ClientError;
+use crate::approvals::{Approvals, HoldRequest};
+use crate::recorder::{RecordError, SessionRecorder};
+use crate::{Identity, SessionSignal};
+
+/// Why a statement was refused, for the protocol to choose its error code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefusalKind {
+    /// A rule or an approver said no, or no approver decided in time.
+    Denied,
+    /// The client withdrew its held statement (it cancelled).
+    Withdrawn,
+}
+
+/// A statement not forwarded, and what to tell the client.
+#[derive(Clone, Debug)]
+pub struct Refusal {
+    pub kind: RefusalKind,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl Refusal {
+    fn denied(message: String, hint: impl Into<String>) -> Self {
+        Self {
+            kind: RefusalKind::Denied,
+            message,
+            hint: Some(hint.into()),
+        }
+    }
+}
+
+/// What the client is told while its statement waits (a PostgreSQL NOTICE, a MySQL warning).
+pub struct HoldNotice {
+    pub message: String,
+    pub hint: String,
+}
 
 /// What happens to one statement.
 pub enum Verdict {
     /// Forward it; the note (what the guardrails decided) goes into its `db.query` event.
     Allow(Option<CanonicalJson>),
-    /// Answer with this error instead; the decision is recorded.
-    Refuse(ClientError),
+    /// Answer with this refusal instead; the decision is recorded.
+    Refuse(Refusal),
     /// Wait for an approver.
     Hold(Decision),
 }
@@ -40,6 +75,7 @@ pub struct Guardrails {
     identity: Identity,
     connection: String,
     approvals: Approvals,
+    dialect: Dialect,
     /// The outcome of the statement that was held, for when it is processed again.
     resolved: Option<Verdict>,
     /// An in-process caller's signals: it learns of a hold as a typed signal, not from the notice.
@@ -62,24 +98,25 @@ fn kind_name(decision: &Decision) -> &'static str {
         .map_or("none", |s| s.kind.name())
 }
 
-fn refused(decision: &Decision, connection: &str) -> ClientError {
+fn refused(decision: &Decision, connection: &str) -> Refusal {
     let why = decision
         .message
         .as_deref()
         .map(|m| format!(": {m}"))
         .unwrap_or_default();
-    ClientError::error(
-        "42501",
+    Refusal::denied(
         format!("Proctor's guardrail \"{}\" denied this statement{why}", decision.rule),
+        format!(
+            "Nothing was sent to the database. Rewrite the statement, or ask the Proctor operators about the rules of connection \"{connection}\"."
+        ),
     )
-    .hint(format!(
-        "Nothing was sent to the database. Rewrite the statement, or ask the Proctor operators about the rules of connection \"{connection}\"."
-    ))
 }
 
 impl Guardrails {
+    /// `dialect` is the SQL the session's statements are written in.
     pub fn new(
         guard: Guard,
+        dialect: Dialect,
         identity: Identity,
         connection: String,
         approvals: Approvals,
@@ -90,6 +127,7 @@ impl Guardrails {
             identity,
             connection,
             approvals,
+            dialect,
             resolved: None,
             signals,
         }
@@ -111,7 +149,7 @@ impl Guardrails {
             return Ok(Verdict::Allow(None));
         }
         let decision = self.guard.judge(&Request {
-            kind: RequestKind::Sql(Dialect::Postgres),
+            kind: RequestKind::Sql(self.dialect),
             text: sql,
             target: &self.connection,
             identity: &self.identity.name,
@@ -120,10 +158,14 @@ impl Guardrails {
         self.verdict(decision, masked, findings, recorder).await
     }
 
-    /// Judges a fast-path function call, which names a function by OID and cannot be classified.
-    pub async fn judge_function_call(
+    /// Judges a command that carries no SQL to classify (a PostgreSQL fast-path function call, a
+    /// MySQL file upload): a guarded connection refuses it under `rule`, saying `why`. `recorded` is
+    /// what the decision records of the command, masked.
+    pub async fn judge_unclassifiable(
         &mut self,
-        oid: i32,
+        rule: &str,
+        why: &str,
+        recorded: &str,
         recorder: &mut SessionRecorder,
     ) -> Result<Verdict, RecordError> {
         if !self.guard.policy().is_guarded() {
@@ -131,15 +173,11 @@ impl Guardrails {
         }
         let decision = Decision {
             action: Action::Deny,
-            rule: "function-call".into(),
-            message: Some(
-                "fast-path function calls cannot be classified, so a guarded connection refuses them"
-                    .into(),
-            ),
+            rule: rule.into(),
+            message: Some(why.into()),
             statement: None,
         };
-        self.verdict(decision, &format!("function call {oid}"), &[], recorder)
-            .await
+        self.verdict(decision, recorded, &[], recorder).await
     }
 
     async fn verdict(
@@ -177,7 +215,7 @@ impl Guardrails {
         masked: &str,
         findings: &[Value],
         recorder: &mut SessionRecorder,
-    ) -> Result<(Hold, ClientError), RecordError> {
+    ) -> Result<(Hold, HoldNotice), RecordError> {
         let (approvers, timeout): (Vec<String>, Duration) = match &decision.action {
             Action::RequireApproval { approvers, timeout } => (approvers.to_vec(), *timeout),
             Action::Allow | Action::Deny => (Vec::new(), Duration::ZERO),
@@ -202,17 +240,19 @@ impl Guardrails {
             .await?;
         record_decision(recorder, &decision, Some(&request.id), masked, findings).await?;
         recorder.commit().await?;
-        let notice = ClientError::notice(format!(
-            "Proctor's guardrail \"{}\" holds this statement for approval: request {} (approvers: {}; waiting up to {} s)",
-            decision.rule,
-            request.id,
-            approvers.join(", "),
-            timeout.as_secs()
-        ))
-        .hint(format!(
-            "An approver runs `proctor approvals approve {}` (or deny). Cancel the query to withdraw it.",
-            request.id
-        ));
+        let notice = HoldNotice {
+            message: format!(
+                "Proctor's guardrail \"{}\" holds this statement for approval: request {} (approvers: {}; waiting up to {} s)",
+                decision.rule,
+                request.id,
+                approvers.join(", "),
+                timeout.as_secs()
+            ),
+            hint: format!(
+                "An approver runs `proctor approvals approve {}` (or deny). Cancel the query to withdraw it.",
+                request.id
+            ),
+        };
         if let Some(signals) = &self.signals {
             let _ = signals.send(SessionSignal::Held {
                 request: request.id.clone(),
@@ -248,7 +288,7 @@ impl Guardrails {
                     )
                     .await;
                 }
-                let poll = proctor_core::approvals::POLL_INTERVAL.min(deadline - now);
+                let poll = crate::approvals::POLL_INTERVAL.min(deadline - now);
                 tokio::time::sleep(poll).await;
                 if let Ok(row) = approvals.current(&id).await {
                     if row.status != ApprovalStatus::Pending {
@@ -297,28 +337,26 @@ impl Guardrails {
                     .str("rule", &hold.decision.rule)
                     .finish(),
             )),
-            ApprovalStatus::Denied => Verdict::Refuse(
-                ClientError::error(
-                    "42501",
-                    format!("approval request {} was denied by {by}{reason}", hold.id),
-                )
-                .hint("Nothing was sent to the database."),
-            ),
-            ApprovalStatus::Withdrawn => Verdict::Refuse(ClientError::error(
-                "57014",
-                "canceling statement due to user request (its approval request was withdrawn)",
+            ApprovalStatus::Denied => Verdict::Refuse(Refusal::denied(
+                format!("approval request {} was denied by {by}{reason}", hold.id),
+                "Nothing was sent to the database.",
             )),
-            ApprovalStatus::TimedOut | ApprovalStatus::Pending => Verdict::Refuse(
-                ClientError::error(
-                    "42501",
+            ApprovalStatus::Withdrawn => Verdict::Refuse(Refusal {
+                kind: RefusalKind::Withdrawn,
+                message: "canceling statement due to user request (its approval request was withdrawn)"
+                    .into(),
+                hint: None,
+            }),
+            ApprovalStatus::TimedOut | ApprovalStatus::Pending => {
+                Verdict::Refuse(Refusal::denied(
                     format!(
                         "approval request {} timed out: no approver decided within {} s",
                         hold.id,
                         (hold.deadline - hold.started).as_secs()
                     ),
-                )
-                .hint("Nothing was sent to the database. Ask an approver, then run it again."),
-            ),
+                    "Nothing was sent to the database. Ask an approver, then run it again.",
+                ))
+            }
         };
         self.resolved = Some(verdict);
         Ok(())
