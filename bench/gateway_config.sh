@@ -1,6 +1,7 @@
 # Sourced by the benchmark scripts: the config of a gateway under test, with one identity (`bench`, its
 # token from PROCTOR_BENCH_TOKEN) and one connection (`proctor_bench`) to the machine's PostgreSQL,
-# the check that this PostgreSQL answers, and the check that the ports a benchmark listens on are free.
+# or (mysql_gateway_config) to the machine's MariaDB, the checks that this PostgreSQL or MariaDB
+# answers, and the check that the ports a benchmark listens on are free.
 
 gateway_config() { # data dir, port [extra connection keys]
   cat <<TOML
@@ -29,6 +30,38 @@ require_machine_postgres() { # the benchmarks measure against the machine's Post
     echo "the benchmarks run against the machine's PostgreSQL on 127.0.0.1:5432, as postgres without a" >&2
     echo "password; start it, or allow that login (the tests' own cluster, .ci/postgres-setup.sh, is" >&2
     echo "tuned for tests, not for measuring)" >&2
+    exit 1
+  fi
+}
+
+mysql_gateway_config() { # data dir, mysql port [extra connection keys]
+  cat <<TOML
+[server]
+data_dir = "$1"
+postgres_listen = "127.0.0.1:0"
+mysql_listen = "127.0.0.1:$2"
+http_listen = "127.0.0.1:0"
+
+[[identity]]
+name = "bench"
+token_env = "PROCTOR_BENCH_TOKEN"
+
+[[connection]]
+name = "proctor_bench"
+kind = "mysql"
+address = "127.0.0.1:3306"
+database = "proctor_bench"
+user = "root"
+allow = ["bench"]
+${3:-}
+TOML
+}
+
+require_machine_mariadb() { # the MySQL benchmarks measure against the machine's MariaDB, as it runs
+  if ! mariadb -h127.0.0.1 -P3306 -uroot -e 'select 1' >/dev/null 2>&1; then
+    echo "the MySQL benchmarks run against the machine's MariaDB (or MySQL) on 127.0.0.1:3306, as root" >&2
+    echo "without a password; start it, or allow that login (the tests' own server, .ci/mariadb-setup.sh," >&2
+    echo "is tuned for tests, not for measuring)" >&2
     exit 1
   fi
 }
