@@ -7,14 +7,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use proctor_journal::{now_ns, SessionHeader, Store, Writer};
+use proctor_journal::{now_ns, JournalError, SessionHeader, Store, Writer};
 use proctor_policy::Policy;
 
 use crate::approvals::Approvals;
 use crate::config::{Config, ConnectionConfig, ConnectionKind, PostgresConfig, ResolvedSecrets};
 use crate::identity::{
-    config_identity_salt, scram_verifier, secrets_equal, token_sha256, unknown_identity_salt,
-    SCRAM_ITERATIONS,
+    config_identity_salt, mysql_native_hash, scram_verifier, secrets_equal, token_sha256,
+    unknown_identity_salt, SCRAM_ITERATIONS,
 };
 use crate::proposals::Proposals;
 use crate::recorder::{RecordError, SessionRecorder};
@@ -55,6 +55,22 @@ pub struct ScramCredentials {
     pub keys: Vec<ScramKey>,
 }
 
+/// One token's `mysql_native_password` verifier, SHA1(SHA1(token)).
+#[derive(Clone, Debug)]
+pub struct NativePasswordKey {
+    pub token_id: String,
+    pub hash: [u8; 20],
+    pub revoked: bool,
+}
+
+/// What a MySQL server needs to check a `mysql_native_password` scramble for a claimed identity;
+/// for an unknown name `identity` is `None` and `keys` empty.
+#[derive(Clone, Debug)]
+pub struct NativePasswordCredentials {
+    pub identity: Option<Identity>,
+    pub keys: Vec<NativePasswordKey>,
+}
+
 /// Why authentication failed. The client is told only that it failed; the journal gets the reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthFailure {
@@ -90,6 +106,8 @@ struct ConfigIdentity {
     /// The token's SCRAM keys, derived once at start: a derivation is 4,096 PBKDF2 rounds, too slow
     /// to repeat on an event loop at every login.
     scram: ScramKey,
+    /// SHA1(SHA1(token)), for MySQL clients.
+    mysql_native_hash: [u8; 20],
 }
 
 /// Checks who a client is: the stored identities and tokens, and those the configuration declares.
@@ -137,6 +155,7 @@ impl Authenticator {
                     name,
                     ConfigIdentity {
                         groups: declared.groups.clone(),
+                        mysql_native_hash: mysql_native_hash(token.expose()),
                         token,
                         scram,
                     },
@@ -213,6 +232,60 @@ impl Authenticator {
             }),
             salt,
             iterations: SCRAM_ITERATIONS,
+            keys,
+        })
+    }
+
+    /// The `mysql_native_password` verifiers of a claimed identity's tokens: stored ones (revoked
+    /// ones marked, so the journal can say a revoked token was tried; tokens older than the column
+    /// have none) and the token of a configured identity.
+    pub fn native_password_credentials(
+        &self,
+        name: &str,
+    ) -> Result<NativePasswordCredentials, AuthFailure> {
+        let store_error = |e: JournalError| AuthFailure::Store(e.to_string());
+        let stored = self.store.identity(name).map_err(store_error)?;
+        let configured = self.config_identities.get(name);
+        if stored.is_none() && configured.is_none() {
+            return Ok(NativePasswordCredentials {
+                identity: None,
+                keys: Vec::new(),
+            });
+        }
+        let mut keys = Vec::new();
+        let mut groups = Vec::new();
+        if let Some(row) = &stored {
+            groups.extend(row.groups.iter().cloned());
+            for token in self.store.tokens_of(name, true).map_err(store_error)? {
+                let Some(hash) = token
+                    .mysql_native_hash
+                    .as_deref()
+                    .and_then(|h| <[u8; 20]>::try_from(h).ok())
+                else {
+                    continue;
+                };
+                keys.push(NativePasswordKey {
+                    token_id: token.id,
+                    hash,
+                    revoked: token.revoked_at.is_some(),
+                });
+            }
+        }
+        if let Some(configured) = configured {
+            groups.extend(configured.groups.iter().cloned());
+            keys.push(NativePasswordKey {
+                token_id: "config".into(),
+                hash: configured.mysql_native_hash,
+                revoked: false,
+            });
+        }
+        groups.sort();
+        groups.dedup();
+        Ok(NativePasswordCredentials {
+            identity: Some(Identity {
+                name: name.to_owned(),
+                groups,
+            }),
             keys,
         })
     }

@@ -47,6 +47,14 @@ pub fn secrets_equal(a: &[u8], b: &[u8]) -> bool {
     a.ct_eq(b).into()
 }
 
+/// SHA1(SHA1(token)): what MySQL's `mysql_native_password` stores. It checks a client's scramble
+/// without holding the token, and the scramble proves knowledge of SHA1(token), which this does
+/// not give.
+pub fn mysql_native_hash(token: &str) -> [u8; 20] {
+    use sha1::Digest as _;
+    sha1::Sha1::digest(sha1::Sha1::digest(token.as_bytes())).into()
+}
+
 pub fn token_sha256(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
@@ -70,6 +78,7 @@ pub fn new_token(identity: &str, salt: &[u8]) -> (Secret, TokenRow) {
         scram_iterations: SCRAM_ITERATIONS,
         scram_stored_key: verifier.stored_key.to_vec(),
         scram_server_key: verifier.server_key.to_vec(),
+        mysql_native_hash: Some(mysql_native_hash(&token).to_vec()),
         created_at: now_ns(),
         revoked_at: None,
     };

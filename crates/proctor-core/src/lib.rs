@@ -15,12 +15,13 @@ pub mod proposals;
 mod recorder;
 pub mod results;
 pub mod session;
+pub mod tls;
 
 pub use approvals::{Approvals, DecideError, HoldRequest};
 pub use config::{Config, ConfigError, ConnectionConfig, MaskResults, UpstreamTls};
 pub use gate::{
-    token_id_of, AuthFailure, Authenticator, AuthzError, Gate, Identity, ScramCredentials,
-    ScramKey, Target,
+    token_id_of, AuthFailure, Authenticator, AuthzError, Gate, Identity, NativePasswordCredentials,
+    NativePasswordKey, ScramCredentials, ScramKey, Target,
 };
 pub use local::{LocalCaller, LocalSessions, SessionSignal};
 pub use masking::Masker;

@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS tokens (
     scram_stored_key BLOB NOT NULL,
     scram_server_key BLOB NOT NULL,
     created_at INTEGER NOT NULL,
-    revoked_at INTEGER
+    revoked_at INTEGER,
+    mysql_native_hash BLOB
 );
 CREATE INDEX IF NOT EXISTS tokens_by_identity ON tokens(identity);
 CREATE TABLE IF NOT EXISTS sessions (
@@ -84,6 +85,10 @@ pub struct TokenRow {
     pub scram_stored_key: Vec<u8>,
     #[serde(skip)]
     pub scram_server_key: Vec<u8>,
+    /// SHA1(SHA1(token)), what MySQL's `mysql_native_password` checks a scramble against; absent
+    /// for tokens made before Proctor spoke MySQL.
+    #[serde(skip)]
+    pub mysql_native_hash: Option<Vec<u8>>,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
 }
@@ -179,7 +184,7 @@ fn insert_token(
 ) -> Result<crate::tlog::Change, JournalError> {
     tx.execute(
         "INSERT INTO tokens (id, identity, sha256, scram_iterations, scram_stored_key, scram_server_key, \
-         created_at, revoked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL)",
+         created_at, revoked_at, mysql_native_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, ?8)",
         params![
             token.id,
             token.identity,
@@ -187,7 +192,8 @@ fn insert_token(
             token.scram_iterations,
             token.scram_stored_key,
             token.scram_server_key,
-            token.created_at
+            token.created_at,
+            token.mysql_native_hash
         ],
     )?;
     let mut fields = serde_json::Map::new();
@@ -206,12 +212,27 @@ fn token_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRow> {
         scram_server_key: row.get(5)?,
         created_at: row.get(6)?,
         revoked_at: row.get(7)?,
+        mysql_native_hash: row.get(8)?,
     })
 }
 
 const TOKEN_COLUMNS: &str =
     "id, identity, sha256, scram_iterations, scram_stored_key, scram_server_key, \
-     created_at, revoked_at";
+     created_at, revoked_at, mysql_native_hash";
+
+/// Gives a store made before Proctor spoke MySQL the tokens' `mysql_native_hash` column (empty for
+/// the tokens it holds: they log in to MySQL connections over TLS only).
+fn add_mysql_native_hash(conn: &Connection) -> Result<(), JournalError> {
+    let present: bool = conn.query_row(
+        "SELECT count(*) FROM pragma_table_info('tokens') WHERE name = 'mysql_native_hash'",
+        [],
+        |row| row.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if !present {
+        conn.execute_batch("ALTER TABLE tokens ADD COLUMN mysql_native_hash BLOB")?;
+    }
+    Ok(())
+}
 
 /// The page size of a new store. The ingester stores a session's events as one block of text per
 /// round, up to hundreds of KiB, which SQLite writes to its WAL a page at a time (two writes per
@@ -291,6 +312,7 @@ impl Store {
         let path = data_dir.join("journal.db");
         let mut conn = open_connection(&path, sync)?;
         conn.execute_batch(SCHEMA)?;
+        add_mysql_native_hash(&conn)?;
         conn.execute_batch(blocks::SCHEMA)?;
         blocks::migrate_event_rows(&mut conn)?;
         conn.execute_batch(crate::tlog::SCHEMA)?;
@@ -610,6 +632,7 @@ mod tests {
             scram_iterations: 4096,
             scram_stored_key: vec![2; 32],
             scram_server_key: vec![3; 32],
+            mysql_native_hash: None,
             created_at: 1,
             revoked_at: None,
         }

@@ -17,9 +17,8 @@ mod peer;
 mod relay;
 pub mod scram;
 mod server;
-mod tls;
 mod upstream;
 pub mod values;
 
 pub use server::PgGateway;
-pub use tls::TlsError;
+pub use proctor_core::tls::TlsError;

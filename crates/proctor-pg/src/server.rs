@@ -27,7 +27,7 @@ use crate::codec::{self, ClientError, Reader, StartupPacket};
 use crate::interruptions::Interruptions;
 use crate::relay::{Ended, Limits, Relay};
 use crate::scram::{self, ScramExchange};
-use crate::tls::{self, TlsError};
+use proctor_core::tls::{self, TlsError};
 use crate::upstream::{self, BoxedStream};
 use proctor_core::policy::{Dialect, Policy};
 use proctor_core::session::{self, off_the_loop, SessionStart};

@@ -1,11 +1,13 @@
-//! TLS for both sides of a PostgreSQL session: the certificate Proctor presents to clients (from the
-//! configuration, or self-signed on first start and kept in the data dir), and the client configuration
-//! used towards a target, with libpq's `require` and `verify-full` meanings.
+//! TLS for both sides of a session of any protocol: the certificate Proctor presents to clients (from
+//! the configuration, or self-signed on first start and kept in the data dir), and the client
+//! configuration used towards a target, with libpq's `require` and `verify-full` meanings. It builds
+//! rustls configurations only; the handshakes are the protocol crates' (each starts TLS at its own
+//! point of its exchange).
 
 use std::path::Path;
 use std::sync::Arc;
 
-use proctor_core::UpstreamTls;
+use crate::UpstreamTls;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
