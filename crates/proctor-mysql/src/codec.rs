@@ -1221,3 +1221,780 @@ pub fn parse_local_infile_request(payload: &[u8]) -> Option<&[u8]> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unhex(text: &str) -> Vec<u8> {
+        hex::decode(text.split_whitespace().collect::<String>()).unwrap()
+    }
+
+    /// Frames captured between `mariadb` 3.3 (Connector/C) and MariaDB 10.11, `--ssl=0`, running
+    /// `select 1 as a, null as b, 'x' as c` as root without a password.
+    fn captured_greeting_frame() -> Vec<u8> {
+        unhex(
+            "640000000a352e352e352d31302e31312e31392d4d6172696144422d302b64656231327531000a000000
+             6444685d7969257700fef72d0200ff81150000000000001d0000004b51334a5a667022535c536e006d79
+             73716c5f6e61746976655f70617373776f726400",
+        )
+    }
+
+    fn captured_response_frame() -> Vec<u8> {
+        unhex(
+            "bc00000184a2bf000000100021000000000000000000000000000000000000001d000000726f6f740000
+             6d7973716c5f6e61746976655f70617373776f7264007f035f6f73054c696e75780c5f636c69656e745f
+             6e616d650a6c69626d617269616462045f7069640531303530310f5f636c69656e745f76657273696f6e
+             06332e332e3230095f706c6174666f726d067838365f36340c70726f6772616d5f6e616d65056d797371
+             6c0c5f7365727665725f686f7374093132372e302e302e31",
+        )
+    }
+
+    /// The server's answer to the query: OK to the login, then the result set: column count (with
+    /// MariaDB's metadata-follows byte), three column definitions (with an empty block of MariaDB's
+    /// extended metadata), EOF, one row, EOF.
+    fn captured_result_frames() -> Vec<u8> {
+        unhex(
+            "0700000200000002000000
+             020000010301
+             1800000203646566000000016100000c3f0001000000038100000000
+             1800000303646566000000016200000c3f0000000000068000000000
+             1800000403646566000000016300000c210003000000fd0100270000
+             05000005fe00000200
+             050000060131fb0178
+             05000007fe00000200",
+        )
+    }
+
+    fn take_all(bytes: &[u8]) -> Vec<Packet> {
+        let mut buf = BytesMut::from(bytes);
+        let mut packets = Vec::new();
+        while let Some(packet) = take_packet(&mut buf, 1 << 20).unwrap() {
+            packets.push(packet);
+        }
+        assert!(buf.is_empty());
+        packets
+    }
+
+    #[test]
+    fn reader_reads_length_encoded_integers_of_every_width() {
+        let bytes = unhex("fa fc fb00 fd 010203 fe 0102030405060708");
+        let mut r = Reader::new(&bytes);
+        assert_eq!(r.lenenc_int().unwrap(), 0xfa);
+        assert_eq!(r.lenenc_int().unwrap(), 0xfb);
+        assert_eq!(r.lenenc_int().unwrap(), 0x030201);
+        assert_eq!(r.lenenc_int().unwrap(), 0x0807060504030201);
+        assert!(r.is_empty());
+        assert!(Reader::new(&[0xfb]).lenenc_int().is_err());
+        assert!(Reader::new(&[0xff]).lenenc_int().is_err());
+        assert!(Reader::new(&[0xfd, 1, 2]).lenenc_int().is_err());
+        assert!(Reader::new(&[0xfe, 0, 0, 0, 0, 0, 0, 0, 1])
+            .lenenc_bytes()
+            .is_err());
+    }
+
+    #[test]
+    fn lenenc_integers_round_trip_at_every_boundary() {
+        for n in [
+            0,
+            0xfa,
+            0xfb,
+            0xffff,
+            0x1_0000,
+            0xff_ffff,
+            0x100_0000,
+            u64::MAX,
+        ] {
+            let mut out = Vec::new();
+            put_lenenc_int(&mut out, n);
+            let mut r = Reader::new(&out);
+            assert_eq!(r.lenenc_int().unwrap(), n);
+            assert!(r.is_empty());
+        }
+        let mut out = Vec::new();
+        put_lenenc_bytes(&mut out, b"abc");
+        assert_eq!(out, b"\x03abc");
+    }
+
+    #[test]
+    fn reader_refuses_to_read_past_the_end() {
+        let mut r = Reader::new(b"ab");
+        assert!(r.u24_le().is_err());
+        assert!(r.bytes(3).is_err());
+        assert_eq!(r.u16_le().unwrap(), 0x6261);
+        assert!(r.u8().is_err());
+        assert!(Reader::new(b"no nul").null_terminated().is_err());
+        let mut r = Reader::new(b"a\0b");
+        assert_eq!(r.null_terminated().unwrap(), b"a");
+        assert_eq!(r.rest(), b"b");
+    }
+
+    #[test]
+    fn captured_stream_splits_into_packets() {
+        let packets = take_all(&captured_result_frames());
+        let seqs: Vec<u8> = packets.iter().map(|p| p.first_seq).collect();
+        assert_eq!(seqs, [2, 1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(&packets[1].payload[..], [3, 1]);
+        assert_eq!(&packets[1].raw[..], unhex("020000010301"));
+    }
+
+    #[test]
+    fn incomplete_packets_wait_for_more_bytes() {
+        let frame = captured_greeting_frame();
+        for cut in 0..frame.len() {
+            let mut buf = BytesMut::from(&frame[..cut]);
+            assert_eq!(take_packet(&mut buf, 1 << 20).unwrap(), None);
+            assert_eq!(buf.len(), cut, "nothing is taken from an incomplete packet");
+        }
+    }
+
+    #[test]
+    fn oversized_packets_are_refused_before_their_bytes_arrive() {
+        let mut buf = BytesMut::from(&[0x01, 0x00, 0x01, 0x00][..]);
+        assert!(take_packet(&mut buf, 0xffff).is_err());
+        let mut buf = BytesMut::from(&[0xff, 0xff, 0xff, 0x00][..]);
+        assert_eq!(take_packet(&mut buf, MAX_FRAME_PAYLOAD).unwrap(), None);
+        let mut buf = BytesMut::from(&[0xff, 0xff, 0xff, 0x00][..]);
+        assert!(take_packet(&mut buf, MAX_FRAME_PAYLOAD - 1).is_err());
+    }
+
+    #[test]
+    fn empty_packets_round_trip() {
+        let mut out = BytesMut::new();
+        assert_eq!(write_packet(&mut out, 255, b""), 0);
+        assert_eq!(&out[..], [0, 0, 0, 255]);
+        let packet = take_packet(&mut out, 0).unwrap().unwrap();
+        assert!(packet.payload.is_empty());
+        assert_eq!((packet.first_seq, packet.last_seq), (255, 255));
+    }
+
+    fn round_trip_large(len: usize, frames: usize) {
+        let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let mut out = BytesMut::new();
+        let next = write_packet(&mut out, 254, &payload);
+        assert_eq!(next, 254u8.wrapping_add(frames as u8));
+        assert_eq!(out.len(), len + 4 * frames);
+        let mut buf = out.clone();
+        buf.extend_from_slice(b"\x01\x00\x00\x07\x0e");
+        let packet = take_packet(&mut buf, 2 * MAX_FRAME_PAYLOAD)
+            .unwrap()
+            .unwrap();
+        assert_eq!(packet.payload.len(), len);
+        assert!(packet.payload[..] == payload[..]);
+        assert_eq!(packet.first_seq, 254);
+        assert_eq!(packet.last_seq, next.wrapping_sub(1));
+        assert!(packet.raw[..] == out[..]);
+        assert_eq!(&buf[..], b"\x01\x00\x00\x07\x0e");
+    }
+
+    #[test]
+    fn a_payload_of_exactly_one_frame_is_followed_by_an_empty_frame() {
+        round_trip_large(MAX_FRAME_PAYLOAD, 2);
+    }
+
+    #[test]
+    fn a_payload_over_one_frame_continues_in_the_next() {
+        round_trip_large(MAX_FRAME_PAYLOAD + 5, 2);
+    }
+
+    #[test]
+    fn continuation_frames_must_follow_in_sequence() {
+        let mut out = BytesMut::new();
+        write_packet(&mut out, 3, &vec![0; MAX_FRAME_PAYLOAD]);
+        let second = MAX_FRAME_PAYLOAD + 4;
+        out[second + 3] = 9;
+        assert!(take_packet(&mut out, 2 * MAX_FRAME_PAYLOAD).is_err());
+    }
+
+    #[test]
+    fn the_captured_mariadb_greeting_parses() {
+        let packet = take_all(&captured_greeting_frame()).remove(0);
+        let greeting = Greeting::parse(&packet.payload).unwrap();
+        assert_eq!(greeting.server_version, "5.5.5-10.11.19-MariaDB-0+deb12u1");
+        assert_eq!(greeting.connection_id, 10);
+        assert_eq!(&greeting.nonce, b"dDh]yi%wKQ3JZfp\"S\\Sn");
+        assert_eq!(greeting.capabilities, 0x81ff_f7fe);
+        assert_eq!(greeting.capabilities & CLIENT_LONG_PASSWORD, 0, "MariaDB");
+        assert_eq!(greeting.charset, 0x2d);
+        assert_eq!(greeting.status, SERVER_STATUS_AUTOCOMMIT);
+        assert_eq!(greeting.auth_plugin, crate::auth::NATIVE_PASSWORD);
+    }
+
+    fn proctor_greeting() -> Greeting {
+        Greeting {
+            server_version: "8.0.36-proctor".to_owned(),
+            connection_id: 0x0102_0304,
+            nonce: *b"abcdefghijklmnopqrst",
+            capabilities: CLIENT_LONG_PASSWORD
+                | CLIENT_PROTOCOL_41
+                | CLIENT_SECURE_CONNECTION
+                | CLIENT_PLUGIN_AUTH
+                | CLIENT_SSL
+                | CLIENT_DEPRECATE_EOF,
+            charset: 45,
+            status: SERVER_STATUS_AUTOCOMMIT,
+            auth_plugin: crate::auth::CACHING_SHA2.to_owned(),
+        }
+    }
+
+    #[test]
+    fn greetings_round_trip() {
+        let greeting = proctor_greeting();
+        let encoded = greeting.encode();
+        assert_eq!(encoded[0], 0x0a);
+        assert_eq!(Greeting::parse(&encoded).unwrap(), greeting);
+        let nonce_end = encoded.len() - crate::auth::CACHING_SHA2.len() - 2;
+        for cut in 0..nonce_end {
+            assert!(Greeting::parse(&encoded[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn a_refusing_or_ancient_greeting_is_an_error() {
+        let refusal = err_packet(1130, "HY000", "Host '10.0.0.9' is not allowed");
+        let error = Greeting::parse(&refusal).unwrap_err();
+        assert!(error.0.contains("is not allowed"), "{error}");
+        let mut old = proctor_greeting().encode();
+        old[0] = 9;
+        assert!(Greeting::parse(&old).is_err());
+    }
+
+    #[test]
+    fn the_captured_client_response_parses() {
+        let packet = take_all(&captured_response_frame()).remove(0);
+        assert_eq!(packet.first_seq, 1);
+        let ClientHello::Response(response) = parse_client_hello(&packet.payload).unwrap() else {
+            panic!("not a handshake response");
+        };
+        assert_eq!(response.capabilities, 0x00bf_a284);
+        assert_eq!(response.capabilities & CLIENT_SSL, 0);
+        assert_eq!(response.max_packet, 1 << 20);
+        assert_eq!(response.charset, 0x21);
+        assert_eq!(response.user, "root");
+        assert!(response.auth_response.is_empty());
+        assert_eq!(response.database, None);
+        assert_eq!(
+            response.auth_plugin.as_deref(),
+            Some(crate::auth::NATIVE_PASSWORD)
+        );
+        assert_eq!(response.attributes.len(), 7);
+        assert_eq!(response.attributes[0], ("_os".into(), "Linux".into()));
+        assert_eq!(
+            response.attributes[6],
+            ("_server_host".into(), "127.0.0.1".into())
+        );
+    }
+
+    fn proctor_response() -> HandshakeResponse {
+        HandshakeResponse {
+            capabilities: CLIENT_PROTOCOL_41
+                | CLIENT_SECURE_CONNECTION
+                | CLIENT_PLUGIN_AUTH
+                | CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
+                | CLIENT_CONNECT_WITH_DB
+                | CLIENT_CONNECT_ATTRS,
+            max_packet: 1 << 24,
+            charset: 45,
+            user: "app".to_owned(),
+            auth_response: (0..20).collect(),
+            database: Some("shop".to_owned()),
+            auth_plugin: Some(crate::auth::NATIVE_PASSWORD.to_owned()),
+            attributes: vec![("program_name".to_owned(), "proctor".to_owned())],
+        }
+    }
+
+    #[test]
+    fn handshake_responses_round_trip() {
+        let response = proctor_response();
+        let encoded = response.encode();
+        assert_eq!(
+            parse_client_hello(&encoded).unwrap(),
+            ClientHello::Response(response.clone())
+        );
+        let one_byte_length = HandshakeResponse {
+            capabilities: response.capabilities & !CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA,
+            ..response
+        };
+        assert_eq!(
+            parse_client_hello(&one_byte_length.encode()).unwrap(),
+            ClientHello::Response(one_byte_length)
+        );
+    }
+
+    #[test]
+    fn truncated_handshake_responses_are_errors() {
+        let encoded = proctor_response().encode();
+        for cut in 0..encoded.len() {
+            if cut == SSL_REQUEST_LEN {
+                continue;
+            }
+            let parsed = parse_client_hello(&encoded[..cut]);
+            let complete = matches!(
+                &parsed,
+                Ok(ClientHello::Response(r)) if r.attributes.is_empty() || r.database.is_none()
+            );
+            assert!(parsed.is_err() || complete, "cut at {cut}: {parsed:?}");
+        }
+        let captured = take_all(&captured_response_frame()).remove(0).payload;
+        assert!(parse_client_hello(&captured[..captured.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn ssl_requests_are_told_apart_from_responses() {
+        let request = ssl_request(CLIENT_PROTOCOL_41 | CLIENT_SECURE_CONNECTION, 1 << 24, 45);
+        assert_eq!(request.len(), 32);
+        assert_eq!(
+            parse_client_hello(&request).unwrap(),
+            ClientHello::SslRequest {
+                capabilities: CLIENT_PROTOCOL_41 | CLIENT_SECURE_CONNECTION | CLIENT_SSL
+            }
+        );
+        let after_tls = HandshakeResponse {
+            capabilities: proctor_response().capabilities | CLIENT_SSL,
+            ..proctor_response()
+        };
+        assert!(matches!(
+            parse_client_hello(&after_tls.encode()).unwrap(),
+            ClientHello::Response(_)
+        ));
+    }
+
+    #[test]
+    fn pre_41_clients_and_huge_attribute_lists_are_refused() {
+        let old = HandshakeResponse {
+            capabilities: CLIENT_SECURE_CONNECTION,
+            ..proctor_response()
+        };
+        let error = parse_client_hello(&old.encode()).unwrap_err();
+        assert!(error.0.contains("pre-4.1"), "{error}");
+        let many = HandshakeResponse {
+            attributes: (0..=MAX_CONNECT_ATTRS)
+                .map(|i| (i.to_string(), String::new()))
+                .collect(),
+            ..proctor_response()
+        };
+        assert!(parse_client_hello(&many.encode()).is_err());
+        let big = HandshakeResponse {
+            attributes: vec![("k".to_owned(), "v".repeat(MAX_CONNECT_ATTRS_BYTES))],
+            ..proctor_response()
+        };
+        assert!(parse_client_hello(&big.encode()).is_err());
+    }
+
+    #[test]
+    fn auth_replies_are_told_apart() {
+        assert_eq!(
+            parse_auth_reply(&ok_packet(0, 0, 2, 0)).unwrap(),
+            AuthReply::Ok
+        );
+        let switch = auth_switch_request(crate::auth::NATIVE_PASSWORD, b"01234567890123456789\0");
+        assert_eq!(
+            parse_auth_reply(&switch).unwrap(),
+            AuthReply::Switch {
+                plugin: crate::auth::NATIVE_PASSWORD.to_owned(),
+                data: b"01234567890123456789\0"
+            }
+        );
+        assert_eq!(
+            parse_auth_reply(&[0xfe]).unwrap(),
+            AuthReply::Switch {
+                plugin: "mysql_old_password".to_owned(),
+                data: b""
+            }
+        );
+        assert_eq!(
+            parse_auth_reply(&auth_more_data(&[crate::auth::FAST_AUTH_OK])).unwrap(),
+            AuthReply::MoreData(&[0x03])
+        );
+        let AuthReply::Err(error) =
+            parse_auth_reply(&err_packet(1045, "28000", "Access denied")).unwrap()
+        else {
+            panic!("not an error");
+        };
+        assert_eq!(error.code, 1045);
+        assert!(parse_auth_reply(b"").is_err());
+        assert!(parse_auth_reply(b"\x00\x01").is_err());
+        assert!(parse_auth_reply(b"\xfeplugin-without-nul").is_err());
+        assert!(parse_auth_reply(b"\x02").is_err());
+    }
+
+    #[test]
+    fn err_packets_round_trip() {
+        // The ERR_Packet example of the protocol documentation.
+        let documented = unhex("ff 4804 2334 3253 3032 4e6f 2074 6162 6c65 7320 7573 6564");
+        let error = parse_err(&documented).unwrap();
+        assert_eq!(
+            error,
+            ServerError {
+                code: 1096,
+                sqlstate: "42S02".to_owned(),
+                message: "No tables used".to_owned()
+            }
+        );
+        assert_eq!(err_packet(1096, "42S02", "No tables used"), documented);
+        let made = err_packet(1, "bad", "x");
+        assert_eq!(parse_err(&made).unwrap().sqlstate, "HY000");
+        assert_eq!(
+            parse_err(b"\xff\x10\x04Too many").unwrap().sqlstate,
+            "HY000"
+        );
+        for cut in (0..3).chain(4..9) {
+            assert!(parse_err(&documented[..cut]).is_err(), "cut at {cut}");
+        }
+        assert_eq!(
+            parse_err(&documented[..3]).unwrap().message,
+            "",
+            "a bare code"
+        );
+        assert!(parse_err(b"\x00\x01\x02").is_err());
+    }
+
+    #[test]
+    fn ok_packets_round_trip() {
+        // The OK_Packet example of the protocol documentation: one row affected, autocommit.
+        let documented = unhex("00 01 00 02 00 00 00");
+        let ok = parse_ok(&documented).unwrap();
+        assert_eq!((ok.affected_rows, ok.last_insert_id), (1, 0));
+        assert_eq!(ok.status, SERVER_STATUS_AUTOCOMMIT);
+        assert_eq!(ok.warnings, 0);
+        assert_eq!(ok_packet(1, 0, SERVER_STATUS_AUTOCOMMIT, 0), documented);
+        let big = ok_packet(70_000, 1 << 40, 3, 7);
+        let ok = parse_ok(&big).unwrap();
+        assert_eq!((ok.affected_rows, ok.last_insert_id), (70_000, 1 << 40));
+        assert_eq!((ok.status, ok.warnings), (3, 7));
+        for cut in 0..big.len() {
+            assert!(parse_ok(&big[..cut]).is_err(), "cut at {cut}");
+        }
+        assert!(parse_ok(&err_packet(1, "HY000", "no")).is_err());
+    }
+
+    #[test]
+    fn ok_info_is_read_with_or_without_session_tracking() {
+        let mut plain = ok_packet(3, 0, 2, 0);
+        plain.extend_from_slice(b"Rows matched: 3  Changed: 3  Warnings: 0");
+        assert_eq!(
+            parse_ok(&plain).unwrap().info,
+            "Rows matched: 3  Changed: 3  Warnings: 0"
+        );
+        assert_eq!(
+            parse_ok_with(&plain, false).unwrap().info,
+            parse_ok(&plain).unwrap().info
+        );
+        let mut tracked = ok_packet(0, 0, 2 | SERVER_SESSION_STATE_CHANGED, 0);
+        put_lenenc_bytes(&mut tracked, b"");
+        put_lenenc_bytes(&mut tracked, b"\x01\x05\x04shop");
+        assert_eq!(parse_ok(&tracked).unwrap().info, "");
+        assert_eq!(parse_ok_with(&tracked, true).unwrap().info, "");
+        let mut info_only = ok_packet(0, 0, 2, 0);
+        put_lenenc_bytes(&mut info_only, b"done");
+        assert_eq!(parse_ok(&info_only).unwrap().info, "done");
+        assert_eq!(parse_ok_with(&info_only, true).unwrap().info, "done");
+        let mut short_state = ok_packet(0, 0, SERVER_SESSION_STATE_CHANGED, 0);
+        short_state.extend_from_slice(b"\x00\x09abc");
+        assert!(parse_ok_with(&short_state, true).is_err());
+    }
+
+    #[test]
+    fn eof_and_ok_as_eof_are_told_apart() {
+        // The EOF_Packet example of the protocol documentation.
+        let documented = unhex("fe 00 00 02 00");
+        assert!(is_eof(&documented));
+        assert_eq!(eof_status(&documented), Some(SERVER_STATUS_AUTOCOMMIT));
+        assert_eq!(eof_packet(SERVER_STATUS_AUTOCOMMIT, 0), documented);
+        let ok_as_eof = unhex("fe 00 00 22 00 00 00");
+        assert!(is_eof(&ok_as_eof));
+        let ok = parse_ok(&ok_as_eof).unwrap();
+        assert_eq!(ok.status, 0x22);
+        assert!(parse_ok(&documented).is_err(), "too short for an OK");
+        assert!(!is_eof(&[0xfe; 9]));
+        assert!(!is_eof(b""));
+        assert_eq!(eof_status(b"\xfe\x00"), None);
+        assert_eq!(eof_status(b"\x00\x00\x00\x02\x00"), None);
+    }
+
+    #[test]
+    fn the_captured_result_set_parses() {
+        let packets = take_all(&captured_result_frames());
+        assert_eq!(parse_ok(&packets[0].payload).unwrap().status, 2);
+        assert_eq!(parse_column_count(&packets[1].payload).unwrap(), 3);
+        let columns: Vec<ColumnDefinition> = packets[2..5]
+            .iter()
+            .map(|p| parse_column_definition(&p.payload).unwrap())
+            .collect();
+        assert_eq!(columns[0].name, "a");
+        assert_eq!(columns[0].column_type, TYPE_LONG);
+        assert!(columns[0].is_binary());
+        assert_eq!(columns[0].flags, 0x81);
+        assert_eq!(columns[1].column_type, TYPE_NULL);
+        assert_eq!(columns[2].column_type, TYPE_VAR_STRING);
+        assert_eq!(columns[2].charset, 0x21);
+        assert_eq!(columns[2].length, 3);
+        assert_eq!(columns[2].decimals, 0x27);
+        assert!(is_eof(&packets[5].payload));
+        let row = text_row(&packets[6].payload, 3).unwrap();
+        assert_eq!(row, [Some(&b"1"[..]), None, Some(&b"x"[..])]);
+        assert_eq!(eof_status(&packets[7].payload), Some(2));
+    }
+
+    fn sample_column() -> ColumnDefinition {
+        ColumnDefinition {
+            schema: "shop".to_owned(),
+            table: "c".to_owned(),
+            org_table: "customers".to_owned(),
+            name: "card".to_owned(),
+            org_name: "card_number".to_owned(),
+            charset: 45,
+            length: 80,
+            column_type: TYPE_VAR_STRING,
+            flags: 0,
+            decimals: 0,
+        }
+    }
+
+    #[test]
+    fn column_definitions_round_trip_and_truncations_are_errors() {
+        let column = sample_column();
+        let encoded = column.encode();
+        assert_eq!(parse_column_definition(&encoded).unwrap(), column);
+        for cut in 0..encoded.len() - 2 {
+            assert!(
+                parse_column_definition(&encoded[..cut]).is_err(),
+                "cut at {cut}"
+            );
+        }
+        let mut field_list = encoded.clone();
+        put_lenenc_bytes(&mut field_list, b"default");
+        assert_eq!(parse_column_definition(&field_list).unwrap(), column);
+    }
+
+    fn with_extended_metadata(column: &ColumnDefinition, metadata: &[u8]) -> Vec<u8> {
+        let encoded = column.encode();
+        let names_end = encoded.len() - 13;
+        let mut out = encoded[..names_end].to_vec();
+        put_lenenc_bytes(&mut out, metadata);
+        out.extend_from_slice(&encoded[names_end..]);
+        out
+    }
+
+    #[test]
+    fn mariadb_extended_metadata_is_skipped() {
+        let column = ColumnDefinition {
+            column_type: TYPE_BLOB,
+            ..sample_column()
+        };
+        let json = with_extended_metadata(&column, b"\x01\x04json");
+        assert_eq!(parse_column_definition(&json).unwrap(), column);
+        let linestring = with_extended_metadata(&column, b"\x00\x0alinestring");
+        assert_eq!(parse_column_definition(&linestring).unwrap(), column);
+        let none = with_extended_metadata(&column, b"");
+        assert_eq!(parse_column_definition(&none).unwrap(), column);
+        let unknown = with_extended_metadata(&column, b"\x07\x01x");
+        assert!(parse_column_definition(&unknown).is_err());
+    }
+
+    #[test]
+    fn text_rows_round_trip() {
+        let long = vec![b'z'; 300];
+        let cells: Vec<Option<&[u8]>> = vec![
+            Some(b"42"),
+            None,
+            Some(b""),
+            Some(b"-1.5e3"),
+            Some(b"2024-02-29 12:00:00"),
+            Some(&long),
+        ];
+        let encoded = encode_text_row(&cells);
+        assert_eq!(text_row(&encoded, cells.len()).unwrap(), cells);
+        for cut in 0..encoded.len() {
+            assert!(
+                text_row(&encoded[..cut], cells.len()).is_err(),
+                "cut at {cut}"
+            );
+        }
+        assert!(
+            text_row(&encoded, cells.len() - 1).is_err(),
+            "cells left over"
+        );
+        assert!(text_row(&encoded, cells.len() + 1).is_err());
+        assert!(text_row(b"", 0).unwrap().is_empty());
+    }
+
+    /// One value of every column type, as binary_row returns them.
+    fn one_of_every_type() -> (Vec<u8>, Vec<Option<Vec<u8>>>) {
+        let cells: Vec<(u8, Option<Vec<u8>>)> = vec![
+            (TYPE_DECIMAL, Some(b"12.50".to_vec())),
+            (TYPE_TINY, Some(vec![0xff])),
+            (TYPE_SHORT, Some(vec![0x34, 0x12])),
+            (TYPE_LONG, Some(vec![1, 2, 3, 4])),
+            (TYPE_FLOAT, Some(1.5f32.to_le_bytes().to_vec())),
+            (TYPE_DOUBLE, Some(2.25f64.to_le_bytes().to_vec())),
+            (TYPE_NULL, None),
+            (TYPE_TIMESTAMP, Some(vec![0xe8, 0x07, 2, 29, 13, 14, 15])),
+            (TYPE_LONGLONG, Some(u64::MAX.to_le_bytes().to_vec())),
+            (TYPE_INT24, Some(vec![0xff, 0xff, 0x7f, 0])),
+            (TYPE_DATE, Some(vec![0xe8, 0x07, 2, 29])),
+            (
+                TYPE_TIME,
+                Some(vec![1, 1, 0, 0, 0, 2, 3, 4, 0x40, 0xe2, 1, 0]),
+            ),
+            (TYPE_DATETIME, Some(vec![])),
+            (TYPE_YEAR, Some(vec![0xe8, 0x07])),
+            (TYPE_NEWDATE, Some(b"odd".to_vec())),
+            (TYPE_VARCHAR, Some(b"varchar".to_vec())),
+            (TYPE_BIT, Some(vec![0x01, 0x00])),
+            (TYPE_JSON, Some(br#"{"a":1}"#.to_vec())),
+            (TYPE_NEWDECIMAL, Some(b"-0.001".to_vec())),
+            (TYPE_ENUM, Some(b"red".to_vec())),
+            (TYPE_SET, Some(b"a,b".to_vec())),
+            (TYPE_TINY_BLOB, Some(vec![0; 3])),
+            (TYPE_MEDIUM_BLOB, Some(vec![1; 300])),
+            (TYPE_LONG_BLOB, Some(vec![2; 70_000])),
+            (TYPE_BLOB, Some(vec![])),
+            (TYPE_VAR_STRING, Some("héllo".as_bytes().to_vec())),
+            (TYPE_STRING, None),
+            (TYPE_GEOMETRY, Some(vec![0, 0, 0, 0, 1, 1, 0, 0, 0])),
+        ];
+        cells.into_iter().unzip()
+    }
+
+    #[test]
+    fn binary_rows_of_every_type_round_trip() {
+        let (types, owned) = one_of_every_type();
+        let cells: Vec<Option<&[u8]>> = owned.iter().map(Option::as_deref).collect();
+        let encoded = encode_binary_row(&cells, &types);
+        assert_eq!(encoded[0], 0);
+        assert_eq!(binary_row(&encoded, &types).unwrap(), cells);
+        for cut in 0..encoded.len() {
+            assert!(binary_row(&encoded[..cut], &types).is_err(), "cut at {cut}");
+        }
+        let mut longer = encoded.clone();
+        longer.push(0);
+        assert!(binary_row(&longer, &types).is_err());
+        assert!(binary_row(&[0x01, 0x00], &[TYPE_TINY]).is_err());
+    }
+
+    #[test]
+    fn binary_rows_match_the_documented_layout() {
+        // The documentation's ProtocolBinary::ResultsetRow example: a NULL bitmap whose bits start at
+        // 2, then a length-encoded string and a LONGLONG.
+        let documented = unhex("00 00 03 66 6f 6f 01 00 00 00 00 00 00 00");
+        let types = [TYPE_VAR_STRING, TYPE_LONGLONG];
+        let row = binary_row(&documented, &types).unwrap();
+        assert_eq!(
+            row,
+            [Some(&b"foo"[..]), Some(&[1, 0, 0, 0, 0, 0, 0, 0][..])]
+        );
+        assert_eq!(encode_binary_row(&row, &types), documented);
+        let nulls = encode_binary_row(&[None, Some(b"x"), None], &[TYPE_TINY; 3]);
+        assert_eq!(nulls, [0x00, 0b0001_0100, b'x']);
+    }
+
+    #[test]
+    fn prepare_answers_parse_with_or_without_warnings() {
+        // The COM_STMT_PREPARE_OK example of the documentation: statement 1, one column, two params.
+        let documented = unhex("00 01 00 00 00 01 00 02 00 00 00 00");
+        assert_eq!(
+            parse_prepare_ok(&documented).unwrap(),
+            PrepareOk {
+                statement_id: 1,
+                columns: 1,
+                params: 2,
+                warnings: 0
+            }
+        );
+        assert_eq!(parse_prepare_ok(&documented[..10]).unwrap().params, 2);
+        for cut in 0..10 {
+            assert!(
+                parse_prepare_ok(&documented[..cut]).is_err(),
+                "cut at {cut}"
+            );
+        }
+        assert!(parse_prepare_ok(&err_packet(1, "HY000", "x")).is_err());
+    }
+
+    /// COM_STMT_EXECUTE of statement 1 with three parameters: a NULL, a VAR_STRING and an unsigned
+    /// LONGLONG, with new types.
+    fn execute_with_new_types() -> Vec<u8> {
+        unhex(
+            "17 01000000 00 01000000
+             01 01
+             0600 fd00 0880
+             03 666f6f ffffffffffffffff",
+        )
+    }
+
+    #[test]
+    fn executes_with_new_types_parse() {
+        let payload = execute_with_new_types();
+        let execute = parse_execute(&payload, 3, &[], &[]).unwrap();
+        assert_eq!(execute.statement_id, 1);
+        assert_eq!(execute.flags, 0);
+        assert!(execute.new_types);
+        assert_eq!(
+            execute.types,
+            [
+                (TYPE_NULL, false),
+                (TYPE_VAR_STRING, false),
+                (TYPE_LONGLONG, true)
+            ]
+        );
+        assert_eq!(
+            execute.params,
+            [None, Some(&b"foo"[..]), Some(&[0xff; 8][..])]
+        );
+        for cut in 0..payload.len() {
+            assert!(
+                parse_execute(&payload[..cut], 3, &[], &[]).is_err(),
+                "cut at {cut}"
+            );
+        }
+        let mut longer = payload.clone();
+        longer.push(0);
+        assert!(parse_execute(&longer, 3, &[], &[]).is_err());
+        assert!(parse_execute(&payload, 4, &[], &[]).is_err());
+    }
+
+    #[test]
+    fn executes_reuse_previous_types_and_skip_long_data() {
+        let previous = [(TYPE_LONG, false), (TYPE_BLOB, false), (TYPE_TINY, true)];
+        let payload = unhex("17 07000000 01 01000000 00 00 2a000000 ff");
+        let execute = parse_execute(&payload, 3, &previous, &[false, true]).unwrap();
+        assert!(!execute.new_types);
+        assert_eq!(execute.flags, 1);
+        assert_eq!(execute.types, previous);
+        assert_eq!(
+            execute.params,
+            [Some(&[42, 0, 0, 0][..]), Some(&[][..]), Some(&[0xff][..])]
+        );
+        let error = parse_execute(&payload, 3, &[], &[false, true]).unwrap_err();
+        assert!(error.0.contains("no parameter types"), "{error}");
+    }
+
+    #[test]
+    fn executes_without_parameters_end_after_the_iteration_count() {
+        let payload = unhex("17 02000000 00 01000000");
+        let execute = parse_execute(&payload, 0, &[], &[]).unwrap();
+        assert!(execute.params.is_empty() && execute.types.is_empty());
+        assert!(parse_execute(&unhex("17 02000000 00 01000000 00"), 0, &[], &[]).is_err());
+        assert!(parse_execute(&unhex("03 02000000 00 01000000"), 0, &[], &[]).is_err());
+    }
+
+    #[test]
+    fn long_data_and_infile_requests_parse() {
+        let payload = unhex("18 05000000 0100 616263");
+        assert_eq!(parse_send_long_data(&payload).unwrap(), (5, 1, &b"abc"[..]));
+        assert_eq!(parse_send_long_data(&payload[..7]).unwrap().2, b"");
+        for cut in 0..7 {
+            assert!(
+                parse_send_long_data(&payload[..cut]).is_err(),
+                "cut at {cut}"
+            );
+        }
+        assert_eq!(
+            parse_local_infile_request(b"\xfb/etc/passwd"),
+            Some(&b"/etc/passwd"[..])
+        );
+        assert_eq!(parse_local_infile_request(b"\x01\x02"), None);
+        assert_eq!(parse_local_infile_request(b""), None);
+    }
+}
