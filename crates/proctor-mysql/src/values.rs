@@ -253,3 +253,220 @@ fn utf8_or_hex(value: &[u8], budget: usize) -> Value {
 fn invalid(value: &[u8]) -> Value {
     json!({ "invalid": hex::encode(&value[..value.len().min(INVALID_SHOWN)]) })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{binary_row, encode_binary_row, TYPE_NEWDATE};
+
+    const BUDGET: usize = 1024;
+
+    fn binary(column_type: u8, unsigned: bool, value: &[u8]) -> Value {
+        decode_binary(column_type, unsigned, false, value, BUDGET)
+    }
+
+    #[test]
+    fn integers_follow_their_sign_flag() {
+        assert_eq!(binary(TYPE_TINY, false, &[0xff]), json!(-1));
+        assert_eq!(binary(TYPE_TINY, true, &[0xff]), json!(255));
+        assert_eq!(binary(TYPE_SHORT, false, &[0x00, 0x80]), json!(-32768));
+        assert_eq!(binary(TYPE_SHORT, true, &[0x00, 0x80]), json!(32768));
+        assert_eq!(binary(TYPE_LONG, false, &(-5i32).to_le_bytes()), json!(-5));
+        assert_eq!(
+            binary(TYPE_INT24, true, &[0xff, 0xff, 0xff, 0]),
+            json!(0xff_ffff)
+        );
+        assert_eq!(
+            binary(TYPE_LONGLONG, true, &u64::MAX.to_le_bytes()),
+            json!("18446744073709551615")
+        );
+        assert_eq!(
+            binary(TYPE_LONGLONG, false, &i64::MIN.to_le_bytes()),
+            json!("-9223372036854775808")
+        );
+        assert_eq!(
+            binary(TYPE_LONGLONG, false, &(1i64 << 53).to_le_bytes()),
+            json!(1u64 << 53)
+        );
+        assert_eq!(binary(TYPE_YEAR, false, &[0xe8, 0x07]), json!(2024));
+    }
+
+    #[test]
+    fn floats_are_numbers_unless_not_finite() {
+        assert_eq!(binary(TYPE_FLOAT, false, &1.1f32.to_le_bytes()), json!(1.1));
+        assert_eq!(
+            binary(TYPE_DOUBLE, false, &(-2.5f64).to_le_bytes()),
+            json!(-2.5)
+        );
+        assert_eq!(
+            binary(TYPE_DOUBLE, false, &f64::NAN.to_le_bytes()),
+            json!("NaN")
+        );
+        assert_eq!(
+            binary(TYPE_FLOAT, false, &f32::NEG_INFINITY.to_le_bytes()),
+            json!("-inf")
+        );
+    }
+
+    #[test]
+    fn dates_and_times_print_as_mysql_prints_them() {
+        // The documentation's examples: DATETIME 2010-10-17 19:27:30.000001, TIME -120d 19:27:30.000001.
+        let datetime = [
+            0xda, 0x07, 0x0a, 0x11, 0x13, 0x1b, 0x1e, 0x01, 0x00, 0x00, 0x00,
+        ];
+        assert_eq!(
+            binary(TYPE_DATETIME, false, &datetime),
+            json!("2010-10-17 19:27:30.000001")
+        );
+        assert_eq!(
+            binary(TYPE_TIMESTAMP, false, &datetime[..7]),
+            json!("2010-10-17 19:27:30")
+        );
+        assert_eq!(
+            binary(TYPE_DATETIME, false, &datetime[..4]),
+            json!("2010-10-17 00:00:00")
+        );
+        assert_eq!(
+            binary(TYPE_DATE, false, &datetime[..4]),
+            json!("2010-10-17")
+        );
+        assert_eq!(binary(TYPE_DATE, false, &[]), json!("0000-00-00"));
+        assert_eq!(
+            binary(TYPE_DATETIME, false, &[]),
+            json!("0000-00-00 00:00:00")
+        );
+        let time = [
+            0x01, 0x78, 0x00, 0x00, 0x00, 0x13, 0x1b, 0x1e, 0x01, 0x00, 0x00, 0x00,
+        ];
+        assert_eq!(binary(TYPE_TIME, false, &time), json!("-2899:27:30.000001"));
+        assert_eq!(
+            binary(TYPE_TIME, false, &[0, 0, 0, 0, 0, 8, 5, 9]),
+            json!("08:05:09")
+        );
+        assert_eq!(binary(TYPE_TIME, false, &[]), json!("00:00:00"));
+        let max_days = [0, 0xff, 0xff, 0xff, 0xff, 23, 59, 59];
+        assert_eq!(
+            binary(TYPE_TIME, false, &max_days),
+            json!("103079215103:59:59")
+        );
+    }
+
+    #[test]
+    fn values_of_the_wrong_length_are_kept_as_invalid_hex() {
+        assert_eq!(
+            binary(TYPE_LONG, false, &[1, 2, 3]),
+            json!({"invalid": "010203"})
+        );
+        assert_eq!(
+            binary(TYPE_DATE, false, &[1, 2, 3]),
+            json!({"invalid": "010203"})
+        );
+        assert_eq!(
+            binary(TYPE_DATETIME, false, &[0; 5]),
+            json!({"invalid": "0000000000"})
+        );
+        assert_eq!(
+            binary(TYPE_TIME, false, &[0; 9]),
+            json!({"invalid": "000000000000000000"})
+        );
+        let long = binary(TYPE_DOUBLE, false, &[0xab; 100]);
+        assert_eq!(long["invalid"].as_str().unwrap().len(), 128);
+    }
+
+    #[test]
+    fn strings_are_text_and_binary_strings_hex_unless_utf8() {
+        assert_eq!(
+            binary(TYPE_VAR_STRING, false, "héllo".as_bytes()),
+            json!("héllo")
+        );
+        assert_eq!(binary(TYPE_NEWDECIMAL, false, b"-12.50"), json!("-12.50"));
+        assert_eq!(binary(TYPE_JSON, false, br#"{"a":1}"#), json!(r#"{"a":1}"#));
+        assert_eq!(binary(TYPE_ENUM, false, b"red"), json!("red"));
+        assert_eq!(binary(TYPE_STRING, false, b"a\xffb"), json!("a\u{fffd}b"));
+        assert_eq!(
+            decode_binary(TYPE_BLOB, false, true, b"\x00\xff", BUDGET),
+            json!({"hex": "00ff"})
+        );
+        assert_eq!(
+            decode_binary(TYPE_BLOB, false, true, b"plain", BUDGET),
+            json!("plain")
+        );
+        assert_eq!(
+            decode_binary(TYPE_VAR_STRING, false, true, b"\xfe\xed", BUDGET),
+            json!({"hex": "feed"})
+        );
+        assert_eq!(
+            binary(TYPE_BIT, false, &[0x80, 0x01]),
+            json!({"hex": "8001"})
+        );
+        assert_eq!(binary(TYPE_GEOMETRY, false, &[0xff]), json!({"hex": "ff"}));
+        assert_eq!(binary(TYPE_NULL, false, &[]), Value::Null);
+    }
+
+    #[test]
+    fn strings_are_cut_to_the_budget_on_a_character_boundary() {
+        assert_eq!(
+            decode_binary(TYPE_VARCHAR, false, false, "aébc".as_bytes(), 2),
+            json!("a…[5 bytes]")
+        );
+        assert_eq!(decode_text(false, b"abcdef", 3), json!("abc…[6 bytes]"));
+        assert_eq!(decode_text(false, b"abc", 3), json!("abc"));
+        assert_eq!(
+            decode_text(false, b"\xff\xff\xff", 3),
+            json!("\u{fffd}…[3 bytes]")
+        );
+        assert_eq!(
+            decode_text(true, b"\xff\x00\x01\x02", 4),
+            json!({"hex": "ff00…[4 bytes]"})
+        );
+        assert_eq!(decode_text(false, b"anything", 0), json!("…[8 bytes]"));
+    }
+
+    #[test]
+    fn text_cells_stay_text() {
+        assert_eq!(decode_text(false, b"42", BUDGET), json!("42"));
+        assert_eq!(decode_text(true, b"42", BUDGET), json!("42"));
+        assert_eq!(
+            decode_text(true, b"\x89PNG", BUDGET),
+            json!({"hex": "89504e47"})
+        );
+    }
+
+    #[test]
+    fn only_text_types_are_masked_in_place() {
+        for text_type in [
+            TYPE_VAR_STRING,
+            TYPE_STRING,
+            TYPE_BLOB,
+            TYPE_JSON,
+            TYPE_NEWDECIMAL,
+        ] {
+            assert!(is_text_type(text_type));
+        }
+        for other in [
+            TYPE_LONG,
+            TYPE_DATETIME,
+            TYPE_BIT,
+            TYPE_GEOMETRY,
+            TYPE_NEWDATE,
+        ] {
+            assert!(!is_text_type(other));
+            assert_eq!(encode_masked_text(other, "x"), None);
+        }
+    }
+
+    #[test]
+    fn masked_text_goes_back_into_a_binary_row() {
+        let types = [TYPE_LONG, TYPE_VAR_STRING];
+        let row = encode_binary_row(&[Some(&[7, 0, 0, 0]), Some(b"4111111111111111")], &types);
+        let cells = binary_row(&row, &types).unwrap();
+        let masked = encode_masked_text(TYPE_VAR_STRING, "[MASKED:card]").unwrap();
+        let rewritten = encode_binary_row(&[cells[0], Some(&masked)], &types);
+        let cells = binary_row(&rewritten, &types).unwrap();
+        assert_eq!(binary(types[0], false, cells[0].unwrap()), json!(7));
+        assert_eq!(
+            binary(types[1], false, cells[1].unwrap()),
+            json!("[MASKED:card]")
+        );
+    }
+}
