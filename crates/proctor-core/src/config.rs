@@ -516,7 +516,10 @@ impl Config {
             ));
         }
         if my.sample_rows > 10_000 {
-            return Err(ConfigError::new("mysql.sample_rows", "must be at most 10000"));
+            return Err(ConfigError::new(
+                "mysql.sample_rows",
+                "must be at most 10000",
+            ));
         }
         if my.sample_bytes > 16 * 1024 * 1024 {
             return Err(ConfigError::new(

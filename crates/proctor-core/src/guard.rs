@@ -343,20 +343,19 @@ impl Guardrails {
             )),
             ApprovalStatus::Withdrawn => Verdict::Refuse(Refusal {
                 kind: RefusalKind::Withdrawn,
-                message: "canceling statement due to user request (its approval request was withdrawn)"
-                    .into(),
+                message:
+                    "canceling statement due to user request (its approval request was withdrawn)"
+                        .into(),
                 hint: None,
             }),
-            ApprovalStatus::TimedOut | ApprovalStatus::Pending => {
-                Verdict::Refuse(Refusal::denied(
-                    format!(
-                        "approval request {} timed out: no approver decided within {} s",
-                        hold.id,
-                        (hold.deadline - hold.started).as_secs()
-                    ),
-                    "Nothing was sent to the database. Ask an approver, then run it again.",
-                ))
-            }
+            ApprovalStatus::TimedOut | ApprovalStatus::Pending => Verdict::Refuse(Refusal::denied(
+                format!(
+                    "approval request {} timed out: no approver decided within {} s",
+                    hold.id,
+                    (hold.deadline - hold.started).as_secs()
+                ),
+                "Nothing was sent to the database. Ask an approver, then run it again.",
+            )),
         };
         self.resolved = Some(verdict);
         Ok(())

@@ -70,7 +70,9 @@ pub fn unavailable(connection: &str, why: &str) -> MysqlError {
     MysqlError::new(
         1105,
         "HY000",
-        format!("Proctor could not open connection '{connection}': {why}. Tell the Proctor operators."),
+        format!(
+            "Proctor could not open connection '{connection}': {why}. Tell the Proctor operators."
+        ),
     )
 }
 
@@ -93,13 +95,19 @@ pub fn packet_too_large(max: usize) -> MysqlError {
     MysqlError::new(
         1153,
         "08S01",
-        format!("Got a packet bigger than Proctor's limit of {max} bytes ([mysql] max_packet_bytes)"),
+        format!(
+            "Got a packet bigger than Proctor's limit of {max} bytes ([mysql] max_packet_bytes)"
+        ),
     )
 }
 
 /// ER_MALFORMED_PACKET: bytes that are not the protocol.
 pub fn malformed(why: &str) -> MysqlError {
-    MysqlError::new(1835, "HY000", format!("Malformed communication packet: {why}"))
+    MysqlError::new(
+        1835,
+        "HY000",
+        format!("Malformed communication packet: {why}"),
+    )
 }
 
 /// ER_UNKNOWN_COM_ERROR.
@@ -143,13 +151,19 @@ pub fn no_such_session(id: u32) -> MysqlError {
     MysqlError::new(
         1094,
         "HY000",
-        format!("Unknown thread id: {id} (Proctor kills only your own sessions on the same connection)"),
+        format!(
+            "Unknown thread id: {id} (Proctor kills only your own sessions on the same connection)"
+        ),
     )
 }
 
 /// ER_SERVER_SHUTDOWN.
 pub fn shutting_down() -> MysqlError {
-    MysqlError::new(1053, "08S01", "Proctor is shutting down; reconnect in a moment")
+    MysqlError::new(
+        1053,
+        "08S01",
+        "Proctor is shutting down; reconnect in a moment",
+    )
 }
 
 /// A statement the guardrails refused: ER_SPECIFIC_ACCESS_DENIED_ERROR for a denial,

@@ -135,7 +135,9 @@ struct Preparing {
 /// The answer the session waits for.
 enum Awaiting {
     /// One OK, EOF or ERR (ping, init db, reset, set option), for the query event `query`.
-    Status { query: Option<u64> },
+    Status {
+        query: Option<u64>,
+    },
     Results(Box<Results>),
     Prepare(Box<Preparing>),
     /// Column definitions until an EOF (COM_FIELD_LIST).
@@ -295,7 +297,9 @@ impl Exchange {
                     id: u32::from_le_bytes([id[0], id[1], id[2], id[3]]),
                     query_only: false,
                 }),
-                None => Ok(error_answer(errors::malformed("COM_PROCESS_KILL without an id"))),
+                None => Ok(error_answer(errors::malformed(
+                    "COM_PROCESS_KILL without an id",
+                ))),
             },
             codec::COM_QUIT => Ok(ClientStep::Quit),
             codec::COM_CHANGE_USER => {
@@ -485,26 +489,32 @@ impl Exchange {
         recorder: &mut SessionRecorder,
     ) -> Result<ClientStep, RecordError> {
         let Some(id) = payload.get(1..5) else {
-            return Ok(error_answer(errors::malformed("COM_STMT_EXECUTE without a statement id")));
+            return Ok(error_answer(errors::malformed(
+                "COM_STMT_EXECUTE without a statement id",
+            )));
         };
         let id = u32::from_le_bytes([id[0], id[1], id[2], id[3]]);
         let Some(statement) = self.statements.get_mut(&id) else {
             return Ok(error_answer(errors::unknown_statement(id)));
         };
         let long_data: Vec<bool> = statement.long_data.iter().map(Option::is_some).collect();
-        let execute =
-            match codec::parse_execute(payload, statement.params, &statement.types, &long_data) {
-                Ok(execute) => execute,
-                Err(e) => {
-                    recorder
+        let execute = match codec::parse_execute(
+            payload,
+            statement.params,
+            &statement.types,
+            &long_data,
+        ) {
+            Ok(execute) => execute,
+            Err(e) => {
+                recorder
                         .record_queued_masked(
                             "protocol.error",
                             json!({"direction": "client", "message": format!("COM_STMT_EXECUTE: {}", e.0)}),
                         )
                         .await?;
-                    return Ok(error_answer(errors::malformed(&e.0)));
-                }
-            };
+                return Ok(error_answer(errors::malformed(&e.0)));
+            }
+        };
         statement.types = execute.types.clone();
         let budget = self.settings.results.sample_bytes.min(MAX_PARAM_BYTES);
         let mut params: Vec<Value> = execute
@@ -584,7 +594,9 @@ impl Exchange {
         recorder: &mut SessionRecorder,
     ) -> Result<ClientStep, RecordError> {
         let Some(id) = body.get(..4) else {
-            return Ok(error_answer(errors::malformed("COM_STMT_FETCH without a statement id")));
+            return Ok(error_answer(errors::malformed(
+                "COM_STMT_FETCH without a statement id",
+            )));
         };
         let id = u32::from_le_bytes([id[0], id[1], id[2], id[3]]);
         let (sql, findings, columns) = match self.statements.get(&id) {
@@ -698,7 +710,11 @@ impl Exchange {
         } else {
             let mut result = ResultRecord::new(query);
             result
-                .record::<RecordedColumn>(ok_end(payload, self.settings.deprecate_eof)?, None, recorder)
+                .record::<RecordedColumn>(
+                    ok_end(payload, self.settings.deprecate_eof)?,
+                    None,
+                    recorder,
+                )
                 .await?;
         }
         Ok(())
@@ -753,9 +769,7 @@ impl Exchange {
             PreparePhase::ParamsEnd { columns } => PreparePhase::Columns { left: columns },
             PreparePhase::Columns { left } => {
                 let definition = codec::parse_column_definition(payload)?;
-                preparing
-                    .building
-                    .push(self.column(definition, recorder));
+                preparing.building.push(self.column(definition, recorder));
                 match (left.saturating_sub(1), deprecate_eof) {
                     (0, false) => PreparePhase::ColumnsEnd,
                     (0, true) => {
@@ -819,12 +833,9 @@ impl Exchange {
             Phase::Head | Phase::Infile => match payload.first() {
                 Some(0x00) => {
                     let end = ok_end(payload, deprecate_eof)?;
-                    let more = codec::parse_ok(payload)?.status & codec::SERVER_MORE_RESULTS_EXISTS
-                        != 0;
-                    results
-                        .result
-                        .record::<Column>(end, None, recorder)
-                        .await?;
+                    let more =
+                        codec::parse_ok(payload)?.status & codec::SERVER_MORE_RESULTS_EXISTS != 0;
+                    results.result.record::<Column>(end, None, recorder).await?;
                     if !more {
                         return Ok((None, step));
                     }
@@ -838,8 +849,8 @@ impl Exchange {
                 }
                 Some(0xFB) => {
                     let name = codec::parse_local_infile_request(payload).unwrap_or_default();
-                    let (name, findings) =
-                        recorder.mask(&String::from_utf8_lossy(name), "sample");
+                    let name = String::from_utf8_lossy(name).into_owned();
+                    let (name, findings) = recorder.mask(&name, "sample");
                     results.result.note(json!({"local_infile": name}));
                     results.infile = Some(Infile {
                         name: name.into_owned(),
@@ -998,7 +1009,11 @@ impl Exchange {
                     .and_then(|c| c.recorded.rule)
                     .map(|n| &limits.column_rules[n]);
                 let raw_len = cell.map(<[u8]>::len);
-                row.push(results.result.sample_cell(decoded, raw_len, rule, budget, recorder));
+                row.push(
+                    results
+                        .result
+                        .sample_cell(decoded, raw_len, rule, budget, recorder),
+                );
                 budget = budget.saturating_sub(raw_len.unwrap_or(4));
             }
             results.result.push_sample_row(row);
@@ -1020,7 +1035,13 @@ impl Exchange {
                 String::from_utf8_lossy(value).into_owned()
             } else {
                 let c = column.expect("binary rows have columns");
-                match values::decode_binary(c.column_type, c.unsigned, c.binary_charset, value, usize::MAX) {
+                match values::decode_binary(
+                    c.column_type,
+                    c.unsigned,
+                    c.binary_charset,
+                    value,
+                    usize::MAX,
+                ) {
                     Value::String(text) => text,
                     other => other.to_string(),
                 }

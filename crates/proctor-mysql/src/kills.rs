@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use tokio::sync::mpsc;
 
@@ -79,9 +79,6 @@ pub fn parse_kill(sql: &str) -> Option<(u32, bool)> {
     words.next().is_none().then_some((id, query_only))
 }
 
-/// Shared by a gateway's sessions.
-pub type Kills = Arc<KillRegistry>;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,7 +107,10 @@ mod tests {
                 notify,
             },
         );
-        assert_eq!(registry.find(id, "alice", "app").unwrap().upstream_thread, 77);
+        assert_eq!(
+            registry.find(id, "alice", "app").unwrap().upstream_thread,
+            77
+        );
         assert!(registry.find(id, "mallory", "app").is_none());
         assert!(registry.find(id, "alice", "other").is_none());
         registry.unregister(id);

@@ -360,8 +360,7 @@ impl MysqlGateway {
             .map_err(|e| errors::handshake(e.to_string()))?;
         loop {
             let payload = client.read().await?;
-            let hello = codec::parse_client_hello(&payload)
-                .map_err(|e| errors::handshake(e.0))?;
+            let hello = codec::parse_client_hello(&payload).map_err(|e| errors::handshake(e.0))?;
             match hello {
                 ClientHello::SslRequest { .. } if !client.tls => {
                     let plain = std::mem::replace(&mut client.stream, Box::new(tokio::io::empty()));
@@ -453,7 +452,10 @@ impl MysqlGateway {
                 errors::unavailable(connection, &e.to_string()),
                 "database unavailable",
             )
-            .recorded("db.error", json!({"stage": "connect", "message": e.to_string()}))
+            .recorded(
+                "db.error",
+                json!({"stage": "connect", "message": e.to_string()}),
+            )
         })?;
         if (hello.capabilities ^ upstream.capabilities) & codec::CLIENT_DEPRECATE_EOF != 0 {
             return Err(Refusal::new(
@@ -516,7 +518,10 @@ impl MysqlGateway {
         hello: &HandshakeResponse,
     ) -> Result<(Identity, String, &'static str), (AuthFailure, &'static str)> {
         let gone = |e: MysqlError| AuthFailure::Store(e.message);
-        let plugin = hello.auth_plugin.as_deref().unwrap_or(auth::NATIVE_PASSWORD);
+        let plugin = hello
+            .auth_plugin
+            .as_deref()
+            .unwrap_or(auth::NATIVE_PASSWORD);
         let mut response = hello.auth_response.clone();
         let mut method = match plugin {
             auth::NATIVE_PASSWORD => auth::NATIVE_PASSWORD,
@@ -556,12 +561,10 @@ impl MysqlGateway {
         method = auth::NATIVE_PASSWORD;
         let gate = self.gate.clone();
         let claimed = name.clone();
-        let credentials = off_the_loop(move || {
-            gate.authenticator()
-                .native_password_credentials(&claimed)
-        })
-        .await
-        .map_err(|f| (f, method))?;
+        let credentials =
+            off_the_loop(move || gate.authenticator().native_password_credentials(&claimed))
+                .await
+                .map_err(|f| (f, method))?;
         let matched = credentials
             .keys
             .iter()

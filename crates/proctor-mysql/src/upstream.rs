@@ -123,9 +123,7 @@ async fn run(stream: &mut BoxedStream, sql: &str) -> Result<(), UpstreamError> {
                 message: format!("{sql}: {}", error.message),
             })
         }
-        _ => Err(UpstreamError::Protocol(format!(
-            "{sql} did not answer OK"
-        ))),
+        _ => Err(UpstreamError::Protocol(format!("{sql} did not answer OK"))),
     }
 }
 
@@ -212,7 +210,7 @@ async fn login(
         auth_plugin: Some(plugin.clone()),
         attributes: attributes.to_vec(),
     };
-    seq = send(&mut stream, seq, &response.encode()).await?;
+    send(&mut stream, seq, &response.encode()).await?;
     loop {
         let packet = read_packet(&mut stream, &mut buf, MAX_LOGIN_PACKET).await?;
         seq = packet.last_seq.wrapping_add(1);
@@ -228,13 +226,12 @@ async fn login(
                 plugin = next;
                 nonce = data.strip_suffix(&[0]).unwrap_or(data).to_vec();
                 let answer = scramble(&plugin, &password, &nonce, encrypted)?;
-                seq = send(&mut stream, seq, &answer).await?;
+                send(&mut stream, seq, &answer).await?;
             }
             AuthReply::MoreData(data) if plugin == auth::CACHING_SHA2 => match data.first() {
                 Some(&auth::FAST_AUTH_OK) => {}
                 Some(&auth::PERFORM_FULL_AUTH) if encrypted => {
-                    seq = send(&mut stream, seq, &auth::clear_password_response(&password))
-                        .await?;
+                    send(&mut stream, seq, &auth::clear_password_response(&password)).await?;
                 }
                 _ => {
                     return Err(UpstreamError::Protocol(
@@ -249,7 +246,6 @@ async fn login(
             }
         }
     }
-    let _ = seq;
     Ok(Upstream {
         stream,
         thread_id: greeting.connection_id,

@@ -20,5 +20,5 @@ mod server;
 mod upstream;
 pub mod values;
 
-pub use server::PgGateway;
 pub use proctor_core::tls::TlsError;
+pub use server::PgGateway;

@@ -21,8 +21,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
-use proctor_core::journal::{Body, CanonicalJson};
 use proctor_core::guard::{Guardrails, Hold, HoldEnd, Refusal, RefusalKind, Verdict};
+use proctor_core::journal::{Body, CanonicalJson};
 use proctor_core::results::{self, RecordedColumn, ResultEnd, ResultLimits, ResultRecord};
 use proctor_core::{RecordError, SessionRecorder};
 use serde_json::{json, Value};
@@ -470,7 +470,11 @@ impl State {
                 .await
             {
                 Ok((hold, notice)) => {
-                    client.send(&ClientError::notice(notice.message).hint(notice.hint).encode());
+                    client.send(
+                        &ClientError::notice(notice.message)
+                            .hint(notice.hint)
+                            .encode(),
+                    );
                     self.hold = Some(hold);
                 }
                 Err(e) => return self.journal_failed(client, e),
@@ -556,7 +560,8 @@ impl State {
                 {
                     Verdict::Allow(policy) => policy,
                     Verdict::Refuse(refusal) => {
-                        self.pending.push_back(Pending::Sync(Some(refused(refusal))));
+                        self.pending
+                            .push_back(Pending::Sync(Some(refused(refusal))));
                         self.client_batches += 1;
                         return Ok(Handling::Replace(codec::SYNC));
                     }
@@ -811,7 +816,8 @@ impl State {
                 }
                 continue;
             }
-            if !self.limits.results.mask_client && rest.len() >= 5 && matches!(rest[0], b'D' | b'd') {
+            if !self.limits.results.mask_client && rest.len() >= 5 && matches!(rest[0], b'D' | b'd')
+            {
                 let len = i32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]);
                 if let Ok(len) = usize::try_from(len) {
                     if len > PASSTHROUGH_THRESHOLD {
@@ -1238,7 +1244,10 @@ impl State {
                 .and_then(|c| c.recorded.rule)
                 .map(|n| &limits.column_rules[n]);
             let raw_len = value.map(<[u8]>::len);
-            row.push(unit.result.sample_cell(decoded, raw_len, rule, budget, recorder));
+            row.push(
+                unit.result
+                    .sample_cell(decoded, raw_len, rule, budget, recorder),
+            );
             budget = budget.saturating_sub(raw_len.unwrap_or(4));
         }
         unit.result.push_sample_row(row);
@@ -1389,7 +1398,10 @@ fn count_copy(copy: &mut CopyCounter, data: &[u8], limits: &Limits, recorder: &S
         return;
     }
     let Some(last_newline) = memchr::memrchr(b'\n', data) else {
-        let room = limits.results.sample_bytes.saturating_sub(copy.partial.len());
+        let room = limits
+            .results
+            .sample_bytes
+            .saturating_sub(copy.partial.len());
         copy.partial
             .extend_from_slice(&data[..data.len().min(room)]);
         if copy.partial.len() >= limits.results.sample_bytes {
@@ -1418,7 +1430,8 @@ fn end_copy_sample(copy: &mut CopyCounter, limits: &Limits, recorder: &SessionRe
 }
 
 fn sample_is_full(copy: &CopyCounter, limits: &Limits) -> bool {
-    copy.sample.len() >= limits.results.sample_rows || copy.sample_bytes >= limits.results.sample_bytes
+    copy.sample.len() >= limits.results.sample_rows
+        || copy.sample_bytes >= limits.results.sample_bytes
 }
 
 /// Masks `lines` as one text, then samples them line by line within the budget.

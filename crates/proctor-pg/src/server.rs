@@ -27,10 +27,10 @@ use crate::codec::{self, ClientError, Reader, StartupPacket};
 use crate::interruptions::Interruptions;
 use crate::relay::{Ended, Limits, Relay};
 use crate::scram::{self, ScramExchange};
-use proctor_core::tls::{self, TlsError};
 use crate::upstream::{self, BoxedStream};
 use proctor_core::policy::{Dialect, Policy};
 use proctor_core::session::{self, off_the_loop, SessionStart};
+use proctor_core::tls::{self, TlsError};
 
 /// A client has this long to get from connecting to an authenticated session.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);

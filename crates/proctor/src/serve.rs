@@ -1,5 +1,5 @@
-//! `proctor serve`: opens the journal, builds the Gate, and runs the PostgreSQL and HTTP listeners until
-//! SIGINT or SIGTERM, then lets sessions end and the journal drain.
+//! `proctor serve`: opens the journal, builds the Gate, and runs the PostgreSQL, MySQL and HTTP
+//! listeners until SIGINT or SIGTERM, then lets sessions end and the journal drain.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -13,6 +13,7 @@ use proctor_core::journal::{now_ns, Store, Writer};
 use proctor_core::masking::fingerprint_key;
 use proctor_core::{Config, Gate, Masker};
 use proctor_llm::LlmProxy;
+use proctor_mysql::MysqlGateway;
 use proctor_pg::PgGateway;
 use tokio::net::TcpListener;
 use tokio::runtime::Handle;
@@ -98,6 +99,7 @@ async fn serve(
     workers: Vec<Handle>,
 ) -> anyhow::Result<()> {
     let postgres_listen = config.server.postgres_listen;
+    let mysql_listen = config.mysql_listen();
     let http_listen = config.server.http_listen;
     let data_dir = config.server.data_dir.clone();
     log_file_size_limit_signals()?;
@@ -120,16 +122,33 @@ async fn serve(
     let pg_listener = TcpListener::bind(postgres_listen)
         .await
         .with_context(|| format!("cannot listen on {postgres_listen} (server.postgres_listen)"))?;
+    let mysql = match mysql_listen {
+        Some(address) => {
+            let listener = TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen on {address} (server.mysql_listen)"))?;
+            Some((MysqlGateway::new(gate.clone())?, listener))
+        }
+        None => None,
+    };
     let http_listener = TcpListener::bind(http_listen)
         .await
         .with_context(|| format!("cannot listen on {http_listen} (server.http_listen)"))?;
+    let mysql_address = match &mysql {
+        Some((_, listener)) => listener.local_addr()?.to_string(),
+        None => "off".into(),
+    };
     tracing::info!(
         postgres = %pg_listener.local_addr()?,
+        mysql = %mysql_address,
         http = %http_listener.local_addr()?,
         data_dir = %data_dir.display(),
         "proctor is ready"
     );
     let (stop, stopped) = watch::channel(false);
+    let mysql_task = mysql.map(|(gateway, listener)| {
+        tokio::spawn(gateway.serve(listener, workers.clone(), stopped.clone()))
+    });
     let pg_task = tokio::spawn(pg.clone().serve(pg_listener, workers, stopped.clone()));
     let app = axum::Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -163,6 +182,9 @@ async fn serve(
     tracing::info!("shutting down: ending sessions");
     let _ = stop.send(true);
     let _ = pg_task.await;
+    if let Some(mysql_task) = mysql_task {
+        let _ = mysql_task.await;
+    }
     let _ = http_task.await;
     reaper.abort();
     llm.close_idle(Duration::ZERO).await;

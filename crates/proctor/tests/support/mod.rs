@@ -31,6 +31,60 @@ pub fn pg_host_and_port() -> (String, String) {
 
 pub const PG_DATABASE: &str = "test";
 
+/// The MariaDB (or MySQL) server the tests run against, reached directly as `root` without a
+/// password: `PROCTOR_TEST_MYSQL` (host:port; `.ci/run` sets it to the server it prepares), else
+/// the machine's on 127.0.0.1:3306.
+pub fn mysql_address() -> String {
+    std::env::var("PROCTOR_TEST_MYSQL").unwrap_or_else(|_| "127.0.0.1:3306".to_owned())
+}
+
+/// The CA file that verifies the test MariaDB's certificate, if it has TLS.
+pub fn mysql_ca() -> Option<String> {
+    std::env::var("PROCTOR_TEST_MYSQL_CA").ok()
+}
+
+/// The test MariaDB's host and port, as the `mariadb` client's `-h` and `-P` take them.
+pub fn mysql_host_and_port() -> (String, String) {
+    let address = mysql_address();
+    let (host, port) = address
+        .rsplit_once(':')
+        .expect("PROCTOR_TEST_MYSQL is host:port");
+    (host.to_owned(), port.to_owned())
+}
+
+/// Runs SQL on the test MariaDB as `root`, directly; returns what it printed (tab-separated rows).
+pub fn mysql_admin(sql: &str) -> String {
+    let (host, port) = mysql_host_and_port();
+    let out = Command::new("mariadb")
+        .args([
+            "-h", &host, "-P", &port, "-uroot", "--ssl=0", "-N", "-B", "-D", "test", "-e", sql,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "MariaDB admin SQL failed: {sql}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// A MySQL connection to the test MariaDB's `test` database as `root`, for group `dba`.
+pub static MARIA_DB: TestConfig = TestConfig(LazyLock::new(|| {
+    format!(
+        r#"
+[[connection]]
+name = "maria"
+kind = "mysql"
+address = "{}"
+database = "test"
+user = "root"
+allow = ["group:dba"]
+"#,
+        mysql_address()
+    )
+}));
+
 /// A piece of configuration that names the test PostgreSQL, written on first use (the address is
 /// only known at run time); it reads as a `&str` and formats as one.
 pub struct TestConfig(LazyLock<String>);
@@ -90,8 +144,9 @@ pub fn signal(pid: i32, signal: i32) {
     }
 }
 
-/// The ports in `serve`'s ready line (`proctor is ready postgres=ADDR http=ADDR ...`), once logged.
-fn ready_ports(log: &str) -> Option<(u16, u16)> {
+/// The ports in `serve`'s ready line (`proctor is ready postgres=ADDR mysql=ADDR|off http=ADDR
+/// ...`), once logged.
+fn ready_ports(log: &str) -> Option<(u16, u16, Option<u16>)> {
     let line = log.lines().find(|line| line.contains("proctor is ready"))?;
     let port_of = |key: &str| {
         line.split_whitespace()
@@ -99,7 +154,7 @@ fn ready_ports(log: &str) -> Option<(u16, u16)> {
             .and_then(|address| address.rsplit_once(':'))
             .and_then(|(_, port)| port.parse().ok())
     };
-    Some((port_of("postgres=")?, port_of("http=")?))
+    Some((port_of("postgres=")?, port_of("http=")?, port_of("mysql=")))
 }
 
 /// A port nothing listens on now (for a target that is down).
@@ -147,6 +202,8 @@ pub struct Proctor {
     pub dir: tempfile::TempDir,
     pub pg_port: u16,
     pub http_port: u16,
+    /// The MySQL listener's port; 0 when the configuration has none.
+    pub mysql_port: u16,
     pub config_path: PathBuf,
     child: Option<Child>,
     env: Vec<(String, String)>,
@@ -165,14 +222,20 @@ impl Proctor {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("proctor.toml");
         let config = format!(
-            "[server]\ndata_dir = \"{}\"\npostgres_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n{extra}",
-            dir.path().join("data").display()
+            "[server]\ndata_dir = \"{}\"\npostgres_listen = \"127.0.0.1:0\"\n{}http_listen = \"127.0.0.1:0\"\n{extra}",
+            dir.path().join("data").display(),
+            if extra.contains("kind = \"mysql\"") {
+                "mysql_listen = \"127.0.0.1:0\"\n"
+            } else {
+                ""
+            }
         );
         std::fs::write(&config_path, config).unwrap();
         let mut proctor = Self {
             dir,
             pg_port: 0,
             http_port: 0,
+            mysql_port: 0,
             config_path,
             child: None,
             env: env
@@ -206,7 +269,7 @@ impl Proctor {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("proctor exited during start ({status}): {}", self.log());
             }
-            if let Some((pg_port, http_port)) = ready_ports(&self.log()) {
+            if let Some((pg_port, http_port, mysql_port)) = ready_ports(&self.log()) {
                 if self.pg_port == 0 {
                     let config = std::fs::read_to_string(&self.config_path).unwrap();
                     let config = config
@@ -219,10 +282,16 @@ impl Proctor {
                             "http_listen = \"127.0.0.1:0\"",
                             &format!("http_listen = \"127.0.0.1:{http_port}\""),
                             1,
+                        )
+                        .replacen(
+                            "mysql_listen = \"127.0.0.1:0\"",
+                            &format!("mysql_listen = \"127.0.0.1:{}\"", mysql_port.unwrap_or(0)),
+                            1,
                         );
                     std::fs::write(&self.config_path, config).unwrap();
                 }
                 (self.pg_port, self.http_port) = (pg_port, http_port);
+                self.mysql_port = mysql_port.unwrap_or(0);
                 return;
             }
             assert!(
@@ -423,6 +492,44 @@ impl Proctor {
             .env("PGSSLMODE", "disable")
             .envs(env.iter().copied());
         output_with_stdin(psql, stdin)
+    }
+
+    /// Runs the `mariadb` command-line client through Proctor's MySQL listener, without TLS unless
+    /// `args` ask for it, with `stdin` as its input.
+    pub fn mariadb(
+        &self,
+        identity: &str,
+        token: &str,
+        connection: &str,
+        args: &[&str],
+        stdin: &str,
+    ) -> Output {
+        let mut mariadb = Command::new("mariadb");
+        mariadb
+            .args(["-h", "127.0.0.1", "-P", &self.mysql_port.to_string()])
+            .arg(format!("-u{identity}"))
+            .arg(format!("-p{token}"))
+            .args(["-D", connection, "-N", "-B"])
+            .args(args);
+        if !args.iter().any(|a| a.starts_with("--ssl")) {
+            mariadb.arg("--ssl=0");
+        }
+        output_with_stdin(mariadb, stdin)
+    }
+
+    /// [`Self::mariadb`] with `-e sql`; it must succeed. Returns what it printed.
+    pub fn mariadb_ok(&self, identity: &str, token: &str, connection: &str, sql: &str) -> String {
+        let out = self.mariadb(identity, token, connection, &["-e", sql], "");
+        assert!(out.status.success(), "{sql}: {}", stderr(&out));
+        stdout(&out)
+    }
+
+    /// A `mysql_async` connection URL through Proctor.
+    pub fn mysql_url(&self, identity: &str, token: &str, connection: &str) -> String {
+        format!(
+            "mysql://{identity}:{token}@127.0.0.1:{}/{connection}",
+            self.mysql_port
+        )
     }
 
     /// Sessions as `proctor sessions list --format json` prints them.
