@@ -13,6 +13,7 @@
 mod cancel;
 pub mod codec;
 mod interruptions;
+mod machine;
 mod peer;
 mod relay;
 pub mod scram;
