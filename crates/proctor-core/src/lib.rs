@@ -14,6 +14,8 @@ pub mod masking;
 pub mod proposals;
 mod recorder;
 pub mod results;
+#[cfg(feature = "scratch")]
+pub mod scratch;
 pub mod session;
 pub mod tls;
 

@@ -1199,6 +1199,309 @@ fn use_target(sql: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proctor_core::policy::Dialect;
+    use proctor_core::scratch::ScratchSession;
+
+    const SECRET: &str = "ghp_1234567890abcdefghijABCDEFGHIJ123456";
+
+    fn config(extra: &str) -> String {
+        format!(
+            r#"
+[[connection]]
+name = "app"
+kind = "mysql"
+address = "127.0.0.1:1"
+database = "app"
+user = "app"
+allow = ["*"]
+rules = [{{ name = "no-drop", flags = ["drop"], action = "deny" }}]
+{extra}
+"#
+        )
+    }
+
+    /// An exchange over a scratch journal, fed scripted packets.
+    struct Scripted {
+        scratch: ScratchSession,
+        exchange: Exchange,
+    }
+
+    impl Scripted {
+        async fn start(extra: &str) -> Self {
+            let scratch = ScratchSession::start(&config(extra), "mysql", "app").await;
+            let settings = RelaySettings {
+                max_packet_bytes: 1 << 20,
+                max_prepared_statements: 10,
+                results: scratch.result_limits(),
+                deprecate_eof: true,
+                chain: None,
+                identity: "alice".into(),
+                connection: "app".into(),
+                database: "app".into(),
+            };
+            let exchange = Exchange::new(settings, scratch.guardrails(Dialect::MySql));
+            Self { scratch, exchange }
+        }
+
+        async fn client_sends(&mut self, payload: &[u8]) -> ClientStep {
+            self.exchange
+                .on_client_packet(payload, &mut self.scratch.recorder)
+                .await
+                .unwrap()
+        }
+
+        /// Feeds the target's packets; returns what the client gets instead of each, if anything.
+        async fn target_sends(&mut self, packets: &[Vec<u8>]) -> Vec<Option<Vec<u8>>> {
+            let mut replaced = Vec::new();
+            for packet in packets {
+                assert!(self.exchange.is_awaiting(), "an answer nobody waits for");
+                let step = self
+                    .exchange
+                    .on_upstream_packet(packet, &mut self.scratch.recorder)
+                    .await
+                    .unwrap_or_else(|_| panic!("a valid answer"));
+                replaced.push(match step {
+                    UpstreamStep::Forward => None,
+                    UpstreamStep::Replace(payload) => Some(payload),
+                });
+            }
+            replaced
+        }
+
+        async fn events(self) -> Vec<(String, Value)> {
+            self.scratch.events().await
+        }
+    }
+
+    fn command(code: u8, body: &[u8]) -> Vec<u8> {
+        [vec![code], body.to_vec()].concat()
+    }
+
+    fn column(name: &str, column_type: u8) -> Vec<u8> {
+        ColumnDefinition {
+            schema: "app".into(),
+            table: "t".into(),
+            org_table: "t".into(),
+            name: name.into(),
+            org_name: name.into(),
+            charset: 45,
+            length: 255,
+            column_type,
+            flags: 0,
+            decimals: 0,
+        }
+        .encode()
+    }
+
+    /// The OK packet that ends a result set under CLIENT_DEPRECATE_EOF.
+    fn end_of_rows(status: u16) -> Vec<u8> {
+        let mut ok = codec::ok_packet(0, 0, status, 0);
+        ok[0] = 0xFE;
+        ok
+    }
+
+    fn of_kind<'e>(events: &'e [(String, Value)], kind: &str) -> Vec<&'e Value> {
+        events
+            .iter()
+            .filter(|(k, _)| k == kind)
+            .map(|(_, body)| body)
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn each_result_set_of_a_multi_statement_query_is_recorded_for_it() {
+        let mut session = Scripted::start("").await;
+        let step = session
+            .client_sends(&command(
+                codec::COM_QUERY,
+                b"select 1; select 'a', 'b'; insert into t values (1)",
+            ))
+            .await;
+        assert!(matches!(step, ClientStep::Forward));
+        let more = codec::SERVER_MORE_RESULTS_EXISTS | codec::SERVER_STATUS_AUTOCOMMIT;
+        session
+            .target_sends(&[
+                vec![1],
+                column("1", codec::TYPE_LONGLONG),
+                codec::encode_text_row(&[Some(b"1")]),
+                end_of_rows(more),
+                vec![2],
+                column("a", codec::TYPE_VAR_STRING),
+                column("b", codec::TYPE_VAR_STRING),
+                codec::encode_text_row(&[Some(b"a"), None]),
+                end_of_rows(more),
+                codec::ok_packet(1, 42, codec::SERVER_STATUS_AUTOCOMMIT, 0),
+            ])
+            .await;
+        assert!(!session.exchange.is_awaiting());
+        let events = session.events().await;
+        let query = of_kind(&events, "db.query");
+        assert_eq!(query.len(), 1);
+        let results = of_kind(&events, "db.result");
+        assert_eq!(results.len(), 3);
+        assert_eq!(results[0]["sample"], json!([["1"]]));
+        assert_eq!(results[1]["columns"], json!(["a", "b"]));
+        assert_eq!(results[1]["sample"], json!([["a", null]]));
+        assert_eq!(results[2]["rows"], 1);
+        assert_eq!(results[2]["last_insert_id"], 42);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_prepared_statement_records_its_parameters_by_type_and_masked() {
+        let mut session = Scripted::start("").await;
+        session
+            .client_sends(&command(codec::COM_STMT_PREPARE, b"select ?, ?"))
+            .await;
+        let prepare_ok = [
+            vec![0],
+            9u32.to_le_bytes().to_vec(),
+            vec![1, 0, 2, 0, 0, 0, 0],
+        ]
+        .concat();
+        session
+            .target_sends(&[
+                prepare_ok,
+                column("?", codec::TYPE_VAR_STRING),
+                column("?", codec::TYPE_VAR_STRING),
+                column("token", codec::TYPE_VAR_STRING),
+            ])
+            .await;
+        assert!(!session.exchange.is_awaiting());
+        let mut execute = vec![codec::COM_STMT_EXECUTE];
+        execute.extend(9u32.to_le_bytes());
+        execute.extend([0, 1, 0, 0, 0]);
+        execute.push(0); // no NULL parameter
+        execute.push(1); // types follow
+        execute.extend([codec::TYPE_LONGLONG, 0x80, codec::TYPE_VAR_STRING, 0]);
+        execute.extend(u64::MAX.to_le_bytes());
+        execute.push(SECRET.len() as u8);
+        execute.extend(SECRET.as_bytes());
+        assert!(matches!(
+            session.client_sends(&execute).await,
+            ClientStep::Forward
+        ));
+        let row = codec::encode_binary_row(&[Some(SECRET.as_bytes())], &[codec::TYPE_VAR_STRING]);
+        session
+            .target_sends(&[
+                vec![1],
+                column("token", codec::TYPE_VAR_STRING),
+                row,
+                end_of_rows(0),
+            ])
+            .await;
+        let events = session.events().await;
+        let query = of_kind(&events, "db.query")[0];
+        assert_eq!(query["protocol"], "binary");
+        assert_eq!(query["statement"], 9);
+        assert_eq!(query["sql"], "select ?, ?");
+        assert_eq!(query["params"][0], "18446744073709551615");
+        assert!(query["params"][1].as_str().unwrap().starts_with("[MASKED:"));
+        let result = of_kind(&events, "db.result")[0];
+        assert!(result["sample"][0][0]
+            .as_str()
+            .unwrap()
+            .starts_with("[MASKED:"));
+        assert!(!serde_json::to_string(&events).unwrap().contains(SECRET));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_denied_statement_is_answered_by_proctor_and_never_forwarded() {
+        let mut session = Scripted::start("").await;
+        let step = session
+            .client_sends(&command(codec::COM_QUERY, b"drop table accounts"))
+            .await;
+        let ClientStep::Answer(answer) = step else {
+            panic!("refused by Proctor itself");
+        };
+        let error = codec::parse_err(&answer).unwrap();
+        assert_eq!((error.code, error.sqlstate.as_str()), (1227, "42000"));
+        assert!(error.message.contains("no-drop"), "{}", error.message);
+        assert!(!session.exchange.is_awaiting());
+        let events = session.events().await;
+        assert_eq!(of_kind(&events, "policy.decision")[0]["action"], "deny");
+        assert!(of_kind(&events, "db.query").is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_local_infile_is_sampled_masked_even_when_a_secret_spans_packets() {
+        let mut session = Scripted::start("").await;
+        session
+            .client_sends(&command(
+                codec::COM_QUERY,
+                b"LOAD DATA LOCAL INFILE 'keys.csv' INTO TABLE t",
+            ))
+            .await;
+        session
+            .target_sends(&[[vec![0xFB], b"keys.csv".to_vec()].concat()])
+            .await;
+        assert!(session.exchange.takes_client_data());
+        let (first, second) = SECRET.split_at(10);
+        for packet in [
+            format!("1,plain\n2,{first}"),
+            format!("{second}\n"),
+            String::new(),
+        ] {
+            let step = session.client_sends(packet.as_bytes()).await;
+            assert!(matches!(step, ClientStep::ForwardQuietly));
+        }
+        assert!(!session.exchange.takes_client_data());
+        session.target_sends(&[codec::ok_packet(2, 0, 0, 0)]).await;
+        let events = session.events().await;
+        let result = of_kind(&events, "db.result")[0];
+        assert_eq!(result["rows"], 2);
+        assert_eq!(result["sample"][0], "1,plain");
+        assert!(result["sample"][1].as_str().unwrap().contains("[MASKED:"));
+        let everything = serde_json::to_string(&events).unwrap();
+        assert!(!everything.contains(SECRET) && !everything.contains(second));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn with_client_masking_a_row_holding_a_secret_reaches_the_client_masked() {
+        let mut session = Scripted::start("mask_results = \"client_and_journal\"").await;
+        session
+            .client_sends(&command(codec::COM_QUERY, b"select token from t"))
+            .await;
+        let replaced = session
+            .target_sends(&[
+                vec![1],
+                column("token", codec::TYPE_VAR_STRING),
+                codec::encode_text_row(&[Some(SECRET.as_bytes())]),
+                codec::encode_text_row(&[Some(b"nothing here")]),
+                end_of_rows(0),
+            ])
+            .await;
+        let masked = replaced[2].as_ref().expect("the row is rewritten");
+        let cells = codec::text_row(masked, 1).unwrap();
+        let shown = String::from_utf8_lossy(cells[0].unwrap());
+        assert!(shown.starts_with("[MASKED:"), "{shown}");
+        assert!(replaced[3].is_none(), "a clean row goes as it came");
+        let events = session.events().await;
+        assert_eq!(
+            of_kind(&events, "db.result")[0]["client_masked"]["cells"],
+            1
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_error_ends_the_answer_and_is_recorded_for_its_query() {
+        let mut session = Scripted::start("").await;
+        session
+            .client_sends(&command(codec::COM_QUERY, b"select * from missing"))
+            .await;
+        session
+            .target_sends(&[codec::err_packet(
+                1146,
+                "42S02",
+                "Table 'app.missing' doesn't exist",
+            )])
+            .await;
+        assert!(!session.exchange.is_awaiting());
+        let events = session.events().await;
+        let error = of_kind(&events, "db.error")[0];
+        assert_eq!(error["code"], 1146);
+        assert_eq!(error["sqlstate"], "42S02");
+        assert_eq!(error["query"], 1, "the query, the session's first event");
+    }
 
     #[test]
     fn use_statements_name_their_database() {

@@ -1389,12 +1389,9 @@ fn decode_params(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
-
-    use proctor_core::config::Config;
-    use proctor_core::journal::{Store, Writer};
     use proctor_core::policy::Dialect;
-    use proctor_core::{session, Gate, Identity, Masker};
+    use proctor_core::scratch::ScratchSession;
+    use proctor_core::Identity;
 
     /// What the state machine wrote to each side.
     #[derive(Default)]
@@ -1420,11 +1417,7 @@ mod tests {
     /// A session's state machine with a real journal in a temporary directory, fed scripted
     /// messages.
     struct Scripted {
-        _dir: tempfile::TempDir,
-        gate: Arc<Gate>,
-        store: Arc<Store>,
-        writer: Writer,
-        recorder: Option<SessionRecorder>,
+        scratch: ScratchSession,
         state: State,
         wire: Captured,
     }
@@ -1445,50 +1438,17 @@ rules = [
 
     impl Scripted {
         async fn start() -> Self {
-            let dir = tempfile::tempdir().unwrap();
-            let mut config = Config::parse(CONFIG).unwrap();
-            config.server.data_dir = dir.path().to_path_buf();
-            let store = Arc::new(Store::open(dir.path(), Default::default()).unwrap());
-            let writer = Writer::start(&store).unwrap();
-            let (masker, _) = Masker::from_config(&config, [7; 32]).unwrap();
-            let secrets = config.resolve_secrets().unwrap();
-            let gate = Arc::new(Gate::new(
-                config,
-                secrets,
-                store.clone(),
-                writer.clone(),
-                masker,
-            ));
-            let recorder = gate
-                .open_session("postgres", "alice", "app", "test")
-                .await
-                .unwrap();
-            let identity = Identity {
-                name: "alice".into(),
-                groups: Vec::new(),
-            };
-            let target = gate.authorize(&identity, "app").unwrap();
-            let guardrails = session::guardrails(
-                &gate,
-                target.policy.clone(),
-                Dialect::Postgres,
-                identity,
-                "app",
-                None,
-            );
+            let scratch = ScratchSession::start(CONFIG, "postgres", "app").await;
             let limits = Limits {
                 max_message_bytes: 1 << 20,
                 max_prepared_statements: 100,
-                results: session::result_limits(&gate, "app", 20, 64 * 1024),
+                results: scratch.result_limits(),
                 table_names: HashMap::new(),
                 chain: None,
             };
+            let guardrails = scratch.guardrails(Dialect::Postgres);
             Self {
-                _dir: dir,
-                gate,
-                store,
-                writer,
-                recorder: Some(recorder),
+                scratch,
                 state: State::new(limits, guardrails),
                 wire: Captured::default(),
             }
@@ -1496,7 +1456,7 @@ rules = [
 
         async fn client_sends(&mut self, messages: &[Vec<u8>]) -> Flow {
             let mut buf = BytesMut::from(&messages.concat()[..]);
-            let recorder = self.recorder.as_mut().unwrap();
+            let recorder = &mut self.scratch.recorder;
             self.state
                 .on_client_bytes(&mut buf, &mut self.wire, recorder)
                 .await
@@ -1504,24 +1464,14 @@ rules = [
 
         async fn target_sends(&mut self, messages: &[Vec<u8>]) -> Flow {
             let mut buf = BytesMut::from(&messages.concat()[..]);
-            let recorder = self.recorder.as_mut().unwrap();
+            let recorder = &mut self.scratch.recorder;
             self.state
                 .on_upstream_bytes(&mut buf, &mut self.wire, recorder)
                 .await
         }
 
-        /// Ends the session and returns its events' kinds and bodies, as stored.
-        async fn events(mut self) -> Vec<(String, Value)> {
-            let recorder = self.recorder.take().unwrap();
-            let id = recorder.header().session_id.clone();
-            recorder.end("test over").await.unwrap();
-            self.writer.shutdown();
-            self.store
-                .events(&id)
-                .unwrap()
-                .into_iter()
-                .map(|e| (e.kind, e.body))
-                .collect()
+        async fn events(self) -> Vec<(String, Value)> {
+            self.scratch.events().await
         }
     }
 
@@ -1749,8 +1699,8 @@ rules = [
             groups: Vec::new(),
         };
         proctor_core::approvals::decide(
-            &session.store,
-            session.gate.masker(),
+            &session.scratch.store,
+            session.scratch.gate.masker(),
             &hold.id,
             &bob,
             true,
@@ -1760,7 +1710,7 @@ rules = [
         let end = session.state.guardrails.outcome(&hold).await;
         let mut rest = BytesMut::from(&query("alter table accounts add column note text")[..]);
         rest.extend_from_slice(&query("select 1"));
-        let recorder = session.recorder.as_mut().unwrap();
+        let recorder = &mut session.scratch.recorder;
         session
             .state
             .end_hold(hold, end, &mut rest, &mut session.wire, recorder)

@@ -96,10 +96,13 @@ pub enum Flag {
     /// Turns a transaction or the session read-write (`BEGIN READ WRITE`, `SET
     /// default_transaction_read_only`, `RESET ALL`, `set_config(...)` of those settings).
     ReadWrite,
+    /// Loads a file into a table: MySQL's `LOAD DATA [LOCAL] INFILE` (the client's file, or the
+    /// server's).
+    LoadFile,
 }
 
 impl Flag {
-    pub const ALL: [Flag; 11] = [
+    pub const ALL: [Flag; 12] = [
         Flag::DeleteWithoutWhere,
         Flag::UpdateWithoutWhere,
         Flag::Drop,
@@ -111,6 +114,7 @@ impl Flag {
         Flag::CopyProgram,
         Flag::MultiStatement,
         Flag::ReadWrite,
+        Flag::LoadFile,
     ];
 
     pub fn name(self) -> &'static str {
@@ -126,6 +130,7 @@ impl Flag {
             Flag::CopyProgram => "copy_program",
             Flag::MultiStatement => "multi_statement",
             Flag::ReadWrite => "read_write",
+            Flag::LoadFile => "load_file",
         }
     }
 
@@ -258,6 +263,14 @@ impl Classifier {
             Ok(tokens) => tokens,
             Err(e) => return Arc::new(Classification::unparsed(e.to_string())),
         };
+        if self.dialect == Dialect::MySql {
+            if let Some(load) = mysql_load_data(&tokens) {
+                return Arc::new(Classification {
+                    statements: vec![load],
+                    error: None,
+                });
+            }
+        }
         if !plain {
             token_key(&tokens, &mut self.key);
             if let Some(known) = self.memory.get(&self.key) {
@@ -414,6 +427,69 @@ fn collect_tables(statement: &Statement, tables: &mut Vec<String>) {
         tables.push(object_name(name));
         ControlFlow::<()>::Continue(())
     });
+}
+
+/// MySQL's `LOAD DATA|XML [LOW_PRIORITY|CONCURRENT] [LOCAL] INFILE 'file' [REPLACE|IGNORE] INTO
+/// TABLE name ...`, which sqlparser does not parse: recognised by that grammar (not guessed from a
+/// keyword), as a write to the table. What follows the table name (column and line options) cannot
+/// hold another statement unless a `;` ends it, and then the text is left unparsed.
+fn mysql_load_data(tokens: &[TokenWithSpan]) -> Option<StatementClass> {
+    let mut words = tokens
+        .iter()
+        .map(|t| &t.token)
+        .filter(|t| !matches!(t, Token::Whitespace(_) | Token::EOF));
+    let keyword = |token: Option<&Token>, expected: &[&str]| match token {
+        Some(Token::Word(word)) if word.quote_style.is_none() => expected
+            .iter()
+            .any(|e| word.value.eq_ignore_ascii_case(e))
+            .then_some(()),
+        _ => None,
+    };
+    keyword(words.next(), &["LOAD"])?;
+    keyword(words.next(), &["DATA", "XML"])?;
+    let mut next = words.next();
+    if keyword(next, &["LOW_PRIORITY", "CONCURRENT"]).is_some() {
+        next = words.next();
+    }
+    if keyword(next, &["LOCAL"]).is_some() {
+        next = words.next();
+    }
+    keyword(next, &["INFILE"])?;
+    match words.next()? {
+        Token::SingleQuotedString(_) | Token::DoubleQuotedString(_) => {}
+        _ => return None,
+    }
+    next = words.next();
+    if keyword(next, &["REPLACE", "IGNORE"]).is_some() {
+        next = words.next();
+    }
+    keyword(next, &["INTO"])?;
+    keyword(words.next(), &["TABLE"])?;
+    let mut table = String::new();
+    loop {
+        match words.next()? {
+            Token::Word(word) if word.quote_style.is_none() => {
+                table.push_str(&word.value.to_lowercase())
+            }
+            Token::Word(word) => table.push_str(&word.value),
+            _ => return None,
+        }
+        let mut rest = words.clone();
+        if rest.next() != Some(&Token::Period) {
+            break;
+        }
+        words.next();
+        table.push('.');
+    }
+    let mut rest = words.skip_while(|t| **t != Token::SemiColon);
+    if rest.next().is_some() && rest.next().is_some() {
+        return None;
+    }
+    Some(StatementClass {
+        kind: Kind::Write,
+        flags: Flags::of(&[Flag::LoadFile]),
+        tables: vec![table],
+    })
 }
 
 /// `schema.table`, with unquoted parts folded to lower case as PostgreSQL does.
@@ -910,6 +986,26 @@ mod tests {
             "MySQL runs executable comments"
         );
         assert_eq!(mysql.classify("SHOW TABLES").statements[0].kind, Kind::Read);
+        for load in [
+            "LOAD DATA LOCAL INFILE 'keys.csv' INTO TABLE Keys",
+            "load data concurrent local infile \"/tmp/k.csv\" replace into table app.keys fields terminated by ','",
+            "LOAD XML INFILE 'k.xml' INTO TABLE `Keys` ROWS IDENTIFIED BY '<k>';",
+        ] {
+            let class = &mysql.classify(load).statements[0];
+            assert_eq!(class.kind, Kind::Write, "{load}");
+            assert!(class.flags.contains(Flag::LoadFile), "{load}");
+            assert!(class.tables[0].ends_with("keys") || class.tables[0] == "Keys", "{load}");
+        }
+        for not_load in [
+            "LOAD DATA LOCAL INFILE 'k.csv' INTO TABLE t; DROP TABLE t",
+            "LOAD DATA LOCAL INFILE k INTO TABLE t",
+        ] {
+            assert_eq!(
+                mysql.classify(not_load).statements[0].kind,
+                Kind::Unparsed,
+                "{not_load}"
+            );
+        }
     }
 
     #[test]
