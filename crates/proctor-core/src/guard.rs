@@ -6,6 +6,7 @@
 //! 42501 for PostgreSQL, error 1142 for MySQL). Where in the message stream those answers go is the
 //! protocol's business; what the rules say is `proctor-policy`'s.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -59,6 +60,29 @@ pub enum Verdict {
     Refuse(Refusal),
     /// Wait for an approver.
     Hold(Decision),
+}
+
+/// A statement the guardrails hold: their decision, and the statement as recorded (masked) with the
+/// findings of masking it.
+pub struct Held {
+    pub decision: Decision,
+    pub sql: String,
+    pub findings: Vec<Value>,
+}
+
+/// What the guardrails make of one statement's text.
+pub enum Judgement<'t> {
+    /// Forward it. `sql` is its text as recorded (masked), `findings` those of masking it, and
+    /// `policy` the note for its `db.query`.
+    Allow {
+        sql: Cow<'t, str>,
+        findings: Vec<Value>,
+        policy: Option<CanonicalJson>,
+    },
+    /// Answer with this refusal instead; the decision is recorded.
+    Refuse(Refusal),
+    /// Wait for an approver ([`Guardrails::hold`]).
+    Hold(Held),
 }
 
 /// A statement waiting for an approver.
@@ -133,9 +157,33 @@ impl Guardrails {
         }
     }
 
-    /// Judges a SQL text (as sent) whose recorded form is `masked`. A refusal is recorded (queued:
-    /// the caller commits before it answers).
-    pub async fn judge_sql(
+    /// Masks a statement's text for the journal and judges it. A refusal is recorded (queued: the
+    /// caller commits before it answers).
+    pub async fn judge_statement<'t>(
+        &mut self,
+        text: &'t str,
+        recorder: &mut SessionRecorder,
+    ) -> Result<Judgement<'t>, RecordError> {
+        let (sql, findings) = recorder.mask(text, "sql");
+        Ok(
+            match self.judge_sql(text, &sql, &findings, recorder).await? {
+                Verdict::Allow(policy) => Judgement::Allow {
+                    sql,
+                    findings,
+                    policy,
+                },
+                Verdict::Refuse(refusal) => Judgement::Refuse(refusal),
+                Verdict::Hold(decision) => Judgement::Hold(Held {
+                    decision,
+                    sql: sql.into_owned(),
+                    findings,
+                }),
+            },
+        )
+    }
+
+    /// Judges a SQL text (as sent) whose recorded form is `masked`.
+    async fn judge_sql(
         &mut self,
         sql: &str,
         masked: &str,
@@ -211,11 +259,15 @@ impl Guardrails {
     /// the hold and the notice that tells the client what it waits for.
     pub async fn hold(
         &mut self,
-        decision: Decision,
-        masked: &str,
-        findings: &[Value],
+        held: Held,
         recorder: &mut SessionRecorder,
     ) -> Result<(Hold, HoldNotice), RecordError> {
+        let Held {
+            decision,
+            sql: masked,
+            findings,
+        } = held;
+        let (masked, findings) = (masked.as_str(), findings.as_slice());
         let (approvers, timeout): (Vec<String>, Duration) = match &decision.action {
             Action::RequireApproval { approvers, timeout } => (approvers.to_vec(), *timeout),
             Action::Allow | Action::Deny => (Vec::new(), Duration::ZERO),

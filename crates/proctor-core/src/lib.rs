@@ -17,7 +17,6 @@ pub mod results;
 #[cfg(feature = "scratch")]
 pub mod scratch;
 pub mod session;
-pub mod tls;
 
 pub use approvals::{Approvals, DecideError, HoldRequest};
 pub use config::{Config, ConfigError, ConnectionConfig, MaskResults, UpstreamTls};

@@ -31,6 +31,37 @@ pub async fn off_the_loop<T: Send + 'static>(
         })
 }
 
+/// How a connection attempt failed before its relay started: what the client is told, in its
+/// protocol's error form `E`; the event recorded for it, if any; and the reason `session.end` gives.
+pub struct Refused<E> {
+    pub error: E,
+    event: Option<(&'static str, Value)>,
+    pub reason: String,
+}
+
+impl<E> Refused<E> {
+    pub fn new(error: E, reason: impl Into<String>) -> Box<Self> {
+        Box::new(Self {
+            error,
+            event: None,
+            reason: reason.into(),
+        })
+    }
+
+    /// The refusal with the event that records it (masked when it is recorded).
+    pub fn recorded(mut self: Box<Self>, kind: &'static str, body: Value) -> Box<Self> {
+        self.event = Some((kind, body));
+        self
+    }
+
+    /// Queues the refusal's event; the session's end commits it.
+    pub async fn record(&mut self, recorder: &mut SessionRecorder) {
+        if let Some((kind, body)) = self.event.take() {
+            let _ = recorder.record_queued_masked(kind, body).await;
+        }
+    }
+}
+
 /// Records a connection refused before it named an identity (a bad first packet, failed TLS): a
 /// session of its own under the identity `-`, whose `protocol.error` says what was wrong.
 pub async fn record_refused_startup(gate: &Gate, protocol: &str, peer: &str, message: &str) {

@@ -13,6 +13,7 @@
 //! MariaDB's "Clients & Communication Protocol" pages.
 
 use bytes::{BufMut, Bytes, BytesMut};
+use proctor_net::cursor::Cursor;
 
 /// Bytes that break the protocol. The message says what was wrong, for the client and the journal.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -140,36 +141,34 @@ const SQLSTATE_LEN: usize = 5;
 /// The length of the fixed fields that end a column definition.
 const COLUMN_FIXED_FIELDS: u64 = 0x0c;
 
-/// A cursor over one payload. Every read checks the bytes left first.
-pub struct Reader<'a> {
-    buf: &'a [u8],
+/// A cursor over one payload, with MySQL's integers (little-endian, length-encoded) and strings.
+/// Every read checks the bytes left first.
+pub struct Reader<'a>(Cursor<'a>);
+
+fn ends_early() -> ProtocolError {
+    bad("packet ends early")
 }
 
 impl<'a> Reader<'a> {
     pub fn new(buf: &'a [u8]) -> Self {
-        Self { buf }
+        Self(Cursor::new(buf))
     }
 
     pub fn remaining(&self) -> usize {
-        self.buf.len()
+        self.0.remaining()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
+        self.0.is_empty()
     }
 
     /// The next byte, without taking it.
     pub fn peek(&self) -> Option<u8> {
-        self.buf.first().copied()
+        self.0.peek()
     }
 
     pub fn u8(&mut self) -> Result<u8, ProtocolError> {
-        let (&first, rest) = self
-            .buf
-            .split_first()
-            .ok_or_else(|| bad("packet ends early"))?;
-        self.buf = rest;
-        Ok(first)
+        self.0.u8().ok_or_else(ends_early)
     }
 
     pub fn u16_le(&mut self) -> Result<u16, ProtocolError> {
@@ -211,48 +210,31 @@ impl<'a> Reader<'a> {
 
     /// Bytes up to a NUL, which is taken too but not returned.
     pub fn null_terminated(&mut self) -> Result<&'a [u8], ProtocolError> {
-        let end = self
-            .buf
-            .iter()
-            .position(|&b| b == 0)
-            .ok_or_else(|| bad("string has no terminating NUL"))?;
-        let (text, rest) = self.buf.split_at(end);
-        self.buf = rest.get(1..).unwrap_or_default();
-        Ok(text)
+        self.0
+            .until_nul()
+            .ok_or_else(|| bad("string has no terminating NUL"))
     }
 
     pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], ProtocolError> {
-        if n > self.buf.len() {
-            return Err(bad(format!(
-                "packet ends early: {n} bytes wanted, {} left",
-                self.buf.len()
-            )));
-        }
-        let (taken, rest) = self.buf.split_at(n);
-        self.buf = rest;
-        Ok(taken)
+        let left = self.0.remaining();
+        self.0
+            .bytes(n)
+            .ok_or_else(|| bad(format!("packet ends early: {n} bytes wanted, {left} left")))
     }
 
     /// Everything left.
     pub fn rest(&mut self) -> &'a [u8] {
-        std::mem::take(&mut self.buf)
+        self.0.rest()
     }
 
     fn array<const N: usize>(&mut self) -> Result<[u8; N], ProtocolError> {
-        let bytes = self.bytes(N)?;
-        let mut out = [0; N];
-        out.copy_from_slice(bytes);
-        Ok(out)
+        self.0.array().ok_or_else(ends_early)
     }
 
     fn expect_end(&self, what: &str) -> Result<(), ProtocolError> {
-        if self.buf.is_empty() {
-            Ok(())
-        } else {
-            Err(bad(format!(
-                "{} unexpected bytes after {what}",
-                self.buf.len()
-            )))
+        match self.0.remaining() {
+            0 => Ok(()),
+            left => Err(bad(format!("{left} unexpected bytes after {what}"))),
         }
     }
 }
@@ -926,10 +908,11 @@ pub fn parse_column_definition(payload: &[u8]) -> Result<ColumnDefinition, Proto
 /// fixed fields: it parses as metadata pairs and is followed by the fixed fields' own length and 12
 /// bytes, and starts with a metadata tag (0 or 1), which as a character set would be unusual.
 fn is_extended_metadata(r: &Reader<'_>, block_len: usize) -> bool {
-    let Some(block) = r.buf.get(..block_len) else {
+    let ahead = r.0.ahead();
+    let Some(block) = ahead.get(..block_len) else {
         return false;
     };
-    let after = r.buf.get(block_len..).unwrap_or_default();
+    let after = ahead.get(block_len..).unwrap_or_default();
     matches!(block.first(), Some(0 | 1))
         && skip_extended_metadata(block).is_ok()
         && after.first() == Some(&(COLUMN_FIXED_FIELDS as u8))

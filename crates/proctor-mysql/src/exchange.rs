@@ -10,9 +10,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use proctor_core::guard::{Guardrails, Verdict};
+use proctor_core::guard::{Guardrails, Held, Judgement};
 use proctor_core::journal::{Body, CanonicalJson};
-use proctor_core::policy::Decision;
 use proctor_core::results::{
     self, RecordedColumn, ResultEnd, ResultLimits, ResultRecord, MASK_LOOKAHEAD,
 };
@@ -146,6 +145,10 @@ enum Awaiting {
     Statistics,
 }
 
+/// A statement the guardrails let through: its text as recorded, the findings of masking it, and
+/// the note for its `db.query`.
+type Allowed<'t> = (std::borrow::Cow<'t, str>, Vec<Value>, Option<CanonicalJson>);
+
 /// What to do with one client packet.
 pub enum ClientStep {
     /// Forward it once what it caused is committed; an answer follows.
@@ -157,7 +160,7 @@ pub enum ClientStep {
     /// Do not forward it: answer the client with this packet, once what it caused is committed.
     Answer(Vec<u8>),
     /// The statement waits for an approver.
-    Hold(Decision, String, Vec<Value>),
+    Hold(Held),
     /// A `KILL [QUERY] <id>` of a Proctor session: the relay finds it, then calls
     /// [`Exchange::kill`].
     Kill { id: u32, query_only: bool },
@@ -390,17 +393,9 @@ impl Exchange {
         if let Some(wanted) = use_target(&text) {
             return self.use_database(&wanted, "text", recorder).await;
         }
-        let (sql, findings) = recorder.mask(&text, "sql");
-        let policy = match self
-            .guardrails
-            .judge_sql(&text, &sql, &findings, recorder)
-            .await?
-        {
-            Verdict::Allow(policy) => policy,
-            Verdict::Refuse(refusal) => return Ok(error_answer(errors::refused(refusal))),
-            Verdict::Hold(decision) => {
-                return Ok(ClientStep::Hold(decision, sql.into_owned(), findings))
-            }
+        let (sql, findings, policy) = match self.judge(&text, recorder).await? {
+            Ok(allowed) => allowed,
+            Err(step) => return Ok(step),
         };
         let seq = recorder
             .record_queued_with(
@@ -416,6 +411,26 @@ impl Exchange {
             .await?;
         self.awaiting = Some(Awaiting::Results(Box::new(Results::new(seq, false, None))));
         Ok(ClientStep::Forward)
+    }
+
+    /// The guardrails' judgement of a statement: what to record of it if it may go on, or the step
+    /// that answers it (a refusal, a hold).
+    async fn judge<'t>(
+        &mut self,
+        text: &'t str,
+        recorder: &mut SessionRecorder,
+    ) -> Result<Result<Allowed<'t>, ClientStep>, RecordError> {
+        Ok(
+            match self.guardrails.judge_statement(text, recorder).await? {
+                Judgement::Allow {
+                    sql,
+                    findings,
+                    policy,
+                } => Ok((sql, findings, policy)),
+                Judgement::Refuse(refusal) => Err(error_answer(errors::refused(refusal))),
+                Judgement::Hold(held) => Err(ClientStep::Hold(held)),
+            },
+        )
     }
 
     /// A `KILL` that the relay resolved to the target's `thread` (of the session Proctor knows as
@@ -457,17 +472,9 @@ impl Exchange {
             )));
         }
         let text = String::from_utf8_lossy(body);
-        let (sql, findings) = recorder.mask(&text, "sql");
-        let policy = match self
-            .guardrails
-            .judge_sql(&text, &sql, &findings, recorder)
-            .await?
-        {
-            Verdict::Allow(policy) => policy,
-            Verdict::Refuse(refusal) => return Ok(error_answer(errors::refused(refusal))),
-            Verdict::Hold(decision) => {
-                return Ok(ClientStep::Hold(decision, sql.into_owned(), findings))
-            }
+        let (sql, findings, policy) = match self.judge(&text, recorder).await? {
+            Ok(allowed) => allowed,
+            Err(step) => return Ok(step),
         };
         self.awaiting = Some(Awaiting::Prepare(Box::new(Preparing {
             sql: MaskedSql {

@@ -17,7 +17,7 @@ use crate::codec::{self, Packet};
 use crate::errors::{self, MysqlError};
 use crate::exchange::{ClientStep, Exchange, UpstreamFault, UpstreamStep};
 use crate::kills::KillRegistry;
-use crate::upstream::BoxedStream;
+use proctor_net::BoxedStream;
 
 pub use crate::exchange::RelaySettings;
 
@@ -206,16 +206,8 @@ impl Session {
         };
         let step = loop {
             step = match step {
-                ClientStep::Hold(decision, masked, findings) => {
-                    self.hold(
-                        exchange,
-                        decision,
-                        &masked,
-                        &findings,
-                        recorder,
-                        kill_notices,
-                    )
-                    .await?;
+                ClientStep::Hold(held) => {
+                    self.hold(exchange, held, recorder, kill_notices).await?;
                     match exchange.on_client_packet(&packet.payload, recorder).await {
                         Ok(step) => step,
                         Err(e) => return self.journal_failed(reply_seq, e).await,
@@ -362,15 +354,13 @@ impl Session {
     async fn hold(
         &mut self,
         exchange: &mut Exchange,
-        decision: proctor_core::policy::Decision,
-        masked: &str,
-        findings: &[serde_json::Value],
+        held: proctor_core::guard::Held,
         recorder: &mut SessionRecorder,
         kill_notices: &mut mpsc::Receiver<()>,
     ) -> Result<(), End> {
         let (hold, _notice) = exchange
             .guardrails()
-            .hold(decision, masked, findings, recorder)
+            .hold(held, recorder)
             .await
             .map_err(|e| End(format!("journal failure: {e}")))?;
         let outcome = exchange.guardrails().outcome(&hold);

@@ -6,7 +6,6 @@
 //! (their reason, never the token). The recording itself (`session.start`, refusals, result limits,
 //! guardrails) is `proctor_core::session`'s, shared with every protocol.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,28 +14,25 @@ use bytes::BytesMut;
 use proctor_core::config::ConnectionKind;
 use proctor_core::policy::Dialect;
 use proctor_core::session::{self, off_the_loop, SessionStart};
-use proctor_core::tls::{self, TlsError};
 use proctor_core::{AuthFailure, AuthzError, Gate, Identity, SessionRecorder};
 use rand::Rng;
-use rustls::{ClientConfig, ServerConfig};
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
 
 use crate::auth;
 use crate::codec::{self, ClientHello, Greeting, HandshakeResponse};
 use crate::errors::{self, MysqlError};
 use crate::kills::{KillRegistry, KillRoute};
 use crate::relay::{Relay, RelaySettings};
-use crate::upstream::{self, BoxedStream, CHARSET_UTF8MB4};
+use crate::upstream::{self, CHARSET_UTF8MB4};
+use proctor_net::tls::{GatewayTls, TlsError};
+use proctor_net::BoxedStream;
 
 /// A client has this long to get from connecting to an authenticated session.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long sessions get to say goodbye when Proctor stops.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// The version Proctor's greeting announces (the target's own is in `session.start`).
 const SERVER_VERSION: &str = "8.0.40-proctor";
 /// Login packets are small: a greeting answer with attributes.
@@ -79,33 +75,12 @@ const PASSED_ON: u32 = codec::CLIENT_FOUND_ROWS
 
 pub struct MysqlGateway {
     gate: Arc<Gate>,
-    tls: Arc<ServerConfig>,
-    upstream_tls: HashMap<String, Option<Arc<ClientConfig>>>,
+    tls: GatewayTls,
     kills: Arc<KillRegistry>,
 }
 
 /// How a connection attempt failed before the relay started.
-struct Refusal {
-    error: MysqlError,
-    /// The event recorded for it.
-    event: Option<(&'static str, serde_json::Value)>,
-    reason: String,
-}
-
-impl Refusal {
-    fn new(error: MysqlError, reason: impl Into<String>) -> Box<Self> {
-        Box::new(Self {
-            error,
-            event: None,
-            reason: reason.into(),
-        })
-    }
-
-    fn recorded(mut self: Box<Self>, kind: &'static str, body: serde_json::Value) -> Box<Self> {
-        self.event = Some((kind, body));
-        self
-    }
-}
+type Refusal = session::Refused<MysqlError>;
 
 /// The client's side of the login: its stream, the sequence id of its next packet, and what it
 /// said.
@@ -147,21 +122,10 @@ struct Established {
 impl MysqlGateway {
     /// Prepares TLS on both sides; fails if a certificate or CA file cannot be used.
     pub fn new(gate: Arc<Gate>) -> Result<Arc<Self>, TlsError> {
-        let server = &gate.config().server;
-        let tls = tls::server_config(
-            server.tls_cert_file.as_deref(),
-            server.tls_key_file.as_deref(),
-            &server.data_dir,
-        )?;
-        let mut upstream_tls = HashMap::new();
-        for connection in &gate.config().connection {
-            let config = tls::upstream_config(connection.tls, connection.tls_ca_file.as_deref())?;
-            upstream_tls.insert(connection.name.clone(), config);
-        }
+        let tls = GatewayTls::new(gate.config())?;
         Ok(Arc::new(Self {
             gate,
             tls,
-            upstream_tls,
             kills: Arc::default(),
         }))
     }
@@ -172,39 +136,16 @@ impl MysqlGateway {
         self: Arc<Self>,
         listener: TcpListener,
         workers: Vec<Handle>,
-        mut shutdown: watch::Receiver<bool>,
+        shutdown: watch::Receiver<bool>,
     ) {
-        let mut sessions = JoinSet::new();
-        let mut next_worker = (0..workers.len()).cycle();
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => break,
-                accepted = listener.accept() => match accepted.and_then(|(stream, peer)| Ok((stream.into_std()?, peer))) {
-                    Ok((stream, peer)) => {
-                        let gateway = self.clone();
-                        let shutdown = shutdown.clone();
-                        let worker = next_worker.next().map_or_else(Handle::current, |n| workers[n].clone());
-                        sessions.spawn_on(async move {
-                            match TcpStream::from_std(stream) {
-                                Ok(stream) => {
-                                    let _ = stream.set_nodelay(true);
-                                    gateway.run_session(Box::new(stream), peer, shutdown).await
-                                }
-                                Err(e) => tracing::warn!(error = %e, "could not take over an accepted connection"),
-                            }
-                        }, &worker);
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                },
-                Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
-            }
-        }
-        let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
-            while sessions.join_next().await.is_some() {}
-        })
+        proctor_net::serve(
+            listener,
+            workers,
+            shutdown,
+            move |stream, peer, shutdown| {
+                self.clone().run_session(Box::new(stream), peer, shutdown)
+            },
+        )
         .await;
     }
 
@@ -330,9 +271,8 @@ impl MysqlGateway {
                 reason
             }
             Err(refusal) => {
-                if let Some((kind, body)) = refusal.event {
-                    let _ = recorder.record_queued_masked(kind, body).await;
-                }
+                let mut refusal = refusal;
+                refusal.record(&mut recorder).await;
                 let _ = client.send(&refusal.error.packet()).await;
                 let _ = client.stream.shutdown().await;
                 refusal.reason
@@ -364,11 +304,10 @@ impl MysqlGateway {
             match hello {
                 ClientHello::SslRequest { .. } if !client.tls => {
                     let plain = std::mem::replace(&mut client.stream, Box::new(tokio::io::empty()));
-                    let accepted = tokio_rustls::TlsAcceptor::from(self.tls.clone())
-                        .accept(plain)
+                    let accepted = proctor_net::tls::accept(&self.tls.front, plain)
                         .await
                         .map_err(|e| errors::handshake(format!("TLS handshake failed: {e}")))?;
-                    client.stream = Box::new(accepted);
+                    client.stream = accepted;
                     client.tls = true;
                 }
                 ClientHello::SslRequest { .. } => {
@@ -437,7 +376,7 @@ impl MysqlGateway {
         if let Some(program) = program {
             attributes.push(("program_name".into(), program.to_owned()));
         }
-        let upstream_tls = self.upstream_tls.get(connection).cloned().flatten();
+        let upstream_tls = self.tls.upstream(connection);
         let upstream = upstream::connect(
             &target,
             upstream_tls.as_ref(),

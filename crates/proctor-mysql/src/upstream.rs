@@ -7,18 +7,12 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use proctor_core::Target;
-use rustls::pki_types::ServerName;
+use proctor_net::{BoxedStream, ConnectError};
 use rustls::ClientConfig;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::auth;
 use crate::codec::{self, AuthReply, Greeting, HandshakeResponse, Packet, ProtocolError};
-
-/// A byte stream to a peer, plain or TLS.
-pub trait AsyncStream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> AsyncStream for T {}
-pub type BoxedStream = Box<dyn AsyncStream>;
 
 /// Packets of the login exchange are small; anything larger is not MySQL.
 const MAX_LOGIN_PACKET: usize = 64 * 1024;
@@ -27,10 +21,8 @@ pub const CHARSET_UTF8MB4: u8 = 45;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
-    #[error("cannot reach the database at {address}: {reason}")]
-    Unreachable { address: String, reason: String },
-    #[error("TLS to the database failed: {0}")]
-    Tls(String),
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
     #[error("the database refused Proctor's login (error {code}): {message}")]
     Rejected { code: u16, message: String },
     #[error("the database spoke unexpectedly during login: {0}")]
@@ -134,13 +126,7 @@ async fn login(
     attributes: &[(String, String)],
 ) -> Result<Upstream, UpstreamError> {
     let address = &target.config.address;
-    let tcp = TcpStream::connect(address)
-        .await
-        .map_err(|e| UpstreamError::Unreachable {
-            address: address.clone(),
-            reason: e.to_string(),
-        })?;
-    let _ = tcp.set_nodelay(true);
+    let tcp = proctor_net::connect_tcp(address).await?;
     let mut stream: BoxedStream = Box::new(tcp);
     let mut buf = BytesMut::with_capacity(1024);
     let greeting_packet = read_packet(&mut stream, &mut buf, MAX_LOGIN_PACKET).await?;
@@ -168,9 +154,9 @@ async fn login(
     let mut encrypted = false;
     if let Some(config) = tls {
         if greeting.capabilities & codec::CLIENT_SSL == 0 {
-            return Err(UpstreamError::Tls(
+            return Err(UpstreamError::Connect(ConnectError::Tls(
                 "the database does not offer TLS, and the connection requires it".into(),
-            ));
+            )));
         }
         capabilities |= codec::CLIENT_SSL;
         seq = send(
@@ -179,18 +165,7 @@ async fn login(
             &codec::ssl_request(capabilities, MAX_LOGIN_PACKET as u32, CHARSET_UTF8MB4),
         )
         .await?;
-        let host = target
-            .config
-            .tls_server_name
-            .clone()
-            .unwrap_or_else(|| target.config.host().to_owned());
-        let name = ServerName::try_from(host).map_err(|e| UpstreamError::Tls(e.to_string()))?;
-        let connector = tokio_rustls::TlsConnector::from(config.clone());
-        let secured = connector
-            .connect(name, stream)
-            .await
-            .map_err(|e| UpstreamError::Tls(e.to_string()))?;
-        stream = Box::new(secured);
+        stream = proctor_net::tls::connect(config, &target.config, stream).await?;
         encrypted = true;
     }
     let password = target

@@ -7,6 +7,7 @@
 //! bytes present before anything is allocated, and bad input is an error, never a panic.
 
 use bytes::{BufMut, BytesMut};
+use proctor_net::cursor::Cursor;
 
 /// Protocol limit for the first packet of a connection (PostgreSQL's own).
 pub const MAX_STARTUP_PACKET: usize = 10_000;
@@ -23,66 +24,58 @@ fn bad(message: impl Into<String>) -> ProtocolError {
     ProtocolError(message.into())
 }
 
-/// A cursor over one message body.
-pub struct Reader<'a> {
-    buf: &'a [u8],
+/// A cursor over one message body, with PostgreSQL's integers (big-endian) and strings.
+pub struct Reader<'a>(Cursor<'a>);
+
+fn ends_early() -> ProtocolError {
+    bad("message ends early")
 }
 
 impl<'a> Reader<'a> {
     pub fn new(buf: &'a [u8]) -> Self {
-        Self { buf }
+        Self(Cursor::new(buf))
     }
 
     pub fn remaining(&self) -> usize {
-        self.buf.len()
+        self.0.remaining()
     }
 
     pub fn u8(&mut self) -> Result<u8, ProtocolError> {
-        let (&first, rest) = self
-            .buf
-            .split_first()
-            .ok_or_else(|| bad("message ends early"))?;
-        self.buf = rest;
-        Ok(first)
+        self.0.u8().ok_or_else(ends_early)
     }
 
     pub fn i16(&mut self) -> Result<i16, ProtocolError> {
-        let bytes = self.bytes(2)?;
-        Ok(i16::from_be_bytes([bytes[0], bytes[1]]))
+        self.0
+            .array()
+            .map(i16::from_be_bytes)
+            .ok_or_else(ends_early)
     }
 
     pub fn i32(&mut self) -> Result<i32, ProtocolError> {
-        let bytes = self.bytes(4)?;
-        Ok(i32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+        self.0
+            .array()
+            .map(i32::from_be_bytes)
+            .ok_or_else(ends_early)
     }
 
     pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], ProtocolError> {
-        if n > self.buf.len() {
-            return Err(bad("message ends early"));
-        }
-        let (head, rest) = self.buf.split_at(n);
-        self.buf = rest;
-        Ok(head)
+        self.0.bytes(n).ok_or_else(ends_early)
     }
 
     /// A null-terminated string, which must be UTF-8.
     pub fn cstr(&mut self) -> Result<&'a str, ProtocolError> {
-        let end = self
-            .buf
-            .iter()
-            .position(|&b| b == 0)
+        let bytes = self
+            .0
+            .until_nul()
             .ok_or_else(|| bad("string is not terminated"))?;
-        let text =
-            std::str::from_utf8(&self.buf[..end]).map_err(|_| bad("string is not valid UTF-8"))?;
-        self.buf = &self.buf[end + 1..];
-        Ok(text)
+        std::str::from_utf8(bytes).map_err(|_| bad("string is not valid UTF-8"))
     }
 
     /// A count (i16) that must be non-negative and fit in what is left, at `min_each` bytes per item.
     pub fn count16(&mut self, min_each: usize) -> Result<usize, ProtocolError> {
         let n = self.i16()?;
         let n = usize::try_from(n).map_err(|_| bad("negative count"))?;
-        if n.saturating_mul(min_each) > self.buf.len() {
+        if n.saturating_mul(min_each) > self.remaining() {
             return Err(bad("count exceeds the message"));
         }
         Ok(n)
@@ -99,7 +92,7 @@ impl<'a> Reader<'a> {
     }
 
     pub fn rest(&mut self) -> &'a [u8] {
-        std::mem::take(&mut self.buf)
+        self.0.rest()
     }
 }
 

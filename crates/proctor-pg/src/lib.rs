@@ -21,5 +21,5 @@ mod server;
 mod upstream;
 pub mod values;
 
-pub use proctor_core::tls::TlsError;
+pub use proctor_net::tls::TlsError;
 pub use server::PgGateway;

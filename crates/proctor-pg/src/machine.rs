@@ -19,9 +19,10 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
-use proctor_core::guard::{Guardrails, Hold, HoldEnd, Refusal, RefusalKind, Verdict};
+use proctor_core::guard::{
+    Guardrails, Held, Hold, HoldEnd, Judgement, Refusal, RefusalKind, Verdict,
+};
 use proctor_core::journal::{Body, CanonicalJson};
-use proctor_core::policy::Decision;
 use proctor_core::results::{self, RecordedColumn, ResultEnd, ResultLimits, ResultRecord};
 use proctor_core::{RecordError, SessionRecorder};
 use serde_json::{json, Value};
@@ -165,7 +166,7 @@ enum Handling {
     /// Forward these bytes instead (refused); its decision is committed.
     Replace(&'static [u8]),
     /// Stop here: the message waits for an approver.
-    Hold(Decision, String, Vec<Value>),
+    Hold(Held),
 }
 
 pub(crate) struct State {
@@ -292,8 +293,8 @@ impl State {
                         copied = consumed;
                         commands += 1;
                     }
-                    Ok(Handling::Hold(decision, masked, findings)) => {
-                        held = Some((decision, masked, findings));
+                    Ok(Handling::Hold(statement)) => {
+                        held = Some(statement);
                         break;
                     }
                     Err(ClientMessageError::Record(e)) => return self.journal_failed(wire, e),
@@ -322,12 +323,8 @@ impl State {
             }
             buf.advance(consumed);
         }
-        if let Some((decision, masked, findings)) = held {
-            match self
-                .guardrails
-                .hold(decision, &masked, &findings, recorder)
-                .await
-            {
+        if let Some(statement) = held {
+            match self.guardrails.hold(statement, recorder).await {
                 Ok((hold, notice)) => {
                     wire.to_client(
                         &ClientError::notice(notice.message)
@@ -410,23 +407,21 @@ impl State {
     ) -> Result<Handling, ClientMessageError> {
         match message {
             Frontend::Query(text) => {
-                let (sql, findings) = recorder.mask(text, "sql");
-                let policy = match self
-                    .guardrails
-                    .judge_sql(text, &sql, &findings, recorder)
-                    .await?
-                {
-                    Verdict::Allow(policy) => policy,
-                    Verdict::Refuse(refusal) => {
-                        self.pending
-                            .push_back(Pending::Sync(Some(refused(refusal))));
-                        self.client_batches += 1;
-                        return Ok(Handling::Replace(codec::SYNC));
-                    }
-                    Verdict::Hold(decision) => {
-                        return Ok(Handling::Hold(decision, sql.into_owned(), findings))
-                    }
-                };
+                let (sql, findings, policy) =
+                    match self.guardrails.judge_statement(text, recorder).await? {
+                        Judgement::Allow {
+                            sql,
+                            findings,
+                            policy,
+                        } => (sql, findings, policy),
+                        Judgement::Refuse(refusal) => {
+                            self.pending
+                                .push_back(Pending::Sync(Some(refused(refusal))));
+                            self.client_batches += 1;
+                            return Ok(Handling::Replace(codec::SYNC));
+                        }
+                        Judgement::Hold(held) => return Ok(Handling::Hold(held)),
+                    };
                 let seq = recorder
                     .record_queued_with(
                         "db.query",
@@ -450,22 +445,20 @@ impl State {
                 param_types,
             } => {
                 within_limit(&self.statements, name, "prepared statements", &self.limits)?;
-                let (text, findings) = recorder.mask(sql, "sql");
-                let policy = match self
-                    .guardrails
-                    .judge_sql(sql, &text, &findings, recorder)
-                    .await?
-                {
-                    Verdict::Allow(policy) => policy,
-                    Verdict::Refuse(refusal) => {
-                        self.skipping = true;
-                        self.refusal = Some(refused(refusal));
-                        return Ok(Handling::Drop);
-                    }
-                    Verdict::Hold(decision) => {
-                        return Ok(Handling::Hold(decision, text.into_owned(), findings))
-                    }
-                };
+                let (text, findings, policy) =
+                    match self.guardrails.judge_statement(sql, recorder).await? {
+                        Judgement::Allow {
+                            sql,
+                            findings,
+                            policy,
+                        } => (sql, findings, policy),
+                        Judgement::Refuse(refusal) => {
+                            self.skipping = true;
+                            self.refusal = Some(refused(refusal));
+                            return Ok(Handling::Drop);
+                        }
+                        Judgement::Hold(held) => return Ok(Handling::Hold(held)),
+                    };
                 let sql = MaskedSql {
                     text: Arc::from(text),
                     findings: findings.into(),

@@ -19,7 +19,7 @@ use std::task::{Context, Poll, Waker};
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::upstream::BoxedStream;
+use proctor_net::BoxedStream;
 
 /// Bytes waiting for one peer beyond which the other peer is not read.
 pub const MAX_PENDING: usize = 4 * 1024 * 1024;

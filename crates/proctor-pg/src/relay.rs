@@ -21,7 +21,8 @@ use crate::codec::ClientError;
 use crate::interruptions::{Interruption, Interruptions};
 use crate::machine::{Flow, Limits, Pending, State, Wire};
 use crate::peer::{self, Peer, Traffic};
-use crate::upstream::{self, BoxedStream};
+use crate::upstream;
+use proctor_net::BoxedStream;
 
 const READ_CHUNK: usize = 64 * 1024;
 /// How long what was accepted for either side may take to reach it once the session ends.

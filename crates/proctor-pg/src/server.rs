@@ -5,7 +5,6 @@
 //! reason, never the token).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,13 +13,11 @@ use proctor_core::config::{ConnectionKind, PostgresAuth};
 use proctor_core::{
     AuthFailure, AuthzError, Gate, Identity, LocalCaller, LocalSessions, SessionRecorder,
 };
-use rustls::{ClientConfig, ServerConfig};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
 
 use crate::cancel::{CancelRegistry, CancelRoute};
 use crate::codec::{self, ClientError, Reader, StartupPacket};
@@ -28,20 +25,18 @@ use crate::interruptions::Interruptions;
 use crate::machine::Limits;
 use crate::relay::{Ended, Relay};
 use crate::scram::{self, ScramExchange};
-use crate::upstream::{self, BoxedStream};
+use crate::upstream;
 use proctor_core::policy::{Dialect, Policy};
 use proctor_core::session::{self, off_the_loop, SessionStart};
-use proctor_core::tls::{self, TlsError};
+use proctor_net::tls::{GatewayTls, TlsError};
+use proctor_net::BoxedStream;
 
 /// A client has this long to get from connecting to an authenticated session.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long sessions get to say goodbye when Proctor stops.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 pub struct PgGateway {
     gate: Arc<Gate>,
-    tls: Arc<ServerConfig>,
-    upstream_tls: HashMap<String, Option<Arc<ClientConfig>>>,
+    tls: GatewayTls,
     cancels: CancelRegistry,
     /// Turns true when the gateway stops: in-process sessions end then, as network ones do.
     local_stop: watch::Sender<bool>,
@@ -60,103 +55,46 @@ struct SessionRequest<'a> {
 }
 
 /// How a connection attempt failed before the relay started.
-struct Refusal {
-    error: ClientError,
-    /// The event recorded for it, if a session was opened.
-    event: Option<(&'static str, serde_json::Value)>,
-    reason: String,
-}
-
-impl Refusal {
-    fn new(error: ClientError, reason: impl Into<String>) -> Box<Self> {
-        Box::new(Self {
-            error,
-            event: None,
-            reason: reason.into(),
-        })
-    }
-
-    fn recorded(mut self: Box<Self>, kind: &'static str, body: serde_json::Value) -> Box<Self> {
-        self.event = Some((kind, body));
-        self
-    }
-}
+type Refusal = session::Refused<ClientError>;
 
 impl PgGateway {
     /// Prepares TLS on both sides; fails if a certificate or CA file cannot be used.
     pub fn new(gate: Arc<Gate>) -> Result<Arc<Self>, TlsError> {
-        let server = &gate.config().server;
-        let tls = tls::server_config(
-            server.tls_cert_file.as_deref(),
-            server.tls_key_file.as_deref(),
-            &server.data_dir,
-        )?;
-        let mut upstream_tls = HashMap::new();
-        for connection in &gate.config().connection {
-            let config = tls::upstream_config(connection.tls, connection.tls_ca_file.as_deref())?;
-            upstream_tls.insert(connection.name.clone(), config);
-        }
+        let tls = GatewayTls::new(gate.config())?;
         Ok(Arc::new(Self {
             gate,
             tls,
-            upstream_tls,
             cancels: CancelRegistry::default(),
             local_stop: watch::channel(false).0,
         }))
     }
 
-    /// Accepts clients until `shutdown` turns true, then gives open sessions a moment to end cleanly.
-    /// Each session runs on one of `workers`, taken in turn.
+    /// Accepts clients until `shutdown` turns true, then gives open sessions a moment to end
+    /// cleanly; in-process sessions are told to end as soon as it turns. Each session runs on one of
+    /// `workers`, taken in turn.
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
         workers: Vec<Handle>,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
-        let mut sessions = JoinSet::new();
-        let mut next_worker = (0..workers.len()).cycle();
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => {
-                    self.local_stop.send_replace(true);
-                    break;
-                }
-                accepted = listener.accept() => match accepted.and_then(|(stream, peer)| Ok((stream.into_std()?, peer))) {
-                    Ok((stream, peer)) => {
-                        let gateway = self.clone();
-                        let shutdown = shutdown.clone();
-                        let worker = next_worker.next().map_or_else(Handle::current, |n| workers[n].clone());
-                        // The socket joins the event loop of the worker that polls it.
-                        sessions.spawn_on(async move {
-                            match TcpStream::from_std(stream) {
-                                Ok(stream) => gateway.handle(stream, peer, shutdown).await,
-                                Err(e) => tracing::warn!(error = %e, "could not take over an accepted connection"),
-                            }
-                        }, &worker);
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                },
-                Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
-            }
-        }
-        let _ = tokio::time::timeout(SHUTDOWN_GRACE, async {
-            while sessions.join_next().await.is_some() {}
-        })
-        .await;
-    }
-
-    async fn handle(
-        self: Arc<Self>,
-        stream: TcpStream,
-        peer: SocketAddr,
         shutdown: watch::Receiver<bool>,
     ) {
-        let _ = stream.set_nodelay(true);
-        self.run_session(Box::new(stream), peer.to_string(), None, shutdown)
-            .await;
+        let mut stopping = shutdown.clone();
+        let gateway = self.clone();
+        let sessions = proctor_net::serve(
+            listener,
+            workers,
+            shutdown,
+            move |stream, peer, shutdown| {
+                gateway
+                    .clone()
+                    .run_session(Box::new(stream), peer.to_string(), None, shutdown)
+            },
+        );
+        let stop_local = async {
+            let _ = stopping.changed().await;
+            self.local_stop.send_replace(true);
+        };
+        tokio::join!(sessions, stop_local);
     }
 
     /// A session from its first byte to its end: a network client's, or an in-process caller's
@@ -282,9 +220,8 @@ impl PgGateway {
                 reason
             }
             Err(refusal) => {
-                if let Some((kind, body)) = refusal.event {
-                    let _ = recorder.record_queued_masked(kind, body).await;
-                }
+                let mut refusal = refusal;
+                refusal.record(&mut recorder).await;
                 let _ = client.write_all(&refusal.error.encode()).await;
                 let _ = client.shutdown().await;
                 refusal.reason
@@ -333,13 +270,12 @@ impl PgGateway {
                 StartupPacket::SslRequest if !encrypted => {
                     client.write_all(b"S").await.map_err(lost)?;
                     let plain = std::mem::replace(client, Box::new(tokio::io::empty()));
-                    let accepted = tokio_rustls::TlsAcceptor::from(self.tls.clone())
-                        .accept(plain)
+                    let accepted = proctor_net::tls::accept(&self.tls.front, plain)
                         .await
                         .map_err(|e| {
                             ClientError::fatal("08P01", format!("TLS handshake failed: {e}"))
                         })?;
-                    *client = Box::new(accepted);
+                    *client = accepted;
                     encrypted = true;
                 }
                 StartupPacket::SslRequest => {
@@ -498,7 +434,7 @@ impl PgGateway {
         if read_only {
             forwarded.push(("default_transaction_read_only".into(), "on".into()));
         }
-        let upstream_tls = self.upstream_tls.get(connection).cloned().flatten();
+        let upstream_tls = self.tls.upstream(connection);
         let mut upstream = upstream::connect(
             &target,
             upstream_tls.as_ref(),

@@ -11,27 +11,19 @@ use bytes::BytesMut;
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256, SCRAM_SHA_256};
 use postgres_protocol::message::frontend;
 use proctor_core::Target;
-use rustls::pki_types::ServerName;
+use proctor_net::{BoxedStream, ConnectError};
 use rustls::ClientConfig;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::codec::{self, error_fields, Reader};
-
-/// A byte stream to a peer, plain or TLS.
-pub trait AsyncStream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> AsyncStream for T {}
-pub type BoxedStream = Box<dyn AsyncStream>;
 
 /// Startup-phase messages from the server are small; anything larger is not PostgreSQL.
 const MAX_STARTUP_MESSAGE: usize = 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
-    #[error("cannot reach the database at {address}: {reason}")]
-    Unreachable { address: String, reason: String },
-    #[error("TLS to the database failed: {0}")]
-    Tls(String),
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
     #[error("the database refused Proctor's login ({sqlstate}): {message}")]
     Rejected { sqlstate: String, message: String },
     #[error("the database asked for a password, but connection {0:?} has none configured")]
@@ -68,14 +60,7 @@ async fn open_stream(
     target: &Target,
     tls: Option<&Arc<ClientConfig>>,
 ) -> Result<(BoxedStream, bool), UpstreamError> {
-    let address = &target.config.address;
-    let mut tcp = TcpStream::connect(address)
-        .await
-        .map_err(|e| UpstreamError::Unreachable {
-            address: address.clone(),
-            reason: e.to_string(),
-        })?;
-    let _ = tcp.set_nodelay(true);
+    let mut tcp = proctor_net::connect_tcp(&target.config.address).await?;
     let Some(tls) = tls else {
         return Ok((Box::new(tcp), false));
     };
@@ -84,22 +69,12 @@ async fn open_stream(
     tcp.write_all(&request).await.map_err(io_error)?;
     let answer = tcp.read_u8().await.map_err(io_error)?;
     if answer != b'S' {
-        return Err(UpstreamError::Tls(
+        return Err(UpstreamError::Connect(ConnectError::Tls(
             "the server does not accept TLS, but the connection requires it".into(),
-        ));
+        )));
     }
-    let name = target
-        .config
-        .tls_server_name
-        .clone()
-        .unwrap_or_else(|| target.config.host().to_owned());
-    let server_name = ServerName::try_from(name.clone())
-        .map_err(|_| UpstreamError::Tls(format!("{name:?} is not a valid server name")))?;
-    let stream = tokio_rustls::TlsConnector::from(tls.clone())
-        .connect(server_name, tcp)
-        .await
-        .map_err(|e| UpstreamError::Tls(e.to_string()))?;
-    Ok((Box::new(stream), true))
+    let stream = proctor_net::tls::connect(tls, &target.config, Box::new(tcp)).await?;
+    Ok((stream, true))
 }
 
 /// Reads one whole message into `buf`, returning its tag and body.

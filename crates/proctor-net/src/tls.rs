@@ -4,10 +4,11 @@
 //! rustls configurations only; the handshakes are the protocol crates' (each starts TLS at its own
 //! point of its exchange).
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::UpstreamTls;
+use proctor_core::{Config, UpstreamTls};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
@@ -49,6 +50,37 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     use rustls::pki_types::pem::PemObject;
     PrivateKeyDer::from_pem_file(path).map_err(|e| file_error(path, e))
+}
+
+/// TLS for one protocol's listener: what it presents to clients, and what it expects of each
+/// connection's target.
+pub struct GatewayTls {
+    pub front: Arc<ServerConfig>,
+    /// By connection name; `None` where the connection's TLS is disabled.
+    pub upstream: HashMap<String, Option<Arc<ClientConfig>>>,
+}
+
+impl GatewayTls {
+    /// Both sides as `config` sets them; fails if a certificate or CA file cannot be used.
+    pub fn new(config: &Config) -> Result<Self, TlsError> {
+        let server = &config.server;
+        let front = server_config(
+            server.tls_cert_file.as_deref(),
+            server.tls_key_file.as_deref(),
+            &server.data_dir,
+        )?;
+        let mut upstream = HashMap::new();
+        for connection in &config.connection {
+            let tls = upstream_config(connection.tls, connection.tls_ca_file.as_deref())?;
+            upstream.insert(connection.name.clone(), tls);
+        }
+        Ok(Self { front, upstream })
+    }
+
+    /// The client configuration towards `connection`'s target, if it uses TLS.
+    pub fn upstream(&self, connection: &str) -> Option<Arc<ClientConfig>> {
+        self.upstream.get(connection).cloned().flatten()
+    }
 }
 
 /// The server configuration: the given certificate, or the self-signed one in `data_dir` (made now if
@@ -210,4 +242,35 @@ mod tests {
         let err = server_config(Some(&cert), Some(&cert), dir.path()).unwrap_err();
         assert!(err.to_string().contains("nope.pem"));
     }
+}
+
+/// Takes over `stream` as the TLS server Proctor is to its clients, once the protocol agreed to it.
+pub async fn accept(
+    config: &Arc<ServerConfig>,
+    stream: crate::BoxedStream,
+) -> std::io::Result<crate::BoxedStream> {
+    let accepted = tokio_rustls::TlsAcceptor::from(config.clone())
+        .accept(stream)
+        .await?;
+    Ok(Box::new(accepted))
+}
+
+/// Takes over `stream` as a TLS client of `target`, whose certificate must name its
+/// `tls_server_name`, or else the host of its address.
+pub async fn connect(
+    config: &Arc<ClientConfig>,
+    target: &proctor_core::ConnectionConfig,
+    stream: crate::BoxedStream,
+) -> Result<crate::BoxedStream, crate::ConnectError> {
+    let name = target
+        .tls_server_name
+        .clone()
+        .unwrap_or_else(|| target.host().to_owned());
+    let server_name = ServerName::try_from(name.clone())
+        .map_err(|_| crate::ConnectError::Tls(format!("{name:?} is not a valid server name")))?;
+    let stream = tokio_rustls::TlsConnector::from(config.clone())
+        .connect(server_name, stream)
+        .await
+        .map_err(|e| crate::ConnectError::Tls(e.to_string()))?;
+    Ok(Box::new(stream))
 }
