@@ -38,7 +38,7 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long sessions get to say goodbye when Proctor stops.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// The version Proctor's greeting announces (the target's own is in `session.start`).
-const SERVER_VERSION: &str = "8.0.40-proctor";
+const SERVER_VERSION: &str = "5.7.99-proctor";
 /// Login packets are small: a greeting answer with attributes.
 const MAX_LOGIN_PACKET: usize = 64 * 1024;
 
