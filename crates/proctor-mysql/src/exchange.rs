@@ -530,10 +530,13 @@ impl Exchange {
             .enumerate()
             .map(|(i, value)| {
                 let (column_type, unsigned) = execute.types.get(i).copied().unwrap_or((0, false));
+                // Parameters carry no character set: bytes are text if UTF-8, else hex.
                 match (statement.long_data.get(i).and_then(Option::as_ref), value) {
                     (Some((kept, total)), _) => {
-                        let mut decoded = values::decode_text(false, kept, budget + MASK_LOOKAHEAD);
-                        if *total > kept.len() as u64 {
+                        let cut = *total > kept.len() as u64;
+                        let shown = if cut { utf8_prefix(kept) } else { kept };
+                        let mut decoded = values::decode_text(true, shown, budget + MASK_LOOKAHEAD);
+                        if cut {
                             decoded = json!({"long_data": decoded, "bytes": total});
                         }
                         decoded
@@ -541,7 +544,7 @@ impl Exchange {
                     (None, Some(value)) => values::decode_binary(
                         column_type,
                         unsigned,
-                        false,
+                        true,
                         value,
                         budget + MASK_LOOKAHEAD,
                     ),
@@ -1131,6 +1134,15 @@ impl Exchange {
             .record_queued_with("db.error", event, findings)
             .await?;
         Ok(())
+    }
+}
+
+/// The start kept of a long parameter without the character its cut split, so that a cut text
+/// still reads as text.
+fn utf8_prefix(kept: &[u8]) -> &[u8] {
+    match std::str::from_utf8(kept) {
+        Err(e) if e.error_len().is_none() => &kept[..e.valid_up_to()],
+        _ => kept,
     }
 }
 

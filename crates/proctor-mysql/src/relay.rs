@@ -247,13 +247,13 @@ impl Session {
         match step {
             ClientStep::Forward => {
                 self.upstream.write(&packet.raw).await?;
-                self.relay_answer(exchange, recorder).await
+                self.relay_answer(exchange, recorder, kill_notices).await
             }
             ClientStep::Rewrite(payload) => {
                 let mut out = BytesMut::with_capacity(payload.len() + 4);
                 codec::write_packet(&mut out, packet.first_seq, &payload);
                 self.upstream.write(&out).await?;
-                self.relay_answer(exchange, recorder).await
+                self.relay_answer(exchange, recorder, kill_notices).await
             }
             ClientStep::ForwardQuietly => self.upstream.write(&packet.raw).await,
             ClientStep::Answer(payload) => self.answer(reply_seq, &payload).await,
@@ -272,11 +272,13 @@ impl Session {
     }
 
     /// Relays the target's answer to the command just forwarded, and the file a LOCAL INFILE
-    /// sends.
+    /// sends. A kill of this session that arrives meanwhile is recorded as it arrives, before the
+    /// answer it cuts short.
     async fn relay_answer(
         &mut self,
         exchange: &mut Exchange,
         recorder: &mut SessionRecorder,
+        kill_notices: &mut mpsc::Receiver<()>,
     ) -> Result<(), End> {
         let max = exchange
             .settings()
@@ -288,7 +290,18 @@ impl Session {
                 self.relay_infile(exchange, recorder).await?;
                 continue;
             }
-            let packet = match self.upstream.packet(max).await {
+            let packet = tokio::select! {
+                biased;
+                Some(()) = kill_notices.recv() => {
+                    if let Err(e) = record_killed(recorder).await {
+                        self.flush().await?;
+                        return Err(End(format!("journal failure: {e}")));
+                    }
+                    continue;
+                }
+                packet = self.upstream.packet(max) => packet,
+            };
+            let packet = match packet {
                 Ok(Some(packet)) => packet,
                 Ok(None) => {
                     self.flush().await?;

@@ -34,7 +34,7 @@ use proctor_net::BoxedStream;
 /// A client has this long to get from connecting to an authenticated session.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// The version Proctor's greeting announces (the target's own is in `session.start`).
-const SERVER_VERSION: &str = "8.0.40-proctor";
+const SERVER_VERSION: &str = "5.7.99-proctor";
 /// Login packets are small: a greeting answer with attributes.
 const MAX_LOGIN_PACKET: usize = 64 * 1024;
 
