@@ -24,6 +24,9 @@ fn bad(message: impl Into<String>) -> ProtocolError {
     ProtocolError(message.into())
 }
 
+/// How [`take_packet`]'s error for a packet over its limit begins.
+pub const TOO_LARGE: &str = "packet of more than";
+
 /// The largest payload one physical frame carries; a frame this long is continued by the next.
 pub const MAX_FRAME_PAYLOAD: usize = 0xFF_FFFF;
 
@@ -316,9 +319,7 @@ pub fn take_packet(
         last_seq = seq;
         total = total.saturating_add(len);
         if total > max_payload {
-            return Err(bad(format!(
-                "packet of more than {max_payload} bytes refused"
-            )));
+            return Err(bad(format!("{TOO_LARGE} {max_payload} bytes refused")));
         }
         let start = offset + 4;
         let end = start + len;

@@ -245,7 +245,9 @@ impl Exchange {
             return Ok(self.on_infile_data(payload, recorder));
         }
         let Some((&command, body)) = payload.split_first() else {
-            return Ok(error_answer(errors::malformed("an empty command packet")));
+            return self
+                .refuse_malformed("an empty command packet", recorder)
+                .await;
         };
         match command {
             codec::COM_QUERY => self.on_query(body, recorder).await,
@@ -300,9 +302,10 @@ impl Exchange {
                     id: u32::from_le_bytes([id[0], id[1], id[2], id[3]]),
                     query_only: false,
                 }),
-                None => Ok(error_answer(errors::malformed(
-                    "COM_PROCESS_KILL without an id",
-                ))),
+                None => {
+                    self.refuse_malformed("COM_PROCESS_KILL without an id", recorder)
+                        .await
+                }
             },
             codec::COM_QUIT => Ok(ClientStep::Quit),
             codec::COM_CHANGE_USER => {
@@ -326,6 +329,32 @@ impl Exchange {
                 Ok(error_answer(errors::unknown_command(other)))
             }
         }
+    }
+
+    /// Answers a packet that is not the protocol with ER_MALFORMED_PACKET, recording why.
+    async fn refuse_malformed(
+        &mut self,
+        why: &str,
+        recorder: &mut SessionRecorder,
+    ) -> Result<ClientStep, RecordError> {
+        recorder
+            .record_queued_masked(
+                "protocol.error",
+                json!({"direction": "client", "message": why}),
+            )
+            .await?;
+        Ok(error_answer(errors::malformed(why)))
+    }
+
+    /// Answers a command naming a prepared statement the session does not hold, recording it.
+    async fn refuse_unknown_statement(
+        &mut self,
+        id: u32,
+        recorder: &mut SessionRecorder,
+    ) -> Result<ClientStep, RecordError> {
+        let error = errors::unknown_statement(id);
+        self.record_error(&error, None, recorder).await?;
+        Ok(error_answer(error))
     }
 
     async fn record_refused_command(
@@ -496,14 +525,15 @@ impl Exchange {
         recorder: &mut SessionRecorder,
     ) -> Result<ClientStep, RecordError> {
         let Some(id) = payload.get(1..5) else {
-            return Ok(error_answer(errors::malformed(
-                "COM_STMT_EXECUTE without a statement id",
-            )));
+            return self
+                .refuse_malformed("COM_STMT_EXECUTE without a statement id", recorder)
+                .await;
         };
         let id = u32::from_le_bytes([id[0], id[1], id[2], id[3]]);
-        let Some(statement) = self.statements.get_mut(&id) else {
-            return Ok(error_answer(errors::unknown_statement(id)));
-        };
+        if !self.statements.contains_key(&id) {
+            return self.refuse_unknown_statement(id, recorder).await;
+        }
+        let statement = self.statements.get_mut(&id).expect("checked above");
         let long_data: Vec<bool> = statement.long_data.iter().map(Option::is_some).collect();
         let execute = match codec::parse_execute(
             payload,
@@ -604,14 +634,14 @@ impl Exchange {
         recorder: &mut SessionRecorder,
     ) -> Result<ClientStep, RecordError> {
         let Some(id) = body.get(..4) else {
-            return Ok(error_answer(errors::malformed(
-                "COM_STMT_FETCH without a statement id",
-            )));
+            return self
+                .refuse_malformed("COM_STMT_FETCH without a statement id", recorder)
+                .await;
         };
         let id = u32::from_le_bytes([id[0], id[1], id[2], id[3]]);
         let (sql, findings, columns) = match self.statements.get(&id) {
             Some(s) => (s.sql.clone(), s.findings.to_vec(), s.columns.clone()),
-            None => return Ok(error_answer(errors::unknown_statement(id))),
+            None => return self.refuse_unknown_statement(id, recorder).await,
         };
         let seq = recorder
             .record_queued_with(

@@ -129,7 +129,7 @@ impl Relay {
                 Ok(Some(packet)) => packet,
                 Ok(None) => break End("client disconnected".into()),
                 Err(why) => {
-                    let error = if why.contains("exceeds") || why.contains("too large") {
+                    let error = if why.starts_with(codec::TOO_LARGE) {
                         errors::packet_too_large(max)
                     } else {
                         errors::malformed(&why)

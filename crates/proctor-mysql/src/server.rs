@@ -17,7 +17,7 @@ use proctor_core::session::{self, off_the_loop, SessionStart};
 use proctor_core::{AuthFailure, AuthzError, Gate, Identity, SessionRecorder};
 use rand::Rng;
 use serde_json::json;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch};
@@ -100,12 +100,28 @@ impl Client {
         self.stream.write_all(&out).await
     }
 
+    /// Reads one login packet, and not a byte past it: a client that asks for TLS starts its TLS
+    /// handshake right after its SSLRequest, and those bytes belong to the TLS acceptor.
     async fn read(&mut self) -> Result<bytes::Bytes, MysqlError> {
-        let packet = upstream::read_packet(&mut self.stream, &mut self.buf, MAX_LOGIN_PACKET)
+        let mut header = [0u8; 4];
+        self.stream
+            .read_exact(&mut header)
             .await
-            .map_err(|e| errors::handshake(e.to_string()))?;
-        self.seq = packet.last_seq.wrapping_add(1);
-        Ok(packet.payload)
+            .map_err(|e| errors::handshake(format!("connection lost: {e}")))?;
+        let len =
+            usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
+        if len > MAX_LOGIN_PACKET {
+            return Err(errors::handshake(format!(
+                "a login packet of {len} bytes, more than {MAX_LOGIN_PACKET}"
+            )));
+        }
+        let mut payload = vec![0u8; len];
+        self.stream
+            .read_exact(&mut payload)
+            .await
+            .map_err(|e| errors::handshake(format!("connection lost: {e}")))?;
+        self.seq = header[3].wrapping_add(1);
+        Ok(payload.into())
     }
 }
 
