@@ -216,34 +216,6 @@ impl ServerCertVerifier for AcceptAnyCertificate {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn self_signed_certificate_is_made_once_with_a_private_key_file() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        server_config(None, None, dir.path()).unwrap();
-        let key = dir.path().join("tls-key.pem");
-        let first = std::fs::read(&key).unwrap();
-        assert_eq!(
-            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
-        server_config(None, None, dir.path()).unwrap();
-        assert_eq!(std::fs::read(&key).unwrap(), first);
-    }
-
-    #[test]
-    fn a_missing_certificate_file_is_named() {
-        let dir = tempfile::tempdir().unwrap();
-        let cert = dir.path().join("nope.pem");
-        let err = server_config(Some(&cert), Some(&cert), dir.path()).unwrap_err();
-        assert!(err.to_string().contains("nope.pem"));
-    }
-}
-
 /// Takes over `stream` as the TLS server Proctor is to its clients, once the protocol agreed to it.
 pub async fn accept(
     config: &Arc<ServerConfig>,
@@ -273,4 +245,32 @@ pub async fn connect(
         .await
         .map_err(|e| crate::ConnectError::Tls(e.to_string()))?;
     Ok(Box::new(stream))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn self_signed_certificate_is_made_once_with_a_private_key_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        server_config(None, None, dir.path()).unwrap();
+        let key = dir.path().join("tls-key.pem");
+        let first = std::fs::read(&key).unwrap();
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        server_config(None, None, dir.path()).unwrap();
+        assert_eq!(std::fs::read(&key).unwrap(), first);
+    }
+
+    #[test]
+    fn a_missing_certificate_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("nope.pem");
+        let err = server_config(Some(&cert), Some(&cert), dir.path()).unwrap_err();
+        assert!(err.to_string().contains("nope.pem"));
+    }
 }
