@@ -128,21 +128,7 @@ impl Relay {
             let packet = match packet {
                 Ok(Some(packet)) => packet,
                 Ok(None) => break End("client disconnected".into()),
-                Err(why) => {
-                    let error = if why.starts_with(codec::TOO_LARGE) {
-                        errors::packet_too_large(max)
-                    } else {
-                        errors::malformed(&why)
-                    };
-                    let _ = recorder
-                        .record_masked(
-                            "protocol.error",
-                            json!({"direction": "client", "message": why}),
-                        )
-                        .await;
-                    let _ = session.answer(0, &error.packet()).await;
-                    break End(format!("protocol error: {}", error.message));
-                }
+                Err(why) => break session.client_broke(&why, max, &mut recorder).await,
             };
             match session
                 .command(&mut exchange, &packet, &mut recorder, &mut kill_notices)
@@ -341,7 +327,7 @@ impl Session {
             let packet = match self.client.packet(max).await {
                 Ok(Some(packet)) => packet,
                 Ok(None) => return Err(End("client disconnected".into())),
-                Err(why) => return Err(End(format!("protocol error: {why}"))),
+                Err(why) => return Err(self.client_broke(&why, max, recorder).await),
             };
             if let Err(e) = exchange.on_client_packet(&packet.payload, recorder).await {
                 return Err(End(format!("journal failure: {e}")));
@@ -349,6 +335,24 @@ impl Session {
             self.upstream.write(&packet.raw).await?;
         }
         Ok(())
+    }
+
+    /// The client broke the protocol (a packet too large, bad framing): it is recorded, the client
+    /// is told, the session ends.
+    async fn client_broke(&mut self, why: &str, max: usize, recorder: &mut SessionRecorder) -> End {
+        let error = if why.starts_with(codec::TOO_LARGE) {
+            errors::packet_too_large(max)
+        } else {
+            errors::malformed(why)
+        };
+        let _ = recorder
+            .record_masked(
+                "protocol.error",
+                json!({"direction": "client", "message": why}),
+            )
+            .await;
+        let _ = self.answer(0, &error.packet()).await;
+        End(format!("protocol error: {}", error.message))
     }
 
     /// The target broke the protocol: the client is told, the session ends.
