@@ -1,6 +1,7 @@
 //! `proctor init`: a first configuration in one command. It writes a commented `proctor.toml` with the
-//! one connection named on the command line, creates the first identity (group `admin`), prints its
-//! token once and the `psql` line that reaches the database through Proctor. It asks only for what it
+//! one connection named on the command line (PostgreSQL or MySQL), creates the first identity (group
+//! `admin`), prints its token once and the `psql` or `mariadb` line that reaches the database through
+//! Proctor. It asks only for what it
 //! cannot work out (the database password, at a prompt that does not echo), never takes a secret
 //! from the command line, and never overwrites a configuration.
 
@@ -12,7 +13,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, ensure, Context};
 use clap::Args;
-use proctor_core::config::valid_name;
+use proctor_core::config::{valid_name, ConnectionKind};
 use proctor_core::{identity, Config};
 
 /// The file `init` writes and every command reads when no `--config` is given.
@@ -20,8 +21,9 @@ pub const DEFAULT_CONFIG: &str = "proctor.toml";
 
 #[derive(Args)]
 pub struct InitArgs {
-    /// The database to reach through Proctor: postgres://USER@HOST[:PORT]/DATABASE. No password in
-    /// it: Proctor asks for it, or reads it from --password-env.
+    /// The database to reach through Proctor: postgres://USER@HOST[:PORT]/DATABASE or
+    /// mysql://USER@HOST[:PORT]/DATABASE. No password in it: Proctor asks for it, or reads it from
+    /// --password-env.
     #[arg(long)]
     connection: String,
     /// The variable that holds the database password when Proctor runs; `init` stores nothing then.
@@ -43,6 +45,7 @@ pub struct InitArgs {
 /// The target as `--connection` names it.
 #[derive(Debug, PartialEq)]
 struct Target {
+    kind: ConnectionKind,
     user: String,
     host: String,
     port: u16,
@@ -53,10 +56,11 @@ fn parse_target(text: &str) -> anyhow::Result<Target> {
     let url = url::Url::parse(text).with_context(|| {
         format!("--connection {text:?} is not a URL like postgres://user@host:5432/db")
     })?;
-    ensure!(
-        matches!(url.scheme(), "postgres" | "postgresql"),
-        "--connection must start with postgres:// (the only kind `init` sets up)"
-    );
+    let (kind, default_port) = match url.scheme() {
+        "postgres" | "postgresql" => (ConnectionKind::Postgres, 5432),
+        "mysql" | "mariadb" => (ConnectionKind::Mysql, 3306),
+        _ => bail!("--connection must start with postgres:// or mysql://"),
+    };
     ensure!(
         url.password().is_none(),
         "--connection carries a password: leave it out, Proctor asks for it (or use --password-env), \
@@ -70,7 +74,10 @@ fn parse_target(text: &str) -> anyhow::Result<Target> {
         .trim_end_matches(']')
         .to_owned();
     let user = match url.username() {
-        "" => bail!("--connection names no user: postgres://USER@{host}/..."),
+        "" => bail!(
+            "--connection names no user: {}://USER@{host}/...",
+            url.scheme()
+        ),
         user => percent_decode(user)?,
     };
     let database = match url.path().trim_start_matches('/') {
@@ -78,9 +85,10 @@ fn parse_target(text: &str) -> anyhow::Result<Target> {
         database => percent_decode(database)?,
     };
     Ok(Target {
+        kind,
         user,
         host,
-        port: url.port().unwrap_or(5432),
+        port: url.port().unwrap_or(default_port),
         database,
     })
 }
@@ -131,7 +139,7 @@ fn render_config(defaults: &Config, target: &Target, name: &str, secret_line: &s
 [server]
 data_dir = {data_dir}       # the journal, identities, TLS certificate (relative to the working dir)
 postgres_listen = "{postgres_listen}"  # where psql and drivers connect
-http_listen = "{http_listen}"      # health, checkpoints, approvals, the LLM proxy, MCP
+{mysql_listen}http_listen = "{http_listen}"      # health, checkpoints, approvals, the LLM proxy, MCP
 
 # [store]
 # sync = "normal"     # "full" also fsyncs every commit, for power loss
@@ -140,10 +148,11 @@ http_listen = "{http_listen}"      # health, checkpoints, approvals, the LLM pro
 # rules_files = ["gitleaks"]  # secret formats masked beside the built-in ones
 # pii = false                 # also mask email addresses, phone numbers, IBANs
 
-# The database, as clients name it (psql's dbname). Add a [[connection]] block per database.
+# The database, as clients name it (psql's dbname, mysql's database). Add a [[connection]] block
+# per database.
 [[connection]]
 name = {name}
-kind = "postgres"
+kind = {kind}
 address = {address}
 database = {database}
 user = {user}
@@ -155,8 +164,17 @@ guardrails = "off"            # "recommended": deny or hold destructive statemen
 "#,
         data_dir = toml_string(&server.data_dir.display().to_string()),
         postgres_listen = server.postgres_listen,
+        mysql_listen = match target.kind {
+            ConnectionKind::Mysql =>
+                "mysql_listen = \"127.0.0.1:13306\"  # where mysql, mariadb and drivers connect\n",
+            ConnectionKind::Postgres => "",
+        },
         http_listen = server.http_listen,
         name = toml_string(name),
+        kind = match target.kind {
+            ConnectionKind::Postgres => "\"postgres\"",
+            ConnectionKind::Mysql => "\"mysql\"",
+        },
         address = toml_string(&format!("{}:{}", target.host, target.port)),
         database = toml_string(&target.database),
         user = toml_string(&target.user),
@@ -258,11 +276,18 @@ pub fn run(args: InitArgs) -> anyhow::Result<ExitCode> {
     println!("{}", token.expose());
     eprintln!();
     eprintln!("start the gateway:   proctor serve");
-    eprintln!(
-        "then connect:        psql \"host={} port={} user={identity_name} dbname={name}\"   (password: the token)",
-        config.server.postgres_listen.ip(),
-        config.server.postgres_listen.port(),
-    );
+    match config.mysql_listen().filter(|_| target.kind == ConnectionKind::Mysql) {
+        Some(mysql) => eprintln!(
+            "then connect:        mariadb -h {} -P {} -u {identity_name} -p -D {name}   (password: the token)",
+            mysql.ip(),
+            mysql.port(),
+        ),
+        None => eprintln!(
+            "then connect:        psql \"host={} port={} user={identity_name} dbname={name}\"   (password: the token)",
+            config.server.postgres_listen.ip(),
+            config.server.postgres_listen.port(),
+        ),
+    }
     eprintln!("and read it back:    proctor sessions show --last");
     Ok(ExitCode::SUCCESS)
 }
@@ -276,6 +301,7 @@ mod tests {
         assert_eq!(
             parse_target("postgres://app_owner@db.internal:6432/billing").unwrap(),
             Target {
+                kind: ConnectionKind::Postgres,
                 user: "app_owner".into(),
                 host: "db.internal".into(),
                 port: 6432,
@@ -303,9 +329,10 @@ mod tests {
     #[test]
     fn urls_init_cannot_set_up_are_refused_with_the_reason() {
         for (url, reason) in [
-            ("mysql://root@db/app", "postgres://"),
+            ("redis://root@db/app", "postgres:// or mysql://"),
+            ("mysql://db/app", "mysql://USER@db"),
             ("postgres://db:5432/app", "no user"),
-            ("db:5432", "postgres://"),
+            ("db:5432", "postgres:// or mysql://"),
         ] {
             let error = parse_target(url).unwrap_err().to_string();
             assert!(error.contains(reason), "{url}: {error}");
@@ -331,5 +358,27 @@ mod tests {
         assert_eq!(connection.user, "app_owner");
         assert_eq!(connection.password_env.as_deref(), Some("BILLING_PASSWORD"));
         assert_eq!(connection.allow, ["group:admin"]);
+        assert_eq!(connection.kind, ConnectionKind::Postgres);
+        assert_eq!(config.mysql_listen(), None);
+    }
+
+    #[test]
+    fn a_mysql_connection_gets_the_mysql_listener_and_its_default_port() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("proctor.toml");
+        let target = parse_target("mysql://app@db.internal/shop").unwrap();
+        assert_eq!(target.port, 3306);
+        fs::write(
+            &path,
+            render_config(&Config::default(), &target, "shop", ""),
+        )
+        .unwrap();
+        let config = Config::load(&path).unwrap();
+        assert_eq!(config.connection[0].kind, ConnectionKind::Mysql);
+        assert_eq!(config.connection[0].address, "db.internal:3306");
+        assert_eq!(
+            config.server.mysql_listen,
+            Some("127.0.0.1:13306".parse().unwrap())
+        );
     }
 }
