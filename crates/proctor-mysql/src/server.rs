@@ -500,6 +500,19 @@ impl MysqlGateway {
         };
         let name = hello.user.clone();
         if method == auth::CACHING_SHA2 {
+            if response.is_empty() {
+                // The client kept the greeting's nonce from its plugin, which the greeting did not
+                // name (libmysqlclient does): a switch to the same plugin hands it the nonce, and
+                // its scramble is read and set aside, as full authentication follows.
+                client
+                    .send(&codec::auth_switch_request(
+                        auth::CACHING_SHA2,
+                        &with_nul(&client.nonce),
+                    ))
+                    .await
+                    .map_err(|e| (AuthFailure::Store(e.to_string()), method))?;
+                client.read().await.map_err(|e| (gone(e), method))?;
+            }
             // Full authentication: the token comes in clear, inside TLS.
             client
                 .send(&codec::auth_more_data(&[auth::PERFORM_FULL_AUTH]))

@@ -55,30 +55,6 @@ fn db_error(e: tokio_postgres::Error) -> (SqlState, String) {
     (db.code().clone(), db.message().to_owned())
 }
 
-/// The events of `sessions` sessions of `identity`, once they all ended, oldest session first.
-fn events_of(proctor: &Proctor, identity: &str, sessions: usize) -> Vec<Value> {
-    proctor
-        .ended_sessions_of(identity, sessions)
-        .iter()
-        .flat_map(|s| proctor.events(s["id"].as_str().unwrap()))
-        .collect()
-}
-
-/// Waits until `count` approval requests are pending, and returns them (newest first).
-fn pending(proctor: &Proctor, count: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let out = proctor.cli(&["approvals", "list", "--format", "json"]);
-        assert!(out.status.success(), "{}", stderr(&out));
-        let list: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
-        if list.len() >= count {
-            return list;
-        }
-        assert!(Instant::now() < deadline, "no pending request: {list:?}");
-        thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn psql_in_background(proctor: &Proctor, token: &str, sql: &str) -> thread::JoinHandle<Output> {
     let (conninfo, token, sql) = (
         format!(
@@ -203,7 +179,7 @@ async fn dangerous_statements_are_denied_and_the_session_goes_on() {
     assert_eq!(count, 3);
     drop(client);
 
-    let events = events_of(&proctor, "alice", 4);
+    let events = proctor.events_of("alice", 4);
     let decisions = of_kind(&events, "policy.decision");
     let rules: Vec<&str> = decisions
         .iter()
@@ -288,7 +264,7 @@ fn held_statements_run_once_approved_and_are_refused_when_denied_or_unanswered()
         &alice,
         "ALTER TABLE g_held ADD COLUMN approved int",
     );
-    let request = pending(&proctor, 1)[0].clone();
+    let request = proctor.pending_approvals(1)[0].clone();
     let id = request["id"].as_str().unwrap().to_owned();
     assert_eq!(request["identity"], "alice");
     assert_eq!(request["rule"], "recommended/hold-ddl");
@@ -323,7 +299,10 @@ fn held_statements_run_once_approved_and_are_refused_when_denied_or_unanswered()
 
     // Denied over HTTP.
     let altering = psql_in_background(&proctor, &alice, "ALTER TABLE g_held ADD COLUMN denied int");
-    let id2 = pending(&proctor, 1)[0]["id"].as_str().unwrap().to_owned();
+    let id2 = proctor.pending_approvals(1)[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let (status, _) = proctor.http("GET", "/api/v1/approvals", None, "");
     assert_eq!(status, 401, "the API wants a token");
     let (status, listed) = proctor.http("GET", "/api/v1/approvals", Some(&bob), "");
@@ -373,7 +352,7 @@ fn held_statements_run_once_approved_and_are_refused_when_denied_or_unanswered()
         "0"
     );
 
-    let events = events_of(&proctor, "alice", 3);
+    let events = proctor.events_of("alice", 3);
     let outcomes: Vec<(&str, &str)> = of_kind(&events, "approval")
         .iter()
         .map(|a| {
@@ -550,7 +529,10 @@ fn a_request_left_pending_by_a_crash_is_withdrawn_when_the_gateway_starts_again(
         bob,
     } = team();
     let altering = psql_in_background(&proctor, &alice, "ALTER TABLE g_crash ADD COLUMN c int");
-    let id = pending(&proctor, 1)[0]["id"].as_str().unwrap().to_owned();
+    let id = proctor.pending_approvals(1)[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     proctor.kill9();
     let out = altering.join().unwrap();
     assert!(!out.status.success(), "the held client lost its gateway");

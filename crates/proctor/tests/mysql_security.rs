@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Output};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use proctor_mysql::auth::native_password_response;
@@ -35,15 +35,6 @@ fn maria(name: &str, extra: &str) -> String {
     )
 }
 
-/// The events of every session of `identity`, once `count` of them have ended, oldest first.
-fn events_of(proctor: &Proctor, identity: &str, count: usize) -> Vec<Value> {
-    proctor
-        .ended_sessions_of(identity, count)
-        .iter()
-        .flat_map(|s| proctor.events(s["id"].as_str().unwrap()))
-        .collect()
-}
-
 /// The `db.result` that answers the `db.query` event `query`.
 fn result_of<'a>(events: &'a [Value], query: &Value) -> &'a Value {
     of_kind(events, "db.result")
@@ -57,21 +48,6 @@ fn failed_with(out: &Output, code: &str) -> String {
     let err = stderr(out);
     assert!(err.contains(code), "expected {code}: {err}");
     err
-}
-
-/// Waits until `count` approval requests are pending, and returns them.
-fn pending(proctor: &Proctor, count: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let out = proctor.cli(&["approvals", "list", "--format", "json"]);
-        assert!(out.status.success(), "{}", stderr(&out));
-        let list: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
-        if list.len() >= count {
-            return list;
-        }
-        assert!(Instant::now() < deadline, "no pending request: {list:?}");
-        thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn column_exists(table: &str, column: &str) -> bool {
@@ -123,7 +99,7 @@ fn a_local_infile_is_recorded_masked_and_a_rule_can_refuse_it() {
         "the file reached the table unchanged"
     );
 
-    let events = events_of(&proctor, "alice", 1);
+    let events = proctor.events_of("alice", 1);
     let query = of_kind(&events, "db.query")
         .into_iter()
         .find(|q| q["body"]["sql"] == load.as_str())
@@ -168,7 +144,7 @@ fn a_local_infile_is_recorded_masked_and_a_rule_can_refuse_it() {
         "3",
         "nothing reached the table"
     );
-    let events = events_of(&proctor, "alice", 2);
+    let events = proctor.events_of("alice", 2);
     let decision = of_kind(&events, "policy.decision")
         .into_iter()
         .find(|d| d["body"]["rule"] == "no-load-data")
@@ -233,7 +209,7 @@ fn guardrails_deny_and_hold_mysql_statements_until_an_approver_decides() {
                 "",
             )
         });
-        let request = pending(&proctor, 1)[0].clone();
+        let request = proctor.pending_approvals(1)[0].clone();
         let id = request["id"].as_str().unwrap().to_owned();
         assert_eq!(request["rule"], "recommended/hold-ddl");
         assert_eq!(
@@ -270,7 +246,10 @@ fn guardrails_deny_and_hold_mysql_statements_until_an_approver_decides() {
                 "",
             )
         });
-        let id = pending(&proctor, 1)[0]["id"].as_str().unwrap().to_owned();
+        let id = proctor.pending_approvals(1)[0]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         let (status, body) = proctor.http(
             "POST",
             &format!("/api/v1/approvals/{id}/deny"),
@@ -292,7 +271,7 @@ fn guardrails_deny_and_hold_mysql_statements_until_an_approver_decides() {
     let out = proctor.mariadb_ok("alice", &alice, "maria", "select count(*) from g_my");
     assert_eq!(out.trim(), "2", "the connection goes on");
 
-    let events = events_of(&proctor, "alice", 5);
+    let events = proctor.events_of("alice", 5);
     let decisions: Vec<(&str, &str)> = of_kind(&events, "policy.decision")
         .iter()
         .map(|d| {
@@ -731,7 +710,7 @@ fn secrets_are_masked_for_the_client_and_kept_out_of_the_journal() {
     let out = proctor.mariadb("alice", &token, DB_TOKEN, &["-e", "select 1"], "");
     failed_with(&out, "ERROR 1049 (42000)");
 
-    let events = events_of(&proctor, "alice", 3);
+    let events = proctor.events_of("alice", 3);
     let binary: Vec<&Value> = of_kind(&events, "db.query")
         .into_iter()
         .filter(|q| q["body"]["protocol"] == "binary")
@@ -771,12 +750,10 @@ fn python(code: &str, args: &[&str]) -> Output {
 
 const CONNECTOR: &str = r#"
 import sys, mysql.connector
-port, user, password, db, ca = sys.argv[1:6]
-# The pure-Python protocol; MySQL 8's default collation is unknown to MariaDB (Proctor's greeting
-# announces MySQL 8).
+port, user, password, db, ca, implementation = sys.argv[1:7]
+# The pure-Python protocol, or the C extension (libmysqlclient).
 kwargs = dict(host="127.0.0.1", port=int(port), user=user, password=password, database=db,
-              auth_plugin="caching_sha2_password", use_pure=True, charset="utf8mb4",
-              collation="utf8mb4_general_ci")
+              auth_plugin="caching_sha2_password", use_pure=implementation == "pure")
 if ca == "-":
     kwargs["ssl_disabled"] = True
 else:
@@ -813,14 +790,22 @@ fn tls_clients_log_in_and_caching_sha2_is_switched_without_tls() {
     assert_eq!(stdout(&out).trim(), "1");
 
     let port = proctor.mysql_port.to_string();
-    let out = python(CONNECTOR, &[&port, "alice", &token, "maria", &cert]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out).trim(), "42");
-    let out = python(CONNECTOR, &[&port, "alice", &token, "maria", "-"]);
+    // libmysqlclient sends no scramble when the greeting names another plugin than its own: it
+    // waits for the nonce in a switch to its plugin.
+    for implementation in ["pure", "c-extension"] {
+        let out = python(
+            CONNECTOR,
+            &[&port, "alice", &token, "maria", &cert, implementation],
+        );
+        assert!(out.status.success(), "{implementation}: {}", stderr(&out));
+        assert_eq!(stdout(&out).trim(), "42");
+    }
+    let out = python(CONNECTOR, &[&port, "alice", &token, "maria", "-", "pure"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out).trim(), "42");
 
-    let starts: Vec<Value> = events_of(&proctor, "alice", 3)
+    let starts: Vec<Value> = proctor
+        .events_of("alice", 4)
         .into_iter()
         .filter(|e| e["kind"] == "session.start")
         .collect();
@@ -837,6 +822,7 @@ fn tls_clients_log_in_and_caching_sha2_is_switched_without_tls() {
         seen,
         [
             (true, "mysql_native_password"),
+            (true, "caching_sha2_password"),
             (true, "caching_sha2_password"),
             (false, "mysql_native_password"),
         ]

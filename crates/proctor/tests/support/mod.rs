@@ -532,6 +532,29 @@ impl Proctor {
         )
     }
 
+    /// The events of `count` sessions of `identity`, once they all ended, oldest session first.
+    pub fn events_of(&self, identity: &str, count: usize) -> Vec<Value> {
+        self.ended_sessions_of(identity, count)
+            .iter()
+            .flat_map(|s| self.events(s["id"].as_str().unwrap()))
+            .collect()
+    }
+
+    /// Waits until `count` approval requests are pending, and returns them (newest first).
+    pub fn pending_approvals(&self, count: usize) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = self.cli(&["approvals", "list", "--format", "json"]);
+            assert!(out.status.success(), "{}", stderr(&out));
+            let list: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+            if list.len() >= count {
+                return list;
+            }
+            assert!(Instant::now() < deadline, "no pending request: {list:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Sessions as `proctor sessions list --format json` prints them.
     pub fn sessions(&self, filter: &[&str]) -> Vec<Value> {
         let mut args = vec!["sessions", "list", "--format", "json"];
