@@ -29,7 +29,7 @@ pub use masking::Masker;
 pub use proctor_journal as journal;
 pub use proctor_mask as mask;
 pub use proctor_policy as policy;
-pub use recorder::{RecordError, SessionRecorder};
+pub use recorder::{Fault, RecordError, SessionRecorder};
 
 /// A secret value (a password, a token) whose `Debug` never shows it, so it cannot leak into logs.
 #[derive(Clone, PartialEq, Eq)]

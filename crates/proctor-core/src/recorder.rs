@@ -24,6 +24,20 @@ use crate::Masker;
 #[error("the journal could not record this session's events: {0}")]
 pub struct RecordError(#[from] pub JournalError);
 
+/// What stops a protocol's state machine on a message: the journal failed (the session must stop
+/// forwarding), or the bytes broke the protocol (`E`, the protocol's own error).
+#[derive(Debug)]
+pub enum Fault<E> {
+    Record(RecordError),
+    Protocol(E),
+}
+
+impl<E> From<RecordError> for Fault<E> {
+    fn from(e: RecordError) -> Self {
+        Fault::Record(e)
+    }
+}
+
 pub struct SessionRecorder {
     header: SessionHeader,
     chain: Chain,

@@ -15,7 +15,7 @@ use proctor_core::journal::{Body, CanonicalJson};
 use proctor_core::results::{
     self, RecordedColumn, ResultEnd, ResultLimits, ResultRecord, MASK_LOOKAHEAD,
 };
-use proctor_core::{RecordError, SessionRecorder};
+use proctor_core::{Fault, RecordError, SessionRecorder};
 use serde_json::{json, Value};
 
 use crate::codec::{self, ColumnDefinition, ProtocolError};
@@ -175,23 +175,9 @@ pub enum UpstreamStep {
     Replace(Vec<u8>),
 }
 
-/// Bytes from the target that break the protocol.
-pub enum UpstreamFault {
-    Record(RecordError),
-    Protocol(ProtocolError),
-}
-
-impl From<RecordError> for UpstreamFault {
-    fn from(e: RecordError) -> Self {
-        UpstreamFault::Record(e)
-    }
-}
-
-impl From<ProtocolError> for UpstreamFault {
-    fn from(e: ProtocolError) -> Self {
-        UpstreamFault::Protocol(e)
-    }
-}
+/// What stops the handling of a target's packet: the journal failed, or the packet broke the
+/// protocol.
+pub type UpstreamFault = Fault<ProtocolError>;
 
 pub struct Exchange {
     settings: RelaySettings,
@@ -705,7 +691,7 @@ impl Exchange {
         recorder: &mut SessionRecorder,
     ) -> Result<UpstreamStep, UpstreamFault> {
         let Some(awaiting) = self.awaiting.take() else {
-            return Err(UpstreamFault::Protocol(ProtocolError(
+            return Err(Fault::Protocol(ProtocolError(
                 "the database sent a packet that answers no command".into(),
             )));
         };

@@ -8,14 +8,14 @@
 
 use bytes::BytesMut;
 use proctor_core::guard::Guardrails;
-use proctor_core::{RecordError, SessionRecorder};
+use proctor_core::{Fault, RecordError, SessionRecorder};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
 use crate::codec::{self, Packet};
 use crate::errors::{self, MysqlError};
-use crate::exchange::{ClientStep, Exchange, UpstreamFault, UpstreamStep};
+use crate::exchange::{ClientStep, Exchange, UpstreamStep};
 use crate::kills::KillRegistry;
 use proctor_net::BoxedStream;
 
@@ -300,10 +300,8 @@ impl Session {
                 Ok(UpstreamStep::Replace(payload)) => {
                     codec::write_packet(&mut self.out, packet.first_seq, &payload);
                 }
-                Err(UpstreamFault::Protocol(e)) => {
-                    return Err(self.upstream_broke(exchange, &e.0).await)
-                }
-                Err(UpstreamFault::Record(e)) => {
+                Err(Fault::Protocol(e)) => return Err(self.upstream_broke(exchange, &e.0).await),
+                Err(Fault::Record(e)) => {
                     self.flush().await?;
                     tracing::error!(error = %e, "journal failure; ending the session");
                     return Err(End(format!("journal failure: {e}")));

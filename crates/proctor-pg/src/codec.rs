@@ -20,6 +20,12 @@ pub const CANCEL_REQUEST: i32 = 80_877_102;
 #[error("{0}")]
 pub struct ProtocolError(pub String);
 
+impl From<ProtocolError> for proctor_core::Fault<ProtocolError> {
+    fn from(e: ProtocolError) -> Self {
+        proctor_core::Fault::Protocol(e)
+    }
+}
+
 fn bad(message: impl Into<String>) -> ProtocolError {
     ProtocolError(message.into())
 }

@@ -24,7 +24,7 @@ use proctor_core::guard::{
 };
 use proctor_core::journal::{Body, CanonicalJson};
 use proctor_core::results::{self, RecordedColumn, ResultEnd, ResultLimits, ResultRecord};
-use proctor_core::{RecordError, SessionRecorder};
+use proctor_core::{Fault, RecordError, SessionRecorder};
 use serde_json::{json, Value};
 
 use crate::codec::{self, error_fields, ClientError, Frontend, ProtocolError};
@@ -297,8 +297,8 @@ impl State {
                         held = Some(statement);
                         break;
                     }
-                    Err(ClientMessageError::Record(e)) => return self.journal_failed(wire, e),
-                    Err(ClientMessageError::Protocol(e)) => stop = Some(Err(e)),
+                    Err(Fault::Record(e)) => return self.journal_failed(wire, e),
+                    Err(Fault::Protocol(e)) => stop = Some(Err(e)),
                 },
                 Err(e) => {
                     stop = Some(Err(ProtocolError(format!(
@@ -404,7 +404,7 @@ impl State {
         &mut self,
         message: Frontend<'_>,
         recorder: &mut SessionRecorder,
-    ) -> Result<Handling, ClientMessageError> {
+    ) -> Result<Handling, Fault<ProtocolError>> {
         match message {
             Frontend::Query(text) => {
                 let (sql, findings, policy) =
@@ -715,8 +715,8 @@ impl State {
             }
             if let Err(e) = handled {
                 match e {
-                    UpstreamMessageError::Record(e) => return self.journal_failed(wire, e),
-                    UpstreamMessageError::Protocol(e) => {
+                    Fault::Record(e) => return self.journal_failed(wire, e),
+                    Fault::Protocol(e) => {
                         failure = Some(format!("the database sent a bad message: {e}"));
                         break;
                     }
@@ -883,7 +883,7 @@ impl State {
         &mut self,
         message: &[u8],
         recorder: &mut SessionRecorder,
-    ) -> Result<(), UpstreamMessageError> {
+    ) -> Result<(), Fault<ProtocolError>> {
         let tag = message[0];
         let body = &message[5..];
         match tag {
@@ -1161,34 +1161,6 @@ fn refused(refusal: Refusal) -> ClientError {
     }
 }
 
-enum ClientMessageError {
-    Record(RecordError),
-    Protocol(ProtocolError),
-}
-
-impl From<RecordError> for ClientMessageError {
-    fn from(e: RecordError) -> Self {
-        ClientMessageError::Record(e)
-    }
-}
-
-enum UpstreamMessageError {
-    Record(RecordError),
-    Protocol(ProtocolError),
-}
-
-impl From<RecordError> for UpstreamMessageError {
-    fn from(e: RecordError) -> Self {
-        UpstreamMessageError::Record(e)
-    }
-}
-
-impl From<ProtocolError> for UpstreamMessageError {
-    fn from(e: ProtocolError) -> Self {
-        UpstreamMessageError::Protocol(e)
-    }
-}
-
 /// A backend message with `tag` and `body`.
 fn with_body(tag: u8, body: &[u8]) -> Vec<u8> {
     let mut message = Vec::with_capacity(body.len() + 5);
@@ -1215,10 +1187,10 @@ fn within_limit<T>(
     name: &str,
     what: &str,
     limits: &Limits,
-) -> Result<(), ClientMessageError> {
+) -> Result<(), Fault<ProtocolError>> {
     let max = limits.max_prepared_statements;
     if !name.is_empty() && !open.contains_key(name) && open.len() >= max {
-        return Err(ClientMessageError::Protocol(ProtocolError(format!(
+        return Err(Fault::Protocol(ProtocolError(format!(
             "more than {max} {what} are open (postgres.max_prepared_statements)"
         ))));
     }
