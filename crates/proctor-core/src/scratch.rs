@@ -98,3 +98,12 @@ impl ScratchSession {
             .collect()
     }
 }
+
+/// The bodies of the events of `kind`, in order.
+pub fn of_kind<'e>(events: &'e [(String, Value)], kind: &str) -> Vec<&'e Value> {
+    events
+        .iter()
+        .filter(|(k, _)| k == kind)
+        .map(|(_, body)| body)
+        .collect()
+}

@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use proctor_journal::{Body, CanonicalJson};
 use proctor_policy::{Dialect, Guard, Policy};
 use serde_json::{json, Value};
 use tokio::sync::mpsc::UnboundedSender;
@@ -150,6 +151,31 @@ pub fn chain_of(application_name: Option<&str>) -> Option<String> {
         && chain.len() <= 64
         && chain.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
     valid.then(|| chain.to_owned())
+}
+
+/// Queues the `db.query` of a statement sent as text: the conversation with a model it belongs to,
+/// the guardrails' note, how it was sent (`protocol`) and its text as recorded (masked, with the
+/// findings of masking it). Returns the event's sequence number, which its results name.
+pub async fn record_query(
+    recorder: &mut SessionRecorder,
+    chain: Option<&str>,
+    policy: Option<&CanonicalJson>,
+    protocol: &str,
+    sql: &str,
+    findings: Vec<Value>,
+) -> Result<u64, RecordError> {
+    recorder
+        .record_queued_with(
+            "db.query",
+            Body::new()
+                .opt_str("chain", chain)
+                .opt_json("policy", policy)
+                .str("protocol", protocol)
+                .str("sql", sql)
+                .finish(),
+            findings,
+        )
+        .await
 }
 
 /// What `session.start` records of a session that passed authentication and authorization and is

@@ -15,7 +15,7 @@ use proctor_core::journal::{Body, CanonicalJson};
 use proctor_core::results::{
     self, RecordedColumn, ResultEnd, ResultLimits, ResultRecord, MASK_LOOKAHEAD,
 };
-use proctor_core::{Fault, RecordError, SessionRecorder};
+use proctor_core::{session, Fault, RecordError, SessionRecorder};
 use serde_json::{json, Value};
 
 use crate::codec::{self, ColumnDefinition, ProtocolError};
@@ -412,18 +412,9 @@ impl Exchange {
             Ok(allowed) => allowed,
             Err(step) => return Ok(step),
         };
-        let seq = recorder
-            .record_queued_with(
-                "db.query",
-                Body::new()
-                    .opt_str("chain", self.settings.chain.as_deref())
-                    .opt_json("policy", policy.as_ref())
-                    .str("protocol", "text")
-                    .str("sql", &sql)
-                    .finish(),
-                findings,
-            )
-            .await?;
+        let chain = self.settings.chain.as_deref();
+        let seq =
+            session::record_query(recorder, chain, policy.as_ref(), "text", &sql, findings).await?;
         self.awaiting = Some(Awaiting::Results(Box::new(Results::new(seq, false, None))));
         Ok(ClientStep::Forward)
     }
@@ -1235,7 +1226,7 @@ fn use_target(sql: &str) -> Option<String> {
 mod tests {
     use super::*;
     use proctor_core::policy::Dialect;
-    use proctor_core::scratch::ScratchSession;
+    use proctor_core::scratch::{of_kind, ScratchSession};
 
     const SECRET: &str = "ghp_1234567890abcdefghijABCDEFGHIJ123456";
 
@@ -1333,14 +1324,6 @@ rules = [{{ name = "no-drop", flags = ["drop"], action = "deny" }}]
         let mut ok = codec::ok_packet(0, 0, status, 0);
         ok[0] = 0xFE;
         ok
-    }
-
-    fn of_kind<'e>(events: &'e [(String, Value)], kind: &str) -> Vec<&'e Value> {
-        events
-            .iter()
-            .filter(|(k, _)| k == kind)
-            .map(|(_, body)| body)
-            .collect()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,6 +21,18 @@ pub trait AsyncStream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> AsyncStream for T {}
 pub type BoxedStream = Box<dyn AsyncStream>;
 
+/// Bytes that break a protocol: what a decoder of untrusted bytes answers instead of panicking. The
+/// message says what was wrong, for the client and the journal.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ProtocolError(pub String);
+
+impl From<ProtocolError> for proctor_core::Fault<ProtocolError> {
+    fn from(e: ProtocolError) -> Self {
+        proctor_core::Fault::Protocol(e)
+    }
+}
+
 /// Why Proctor could not open a connection to a target, below its protocol.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {

@@ -15,16 +15,7 @@ pub const SSL_REQUEST: i32 = 80_877_103;
 pub const GSSENC_REQUEST: i32 = 80_877_104;
 pub const CANCEL_REQUEST: i32 = 80_877_102;
 
-/// Bytes that break the protocol. The message says what was wrong, for the client and the journal.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ProtocolError(pub String);
-
-impl From<ProtocolError> for proctor_core::Fault<ProtocolError> {
-    fn from(e: ProtocolError) -> Self {
-        proctor_core::Fault::Protocol(e)
-    }
-}
+pub use proctor_net::ProtocolError;
 
 fn bad(message: impl Into<String>) -> ProtocolError {
     ProtocolError(message.into())

@@ -24,7 +24,7 @@ use proctor_core::guard::{
 };
 use proctor_core::journal::{Body, CanonicalJson};
 use proctor_core::results::{self, RecordedColumn, ResultEnd, ResultLimits, ResultRecord};
-use proctor_core::{Fault, RecordError, SessionRecorder};
+use proctor_core::{session, Fault, RecordError, SessionRecorder};
 use serde_json::{json, Value};
 
 use crate::codec::{self, error_fields, ClientError, Frontend, ProtocolError};
@@ -422,18 +422,16 @@ impl State {
                         }
                         Judgement::Hold(held) => return Ok(Handling::Hold(held)),
                     };
-                let seq = recorder
-                    .record_queued_with(
-                        "db.query",
-                        Body::new()
-                            .opt_str("chain", self.limits.chain.as_deref())
-                            .opt_json("policy", policy.as_ref())
-                            .str("protocol", "simple")
-                            .str("sql", &sql)
-                            .finish(),
-                        findings,
-                    )
-                    .await?;
+                let chain = self.limits.chain.as_deref();
+                let seq = session::record_query(
+                    recorder,
+                    chain,
+                    policy.as_ref(),
+                    "simple",
+                    &sql,
+                    findings,
+                )
+                .await?;
                 self.pending
                     .push_back(Pending::Unit(Unit::new(seq, false, None)));
                 self.client_batches += 1;
@@ -1355,7 +1353,7 @@ fn decode_params(
 mod tests {
     use super::*;
     use proctor_core::policy::Dialect;
-    use proctor_core::scratch::ScratchSession;
+    use proctor_core::scratch::{of_kind, ScratchSession};
     use proctor_core::Identity;
 
     /// What the state machine wrote to each side.
@@ -1516,14 +1514,6 @@ rules = [
         ]
         .concat();
         message(b'E', &body)
-    }
-
-    fn of_kind<'e>(events: &'e [(String, Value)], kind: &str) -> Vec<&'e Value> {
-        events
-            .iter()
-            .filter(|(k, _)| k == kind)
-            .map(|(_, body)| body)
-            .collect()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{admin_sql, of_kind, refused_config, stderr, stdout, Proctor, APP_DB};
+use support::{
+    admin_sql, approval_outcomes, of_kind, refused_config, stderr, stdout, Proctor, APP_DB,
+};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
 
@@ -353,15 +355,7 @@ fn held_statements_run_once_approved_and_are_refused_when_denied_or_unanswered()
     );
 
     let events = proctor.events_of("alice", 3);
-    let outcomes: Vec<(&str, &str)> = of_kind(&events, "approval")
-        .iter()
-        .map(|a| {
-            (
-                a["body"]["outcome"].as_str().unwrap(),
-                a["body"]["by"].as_str().unwrap_or("-"),
-            )
-        })
-        .collect();
+    let outcomes = approval_outcomes(&events);
     assert_eq!(
         outcomes,
         [("approved", "bob"), ("denied", "bob"), ("timed_out", "-")]

@@ -17,8 +17,8 @@ use proctor_mysql::auth::native_password_response;
 use proctor_mysql::codec::{self, Greeting, HandshakeResponse};
 use serde_json::Value;
 use support::{
-    mysql_address, mysql_admin, mysql_ca, of_kind, output_with_stdin, search_secret, stderr,
-    stdout, Proctor, MARIA_DB,
+    approval_outcomes, mysql_address, mysql_admin, mysql_ca, of_kind, output_with_stdin,
+    search_secret, stderr, stdout, Proctor, MARIA_DB,
 };
 
 /// A `[[connection]]` to the test MariaDB's `test` database for group `dba`, named `name`, with
@@ -290,15 +290,7 @@ fn guardrails_deny_and_hold_mysql_statements_until_an_approver_decides() {
             ("recommended/hold-ddl", "require_approval"),
         ]
     );
-    let outcomes: Vec<(&str, &str)> = of_kind(&events, "approval")
-        .iter()
-        .map(|a| {
-            (
-                a["body"]["outcome"].as_str().unwrap(),
-                a["body"]["by"].as_str().unwrap_or("-"),
-            )
-        })
-        .collect();
+    let outcomes = approval_outcomes(&events);
     assert_eq!(outcomes, [("approved", "bob"), ("denied", "bob")]);
     let sent: Vec<&str> = of_kind(&events, "db.query")
         .iter()

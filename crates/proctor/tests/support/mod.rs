@@ -626,6 +626,19 @@ pub fn refused_config(text: &str) -> String {
 }
 
 /// Events of one kind.
+/// How each `approval` event says a hold ended, and who decided (`-`: nobody), in order.
+pub fn approval_outcomes(events: &[Value]) -> Vec<(&str, &str)> {
+    of_kind(events, "approval")
+        .iter()
+        .map(|a| {
+            (
+                a["body"]["outcome"].as_str().unwrap(),
+                a["body"]["by"].as_str().unwrap_or("-"),
+            )
+        })
+        .collect()
+}
+
 pub fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["kind"] == kind).collect()
 }
