@@ -109,7 +109,6 @@ struct Results {
 
 #[derive(Default)]
 struct Infile {
-    name: String,
     bytes: u64,
     kept: Vec<u8>,
 }
@@ -727,11 +726,7 @@ impl Exchange {
         } else {
             let mut result = ResultRecord::new(query);
             result
-                .record::<RecordedColumn>(
-                    ok_end(payload, self.settings.deprecate_eof)?,
-                    None,
-                    recorder,
-                )
+                .record::<RecordedColumn>(ok_end(payload)?, None, recorder)
                 .await?;
         }
         Ok(())
@@ -849,7 +844,7 @@ impl Exchange {
         match results.phase {
             Phase::Head | Phase::Infile => match payload.first() {
                 Some(0x00) => {
-                    let end = ok_end(payload, deprecate_eof)?;
+                    let end = ok_end(payload)?;
                     let more =
                         codec::parse_ok(payload)?.status & codec::SERVER_MORE_RESULTS_EXISTS != 0;
                     results.result.record::<Column>(end, None, recorder).await?;
@@ -865,23 +860,12 @@ impl Exchange {
                     return Ok((None, step));
                 }
                 Some(0xFB) => {
+                    // The file's name goes with the result's notes, masked when they are recorded.
                     let name = codec::parse_local_infile_request(payload).unwrap_or_default();
-                    let name = String::from_utf8_lossy(name).into_owned();
-                    let (name, findings) = recorder.mask(&name, "sample");
-                    results.result.note(json!({"local_infile": name}));
-                    results.infile = Some(Infile {
-                        name: name.into_owned(),
-                        ..Infile::default()
-                    });
-                    if !findings.is_empty() {
-                        recorder
-                            .record_queued_with(
-                                "db.notice",
-                                CanonicalJson::of(&json!({"local_infile": results.infile.as_ref().map(|i| i.name.as_str())})),
-                                findings,
-                            )
-                            .await?;
-                    }
+                    results
+                        .result
+                        .note(json!({"local_infile": String::from_utf8_lossy(name)}));
+                    results.infile = Some(Infile::default());
                     results.phase = Phase::Infile;
                 }
                 _ => {
@@ -1090,6 +1074,8 @@ impl Exchange {
         }))
     }
 
+    /// Records the target's ERR packet: for the query it answers, or for the prepared statement
+    /// (`prepared`: its recorded text and findings) that failed to prepare.
     async fn record_target_error(
         &mut self,
         payload: &[u8],
@@ -1098,6 +1084,7 @@ impl Exchange {
         recorder: &mut SessionRecorder,
     ) -> Result<(), UpstreamFault> {
         let error = codec::parse_err(payload)?;
+        let is_prepare = prepared.is_some();
         let (message, mut findings) = recorder.mask(&error.message, "error");
         let mut event = Body::new()
             .uint("code", u64::from(error.code))
@@ -1110,7 +1097,7 @@ impl Exchange {
             findings.extend(sql_findings);
         }
         event = event.str("sqlstate", &error.sqlstate);
-        if prepared_stage(query) {
+        if is_prepare {
             event = event.str("stage", "prepare");
         }
         recorder
@@ -1153,11 +1140,6 @@ fn utf8_prefix(kept: &[u8]) -> &[u8] {
     }
 }
 
-/// An error with no query was a prepare's.
-fn prepared_stage(query: Option<u64>) -> bool {
-    query.is_none()
-}
-
 impl Results {
     fn new(query_seq: u64, binary: bool, statement: Option<(u32, Option<Arc<[Column]>>)>) -> Self {
         let (statement, columns) = match statement {
@@ -1186,7 +1168,7 @@ impl Results {
 }
 
 /// How an OK packet ends a result.
-fn ok_end(payload: &[u8], _deprecate_eof: bool) -> Result<ResultEnd<'static>, ProtocolError> {
+fn ok_end(payload: &[u8]) -> Result<ResultEnd<'static>, ProtocolError> {
     if payload.first() != Some(&0x00) {
         return Ok(ResultEnd {
             rows: 0,
