@@ -7,6 +7,8 @@
 #   THREADS=8 bash bench/sysbench.sh ...                # sysbench threads (default 8)
 #   TESTS=oltp_point_select bash bench/sysbench.sh ...  # some of oltp_point_select, oltp_read_only
 #   TARGETS=direct bash bench/sysbench.sh ...           # only MariaDB directly: no build, no Proctor
+#   TARGETS="direct relay proctor" bash ...             # also through a bare relay (socat), the floor
+#                                                       # of any gateway: one more hop, no work
 #
 # The database `proctor_bench` holds sysbench's 4 tables of 10,000 rows (`sysbench ... prepare`, done
 # once: kept while the tables are complete). Proctor records as it does by default (journal on); the
@@ -23,21 +25,24 @@ seconds=${1:-${SECONDS_PER_RUN:-10}}
 rounds=${2:-${ROUNDS:-3}}
 threads=${THREADS:-8}
 read -r -a tests <<< "${TESTS:-oltp_point_select oltp_read_only}"
-read -r -a targets <<< "${TARGETS:-direct proctor}"
+read -r -a targets <<< "${TARGETS:-direct relay proctor}"
 tables=4
 table_size=10000
 direct_port=3306
 proctor_port=${PROCTOR_MYSQL_PORT:-33306}
+relay_port=${RELAY_PORT:-34306}
 proctor=${CARGO_TARGET_DIR:-target}/release/proctor
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 
 with_proctor=
+with_relay=
 for target in "${targets[@]}"; do
   case $target in
     direct) ;;
+    relay) with_relay=1 ;;
     proctor) with_proctor=1 ;;
-    *) echo "unknown target $target (TARGETS: direct, proctor)" >&2; exit 2 ;;
+    *) echo "unknown target $target (TARGETS: direct, relay, proctor)" >&2; exit 2 ;;
   esac
 done
 
@@ -46,6 +51,16 @@ source bench/gateway_config.sh
 require_machine_mariadb
 command -v sysbench >/dev/null || { apt-get update -qq && apt-get install -y -qq sysbench >/dev/null; }
 [ -z "$with_proctor" ] || cargo build --release -q -p proctor
+if [ -n "$with_relay" ]; then
+  command -v socat >/dev/null || { apt-get update -qq && apt-get install -y -qq socat >/dev/null; }
+  require_free_ports "$relay_port"
+  # One process per connection, blocking reads and writes: the extra hop and nothing else.
+  socat TCP-LISTEN:"$relay_port",fork,reuseaddr,bind=127.0.0.1 TCP:127.0.0.1:"$direct_port" &
+  for _ in $(seq 1 50); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$relay_port") 2>/dev/null && break
+    sleep 0.1
+  done
+fi
 
 direct_sql() { mariadb -h127.0.0.1 -P"$direct_port" -uroot "$@"; }
 common=(--db-driver=mysql --mysql-db=proctor_bench --tables="$tables" --table-size="$table_size"
@@ -100,6 +115,7 @@ run() { # target test -> transactions per second, or "failed" (and the log's tai
   local target=$1 test=$2 log=$work/run.log args
   case $target in
     direct) args=(--mysql-port="$direct_port" --mysql-user=root --mysql-password=) ;;
+    relay) args=(--mysql-port="$relay_port" --mysql-user=root --mysql-password=) ;;
     proctor) args=(--mysql-port="$proctor_port" --mysql-user=bench --mysql-password="$PROCTOR_BENCH_TOKEN") ;;
   esac
   if sysbench "$test" "${common[@]}" --mysql-host=127.0.0.1 "${args[@]}" --threads="$threads" \
@@ -127,30 +143,41 @@ done
 tps_of() { # round test target -> its TPS, or nothing
   awk -v r="$1" -v t="$2" -v g="$3" '$1 == r && $2 == t && $3 == g { print $4 }' "$work/results"
 }
-ratio_of() { # round test -> Proctor's TPS over the direct TPS in that round, or nothing if one failed
-  awk -v r="$1" -v t="$2" '$1 == r && $2 == t && $3 == "direct" { d = $4 + 0 } $1 == r && $2 == t && $3 == "proctor" { p = $4 + 0 }
+ratio_of() { # round test target base -> the target's TPS over the base's in that round, or nothing
+  awk -v r="$1" -v t="$2" -v g="$3" -v b="$4" '$1 == r && $2 == t && $3 == b { d = $4 + 0 } $1 == r && $2 == t && $3 == g { p = $4 + 0 }
     END { if (d > 0 && p > 0) printf "%.2f\n", p / d }' "$work/results"
 }
+ratios=("proctor direct" "relay direct" "proctor relay")
 median_of() { # numbers, one a line -> their median (nothing for none)
   sort -n | awk '{ v[NR] = $1 } END { if (NR) printf "%.2f\n", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
 echo
 echo "sysbench, $threads threads, ${seconds}s x $rounds rounds, $tables tables x $table_size rows, no TLS, ps-mode auto"
-printf '%-18s %6s %12s %12s %14s\n' test round direct proctor proctor/direct
+printf '%-18s %6s %10s %10s %10s %15s %13s %14s\n' test round direct relay proctor \
+  proctor/direct relay/direct proctor/relay
 for test in "${tests[@]}"; do
   for round in $(seq 1 "$rounds"); do
-    printf '%-18s %6s %12s %12s %14s\n' "$test" "$round" "$(tps_of "$round" "$test" direct)" \
-      "$(tps_of "$round" "$test" proctor)" "$(ratio_of "$round" "$test")"
+    printf '%-18s %6s %10s %10s %10s' "$test" "$round" "$(tps_of "$round" "$test" direct)" \
+      "$(tps_of "$round" "$test" relay)" "$(tps_of "$round" "$test" proctor)"
+    printf ' %15s %13s %14s\n' "$(ratio_of "$round" "$test" proctor direct)" \
+      "$(ratio_of "$round" "$test" relay direct)" "$(ratio_of "$round" "$test" proctor relay)"
   done
 done
 echo
-echo "median of the rounds' proctor/direct ratios (not a ratio of the medians)"
+echo "median of the rounds' ratios (not a ratio of the medians)"
+printf '%-18s %15s %13s %14s\n' test proctor/direct relay/direct proctor/relay
 for test in "${tests[@]}"; do
-  median=$(for round in $(seq 1 "$rounds"); do ratio_of "$round" "$test"; done | median_of)
-  printf '%-18s %14s\n' "$test" "${median:--}"
+  printf '%-18s' "$test"
+  widths=(15 13 14)
+  for i in 0 1 2; do
+    read -r target base <<< "${ratios[$i]}"
+    median=$(for round in $(seq 1 "$rounds"); do ratio_of "$round" "$test" "$target" "$base"; done | median_of)
+    printf " %${widths[$i]}s" "${median:--}"
+  done
+  echo
 done
-echo "(compare with pgbouncer/direct from bench/pgbench.sh)"
+echo "(compare proctor/direct with pgbouncer/direct from bench/pgbench.sh; relay/direct is the floor)"
 
 if [ -n "$with_proctor" ]; then
   # Stop the gateway first, so that the journal holds everything it acknowledged when it is counted.
