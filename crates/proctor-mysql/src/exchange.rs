@@ -1405,6 +1405,62 @@ rules = [{{ name = "no-drop", flags = ["drop"], action = "deny" }}]
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ping_reset_and_close_keep_the_session_in_step_with_its_statements() {
+        let mut session = Scripted::start("").await;
+        assert!(matches!(
+            session.client_sends(&[codec::COM_PING]).await,
+            ClientStep::Forward
+        ));
+        session.target_sends(&[codec::ok_packet(0, 0, 0, 0)]).await;
+        assert!(!session.exchange.is_awaiting());
+        session
+            .client_sends(&command(codec::COM_STMT_PREPARE, b"select ?"))
+            .await;
+        let prepare_ok = [
+            vec![0],
+            5u32.to_le_bytes().to_vec(),
+            vec![0, 0, 1, 0, 0, 0, 0],
+        ]
+        .concat();
+        session
+            .target_sends(&[prepare_ok, column("?", codec::TYPE_VAR_STRING)])
+            .await;
+        let mut long_data = vec![codec::COM_STMT_SEND_LONG_DATA];
+        long_data.extend(5u32.to_le_bytes());
+        long_data.extend(0u16.to_le_bytes());
+        long_data.extend(b"discarded by the reset");
+        assert!(matches!(
+            session.client_sends(&long_data).await,
+            ClientStep::ForwardQuietly
+        ));
+        let reset = command(codec::COM_STMT_RESET, &5u32.to_le_bytes());
+        assert!(matches!(
+            session.client_sends(&reset).await,
+            ClientStep::Forward
+        ));
+        session.target_sends(&[codec::ok_packet(0, 0, 0, 0)]).await;
+        let close = command(codec::COM_STMT_CLOSE, &5u32.to_le_bytes());
+        assert!(matches!(
+            session.client_sends(&close).await,
+            ClientStep::ForwardQuietly
+        ));
+        let mut execute = vec![codec::COM_STMT_EXECUTE];
+        execute.extend(5u32.to_le_bytes());
+        execute.extend([0, 1, 0, 0, 0, 1, 0]);
+        let ClientStep::Answer(answer) = session.client_sends(&execute).await else {
+            panic!("a closed statement is unknown");
+        };
+        assert_eq!(codec::parse_err(&answer).unwrap().code, 1243);
+        let events = session.events().await;
+        assert!(
+            !serde_json::to_string(&events)
+                .unwrap()
+                .contains("discarded"),
+            "long data reset before any execution is never recorded"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_denied_statement_is_answered_by_proctor_and_never_forwarded() {
         let mut session = Scripted::start("").await;
         let step = session
