@@ -16,7 +16,7 @@
 # machine falls on all of them alike. Prints the median TPS per target and mode, and the ratios, and
 # the share of time the host took the machine's CPUs away during each target's runs (steal): a round
 # with much steal on one target and little on another compares the host's load, not the targets.
-# The floor (crates/proctor-pg/examples/passthrough.rs) copies bytes between pgbench and PostgreSQL
+# The floor (crates/proctor-net/examples/passthrough.rs) copies bytes between pgbench and PostgreSQL
 # on event loops laid out as Proctor's, and does nothing else: Proctor over the floor is the cost of
 # Proctor's own work, and the floor over pgbouncer is as near pgbouncer as a gateway built so can get.
 set -euo pipefail
@@ -48,7 +48,7 @@ source bench/gateway_config.sh
 require_machine_postgres
 command -v pgbouncer >/dev/null || { apt-get update -qq && apt-get install -y -qq pgbouncer >/dev/null; }
 cargo build --release -q -p proctor
-[ -z "$floor" ] || cargo build --release -q -p proctor-pg --example passthrough
+[ -z "$floor" ] || cargo build --release -q -p proctor-net --example passthrough
 
 psql -X -q -h 127.0.0.1 -U postgres -d postgres -c 'drop database if exists proctor_bench' \
   -c 'create database proctor_bench'

@@ -7,8 +7,7 @@
 #   THREADS=8 bash bench/sysbench.sh ...                # sysbench threads (default 8)
 #   TESTS=oltp_point_select bash bench/sysbench.sh ...  # some of oltp_point_select, oltp_read_only
 #   TARGETS=direct bash bench/sysbench.sh ...           # only MariaDB directly: no build, no Proctor
-#   TARGETS="direct relay proctor" bash ...             # also through a bare relay (socat), the floor
-#                                                       # of any gateway: one more hop, no work
+#   TARGETS="direct proctor" bash ...                   # without the floor (the `relay` target)
 #
 # The database `proctor_bench` holds sysbench's 4 tables of 10,000 rows (`sysbench ... prepare`, done
 # once: kept while the tables are complete). Proctor records as it does by default (journal on); the
@@ -52,10 +51,13 @@ require_machine_mariadb
 command -v sysbench >/dev/null || { apt-get update -qq && apt-get install -y -qq sysbench >/dev/null; }
 [ -z "$with_proctor" ] || cargo build --release -q -p proctor
 if [ -n "$with_relay" ]; then
-  command -v socat >/dev/null || { apt-get update -qq && apt-get install -y -qq socat >/dev/null; }
+  # The floor (crates/proctor-net/examples/passthrough.rs, as bench/pgbench.sh's FLOOR=1): a relay
+  # that copies bytes on event loops laid out as Proctor's and does nothing else. Proctor over it is
+  # the cost of Proctor's own work; it over direct, what the extra hop costs any gateway here.
+  cargo build --release -q -p proctor-net --example passthrough
   require_free_ports "$relay_port"
-  # One process per connection, blocking reads and writes: the extra hop and nothing else.
-  socat TCP-LISTEN:"$relay_port",fork,reuseaddr,bind=127.0.0.1 TCP:127.0.0.1:"$direct_port" &
+  "${CARGO_TARGET_DIR:-target}/release/examples/passthrough" "127.0.0.1:$relay_port" \
+    "127.0.0.1:$direct_port" &
   for _ in $(seq 1 50); do
     (exec 3<>"/dev/tcp/127.0.0.1/$relay_port") 2>/dev/null && break
     sleep 0.1

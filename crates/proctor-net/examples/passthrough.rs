@@ -1,11 +1,12 @@
-//! The floor under the gateway's throughput, for `bench/pgbench.sh` (`FLOOR=1`): a relay that copies
-//! bytes between each client and its own connection to the target and does nothing else (no
-//! parsing, no authentication, no recording), laid out as `proctor serve` runs its sessions: one
+//! The floor under the gateway's throughput, for `bench/pgbench.sh` (`FLOOR=1`) and
+//! `bench/sysbench.sh` (its `relay`): a relay that copies bytes between each client and its own
+//! connection to the target and does nothing else (no parsing, no authentication, no recording),
+//! whatever the protocol, laid out as `proctor serve` runs its sessions: one
 //! single-threaded tokio event loop per core, sessions placed on them in turn, `TCP_NODELAY` on both
 //! sides, 64 KiB reads. What it costs is what any gateway built this way pays to move the bytes, so
 //! Proctor over this relay is what Proctor's own work (the protocol, masking, the journal) costs.
 //!
-//!     cargo run --release -p proctor-pg --example passthrough -- LISTEN TARGET [LOOPS]
+//!     cargo run --release -p proctor-net --example passthrough -- LISTEN TARGET [LOOPS]
 
 use std::net::SocketAddr;
 
