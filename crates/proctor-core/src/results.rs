@@ -22,7 +22,7 @@ pub const MASK_LOOKAHEAD: usize = 16 * 1024;
 /// Findings of masking the client's copy of one result that the event keeps (the rest are counted).
 const MAX_CLIENT_FINDINGS: usize = 100;
 /// Notices (PostgreSQL) or warnings attached to one result.
-pub const MAX_NOTICES: usize = 10;
+const MAX_NOTICES: usize = 10;
 
 /// What a session keeps of results, and whether the client's copy is masked too.
 #[derive(Clone, Debug, Default)]
@@ -41,7 +41,7 @@ impl ResultLimits {
     /// The index of the rule that masks column `name` of `table`: `None` when the protocol cannot
     /// tell the table (then a rule matches by column name alone), `Some("")` when the column belongs
     /// to no table.
-    pub fn column_rule(&self, table: Option<&str>, name: &str) -> Option<usize> {
+    fn column_rule(&self, table: Option<&str>, name: &str) -> Option<usize> {
         self.column_rules
             .iter()
             .position(|rule| rule.matches(table, name))
