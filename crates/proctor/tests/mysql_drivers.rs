@@ -757,3 +757,34 @@ async fn only_the_connections_own_database_can_be_chosen() {
         assert!(uses.contains(&expected), "{expected:?} not in {uses:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reset_connection_forgets_prepared_statements_and_the_session_goes_on() {
+    let (proctor, token) = start_with_alice();
+    let mut conn = connect(&proctor, "alice", &token).await;
+    let before: Option<i64> = conn.exec_first("select ? + 1", (41,)).await.unwrap();
+    assert_eq!(before, Some(42));
+    conn.ping().await.unwrap();
+    conn.reset().await.unwrap();
+    // The driver prepares the statement again: Proctor forgot the old one with the target.
+    let after: Option<i64> = conn.exec_first("select ? + 1", (1,)).await.unwrap();
+    assert_eq!(after, Some(2));
+    conn.disconnect().await.unwrap();
+
+    let (_proctor, sessions) = sessions_and_events(proctor, "alice", 1).await;
+    let events = &sessions[0].1;
+    let reset = of_kind(events, "db.query")
+        .into_iter()
+        .find(|q| q["body"]["protocol"] == "reset_connection")
+        .expect("the reset is recorded");
+    let answered = results_of(events, reset);
+    assert_eq!(answered.len(), 1);
+    assert_eq!(answered[0]["body"]["tag"], "OK");
+    let executions: Vec<&Json> = of_kind(events, "db.query")
+        .into_iter()
+        .filter(|q| q["body"]["protocol"] == "binary")
+        .collect();
+    assert_eq!(executions.len(), 2);
+    assert_eq!(executions[1]["body"]["params"], json!([1]));
+    assert_eq!(executions[1]["body"]["sql"], "select ? + 1");
+}
