@@ -7,6 +7,7 @@
 //! answers each command before the next one (clients do not pipeline), so one answer is awaited at
 //! a time.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -18,7 +19,7 @@ use proctor_core::results::{
 use proctor_core::{session, Fault, RecordError, SessionRecorder};
 use serde_json::{json, Value};
 
-use crate::codec::{self, ColumnDefinition, ProtocolError};
+use crate::codec::{self, ProtocolError};
 use crate::errors::{self, MysqlError};
 use crate::kills::parse_kill;
 use crate::values;
@@ -52,6 +53,9 @@ struct Column {
     column_type: u8,
     unsigned: bool,
     binary_charset: bool,
+    /// The definition as the target sent it: an execution that sends the same one again reuses the
+    /// column instead of parsing and masking it again.
+    definition: Box<[u8]>,
 }
 
 impl AsRef<RecordedColumn> for Column {
@@ -99,6 +103,8 @@ struct Results {
     binary: bool,
     phase: Phase,
     columns: Option<Arc<[Column]>>,
+    /// The columns' types, which binary rows are read by.
+    types: Vec<u8>,
     building: Vec<Column>,
     result: ResultRecord,
     /// The prepared statement executed, whose column definitions a binary result may reuse.
@@ -146,7 +152,7 @@ enum Awaiting {
 
 /// A statement the guardrails let through: its text as recorded, the findings of masking it, and
 /// the note for its `db.query`.
-type Allowed<'t> = (std::borrow::Cow<'t, str>, Vec<Value>, Option<CanonicalJson>);
+type Allowed<'t> = (Cow<'t, str>, Vec<Value>, Option<CanonicalJson>);
 
 /// What to do with one client packet.
 pub enum ClientStep {
@@ -631,9 +637,8 @@ impl Exchange {
                 findings,
             )
             .await?;
-        let mut results = Results::new(seq, true, Some((id, columns.clone())));
+        let mut results = Results::new(seq, true, Some((id, columns)));
         results.phase = Phase::Rows;
-        results.columns = columns;
         self.awaiting = Some(Awaiting::Results(Box::new(results)));
         Ok(ClientStep::Forward)
     }
@@ -780,8 +785,9 @@ impl Exchange {
             }
             PreparePhase::ParamsEnd { columns } => PreparePhase::Columns { left: columns },
             PreparePhase::Columns { left } => {
-                let definition = codec::parse_column_definition(payload)?;
-                preparing.building.push(self.column(definition, recorder));
+                preparing
+                    .building
+                    .push(self.column(payload, None, recorder)?);
                 match (left.saturating_sub(1), deprecate_eof) {
                     (0, false) => PreparePhase::ColumnsEnd,
                     (0, true) => {
@@ -815,22 +821,31 @@ impl Exchange {
         );
     }
 
-    fn column(&self, definition: ColumnDefinition, recorder: &SessionRecorder) -> Column {
-        let table = (!definition.org_table.is_empty()).then_some(definition.org_table.as_str());
-        let column_type = definition.column_type;
-        let unsigned = definition.is_unsigned();
-        let binary_charset = definition.is_binary();
-        Column {
+    /// The column a definition describes: `known`, the column at its place in the last result of
+    /// the same statement, when the target sent the same definition again; else parsed, and its name
+    /// masked. A column of no table (an expression) has the table "".
+    fn column(
+        &self,
+        payload: &[u8],
+        known: Option<&Column>,
+        recorder: &SessionRecorder,
+    ) -> Result<Column, ProtocolError> {
+        if let Some(known) = known.filter(|c| *c.definition == *payload) {
+            return Ok(known.clone());
+        }
+        let definition = codec::parse_column_definition(payload)?;
+        Ok(Column {
+            column_type: definition.column_type,
+            unsigned: definition.is_unsigned(),
+            binary_charset: definition.is_binary(),
             recorded: RecordedColumn::new(
                 definition.name,
-                Some(table.unwrap_or("")),
+                Some(&definition.org_table),
                 &self.settings.results,
                 recorder,
             ),
-            column_type,
-            unsigned,
-            binary_charset,
-        }
+            definition: payload.into(),
+        })
     }
 
     async fn on_results(
@@ -879,8 +894,11 @@ impl Exchange {
                 }
             },
             Phase::Columns { left } => {
-                let definition = codec::parse_column_definition(payload)?;
-                let column = self.column(definition, recorder);
+                let known = results
+                    .columns
+                    .as_ref()
+                    .and_then(|columns| columns.get(results.building.len()));
+                let column = self.column(payload, known, recorder)?;
                 results.building.push(column);
                 results.phase = match (left - 1, deprecate_eof) {
                     (0, false) => Phase::ColumnsEnd,
@@ -959,7 +977,7 @@ impl Exchange {
                         return Ok((None, step));
                     }
                     results.result.restart();
-                    results.columns = None;
+                    results.set_columns(None);
                     results.phase = Phase::Head;
                 } else {
                     if let Some(masked) = self.on_row(&mut results, payload, recorder)? {
@@ -980,14 +998,18 @@ impl Exchange {
         recorder: &SessionRecorder,
     ) -> Result<Option<Vec<u8>>, ProtocolError> {
         let limits = &self.settings.results;
+        let budget = results.result.count_row(payload.len(), limits);
+        if budget.is_none() && !limits.mask_client {
+            // Counted; nothing of the row is kept or changed.
+            return Ok(None);
+        }
         let columns = results.columns.clone().unwrap_or_else(|| Arc::from([]));
-        let types: Vec<u8> = columns.iter().map(|c| c.column_type).collect();
         let cells = if results.binary {
-            codec::binary_row(payload, &types)?
+            codec::binary_row(payload, &results.types)?
         } else {
             codec::text_row(payload, columns.len())?
         };
-        if let Some(mut budget) = results.result.count_row(payload.len(), limits) {
+        if let Some(mut budget) = budget {
             let mut row = Vec::with_capacity(cells.len());
             for (i, cell) in cells.iter().enumerate() {
                 let column = columns.get(i);
@@ -1022,7 +1044,7 @@ impl Exchange {
         if !limits.mask_client {
             return Ok(None);
         }
-        let mut masked: Vec<Option<Vec<u8>>> = Vec::with_capacity(cells.len());
+        let mut masked: Vec<Option<Cow<'_, [u8]>>> = Vec::with_capacity(cells.len());
         let mut changed = false;
         for (i, cell) in cells.iter().enumerate() {
             let Some(value) = cell else {
@@ -1030,31 +1052,33 @@ impl Exchange {
                 continue;
             };
             let column = columns.get(i);
-            let column_type = column.map_or(codec::TYPE_VAR_STRING, |c| c.column_type);
-            let as_text = !results.binary || values::is_text_type(column_type);
-            let text = if as_text {
-                String::from_utf8_lossy(value).into_owned()
-            } else {
-                let c = column.expect("binary rows have columns");
-                match values::decode_binary(
-                    c.column_type,
-                    c.unsigned,
-                    c.binary_charset,
-                    value,
-                    usize::MAX,
-                ) {
-                    Value::String(text) => text,
-                    other => other.to_string(),
+            // A binary cell of a type that is not text is masked as its decoded value; a masked one
+            // cannot go back in place, so it goes as NULL.
+            let (text, as_text): (Cow<'_, str>, bool) = match column {
+                Some(c) if results.binary && !values::is_text_type(c.column_type) => {
+                    let decoded = values::decode_binary(
+                        c.column_type,
+                        c.unsigned,
+                        c.binary_charset,
+                        value,
+                        usize::MAX,
+                    );
+                    let text = match decoded {
+                        Value::String(text) => text,
+                        other => other.to_string(),
+                    };
+                    (Cow::Owned(text), false)
                 }
+                _ => (String::from_utf8_lossy(value), true),
             };
             let rule = column
                 .and_then(|c| c.recorded.rule)
                 .map(|n| &limits.column_rules[n]);
             match results.result.mask_for_client(&text, rule, recorder) {
-                None => masked.push(Some(value.to_vec())),
+                None => masked.push(Some(Cow::Borrowed(value))),
                 Some(shown) if as_text => {
                     changed = true;
-                    masked.push(Some(shown.into_bytes()));
+                    masked.push(Some(Cow::Owned(shown.into_bytes())));
                 }
                 Some(_) => {
                     changed = true;
@@ -1068,7 +1092,7 @@ impl Exchange {
         }
         let cells: Vec<Option<&[u8]>> = masked.iter().map(|c| c.as_deref()).collect();
         Ok(Some(if results.binary {
-            codec::encode_binary_row(&cells, &types)
+            codec::encode_binary_row(&cells, &results.types)
         } else {
             codec::encode_text_row(&cells)
         }))
@@ -1146,15 +1170,25 @@ impl Results {
             Some((id, columns)) => (Some(id), columns),
             None => (None, None),
         };
-        Self {
+        let mut results = Self {
             binary,
             phase: Phase::Head,
-            columns,
+            columns: None,
+            types: Vec::new(),
             building: Vec::new(),
             result: ResultRecord::new(query_seq),
             statement,
             infile: None,
-        }
+        };
+        results.set_columns(columns);
+        results
+    }
+
+    fn set_columns(&mut self, columns: Option<Arc<[Column]>>) {
+        self.types.clear();
+        self.types
+            .extend(columns.iter().flat_map(|c| c.iter().map(|c| c.column_type)));
+        self.columns = columns;
     }
 
     /// The column definitions just read become the result's (and the statement's).
@@ -1163,7 +1197,7 @@ impl Results {
         if let Some(statement) = self.statement.and_then(|id| statements.get_mut(&id)) {
             statement.columns = Some(columns.clone());
         }
-        self.columns = Some(columns);
+        self.set_columns(Some(columns));
     }
 }
 
@@ -1286,7 +1320,7 @@ rules = [{{ name = "no-drop", flags = ["drop"], action = "deny" }}]
     }
 
     fn column(name: &str, column_type: u8) -> Vec<u8> {
-        ColumnDefinition {
+        codec::ColumnDefinition {
             schema: "app".into(),
             table: "t".into(),
             org_table: "t".into(),
