@@ -27,8 +27,6 @@ const READ_CHUNK: usize = 64 * 1024;
 
 pub struct Relay {
     pub client: BoxedStream,
-    /// What the client sent beyond its login, if anything.
-    pub client_buf: BytesMut,
     pub upstream: BoxedStream,
     pub recorder: SessionRecorder,
     pub guardrails: Guardrails,
@@ -79,7 +77,6 @@ impl Relay {
     pub async fn run(self) -> (SessionRecorder, String) {
         let Relay {
             client,
-            client_buf,
             upstream,
             mut recorder,
             guardrails,
@@ -91,7 +88,7 @@ impl Relay {
         let mut session = Session {
             client: Side {
                 stream: client,
-                buf: client_buf,
+                buf: BytesMut::with_capacity(READ_CHUNK),
             },
             upstream: Side {
                 stream: upstream,

@@ -86,7 +86,6 @@ type Refusal = session::Refused<MysqlError>;
 /// said.
 struct Client {
     stream: BoxedStream,
-    buf: BytesMut,
     seq: u8,
     tls: bool,
     connection_id: u32,
@@ -174,7 +173,6 @@ impl MysqlGateway {
         let peer = peer.to_string();
         let mut client = Client {
             stream,
-            buf: BytesMut::with_capacity(1024),
             seq: 0,
             tls: false,
             connection_id: self.kills.issue_id(),
@@ -256,7 +254,6 @@ impl MysqlGateway {
                 let my = &self.gate.config().mysql;
                 let relay = Relay {
                     client: client.stream,
-                    client_buf: client.buf,
                     upstream: established.upstream.stream,
                     recorder,
                     guardrails,

@@ -53,7 +53,7 @@ pub struct Upstream {
 }
 
 /// Reads one packet of the login exchange.
-pub async fn read_packet(
+async fn read_packet(
     stream: &mut BoxedStream,
     buf: &mut BytesMut,
     max: usize,
