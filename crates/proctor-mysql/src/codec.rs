@@ -286,6 +286,11 @@ pub struct Packet {
     pub raw: Bytes,
 }
 
+/// A frame's payload length, from its 4-byte header.
+pub fn frame_length(header: &[u8]) -> usize {
+    usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16
+}
+
 /// Takes the next complete logical packet off the front of `buf`, or None if incomplete. A packet
 /// whose payload would exceed `max_payload` is an error as soon as its length is known (before the
 /// bytes arrive); so is a continuation frame whose sequence id does not follow the previous one.
@@ -293,7 +298,7 @@ pub fn take_packet(
     buf: &mut BytesMut,
     max_payload: usize,
 ) -> Result<Option<Packet>, ProtocolError> {
-    let mut frames: Vec<(usize, usize)> = Vec::new();
+    let mut frames = 0usize;
     let mut offset = 0usize;
     let mut total = 0usize;
     let mut first_seq = 0u8;
@@ -302,10 +307,9 @@ pub fn take_packet(
         let Some(header) = buf.get(offset..offset.saturating_add(4)) else {
             return Ok(None);
         };
-        let len =
-            usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
+        let len = frame_length(header);
         let seq = header[3];
-        if frames.is_empty() {
+        if frames == 0 {
             first_seq = seq;
         } else if seq != last_seq.wrapping_add(1) {
             return Err(bad(format!(
@@ -318,9 +322,8 @@ pub fn take_packet(
         if total > max_payload {
             return Err(bad(format!("{TOO_LARGE} {max_payload} bytes refused")));
         }
-        let start = offset + 4;
-        let end = start + len;
-        frames.push((start, end));
+        frames += 1;
+        let end = offset + 4 + len;
         if buf.len() < end {
             return Ok(None);
         }
@@ -330,15 +333,18 @@ pub fn take_packet(
         }
     }
     let raw = buf.split_to(offset).freeze();
-    let payload = match frames.as_slice() {
-        [(start, end)] => raw.slice(*start..*end),
-        _ => {
-            let mut joined = BytesMut::with_capacity(total);
-            for (start, end) in &frames {
-                joined.extend_from_slice(&raw[*start..*end]);
-            }
-            joined.freeze()
+    // Nearly every packet is one frame, whose payload is a slice of its raw bytes.
+    let payload = if frames == 1 {
+        raw.slice(4..)
+    } else {
+        let mut joined = BytesMut::with_capacity(total);
+        let mut at = 0;
+        while let Some(header) = raw.get(at..at + 4) {
+            let start = at + 4;
+            at = start + frame_length(header);
+            joined.extend_from_slice(&raw[start..at]);
         }
+        joined.freeze()
     };
     Ok(Some(Packet {
         first_seq,

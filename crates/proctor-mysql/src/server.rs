@@ -107,8 +107,7 @@ impl Client {
             .read_exact(&mut header)
             .await
             .map_err(|e| errors::handshake(format!("connection lost: {e}")))?;
-        let len =
-            usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
+        let len = codec::frame_length(&header);
         if len > MAX_LOGIN_PACKET {
             return Err(errors::handshake(format!(
                 "a login packet of {len} bytes, more than {MAX_LOGIN_PACKET}"
