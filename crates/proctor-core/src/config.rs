@@ -40,6 +40,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub postgres: PostgresConfig,
     pub mysql: MysqlConfig,
+    pub ssh: SshConfig,
     pub identity: Vec<IdentityConfig>,
     pub connection: Vec<ConnectionConfig>,
     pub masking: MaskingConfig,
@@ -121,6 +122,9 @@ pub struct ServerConfig {
     /// Where MySQL and MariaDB clients connect. Default: 127.0.0.1:13306 when a connection is of
     /// kind `mysql`, no listener otherwise.
     pub mysql_listen: Option<SocketAddr>,
+    /// Where SSH clients (`ssh`, `scp`, `sftp`, `rsync`) connect. Default: 127.0.0.1:2222 when a
+    /// connection is of kind `ssh`, no listener otherwise.
+    pub ssh_listen: Option<SocketAddr>,
     pub http_listen: SocketAddr,
     /// Front-end TLS certificate (PEM). Without one, a self-signed certificate is generated on first start
     /// and kept in the data dir.
@@ -146,6 +150,7 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("./proctor-data"),
             postgres_listen: SocketAddr::from(([127, 0, 0, 1], 15432)),
             mysql_listen: None,
+            ssh_listen: None,
             http_listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             tls_cert_file: None,
             tls_key_file: None,
@@ -230,6 +235,31 @@ impl Default for MysqlConfig {
     }
 }
 
+/// SSH sessions.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SshConfig {
+    /// How long to wait for the target to accept, show its host key and authenticate Proctor.
+    pub connect_timeout_secs: u64,
+    /// How long a user has to authenticate before the connection is dropped.
+    pub auth_timeout_secs: u64,
+    /// Largest sftp packet a client or target may send (OpenSSH's limit is 256 KiB).
+    pub max_sftp_packet_bytes: usize,
+    /// Channels one SSH connection may have open at once.
+    pub max_channels: usize,
+}
+
+impl Default for SshConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout_secs: 10,
+            auth_timeout_secs: 60,
+            max_sftp_packet_bytes: 256 * 1024 + 1024,
+            max_channels: 64,
+        }
+    }
+}
+
 /// An identity declared in the file, whose token comes from the environment (automation, tests).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -245,6 +275,7 @@ pub struct IdentityConfig {
 pub enum ConnectionKind {
     Postgres,
     Mysql,
+    Ssh,
 }
 
 impl ConnectionKind {
@@ -253,6 +284,7 @@ impl ConnectionKind {
         match self {
             ConnectionKind::Postgres => "PostgreSQL",
             ConnectionKind::Mysql => "MySQL",
+            ConnectionKind::Ssh => "SSH",
         }
     }
 }
@@ -278,10 +310,28 @@ pub struct ConnectionConfig {
     pub kind: ConnectionKind,
     /// `host:port` of the target.
     pub address: String,
+    /// The database sessions use (PostgreSQL, MySQL); SSH connections have none.
+    #[serde(default)]
     pub database: String,
     pub user: String,
     pub password_env: Option<String>,
     pub password_file: Option<PathBuf>,
+    /// SSH: the private key (OpenSSH format) Proctor logs in to the target with, from a variable
+    /// or a file; a password otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key_env: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key_file: Option<PathBuf>,
+    /// SSH: the target's host key (an OpenSSH public key line, as in `known_hosts` without the
+    /// host). Without it the key seen first is trusted, recorded and pinned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_key: Option<String>,
+    /// SSH: whether users may forward local ports (`ssh -L`) through the target.
+    #[serde(default)]
+    pub port_forwarding: bool,
+    /// SSH: whether users may forward their SSH agent (`ssh -A`) to the target.
+    #[serde(default)]
+    pub agent_forwarding: bool,
     #[serde(default)]
     pub tls: UpstreamTls,
     /// CA bundle (PEM) for `tls = "verify-full"`; the public web roots otherwise.
@@ -392,6 +442,8 @@ impl ConnectionConfig {
 pub struct ResolvedSecrets {
     /// Password of each connection, by connection name (absent: the target trusts the user).
     pub connection_passwords: Vec<(String, Option<Secret>)>,
+    /// SSH private key of each connection, by connection name.
+    pub connection_private_keys: Vec<(String, Option<Secret>)>,
     /// Token of each configured identity, by identity name.
     pub identity_tokens: Vec<(String, Secret)>,
     /// API key of each LLM provider, by provider name.
@@ -611,8 +663,36 @@ impl Config {
                     ))
                 }
             }
-            if connection.database.is_empty() {
+            if connection.database.is_empty() && connection.kind != ConnectionKind::Ssh {
                 return Err(ConfigError::new(at("database"), "must not be empty"));
+            }
+            let key_given =
+                connection.private_key_env.is_some() || connection.private_key_file.is_some();
+            if connection.kind != ConnectionKind::Ssh {
+                let ssh_only = [
+                    ("private_key_env", connection.private_key_env.is_some()),
+                    ("private_key_file", connection.private_key_file.is_some()),
+                    ("host_key", connection.host_key.is_some()),
+                    ("port_forwarding", connection.port_forwarding),
+                    ("agent_forwarding", connection.agent_forwarding),
+                ];
+                if let Some((key, _)) = ssh_only.iter().find(|(_, set)| *set) {
+                    return Err(ConfigError::new(at(key), "only used by kind = \"ssh\""));
+                }
+            } else if connection.private_key_env.is_some() && connection.private_key_file.is_some()
+            {
+                return Err(ConfigError::new(
+                    at("private_key_env"),
+                    "set private_key_env or private_key_file, not both",
+                ));
+            } else if !key_given
+                && connection.password_env.is_none()
+                && connection.password_file.is_none()
+            {
+                return Err(ConfigError::new(
+                    at("private_key_file"),
+                    "an SSH connection needs a private key or a password to log in to the target",
+                ));
             }
             if connection.user.is_empty() {
                 return Err(ConfigError::new(at("user"), "must not be empty"));
@@ -642,6 +722,17 @@ impl Config {
                 .iter()
                 .any(|c| c.kind == ConnectionKind::Mysql)
                 .then(|| SocketAddr::from(([127, 0, 0, 1], 13306)))
+        })
+    }
+
+    /// Where the SSH listener listens, if there is one: as configured, or the default port when a
+    /// connection needs it.
+    pub fn ssh_listen(&self) -> Option<SocketAddr> {
+        self.server.ssh_listen.or_else(|| {
+            self.connection
+                .iter()
+                .any(|c| c.kind == ConnectionKind::Ssh)
+                .then(|| SocketAddr::from(([127, 0, 0, 1], 2222)))
         })
     }
 
@@ -678,6 +769,22 @@ impl Config {
             resolved
                 .connection_passwords
                 .push((connection.name.clone(), password));
+            let private_key = if let Some(var) = &connection.private_key_env {
+                Some(read_env(var, format!("connection[{i}].private_key_env"))?)
+            } else if let Some(file) = &connection.private_key_file {
+                let text = std::fs::read_to_string(file).map_err(|e| {
+                    ConfigError::new(
+                        format!("connection[{i}].private_key_file"),
+                        format!("cannot read {}: {e}", file.display()),
+                    )
+                })?;
+                Some(Secret::new(text))
+            } else {
+                None
+            };
+            resolved
+                .connection_private_keys
+                .push((connection.name.clone(), private_key));
         }
         for (i, provider) in self.llm.provider.iter().enumerate() {
             let key = provider

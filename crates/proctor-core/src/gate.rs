@@ -32,6 +32,8 @@ pub struct Identity {
 pub struct Target {
     pub config: ConnectionConfig,
     pub password: Option<Secret>,
+    /// SSH: the private key Proctor logs in to the target with (OpenSSH format).
+    pub private_key: Option<Secret>,
     /// The connection's guardrails.
     pub policy: Arc<Policy>,
 }
@@ -349,12 +351,14 @@ impl Gate {
             .connection
             .iter()
             .zip(secrets.connection_passwords)
-            .map(|(connection, (_, password))| {
+            .zip(secrets.connection_private_keys)
+            .map(|((connection, (_, password)), (_, private_key))| {
                 (
                     connection.name.clone(),
                     Arc::new(Target {
                         config: connection.clone(),
                         password,
+                        private_key,
                         // `Config` validation refuses rules that do not compile; refusing everything is
                         // only the fail-closed backstop.
                         policy: Arc::new(

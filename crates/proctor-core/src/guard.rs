@@ -1,5 +1,5 @@
-//! Guardrails in a session of any SQL protocol: each statement judged before it is recorded and
-//! forwarded, the decision recorded, and a held statement's wait for an approver.
+//! Guardrails in a session of any protocol: each statement (or shell command) judged before it is
+//! recorded and forwarded, the decision recorded, and a held one's wait for an approver.
 //!
 //! This module turns policy decisions into events (`policy.decision`, `approval`) and into
 //! [`Refusal`]s and [`HoldNotice`]s that a protocol crate renders in its own error form (SQLSTATE
@@ -11,7 +11,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use proctor_journal::{ApprovalRow, ApprovalStatus, Body, CanonicalJson};
-use proctor_policy::{Action, Decision, Dialect, Guard, Request, RequestKind, DEFAULT_RULE};
+use proctor_policy::{Action, Decision, Guard, Request, RequestKind, DEFAULT_RULE};
 use serde_json::{json, Value};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -99,7 +99,8 @@ pub struct Guardrails {
     identity: Identity,
     connection: String,
     approvals: Approvals,
-    dialect: Dialect,
+    /// What the session's requests are: SQL in a dialect, or shell commands.
+    kind: RequestKind,
     /// The outcome of the statement that was held, for when it is processed again.
     resolved: Option<Verdict>,
     /// An in-process caller's signals: it learns of a hold as a typed signal, not from the notice.
@@ -122,25 +123,34 @@ fn kind_name(decision: &Decision) -> &'static str {
         .map_or("none", |s| s.kind.name())
 }
 
-fn refused(decision: &Decision, connection: &str) -> Refusal {
+/// What the session's requests are called, and where they go, in what the client is told.
+fn nouns(kind: RequestKind) -> (&'static str, &'static str) {
+    match kind {
+        RequestKind::Command => ("command", "target"),
+        RequestKind::Sql(_) | RequestKind::ToolCall => ("statement", "database"),
+    }
+}
+
+fn refused(decision: &Decision, connection: &str, kind: RequestKind) -> Refusal {
+    let (what, target) = nouns(kind);
     let why = decision
         .message
         .as_deref()
         .map(|m| format!(": {m}"))
         .unwrap_or_default();
     Refusal::denied(
-        format!("Proctor's guardrail \"{}\" denied this statement{why}", decision.rule),
+        format!("Proctor's guardrail \"{}\" denied this {what}{why}", decision.rule),
         format!(
-            "Nothing was sent to the database. Rewrite the statement, or ask the Proctor operators about the rules of connection \"{connection}\"."
+            "Nothing was sent to the {target}. Rewrite the {what}, or ask the Proctor operators about the rules of connection \"{connection}\"."
         ),
     )
 }
 
 impl Guardrails {
-    /// `dialect` is the SQL the session's statements are written in.
+    /// `kind` is what the session's requests are: SQL in a dialect, or shell commands.
     pub fn new(
         guard: Guard,
-        dialect: Dialect,
+        kind: RequestKind,
         identity: Identity,
         connection: String,
         approvals: Approvals,
@@ -151,7 +161,7 @@ impl Guardrails {
             identity,
             connection,
             approvals,
-            dialect,
+            kind,
             resolved: None,
             signals,
         }
@@ -164,7 +174,7 @@ impl Guardrails {
         text: &'t str,
         recorder: &mut SessionRecorder,
     ) -> Result<Judgement<'t>, RecordError> {
-        let (sql, findings) = recorder.mask(text, "sql");
+        let (sql, findings) = recorder.mask(text, self.text_field());
         Ok(
             match self.judge_sql(text, &sql, &findings, recorder).await? {
                 Verdict::Allow(policy) => Judgement::Allow {
@@ -197,13 +207,21 @@ impl Guardrails {
             return Ok(Verdict::Allow(None));
         }
         let decision = self.guard.judge(&Request {
-            kind: RequestKind::Sql(self.dialect),
+            kind: self.kind,
             text: sql,
             target: &self.connection,
             identity: &self.identity.name,
             groups: &self.identity.groups,
         });
         self.verdict(decision, masked, findings, recorder).await
+    }
+
+    /// The field of `policy.decision` that holds the judged text.
+    fn text_field(&self) -> &'static str {
+        match self.kind {
+            RequestKind::Command => "command",
+            RequestKind::Sql(_) | RequestKind::ToolCall => "sql",
+        }
     }
 
     /// Judges a command that carries no SQL to classify (a PostgreSQL fast-path function call, a
@@ -248,8 +266,13 @@ impl Guardrails {
                     .finish(),
             ))),
             Action::Deny => {
-                record_decision(recorder, &decision, None, masked, findings).await?;
-                Ok(Verdict::Refuse(refused(&decision, &self.connection)))
+                let field = self.text_field();
+                record_decision(recorder, &decision, None, (field, masked), findings).await?;
+                Ok(Verdict::Refuse(refused(
+                    &decision,
+                    &self.connection,
+                    self.kind,
+                )))
             }
             Action::RequireApproval { .. } => Ok(Verdict::Hold(decision)),
         }
@@ -290,19 +313,32 @@ impl Guardrails {
                 timeout,
             })
             .await?;
-        record_decision(recorder, &decision, Some(&request.id), masked, findings).await?;
+        let field = self.text_field();
+        record_decision(
+            recorder,
+            &decision,
+            Some(&request.id),
+            (field, masked),
+            findings,
+        )
+        .await?;
         recorder.commit().await?;
         let notice = HoldNotice {
             message: format!(
-                "Proctor's guardrail \"{}\" holds this statement for approval: request {} (approvers: {}; waiting up to {} s)",
+                "Proctor's guardrail \"{}\" holds this {} for approval: request {} (approvers: {}; waiting up to {} s)",
                 decision.rule,
+                nouns(self.kind).0,
                 request.id,
                 approvers.join(", "),
                 timeout.as_secs()
             ),
             hint: format!(
-                "An approver runs `proctor approvals approve {}` (or deny). Cancel the query to withdraw it.",
-                request.id
+                "An approver runs `proctor approvals approve {}` (or deny). {}",
+                request.id,
+                match self.kind {
+                    RequestKind::Command => "Interrupt (Ctrl-C) or disconnect to withdraw it.",
+                    RequestKind::Sql(_) | RequestKind::ToolCall => "Cancel the query to withdraw it.",
+                }
             ),
         };
         if let Some(signals) = &self.signals {
@@ -378,6 +414,7 @@ impl Guardrails {
             .as_deref()
             .map(|r| format!(": {r}"))
             .unwrap_or_default();
+        let target = nouns(self.kind).1;
         let verdict = match end.status {
             ApprovalStatus::Approved => Verdict::Allow(Some(
                 Body::new()
@@ -391,7 +428,7 @@ impl Guardrails {
             )),
             ApprovalStatus::Denied => Verdict::Refuse(Refusal::denied(
                 format!("approval request {} was denied by {by}{reason}", hold.id),
-                "Nothing was sent to the database.",
+                format!("Nothing was sent to the {target}."),
             )),
             ApprovalStatus::Withdrawn => Verdict::Refuse(Refusal {
                 kind: RefusalKind::Withdrawn,
@@ -406,7 +443,7 @@ impl Guardrails {
                     hold.id,
                     (hold.deadline - hold.started).as_secs()
                 ),
-                "Nothing was sent to the database. Ask an approver, then run it again.",
+                format!("Nothing was sent to the {target}. Ask an approver, then run it again."),
             )),
         };
         self.resolved = Some(verdict);
@@ -448,7 +485,7 @@ async fn record_decision(
     recorder: &mut SessionRecorder,
     decision: &Decision,
     approval: Option<&str>,
-    masked: &str,
+    (field, masked): (&'static str, &str),
     findings: &[Value],
 ) -> Result<(), RecordError> {
     let mut tables = Value::Array(
@@ -461,14 +498,20 @@ async fn record_decision(
     // Table names come from the statement: a quoted name can hold anything its text can.
     let mut findings = findings.to_vec();
     findings.extend(recorder.mask_value(&mut tables, "sql"));
+    // Keys in canonical (sorted) order: a command sorts before `flags`, a statement after `rule`.
+    let (command, sql) = match field {
+        "command" => (Some(masked), None),
+        _ => (None, Some(masked)),
+    };
     let body = Body::new()
         .str("action", decision.action.name())
         .opt_str("approval", approval)
+        .opt_str("command", command)
         .value("flags", &flag_names(decision))
         .str("kind", kind_name(decision))
         .opt_str("message", decision.message.as_deref())
         .str("rule", &decision.rule)
-        .str("sql", masked)
+        .opt_str("sql", sql)
         .value("tables", &tables)
         .finish();
     recorder

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use proctor_journal::{Body, CanonicalJson};
-use proctor_policy::{Dialect, Guard, Policy};
+use proctor_policy::{Dialect, Guard, Policy, RequestKind};
 use serde_json::{json, Value};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -112,11 +112,30 @@ pub fn guardrails(
 ) -> Guardrails {
     Guardrails::new(
         Guard::new(policy, dialect),
-        dialect,
+        RequestKind::Sql(dialect),
         identity,
         connection.to_owned(),
         gate.approvals().clone(),
         signals,
+    )
+}
+
+/// The guardrails of one SSH session of `identity` on `connection`: shell commands judged by the
+/// connection's rules (commands are not classified, so rules match them by `regex` and identity).
+pub fn command_guardrails(
+    gate: &Gate,
+    policy: Arc<Policy>,
+    identity: Identity,
+    connection: &str,
+) -> Guardrails {
+    Guardrails::new(
+        // The dialect only serves the SQL classifier, which commands never reach.
+        Guard::new(policy, Dialect::Postgres),
+        RequestKind::Command,
+        identity,
+        connection.to_owned(),
+        gate.approvals().clone(),
+        None,
     )
 }
 

@@ -18,6 +18,7 @@ mod log;
 pub mod merkle;
 pub mod note;
 mod recovery;
+mod ssh_keys;
 mod store;
 mod tlog;
 mod writer;
@@ -29,6 +30,7 @@ pub use chain::{
     SessionHeader, VerifyOutcome,
 };
 pub use recovery::{AcknowledgedDamage, CUT_SHORT};
+pub use ssh_keys::{HostKeyRow, IdentityKeyRow};
 pub use store::{IdentityRow, SessionFilter, SessionRow, Sighting, Store, SyncMode, TokenRow};
 pub use tlog::{Consistency, RefusedSeal};
 pub use writer::Writer;

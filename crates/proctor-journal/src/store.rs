@@ -317,6 +317,7 @@ impl Store {
         blocks::migrate_event_rows(&mut conn)?;
         conn.execute_batch(crate::tlog::SCHEMA)?;
         conn.execute_batch(crate::approvals::SCHEMA)?;
+        conn.execute_batch(crate::ssh_keys::SCHEMA)?;
         recovery::recover(open_connection(&path, sync)?, data_dir)?;
         Ok(Self {
             path,

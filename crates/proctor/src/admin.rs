@@ -16,6 +16,11 @@ pub enum IdentityCommand {
         #[arg(long = "group", short = 'g')]
         groups: Vec<String>,
     },
+    /// Register an SSH public key (an OpenSSH `.pub` file) the identity logs in with.
+    AddKey {
+        name: String,
+        keyfile: std::path::PathBuf,
+    },
     /// List identities, their groups and active tokens.
     List,
 }
@@ -54,6 +59,23 @@ pub fn identity(config: Config, command: IdentityCommand) -> anyhow::Result<Exit
                 row.id
             );
             println!("{}", token.expose());
+        }
+        IdentityCommand::AddKey { name, keyfile } => {
+            let known =
+                config.identity.iter().any(|i| i.name == name) || store.identity(&name)?.is_some();
+            anyhow::ensure!(known, "identity {name:?} does not exist");
+            let text = std::fs::read_to_string(&keyfile)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", keyfile.display()))?;
+            let (public_key, fingerprint) = proctor_ssh::parse_public_key(&text).map_err(|e| {
+                anyhow::anyhow!("{} is not an SSH public key: {e}", keyfile.display())
+            })?;
+            store.add_identity_key(&proctor_core::journal::IdentityKeyRow {
+                identity: name.clone(),
+                fingerprint: fingerprint.clone(),
+                public_key,
+                added_at: now_ns(),
+            })?;
+            println!("key {fingerprint} registered for {name}");
         }
         IdentityCommand::List => {
             let identities = store.list_identities()?;

@@ -167,13 +167,14 @@ guardrails = "off"            # "recommended": deny or hold destructive statemen
         mysql_listen = match target.kind {
             ConnectionKind::Mysql =>
                 "mysql_listen = \"127.0.0.1:13306\"  # where mysql, mariadb and drivers connect\n",
-            ConnectionKind::Postgres => "",
+            ConnectionKind::Postgres | ConnectionKind::Ssh => "",
         },
         http_listen = server.http_listen,
         name = toml_string(name),
         kind = match target.kind {
             ConnectionKind::Postgres => "\"postgres\"",
             ConnectionKind::Mysql => "\"mysql\"",
+            ConnectionKind::Ssh => "\"ssh\"",
         },
         address = toml_string(&format!("{}:{}", target.host, target.port)),
         database = toml_string(&target.database),

@@ -15,6 +15,7 @@ use proctor_core::{Config, Gate, Masker};
 use proctor_llm::LlmProxy;
 use proctor_mysql::MysqlGateway;
 use proctor_pg::PgGateway;
+use proctor_ssh::SshGateway;
 use tokio::net::TcpListener;
 use tokio::runtime::Handle;
 use tokio::sync::watch;
@@ -100,6 +101,7 @@ async fn serve(
 ) -> anyhow::Result<()> {
     let postgres_listen = config.server.postgres_listen;
     let mysql_listen = config.mysql_listen();
+    let ssh_listen = config.ssh_listen();
     let http_listen = config.server.http_listen;
     let data_dir = config.server.data_dir.clone();
     log_file_size_limit_signals()?;
@@ -131,6 +133,15 @@ async fn serve(
         }
         None => None,
     };
+    let ssh = match ssh_listen {
+        Some(address) => {
+            let listener = TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen on {address} (server.ssh_listen)"))?;
+            Some((SshGateway::new(gate.clone())?, listener))
+        }
+        None => None,
+    };
     let http_listener = TcpListener::bind(http_listen)
         .await
         .with_context(|| format!("cannot listen on {http_listen} (server.http_listen)"))?;
@@ -138,15 +149,24 @@ async fn serve(
         Some((_, listener)) => listener.local_addr()?.to_string(),
         None => "off".into(),
     };
+    let ssh_address = match &ssh {
+        Some((_, listener)) => listener.local_addr()?.to_string(),
+        None => "off".into(),
+    };
     tracing::info!(
         postgres = %pg_listener.local_addr()?,
         mysql = %mysql_address,
+        ssh = %ssh_address,
         http = %http_listener.local_addr()?,
         data_dir = %data_dir.display(),
         "proctor is ready"
     );
     let (stop, stopped) = watch::channel(false);
     let mysql_task = mysql.map(|(gateway, listener)| {
+        tokio::spawn(gateway.serve(listener, workers.clone(), stopped.clone()))
+    });
+    let ssh_task = ssh.map(|(gateway, listener)| {
+        tracing::info!(host_key = %gateway.host_key(), "SSH host key");
         tokio::spawn(gateway.serve(listener, workers.clone(), stopped.clone()))
     });
     let pg_task = tokio::spawn(pg.clone().serve(pg_listener, workers, stopped.clone()));
@@ -184,6 +204,9 @@ async fn serve(
     let _ = pg_task.await;
     if let Some(mysql_task) = mysql_task {
         let _ = mysql_task.await;
+    }
+    if let Some(ssh_task) = ssh_task {
+        let _ = ssh_task.await;
     }
     let _ = http_task.await;
     reaper.abort();

@@ -1,0 +1,101 @@
+//! Local port forwards (`ssh -L`, `direct-tcpip` channels): allowed or denied per connection, and
+//! recorded with where they led and the bytes that crossed each way. Their content is not stored.
+
+use russh::server::Msg as ServerMsg;
+use russh::{client, Channel, ChannelId, ChannelMsg};
+use serde_json::json;
+
+use crate::channel::{channel_number, ChannelContext};
+use crate::journal::SessionJournal;
+
+/// Where a forward asks to go, and where it comes from on the user's side.
+pub struct Request {
+    pub host: String,
+    pub port: u32,
+    pub originator: String,
+}
+
+pub async fn record_denied(journal: &SessionJournal, request: &Request, channel: ChannelId) {
+    let _ = journal
+        .queue(
+            "ssh.forward",
+            json!({"action": "deny", "channel": channel_number(channel), "direction": "local",
+                   "host": request.host, "originator": request.originator, "port": request.port,
+                   "reason": "port forwarding is not allowed on this connection"}),
+        )
+        .await;
+}
+
+/// Copies a forward's bytes both ways until either side closes, then records what crossed.
+pub async fn relay(
+    context: ChannelContext,
+    request: Request,
+    user: Channel<ServerMsg>,
+    upstream: Channel<client::Msg>,
+) {
+    let number = channel_number(user.id());
+    let opened = context
+        .journal
+        .commit_event(
+            "ssh.forward",
+            json!({"action": "allow", "channel": number, "direction": "local",
+                   "host": request.host, "originator": request.originator, "port": request.port}),
+        )
+        .await;
+    if opened.is_err() {
+        let _ = user.close().await;
+        let _ = upstream.close().await;
+        return;
+    }
+    let (mut user_rx, user_tx) = user.split();
+    let (mut upstream_rx, upstream_tx) = upstream.split();
+    let to_target = async {
+        let mut bytes = 0u64;
+        while let Some(message) = user_rx.wait().await {
+            match message {
+                ChannelMsg::Data { data } => {
+                    bytes += data.len() as u64;
+                    if upstream_tx.data(&data[..]).await.is_err() {
+                        break;
+                    }
+                }
+                ChannelMsg::Eof => {
+                    let _ = upstream_tx.eof().await;
+                }
+                ChannelMsg::Close => break,
+                _ => {}
+            }
+        }
+        let _ = upstream_tx.close().await;
+        bytes
+    };
+    let from_target = async {
+        let mut bytes = 0u64;
+        while let Some(message) = upstream_rx.wait().await {
+            match message {
+                ChannelMsg::Data { data } => {
+                    bytes += data.len() as u64;
+                    if user_tx.data(&data[..]).await.is_err() {
+                        break;
+                    }
+                }
+                ChannelMsg::Eof => {
+                    let _ = user_tx.eof().await;
+                }
+                ChannelMsg::Close => break,
+                _ => {}
+            }
+        }
+        let _ = user_tx.close().await;
+        bytes
+    };
+    let (sent, received) = tokio::join!(to_target, from_target);
+    let _ = context
+        .journal
+        .queue(
+            "ssh.forward.end",
+            json!({"bytes_from_target": received, "bytes_to_target": sent, "channel": number}),
+        )
+        .await;
+    drop(context.alive);
+}
