@@ -288,6 +288,11 @@ async fn from_user(
                     cols: col_width,
                     rows: row_height,
                 });
+                // The end marker is the encoder's to write: passed on, it would be counted twice.
+                let modes: Vec<_> = terminal_modes
+                    .into_iter()
+                    .filter(|(code, _)| *code != russh::Pty::TTY_OP_END)
+                    .collect();
                 shared.replies().push_back(Reply::Target);
                 upstream
                     .request_pty(
@@ -297,7 +302,7 @@ async fn from_user(
                         row_height,
                         pix_width,
                         pix_height,
-                        &terminal_modes,
+                        &modes,
                     )
                     .await
                     .map_err(|_| Stop::Gone)

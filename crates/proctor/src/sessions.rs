@@ -245,7 +245,11 @@ fn print_timeline(session: &SessionRow, events: &[Event]) {
                     event.seq,
                     text(&b["rule"]),
                     text(&b["kind"]),
-                    one_line(&text(&b["sql"]))
+                    one_line(&text(if b["command"].is_string() {
+                        &b["command"]
+                    } else {
+                        &b["sql"]
+                    }))
                 )
             }
             "approval" => {
