@@ -2,6 +2,8 @@
 //! data dir, runs its CLI, and talks to the test PostgreSQL as its administrator.
 #![allow(dead_code)]
 
+pub mod sshd;
+
 use std::fmt;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
