@@ -148,7 +148,15 @@ pub fn signal(pid: i32, signal: i32) {
 
 /// The ports in `serve`'s ready line (`proctor is ready postgres=ADDR mysql=ADDR|off http=ADDR
 /// ...`), once logged.
-fn ready_ports(log: &str) -> Option<(u16, u16, Option<u16>)> {
+/// The ports the ready line names: PostgreSQL, HTTP, and MySQL and SSH when they listen.
+struct ReadyPorts {
+    pg: u16,
+    http: u16,
+    mysql: Option<u16>,
+    ssh: Option<u16>,
+}
+
+fn ready_ports(log: &str) -> Option<ReadyPorts> {
     let line = log.lines().find(|line| line.contains("proctor is ready"))?;
     let port_of = |key: &str| {
         line.split_whitespace()
@@ -156,7 +164,12 @@ fn ready_ports(log: &str) -> Option<(u16, u16, Option<u16>)> {
             .and_then(|address| address.rsplit_once(':'))
             .and_then(|(_, port)| port.parse().ok())
     };
-    Some((port_of("postgres=")?, port_of("http=")?, port_of("mysql=")))
+    Some(ReadyPorts {
+        pg: port_of("postgres=")?,
+        http: port_of("http=")?,
+        mysql: port_of("mysql="),
+        ssh: port_of("ssh="),
+    })
 }
 
 /// A port nothing listens on now (for a target that is down).
@@ -206,6 +219,8 @@ pub struct Proctor {
     pub http_port: u16,
     /// The MySQL listener's port; 0 when the configuration has none.
     pub mysql_port: u16,
+    /// The SSH listener's port; 0 when the configuration has none.
+    pub ssh_port: u16,
     pub config_path: PathBuf,
     child: Option<Child>,
     env: Vec<(String, String)>,
@@ -224,10 +239,15 @@ impl Proctor {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("proctor.toml");
         let config = format!(
-            "[server]\ndata_dir = \"{}\"\npostgres_listen = \"127.0.0.1:0\"\n{}http_listen = \"127.0.0.1:0\"\n{extra}",
+            "[server]\ndata_dir = \"{}\"\npostgres_listen = \"127.0.0.1:0\"\n{}{}http_listen = \"127.0.0.1:0\"\n{extra}",
             dir.path().join("data").display(),
             if extra.contains("kind = \"mysql\"") {
                 "mysql_listen = \"127.0.0.1:0\"\n"
+            } else {
+                ""
+            },
+            if extra.contains("kind = \"ssh\"") {
+                "ssh_listen = \"127.0.0.1:0\"\n"
             } else {
                 ""
             }
@@ -238,6 +258,7 @@ impl Proctor {
             pg_port: 0,
             http_port: 0,
             mysql_port: 0,
+            ssh_port: 0,
             config_path,
             child: None,
             env: env
@@ -271,7 +292,8 @@ impl Proctor {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("proctor exited during start ({status}): {}", self.log());
             }
-            if let Some((pg_port, http_port, mysql_port)) = ready_ports(&self.log()) {
+            if let Some(ports) = ready_ports(&self.log()) {
+                let (pg_port, http_port, mysql_port) = (ports.pg, ports.http, ports.mysql);
                 if self.pg_port == 0 {
                     let config = std::fs::read_to_string(&self.config_path).unwrap();
                     let config = config
@@ -289,11 +311,17 @@ impl Proctor {
                             "mysql_listen = \"127.0.0.1:0\"",
                             &format!("mysql_listen = \"127.0.0.1:{}\"", mysql_port.unwrap_or(0)),
                             1,
+                        )
+                        .replacen(
+                            "ssh_listen = \"127.0.0.1:0\"",
+                            &format!("ssh_listen = \"127.0.0.1:{}\"", ports.ssh.unwrap_or(0)),
+                            1,
                         );
                     std::fs::write(&self.config_path, config).unwrap();
                 }
                 (self.pg_port, self.http_port) = (pg_port, http_port);
                 self.mysql_port = mysql_port.unwrap_or(0);
+                self.ssh_port = ports.ssh.unwrap_or(0);
                 return;
             }
             assert!(
