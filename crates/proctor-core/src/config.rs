@@ -329,9 +329,6 @@ pub struct ConnectionConfig {
     /// SSH: whether users may forward local ports (`ssh -L`) through the target.
     #[serde(default)]
     pub port_forwarding: bool,
-    /// SSH: whether users may forward their SSH agent (`ssh -A`) to the target.
-    #[serde(default)]
-    pub agent_forwarding: bool,
     #[serde(default)]
     pub tls: UpstreamTls,
     /// CA bundle (PEM) for `tls = "verify-full"`; the public web roots otherwise.
@@ -674,7 +671,6 @@ impl Config {
                     ("private_key_file", connection.private_key_file.is_some()),
                     ("host_key", connection.host_key.is_some()),
                     ("port_forwarding", connection.port_forwarding),
-                    ("agent_forwarding", connection.agent_forwarding),
                 ];
                 if let Some((key, _)) = ssh_only.iter().find(|(_, set)| *set) {
                     return Err(ConfigError::new(at(key), "only used by kind = \"ssh\""));

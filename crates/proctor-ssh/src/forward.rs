@@ -47,14 +47,31 @@ pub async fn relay(
         let _ = upstream.close().await;
         return;
     }
+    let (sent, received) = copy_both_ways(user, upstream).await;
+    let _ = context
+        .journal
+        .queue(
+            "ssh.forward.end",
+            json!({"bytes_from_target": received, "bytes_to_target": sent, "channel": number}),
+        )
+        .await;
+    drop(context.alive);
+}
+
+/// Copies a channel's bytes both ways until either side closes it (then both are closed); returns
+/// the bytes sent to the target and received from it.
+pub async fn copy_both_ways(
+    user: Channel<ServerMsg>,
+    upstream: Channel<client::Msg>,
+) -> (u64, u64) {
     let (mut user_rx, user_tx) = user.split();
     let (mut upstream_rx, upstream_tx) = upstream.split();
+    let (mut sent, mut received) = (0u64, 0u64);
     let to_target = async {
-        let mut bytes = 0u64;
         while let Some(message) = user_rx.wait().await {
             match message {
                 ChannelMsg::Data { data } => {
-                    bytes += data.len() as u64;
+                    sent += data.len() as u64;
                     if upstream_tx.data(&data[..]).await.is_err() {
                         break;
                     }
@@ -66,15 +83,12 @@ pub async fn relay(
                 _ => {}
             }
         }
-        let _ = upstream_tx.close().await;
-        bytes
     };
     let from_target = async {
-        let mut bytes = 0u64;
         while let Some(message) = upstream_rx.wait().await {
             match message {
                 ChannelMsg::Data { data } => {
-                    bytes += data.len() as u64;
+                    received += data.len() as u64;
                     if user_tx.data(&data[..]).await.is_err() {
                         break;
                     }
@@ -86,16 +100,13 @@ pub async fn relay(
                 _ => {}
             }
         }
-        let _ = user_tx.close().await;
-        bytes
     };
-    let (sent, received) = tokio::join!(to_target, from_target);
-    let _ = context
-        .journal
-        .queue(
-            "ssh.forward.end",
-            json!({"bytes_from_target": received, "bytes_to_target": sent, "channel": number}),
-        )
-        .await;
-    drop(context.alive);
+    // Either side's close ends the channel: the other side is told, whether or not it answers.
+    tokio::select! {
+        () = to_target => {}
+        () = from_target => {}
+    }
+    let _ = upstream_tx.close().await;
+    let _ = user_tx.close().await;
+    (sent, received)
 }

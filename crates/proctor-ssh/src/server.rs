@@ -477,11 +477,20 @@ impl russh::server::Handler for Connection {
         Ok(false)
     }
 
+    /// Agent forwarding is not offered: a forwarded agent would let the target sign as the user.
     async fn agent_request(
         &mut self,
-        _channel: ChannelId,
+        channel: ChannelId,
         _session: &mut Session,
     ) -> Result<bool, Self::Error> {
+        let _ = self
+            .journal
+            .queue(
+                "ssh.agent",
+                json!({"action": "deny", "channel": channel::channel_number(channel),
+                       "reason": "agent forwarding is not offered through Proctor"}),
+            )
+            .await;
         Ok(false)
     }
 }
