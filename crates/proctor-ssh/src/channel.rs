@@ -296,13 +296,7 @@ async fn from_user(
                 shared.replies().push_back(Reply::Target);
                 upstream
                     .request_pty(
-                        true,
-                        &term,
-                        col_width,
-                        row_height,
-                        pix_width,
-                        pix_height,
-                        &modes,
+                        true, &term, col_width, row_height, pix_width, pix_height, &modes,
                     )
                     .await
                     .map_err(|_| Stop::Gone)
