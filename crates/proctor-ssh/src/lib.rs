@@ -2,5 +2,6 @@
 //! toward the target, with every channel recorded: shells as terminal streams, exec commands with
 //! their exit status, sftp and scp file by file, port forwards with their bytes.
 
+pub mod scp;
 pub mod sftp;
 pub mod transfer;
