@@ -1,6 +1,6 @@
 //! `proctor replay` and `proctor export --format asciicast`: one SSH channel's terminal stream, as the
-//! journal recorded it (`term.out` and `term.resize`, sized by the channel's `ssh.shell` or
-//! `ssh.exec`), played back in the user's terminal with its timing, or written as an asciicast v2
+//! journal recorded it (`term.out` and `term.resize`, sized by the channel's `ssh.shell` or its first
+//! resize), played back in the user's terminal with its timing, or written as an asciicast v2
 //! recording that asciinema plays. Input (`term.in`) is not played: what the terminal echoed of it is
 //! in the output. What is played is what the journal holds, secrets masked.
 
@@ -106,7 +106,9 @@ impl Recording {
                     )
                 })?,
         };
-        let (mut term, mut size, mut seen) = (None, None, false);
+        let (mut term, mut seen) = (None, false);
+        // The size at the start, and the size now.
+        let (mut size, mut current) = (None, None);
         let mut frames = Vec::new();
         let mut last_ms = 0;
         for event in events.iter().filter(|e| channel_of(e) == Some(channel)) {
@@ -115,6 +117,7 @@ impl Recording {
                 "ssh.shell" | "ssh.exec" if first => {
                     term = event.body["term"].as_str().map(str::to_owned);
                     size = as_u32(&event.body["cols"]).zip(as_u32(&event.body["rows"]));
+                    current = size;
                     continue;
                 }
                 // SSH numbers a new channel like a closed one: the stream ends where another starts.
@@ -132,9 +135,13 @@ impl Recording {
             } else {
                 let cols = field(event, "cols", as_u32)?;
                 let rows = field(event, "rows", as_u32)?;
+                // The gateway records a terminal's size as a resize when the channel starts.
+                if current.replace((cols, rows)) == Some((cols, rows)) {
+                    continue;
+                }
                 // Without a size at the start, the first resize tells it.
                 if size.is_none() {
-                    size = Some((cols, rows));
+                    size = current;
                     continue;
                 }
                 Frame::Resize { ms, cols, rows }

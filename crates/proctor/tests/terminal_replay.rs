@@ -95,8 +95,9 @@ impl Journal {
 const SHELL_SESSION: &str = "0193a0b1-0000-7000-8000-00000000cafe";
 const PROMPT: &str = "\u{1b}[1;32malice@web-1\u{1b}[0m:~$ ";
 
-/// A shell on channel 0 (typed `ls`, then a password at `sudo`), a `top` with a terminal on channel
-/// 1 and then an `uptime` on the same channel number, and a shell on channel 2 sized by a resize.
+/// As the gateway records them: a shell on channel 0 (typed `ls`, then a password at `sudo`), a `top`
+/// with a terminal on channel 1 and then an `uptime` on the same channel number, and a shell without
+/// a terminal on channel 2.
 fn shell_session() -> Journal {
     let journal = Journal::new();
     journal.record(
@@ -109,14 +110,29 @@ fn shell_session() -> Journal {
                 "ssh.shell",
                 json!({"channel": 0, "term": "xterm-256color", "cols": 100, "rows": 30}),
             ),
+            // The gateway records the size it starts with as a resize too.
+            (
+                "term.resize",
+                json!({"channel": 0, "ms": 0, "cols": 100, "rows": 30}),
+            ),
             ("term.out", json!({"channel": 0, "ms": 120, "data": PROMPT})),
             ("term.in", json!({"channel": 0, "ms": 800, "data": "ls\r"})),
-            ("term.out", json!({"channel": 0, "ms": 900, "data": "ls\r\n"})),
+            (
+                "term.out",
+                json!({"channel": 0, "ms": 900, "data": "ls\r\n"}),
+            ),
             (
                 "ssh.exec",
-                json!({"channel": 1, "command": "top", "pty": true, "term": "xterm", "cols": 80, "rows": 24}),
+                json!({"channel": 1, "command": "top", "pty": true}),
             ),
-            ("term.out", json!({"channel": 1, "ms": 5, "data": "top - 10:00:01\r\n"})),
+            (
+                "term.resize",
+                json!({"channel": 1, "ms": 0, "cols": 132, "rows": 50}),
+            ),
+            (
+                "term.out",
+                json!({"channel": 1, "ms": 5, "data": "top - 10:00:01\r\n"}),
+            ),
             (
                 "term.resize",
                 json!({"channel": 0, "ms": 1500, "cols": 120, "rows": 40}),
@@ -137,17 +153,20 @@ fn shell_session() -> Journal {
             // Channel 1 again, for another command: a stream of its own.
             (
                 "ssh.exec",
-                json!({"channel": 1, "command": "uptime", "pty": true, "term": "xterm", "cols": 80, "rows": 24}),
-            ),
-            ("term.out", json!({"channel": 1, "ms": 3, "data": "up 1 day\r\n"})),
-            // A shell whose size the first resize tells.
-            (
-                "ssh.shell",
-                json!({"channel": 2, "term": null, "cols": null, "rows": null}),
+                json!({"channel": 1, "command": "uptime", "pty": true}),
             ),
             (
                 "term.resize",
-                json!({"channel": 2, "ms": 0, "cols": 132, "rows": 50}),
+                json!({"channel": 1, "ms": 0, "cols": 90, "rows": 20}),
+            ),
+            (
+                "term.out",
+                json!({"channel": 1, "ms": 3, "data": "up 1 day\r\n"}),
+            ),
+            // A shell without a terminal.
+            (
+                "ssh.shell",
+                json!({"channel": 2, "term": null, "cols": null, "rows": null}),
             ),
             ("term.out", json!({"channel": 2, "ms": 40, "data": "# "})),
         ],
@@ -218,12 +237,13 @@ fn a_shell_exports_as_asciicast_v2_with_its_times_output_and_resizes() {
         "--channel",
         "1",
     ]));
+    // An exec's size is in its first resize; its TERM is not recorded.
     assert_eq!(
-        (&top[0]["width"], &top[0]["height"], &top[0]["env"]["TERM"]),
-        (&json!(80), &json!(24), &json!("xterm"))
+        (&top[0]["width"], &top[0]["height"], &top[0]["env"]),
+        (&json!(132), &json!(50), &json!({}))
     );
     assert_eq!(top[1..], [json!([0.005, "o", "top - 10:00:01\r\n"])]);
-    let sized = json_lines(&journal.cli_ok(&[
+    let plain = json_lines(&journal.cli_ok(&[
         "export",
         SHELL_SESSION,
         "--format",
@@ -232,10 +252,10 @@ fn a_shell_exports_as_asciicast_v2_with_its_times_output_and_resizes() {
         "2",
     ]));
     assert_eq!(
-        (&sized[0]["width"], &sized[0]["height"], &sized[0]["env"]),
-        (&json!(132), &json!(50), &json!({}))
+        (&plain[0]["width"], &plain[0]["height"], &plain[0]["env"]),
+        (&json!(80), &json!(24), &json!({}))
     );
-    assert_eq!(sized[1..], [json!([0.04, "o", "# "])]);
+    assert_eq!(plain[1..], [json!([0.04, "o", "# "])]);
 
     asciinema_plays(&file, &output_of(&lines[1..]));
 }
