@@ -6,6 +6,7 @@ mod approvals;
 mod audit;
 mod chains;
 mod init;
+mod replay;
 mod search;
 mod serve;
 mod sessions;
@@ -14,7 +15,8 @@ mod workers;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::builder::PossibleValue;
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use proctor_core::Config;
 
 #[derive(Parser)]
@@ -91,14 +93,35 @@ enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
-    /// Write a session as a self-contained bundle that `proctor verify` checks offline.
+    /// Write a session as a self-contained bundle that `proctor verify` checks offline, or an SSH
+    /// session's terminal as an asciicast recording.
     Export {
         /// The session's id or a unique prefix of it.
         session: String,
+        /// The file to write (asciicast: standard output without it).
         #[arg(long, short = 'o')]
-        output: PathBuf,
+        output: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "bundle")]
-        format: audit::ExportFormat,
+        format: ExportFormat,
+        /// asciicast: the SSH channel to export (default: the first with terminal output).
+        #[arg(long)]
+        channel: Option<u32>,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Play an SSH session's terminal here, with its timing.
+    Replay {
+        /// The session's id or a unique prefix of it.
+        session: String,
+        /// Play this many times faster.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Cut pauses longer than this many seconds to it.
+        #[arg(long, value_name = "S")]
+        idle_limit: Option<f64>,
+        /// The SSH channel to play (default: the first with terminal output).
+        #[arg(long)]
+        channel: Option<u32>,
         #[command(flatten)]
         config: ConfigArg,
     },
@@ -117,6 +140,51 @@ enum Command {
         #[arg(long)]
         key: String,
     },
+}
+
+/// What `proctor export` writes: one of the journal's formats, or a terminal recording.
+#[derive(Clone, Copy)]
+enum ExportFormat {
+    Journal(audit::ExportFormat),
+    Asciicast,
+}
+
+impl ValueEnum for ExportFormat {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[
+            Self::Journal(audit::ExportFormat::Bundle),
+            Self::Journal(audit::ExportFormat::Jsonl),
+            Self::Asciicast,
+        ]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        match self {
+            Self::Journal(format) => format.to_possible_value(),
+            Self::Asciicast => Some(
+                PossibleValue::new("asciicast")
+                    .help("An SSH session's terminal as asciicast v2, for asciinema"),
+            ),
+        }
+    }
+}
+
+fn export(
+    config: Config,
+    session: &str,
+    output: Option<PathBuf>,
+    format: ExportFormat,
+    channel: Option<u32>,
+) -> anyhow::Result<ExitCode> {
+    match format {
+        ExportFormat::Journal(format) => {
+            anyhow::ensure!(channel.is_none(), "--channel is for --format asciicast");
+            let output =
+                output.ok_or_else(|| anyhow::anyhow!("give the file to write: -o FILE"))?;
+            audit::export(config, session, &output, format)
+        }
+        ExportFormat::Asciicast => replay::export(config, session, channel, output.as_deref()),
+    }
 }
 
 #[derive(Subcommand)]
@@ -195,8 +263,17 @@ fn main() -> ExitCode {
             session,
             output,
             format,
+            channel,
             config,
-        } => load_config(&config).and_then(|c| audit::export(c, &session, &output, format)),
+        } => load_config(&config).and_then(|c| export(c, &session, output, format, channel)),
+        Command::Replay {
+            session,
+            speed,
+            idle_limit,
+            channel,
+            config,
+        } => load_config(&config)
+            .and_then(|c| replay::replay(c, &session, speed, idle_limit, channel)),
         Command::Verify { bundle, key } => audit::verify(&bundle, &key),
         Command::Search { config, .. } => load_config(&config).and_then(search::run),
     };
