@@ -192,6 +192,29 @@ impl Guardrails {
         )
     }
 
+    /// Judges a text that must not be stored, even masked (a line typed while the terminal did not
+    /// echo: perhaps a password): decisions record `recorded` in its place.
+    pub async fn judge_unrecorded(
+        &mut self,
+        text: &str,
+        recorded: &str,
+        recorder: &mut SessionRecorder,
+    ) -> Result<Judgement<'static>, RecordError> {
+        Ok(match self.judge_sql(text, recorded, &[], recorder).await? {
+            Verdict::Allow(policy) => Judgement::Allow {
+                sql: Cow::Owned(recorded.to_owned()),
+                findings: Vec::new(),
+                policy,
+            },
+            Verdict::Refuse(refusal) => Judgement::Refuse(refusal),
+            Verdict::Hold(decision) => Judgement::Hold(Held {
+                decision,
+                sql: recorded.to_owned(),
+                findings: Vec::new(),
+            }),
+        })
+    }
+
     /// Judges a SQL text (as sent) whose recorded form is `masked`.
     async fn judge_sql(
         &mut self,

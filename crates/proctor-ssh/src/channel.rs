@@ -452,11 +452,13 @@ enum Ruling {
 }
 
 /// Judges a command; a held one waits for its approver, telling the user through `notify`, and
-/// is withdrawn if the user's side closes meanwhile.
+/// is withdrawn if the user's side closes meanwhile. A command typed without echo is judged all
+/// the same, but recorded as `hidden` stands in the record in its place.
 async fn rule(
     context: &ChannelContext,
     rx: &mut ChannelReadHalf,
     text: &str,
+    hidden: Option<&str>,
     notify: impl AsyncNotify,
     withdraw_on_interrupt: bool,
 ) -> Result<(Ruling, Vec<Vec<u8>>), Stop> {
@@ -466,7 +468,14 @@ async fn rule(
         let judgement = {
             let mut recorder = context.journal.lock().await;
             let recorder = recorder.as_mut().ok_or(Stop::Journal)?;
-            let judgement = guardrails.judge_statement(text, recorder).await?;
+            let judgement = match hidden {
+                Some(recorded) => {
+                    guardrails
+                        .judge_unrecorded(text, recorded, recorder)
+                        .await?
+                }
+                None => guardrails.judge_statement(text, recorder).await?,
+            };
             match judgement {
                 Judgement::Allow {
                     sql,
@@ -566,7 +575,7 @@ async fn exec(
         .unwrap_or_else(|p| p.into_inner())
         .as_ref()
         .map(|p| (p.cols, p.rows));
-    let (ruling, held_back) = rule(context, rx, &text, Stderr(user), false).await?;
+    let (ruling, held_back) = rule(context, rx, &text, None, Stderr(user), false).await?;
     let (recorded, findings, policy) = match ruling {
         Ruling::Run {
             command,
@@ -640,8 +649,8 @@ fn is_binary_stream(command: &str) -> bool {
 }
 
 /// Bytes the user sent: recorded as what the channel runs says, then sent. In an interactive shell
-/// each typed line that the terminal echoed is judged and recorded (`ssh.command`) before its
-/// Enter is sent.
+/// each typed line is judged before its Enter is sent, and recorded (`ssh.command`) if the
+/// terminal echoed it.
 async fn user_data(
     context: &ChannelContext,
     shared: &Shared,
@@ -664,16 +673,23 @@ async fn user_data(
         }
         forward_user_bytes(context, shared, upstream, &data[from..at]).await?;
         from = at;
-        if !echoed(shared).await {
-            continue;
-        }
-        let (ruling, held_back) = rule(context, rx, &line.text, Screen(user), true).await?;
+        let hidden = (!echoed(shared).await)
+            .then(|| format!("[a line typed without echo: {} bytes]", line.text.len()));
+        let (ruling, held_back) = rule(
+            context,
+            rx,
+            &line.text,
+            hidden.as_deref(),
+            Screen(user),
+            true,
+        )
+        .await?;
         match ruling {
             Ruling::Run {
                 command,
                 findings,
                 policy,
-            } => {
+            } if hidden.is_none() => {
                 let body = Body::new()
                     .uint("channel", shared.number.into())
                     .str("command", &command)
@@ -685,6 +701,8 @@ async fn user_data(
                     .commit_masked("ssh.command", body, findings)
                     .await?;
             }
+            // A line typed without echo is not a command line the record can show.
+            Ruling::Run { .. } => {}
             Ruling::Refused(refusal) => {
                 // The line stays unsent: erase it at the shell and tell the user why.
                 forward_user_bytes(context, shared, upstream, b"\x15").await?;

@@ -113,12 +113,18 @@ impl SshGateway {
             self.gate.config().ssh.auth_timeout_secs,
         ));
         tokio::pin!(auth_deadline);
-        let mut reason = match russh::server::run_stream(self.config.clone(), stream, handler).await
-        {
-            Ok(running) => {
+        let started = tokio::time::timeout(
+            Duration::from_secs(self.gate.config().ssh.auth_timeout_secs),
+            russh::server::run_stream(self.config.clone(), stream, handler),
+        )
+        .await;
+        let mut reason = match started {
+            Err(_) => "no SSH handshake in time".to_owned(),
+            Ok(Ok(running)) => {
                 let handle = running.handle();
                 tokio::pin!(running);
                 let mut cut_short = None;
+                let mut deadline_passed = false;
                 loop {
                     tokio::select! {
                         ended = &mut running => break match (cut_short, ended) {
@@ -132,16 +138,19 @@ impl SshGateway {
                                 .disconnect(russh::Disconnect::ByApplication, "Proctor is shutting down".into(), "en".into())
                                 .await;
                         }
-                        _ = &mut auth_deadline, if cut_short.is_none() && !outcome.authenticated() => {
-                            cut_short = Some("authentication timed out".to_owned());
-                            let _ = handle
-                                .disconnect(russh::Disconnect::ByApplication, "authentication timed out".into(), "en".into())
-                                .await;
+                        _ = &mut auth_deadline, if !deadline_passed => {
+                            deadline_passed = true;
+                            if cut_short.is_none() && !outcome.authenticated() {
+                                cut_short = Some("authentication timed out".to_owned());
+                                let _ = handle
+                                    .disconnect(russh::Disconnect::ByApplication, "authentication timed out".into(), "en".into())
+                                    .await;
+                            }
                         }
                     }
                 }
             }
-            Err(e) => format!("handshake failed: {e}"),
+            Ok(Err(e)) => format!("handshake failed: {e}"),
         };
         let _ = tokio::time::timeout(CHANNELS_GRACE, channels_done.recv()).await;
         if let Some(why) = outcome.end_reason() {

@@ -166,6 +166,26 @@ fn a_wrong_token_or_connection_is_refused_and_recorded() {
 }
 
 #[test]
+fn only_a_login_that_does_not_authenticate_in_time_is_cut() {
+    let (proctor, alice, _) = gateway("\n[ssh]\nauth_timeout_secs = 1\n");
+    let out = ssh(&proctor, "alice%box", &alice, "sleep 2; echo still-here");
+    assert_eq!(stdout(&out), "still-here\n", "{}", stderr(&out));
+    // A client that never authenticates is disconnected.
+    let mut idle = std::net::TcpStream::connect(("127.0.0.1", proctor.ssh_port)).unwrap();
+    idle.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut banner = Vec::new();
+    let read = idle.read_to_end(&mut banner);
+    assert!(
+        read.is_ok(),
+        "the idle client was not disconnected: {read:?}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert!(String::from_utf8_lossy(&banner).starts_with("SSH-2.0-Proctor"));
+}
+
+#[test]
 fn a_registered_public_key_logs_in() {
     let (proctor, _, _) = gateway("");
     let dir = tempfile::tempdir().unwrap();
@@ -426,7 +446,10 @@ fn files_cross_by_scp_sftp_and_rsync_recorded_file_by_file() {
     )
     .unwrap();
     let mut sftp = through(&proctor, "sftp", &alice);
-    sftp.arg("-b").arg(&batch).arg("alice%box@127.0.0.1");
+    // `-b` turns on BatchMode, which forbids the password prompt; the first value given wins.
+    sftp.args(["-o", "BatchMode=no", "-b"])
+        .arg(&batch)
+        .arg("alice%box@127.0.0.1");
     ok(sftp);
     assert_eq!(std::fs::read_to_string(&back).unwrap(), "small file\n");
     assert!(!remote.path.join("b").exists());
@@ -501,4 +524,183 @@ fn files_cross_by_scp_sftp_and_rsync_recorded_file_by_file() {
         .as_str()
         .unwrap()
         .ends_with("rsynced"));
+}
+
+/// An interactive shell on a terminal (driven by `expect`): typed lines run and are recorded, a
+/// password typed without echo is not stored, a window change is recorded, a denied line is not
+/// run, a held line runs once approved; the recording exports as asciicast that asciinema plays.
+#[test]
+fn an_interactive_shell_is_recorded_and_replays() {
+    let (proctor, alice, bob) = gateway(
+        r#"
+[[connection.rules]]
+name = "no-recursive-delete"
+regex = "rm\\s+-rf"
+action = "deny"
+
+[[connection.rules]]
+name = "hold-markers"
+regex = "^touch .*held-marker"
+action = "require_approval"
+"#,
+    );
+    let dir = sshd().scratch_dir("shell");
+    let victim = dir.join("victim");
+    std::fs::write(&victim, "keep").unwrap();
+    let marker = dir.join("held-marker");
+    let password = "hunter2-typed-blind";
+    let script = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        script.path(),
+        format!(
+            r#"set timeout 20
+spawn ssh -tt -F /dev/null -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o PreferredAuthentications=password -o PubkeyAuthentication=no -o Port={port} alice%box@127.0.0.1
+proc fail {{what}} {{ puts "\nFAILED: $what"; exit 1 }}
+expect "$ " {{}} timeout {{ fail prompt }}
+send "PS1='REA''DY> '\r"
+expect "READY> " {{}} timeout {{ fail ps1 }}
+send "echo typed-\$((6*7))\r"
+expect "typed-42" {{}} timeout {{ fail echo }}
+expect "READY> "
+send "stty -echo; read -r P; stty echo; echo length=\${{#P}}\r"
+sleep 0.5
+send "{password}\r"
+expect "length=19" {{}} timeout {{ fail password }}
+expect "READY> "
+stty rows 40 columns 100 < $spawn_out(slave,name)
+send "stty size\r"
+expect "40 100" {{}} timeout {{ fail resize }}
+expect "READY> "
+send "rm -rf {victim}\r"
+expect "denied this command" {{}} timeout {{ fail deny }}
+send "\r"
+expect "READY> "
+send "touch {marker}\r"
+expect "holds this command for approval" {{}} timeout {{ fail hold }}
+set timeout 40
+expect "READY> " {{}} timeout {{ fail approval }}
+set timeout 20
+send "ls {dir}\r"
+expect "held-marker" {{}} timeout {{ fail marker }}
+expect "READY> "
+send "exit\r"
+expect eof
+"#,
+            port = proctor.ssh_port,
+            victim = victim,
+            marker = marker,
+            dir = dir.path.display(),
+        ),
+    )
+    .unwrap();
+    thread::scope(|scope| {
+        let shell = scope.spawn(|| {
+            let mut expect = Command::new("expect");
+            expect.arg("-f").arg(script.path());
+            sshd().askpass(&mut expect, &alice);
+            expect.output().unwrap()
+        });
+        // The shell waits at its held line; if it ended instead, what it printed says why.
+        let request = loop {
+            let out = proctor.cli(&["approvals", "list", "--format", "json"]);
+            let pending: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+            if let Some(request) = pending.first() {
+                break request.clone();
+            }
+            if shell.is_finished() {
+                let out = shell.join().unwrap();
+                let session = proctor.sessions(&[])[0]["id"].as_str().unwrap().to_owned();
+                panic!(
+                    "the shell ended: {}{}\n{:#?}",
+                    stdout(&out),
+                    stderr(&out),
+                    proctor.events(&session)
+                );
+            }
+            thread::sleep(std::time::Duration::from_millis(50));
+        };
+        assert_eq!(request["rule"], "hold-markers");
+        assert!(!Path::new(&marker).exists(), "nothing runs before approval");
+        let id = request["id"].as_str().unwrap();
+        let (status, body) = proctor.http(
+            "POST",
+            &format!("/api/v1/approvals/{id}/approve"),
+            Some(&bob),
+            r#"{"reason": "fine"}"#,
+        );
+        assert_eq!(status, 200, "{body}");
+        let out = shell.join().unwrap();
+        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    });
+    assert!(Path::new(&victim).exists(), "the denied line ran");
+    assert!(Path::new(&marker).exists(), "the approved line did not run");
+
+    let events = proctor.events_of("alice", 1);
+    let typed: String = of_kind(&events, "term.in")
+        .iter()
+        .filter_map(|e| e["body"]["data"].as_str())
+        .collect();
+    assert!(typed.contains("echo typed-$((6*7))"), "{typed:?}");
+    assert!(!typed.contains(password), "{typed:?}");
+    assert!(
+        of_kind(&events, "term.in")
+            .iter()
+            .any(|e| e["body"]["hidden"] == true
+                && e["body"]["bytes"].as_u64() >= Some(password.len() as u64)),
+        "{events:#?}"
+    );
+    assert!(
+        !proctor.data_dir_contains(password),
+        "the password is stored"
+    );
+    assert!(of_kind(&events, "term.resize")
+        .iter()
+        .any(|e| e["body"]["cols"] == 100 && e["body"]["rows"] == 40));
+    let commands: Vec<&str> = of_kind(&events, "ssh.command")
+        .iter()
+        .map(|e| e["body"]["command"].as_str().unwrap())
+        .collect();
+    assert!(commands.contains(&"echo typed-$((6*7))"), "{commands:?}");
+    assert!(
+        !commands.iter().any(|c| c.contains(password)),
+        "{commands:?}"
+    );
+    let decisions = of_kind(&events, "policy.decision");
+    assert_eq!(decisions[0]["body"]["action"], "deny");
+    assert_eq!(decisions[0]["body"]["command"], format!("rm -rf {victim}"));
+    assert_eq!(decisions[1]["body"]["action"], "require_approval");
+    assert_eq!(
+        of_kind(&events, "approval")[0]["body"]["outcome"],
+        "approved"
+    );
+
+    // The recording, as asciicast v2, plays in asciinema.
+    let session = proctor.ended_sessions_of("alice", 1)[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cast = proctor.cli_ok(&["export", &session, "--format", "asciicast"]);
+    let mut lines = cast.lines();
+    let header: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(header["version"], 2);
+    let frames: Vec<Value> = lines.map(|l| serde_json::from_str(l).unwrap()).collect();
+    let shown: String = frames
+        .iter()
+        .filter(|f| f[1] == "o")
+        .map(|f| f[2].as_str().unwrap())
+        .collect();
+    assert!(shown.contains("typed-42"), "{shown:?}");
+    assert!(frames.iter().any(|f| f[1] == "r" && f[2] == "100x40"));
+    let times: Vec<f64> = frames.iter().map(|f| f[0].as_f64().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &cast).unwrap();
+    let played = Command::new("asciinema")
+        .args(["play", "--speed", "100"])
+        .arg(file.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("asciinema is installed (.ci/run installs it)");
+    assert!(played.status.success(), "{}", stderr(&played));
+    assert!(stdout(&played).contains("typed-42"));
 }
