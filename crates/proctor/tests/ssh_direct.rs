@@ -285,6 +285,30 @@ fn password_login_without_a_terminal() {
         sshd.log()
     );
 
+    // sftp -b with a password: BatchMode=no before -b.
+    let local = tempfile::tempdir().unwrap();
+    let remote = sshd.scratch_dir("sftp-password");
+    std::fs::write(local.path().join("note"), "by password\n").unwrap();
+    let mut sftp = Command::new("sftp");
+    sftp.args(client_options())
+        .args(["-o", "BatchMode=no", "-o", "PubkeyAuthentication=no"])
+        .arg("-o")
+        .arg(format!("Port={}", sshd.port()))
+        .args(["-b", "-"])
+        .arg(sshd.destination());
+    sshd.askpass(&mut sftp, sshd.password());
+    let batch = format!(
+        "put {} {}\n",
+        local.path().join("note").display(),
+        remote.join("note")
+    );
+    let out = output_with_stdin(sftp, &batch);
+    assert!(out.status.success(), "{}{}", stderr(&out), sshd.log());
+    assert_eq!(
+        std::fs::read_to_string(remote.path.join("note")).unwrap(),
+        "by password\n"
+    );
+
     let out = password_login("not-the-password");
     assert_eq!(out.status.code(), Some(255));
     assert!(

@@ -274,8 +274,9 @@ MaxSessions 100
     }
 
     /// Makes `ssh`, `scp` or `sftp` read `password` from a program rather than from a terminal
-    /// (`SSH_ASKPASS`, forced; the client must not be in `BatchMode`). For the account's password
-    /// here, or a token through Proctor.
+    /// (`SSH_ASKPASS`, forced). For the account's password here, or a token through Proctor. The
+    /// client must not be in `BatchMode`, which allows no password: `sftp -b` asks ssh for it, so
+    /// give `sftp` `-o BatchMode=no` before `-b` (ssh keeps the first value of an option).
     pub fn askpass<'a>(&self, command: &'a mut Command, password: &str) -> &'a mut Command {
         command
             .env("SSH_ASKPASS", self.dir.join("askpass"))
