@@ -876,6 +876,37 @@ allow = ["group:dba", "alice"]
     }
 
     #[test]
+    fn an_ssh_connection_needs_credentials_and_no_database() {
+        let ssh = "[[connection]]\nname = \"web1\"\nkind = \"ssh\"\naddress = \"10.0.0.12:22\"\nuser = \"deploy\"\nallow = [\"*\"]\n";
+        let keyed = format!("{ssh}private_key_file = \"/run/secrets/web1\"\n");
+        let config = Config::parse(&keyed).unwrap();
+        assert_eq!(
+            config.ssh_listen().map(|a| a.to_string()).as_deref(),
+            Some("127.0.0.1:2222")
+        );
+        let cases = [
+            (ssh.to_owned(), "connection[0].private_key_file"),
+            (
+                format!("{keyed}private_key_env = \"WEB1_KEY\"\n"),
+                "connection[0].private_key_env",
+            ),
+            (
+                format!("{GOOD}host_key = \"ssh-ed25519 AAAA\"\n"),
+                "connection[0].host_key",
+            ),
+            (
+                format!("{GOOD}port_forwarding = true\n"),
+                "connection[0].port_forwarding",
+            ),
+        ];
+        for (text, path) in cases {
+            let err = Config::parse(&text).unwrap_err();
+            assert_eq!(err.path, path, "{err}");
+        }
+        assert!(Config::parse(GOOD).unwrap().ssh_listen().is_none());
+    }
+
+    #[test]
     fn a_missing_secret_names_the_key_and_the_variable_only() {
         let config =
             Config::parse(&GOOD.replace("APP_DB_PASSWORD", "PROCTOR_TEST_UNSET_VAR")).unwrap();

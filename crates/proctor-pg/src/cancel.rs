@@ -77,6 +77,7 @@ mod tests {
             target: Arc::new(Target {
                 config,
                 password: None,
+                private_key: None,
                 policy: Arc::new(Policy::deny_all()),
             }),
             tls: None,

@@ -950,11 +950,29 @@ mod tests {
     }
 
     #[test]
+    fn without_a_terminal_input_is_recorded_as_sent() {
+        // No PTY: nothing is echoed, and what a command reads is not a password prompt's answer.
+        let mut terminal = Terminal::new(TerminalLimits {
+            infer_echo: false,
+            ..TerminalLimits::default()
+        });
+        let events = terminal.input(3, b"SELECT 1;\n");
+        assert_eq!(
+            events,
+            vec![TermEvent::In {
+                ms: 3,
+                data: "SELECT 1;\n".into()
+            }]
+        );
+    }
+
+    #[test]
     fn a_word_without_whitespace_is_held_no_further_than_the_limit() {
         let limits = TerminalLimits {
             batch_bytes: 64,
             batch_ms: 50,
             max_held_bytes: 16,
+            ..TerminalLimits::default()
         };
         let mut terminal = Terminal::new(limits);
         let mut events = terminal.output(0, "x".repeat(40).as_bytes());
@@ -1341,7 +1359,7 @@ mod tests {
                 batch_ms in 0..100u64,
                 max_held_bytes in 0..64usize,
             ) {
-                let limits = TerminalLimits { batch_bytes, batch_ms, max_held_bytes };
+                let limits = TerminalLimits { batch_bytes, batch_ms, max_held_bytes, ..TerminalLimits::default() };
                 let (events, output, input) = run(limits, &ops);
                 prop_assert_eq!(out_data(&events).concat(), String::from_utf8_lossy(&output));
                 let recorded: usize = typed(&events).len() + hidden(&events).iter().sum::<usize>();
@@ -1364,7 +1382,7 @@ mod tests {
                 pieces in prop::collection::vec((1..30usize, 0..120u64, any::<bool>()), 1..200),
             ) {
                 let text: String = words.iter().map(|(word, space)| format!("{word}{space}")).collect();
-                let limits = TerminalLimits { batch_bytes: 64, batch_ms: 50, max_held_bytes: 32 };
+                let limits = TerminalLimits { batch_bytes: 64, batch_ms: 50, max_held_bytes: 32, ..TerminalLimits::default() };
                 let mut terminal = Terminal::new(limits);
                 let mut events = Vec::new();
                 let (mut at, mut now) = (0, 0);
