@@ -182,6 +182,15 @@ pub async fn relay(
     for (kind, body) in records {
         let _ = context.journal.queue(kind, body).await;
     }
+    if let Some(Stop::Protocol(message)) = &stopped {
+        let _ = context
+            .journal
+            .queue(
+                "protocol.error",
+                json!({"channel": shared.number, "message": message}),
+            )
+            .await;
+    }
     let exit = std::mem::take(&mut *shared.exit.lock().unwrap_or_else(|p| p.into_inner()));
     let problem = match &stopped {
         Some(Stop::Journal) => Some("the journal failed".to_owned()),
@@ -772,7 +781,7 @@ async fn forward_user_bytes(
             Recording::Sftp(tracker) => {
                 tracker
                     .client_bytes(data)
-                    .map_err(|e| Stop::Protocol(format!("sftp: {e}")))?;
+                    .map_err(|e| Stop::Protocol(e.to_string()))?;
                 let files = tracker.take_records();
                 let commit = files.iter().any(|f| matches!(f, FileRecord::Operation(_)));
                 (Vec::new(), files, commit)
@@ -783,7 +792,7 @@ async fn forward_user_bytes(
                 } else {
                     tracker.sink_bytes(data)
                 }
-                .map_err(|e| Stop::Protocol(format!("scp: {e}")))?;
+                .map_err(|e| Stop::Protocol(e.to_string()))?;
                 (Vec::new(), tracker.take_records(), false)
             }
             Recording::Pending | Recording::Counted => (Vec::new(), Vec::new(), false),
@@ -926,7 +935,7 @@ async fn target_bytes(context: &ChannelContext, shared: &Shared, data: &[u8]) ->
             Recording::Sftp(tracker) => {
                 tracker
                     .server_bytes(data)
-                    .map_err(|e| Stop::Protocol(format!("sftp: {e}")))?;
+                    .map_err(|e| Stop::Protocol(e.to_string()))?;
                 (Vec::new(), tracker.take_records())
             }
             Recording::Scp(tracker) => {
@@ -935,7 +944,7 @@ async fn target_bytes(context: &ChannelContext, shared: &Shared, data: &[u8]) ->
                 } else {
                     tracker.sink_bytes(data)
                 }
-                .map_err(|e| Stop::Protocol(format!("scp: {e}")))?;
+                .map_err(|e| Stop::Protocol(e.to_string()))?;
                 (Vec::new(), tracker.take_records())
             }
             Recording::Pending | Recording::Counted => (Vec::new(), Vec::new()),

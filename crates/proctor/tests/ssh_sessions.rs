@@ -186,6 +186,28 @@ fn only_a_login_that_does_not_authenticate_in_time_is_cut() {
 }
 
 #[test]
+fn bytes_that_break_sftp_end_the_channel_and_are_recorded() {
+    let (proctor, alice, _) = gateway("");
+    // A packet claiming almost 2 GiB, where OpenSSH's limit is 256 KiB.
+    let mut sftp = through(&proctor, "ssh", &alice);
+    sftp.args(["-s", "alice%box@127.0.0.1", "sftp"]);
+    let out = output_with_stdin(sftp, "\u{7f}\u{7f}\u{7f}\u{7f}garbage");
+    assert!(stderr(&out).contains("Proctor: sftp:"), "{}", stderr(&out));
+    let events = proctor.events_of("alice", 1);
+    let errors = of_kind(&events, "protocol.error");
+    assert_eq!(errors.len(), 1, "{events:#?}");
+    assert!(errors[0]["body"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("sftp:"));
+    // The gateway goes on serving.
+    assert_eq!(
+        stdout(&ssh(&proctor, "alice%box", &alice, "echo after")),
+        "after\n"
+    );
+}
+
+#[test]
 fn a_registered_public_key_logs_in() {
     let (proctor, _, _) = gateway("");
     let dir = tempfile::tempdir().unwrap();
