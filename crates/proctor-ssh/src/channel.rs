@@ -28,8 +28,8 @@ use crate::journal::SessionJournal;
 use crate::scp::ScpTracker;
 use crate::server::Ready;
 use crate::sftp::{SftpLimits, SftpTracker};
-use crate::terminal::{LineEditor, Terminal, TerminalLimits};
-use crate::transfer::FileRecord;
+use crate::terminal::{LineEditor, TermEvent, Terminal, TerminalLimits};
+use crate::transfer::{Direction, FileRecord};
 
 /// What a channel needs of its session.
 pub struct ChannelContext {
@@ -68,6 +68,60 @@ enum Recording {
     Scp(ScpTracker),
     /// Bytes counted only (`rsync --server`, other subsystems).
     Counted,
+}
+
+/// Which side of the channel sent bytes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Side {
+    User,
+    Target,
+}
+
+/// What passing bytes leave in the record: terminal events and file records.
+type Recorded = (Vec<TermEvent>, Vec<FileRecord>);
+
+impl Recording {
+    /// Feeds bytes that `from` sent to what records the channel.
+    fn feed(&mut self, from: Side, ms: u64, data: &[u8]) -> Result<Recorded, Stop> {
+        let protocol = |e: &dyn std::fmt::Display| Stop::Protocol(e.to_string());
+        Ok(match self {
+            Recording::Terminal { terminal, budget } => {
+                if let Some(left) = budget {
+                    if *left == 0 {
+                        return Ok(Default::default());
+                    }
+                    *left = left.saturating_sub(data.len() as u64);
+                }
+                let events = match from {
+                    Side::User => terminal.input(ms, data),
+                    Side::Target => terminal.output(ms, data),
+                };
+                (events, Vec::new())
+            }
+            Recording::Sftp(tracker) => {
+                match from {
+                    Side::User => tracker.client_bytes(data),
+                    Side::Target => tracker.server_bytes(data),
+                }
+                .map_err(|e| protocol(&e))?;
+                (Vec::new(), tracker.take_records())
+            }
+            Recording::Scp(tracker) => {
+                let source = match tracker.direction() {
+                    Direction::Upload => Side::User,
+                    Direction::Download => Side::Target,
+                };
+                if from == source {
+                    tracker.source_bytes(data)
+                } else {
+                    tracker.sink_bytes(data)
+                }
+                .map_err(|e| protocol(&e))?;
+                (Vec::new(), tracker.take_records())
+            }
+            Recording::Pending | Recording::Counted => Default::default(),
+        })
+    }
 }
 
 /// Where the reply to one of the user's requests comes from, in the order they were made.
@@ -763,41 +817,15 @@ async fn forward_user_bytes(
     shared
         .to_target
         .fetch_add(data.len() as u64, Ordering::Relaxed);
-    let (events, files, commit) = {
+    let (events, files, typed) = {
         let mut recording = shared.recording.lock().await;
-        match &mut *recording {
-            Recording::Terminal { terminal, budget } => {
-                let events = match budget {
-                    Some(left) if *left == 0 => Vec::new(),
-                    Some(left) => {
-                        *left = left.saturating_sub(data.len() as u64);
-                        terminal.input(shared.ms(), data)
-                    }
-                    None => terminal.input(shared.ms(), data),
-                };
-                let line_end = data.iter().any(|b| matches!(b, b'\r' | b'\n'));
-                (events, Vec::new(), line_end)
-            }
-            Recording::Sftp(tracker) => {
-                tracker
-                    .client_bytes(data)
-                    .map_err(|e| Stop::Protocol(e.to_string()))?;
-                let files = tracker.take_records();
-                let commit = files.iter().any(|f| matches!(f, FileRecord::Operation(_)));
-                (Vec::new(), files, commit)
-            }
-            Recording::Scp(tracker) => {
-                if tracker.direction() == crate::transfer::Direction::Upload {
-                    tracker.source_bytes(data)
-                } else {
-                    tracker.sink_bytes(data)
-                }
-                .map_err(|e| Stop::Protocol(e.to_string()))?;
-                (Vec::new(), tracker.take_records(), false)
-            }
-            Recording::Pending | Recording::Counted => (Vec::new(), Vec::new(), false),
-        }
+        let typed = matches!(*recording, Recording::Terminal { .. });
+        let (events, files) = recording.feed(Side::User, shared.ms(), data)?;
+        (events, files, typed)
     };
+    // A typed line's end or a change to the tree is a command: it leaves once it is recorded.
+    let commit = typed && data.iter().any(|b| matches!(b, b'\r' | b'\n'))
+        || files.iter().any(|f| matches!(f, FileRecord::Operation(_)));
     record_terminal(context, shared, events).await?;
     for (kind, body) in file_records(files, shared) {
         context.journal.queue(kind, body).await?;
@@ -811,7 +839,7 @@ async fn forward_user_bytes(
 async fn record_terminal(
     context: &ChannelContext,
     shared: &Shared,
-    events: Vec<crate::terminal::TermEvent>,
+    events: Vec<TermEvent>,
 ) -> Result<(), Stop> {
     for event in events {
         context
@@ -918,38 +946,11 @@ async fn target_bytes(context: &ChannelContext, shared: &Shared, data: &[u8]) ->
     shared
         .from_target
         .fetch_add(data.len() as u64, Ordering::Relaxed);
-    let (events, files) = {
-        let mut recording = shared.recording.lock().await;
-        match &mut *recording {
-            Recording::Terminal { terminal, budget } => {
-                let events = match budget {
-                    Some(left) if *left == 0 => Vec::new(),
-                    Some(left) => {
-                        *left = left.saturating_sub(data.len() as u64);
-                        terminal.output(shared.ms(), data)
-                    }
-                    None => terminal.output(shared.ms(), data),
-                };
-                (events, Vec::new())
-            }
-            Recording::Sftp(tracker) => {
-                tracker
-                    .server_bytes(data)
-                    .map_err(|e| Stop::Protocol(e.to_string()))?;
-                (Vec::new(), tracker.take_records())
-            }
-            Recording::Scp(tracker) => {
-                if tracker.direction() == crate::transfer::Direction::Download {
-                    tracker.source_bytes(data)
-                } else {
-                    tracker.sink_bytes(data)
-                }
-                .map_err(|e| Stop::Protocol(e.to_string()))?;
-                (Vec::new(), tracker.take_records())
-            }
-            Recording::Pending | Recording::Counted => (Vec::new(), Vec::new()),
-        }
-    };
+    let (events, files) = shared
+        .recording
+        .lock()
+        .await
+        .feed(Side::Target, shared.ms(), data)?;
     record_terminal(context, shared, events).await?;
     for (kind, body) in file_records(files, shared) {
         context.journal.queue(kind, body).await?;
