@@ -46,6 +46,15 @@ pub struct HostKeyRow {
     pub pinned_at: i64,
 }
 
+fn host_key_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<HostKeyRow> {
+    Ok(HostKeyRow {
+        connection: row.get(0)?,
+        fingerprint: row.get(1)?,
+        public_key: row.get(2)?,
+        pinned_at: row.get(3)?,
+    })
+}
+
 impl Store {
     /// Registers a public key for an identity, and records it in the log. A key belongs to one
     /// identity only.
@@ -95,16 +104,7 @@ impl Store {
             "SELECT connection, fingerprint, public_key, pinned_at FROM ssh_host_keys \
              WHERE connection = ?1",
         )?;
-        Ok(stmt
-            .query_row([connection], |row| {
-                Ok(HostKeyRow {
-                    connection: row.get(0)?,
-                    fingerprint: row.get(1)?,
-                    public_key: row.get(2)?,
-                    pinned_at: row.get(3)?,
-                })
-            })
-            .optional()?)
+        Ok(stmt.query_row([connection], host_key_row).optional()?)
     }
 
     /// Pins a connection's host key as first seen, and records it in the log. Returns the key that
@@ -126,14 +126,7 @@ impl Store {
                     "SELECT connection, fingerprint, public_key, pinned_at FROM ssh_host_keys \
                      WHERE connection = ?1",
                     [&key.connection],
-                    |row| {
-                        Ok(HostKeyRow {
-                            connection: row.get(0)?,
-                            fingerprint: row.get(1)?,
-                            public_key: row.get(2)?,
-                            pinned_at: row.get(3)?,
-                        })
-                    },
+                    host_key_row,
                 )?;
                 return Ok((pinned, Vec::new()));
             }
