@@ -11,7 +11,7 @@
 #                                           # of bench/sysbench.sh: what any extra hop costs here)
 #   FILES_DIR=/var/tmp bash bench/ssh.sh    # where the files live (default /dev/shm if it has room
 #                                           # for three of them, else /tmp)
-#   CIPHER=aes128-gcm@openssh.com bash ...  # the clients' cipher (default: OpenSSH's choice)
+#   CIPHER=aes256-gcm@openssh.com bash ...  # the clients' cipher (default: OpenSSH's choice)
 #   KEX=curve25519-sha256 bash ...          # the clients' key exchange (default: OpenSSH's choice,
 #                                           # sntrup761x25519-sha512 from 9.0 on where the server
 #                                           # offers it: about twice the CPU of curve25519 a login)
@@ -54,9 +54,11 @@ for target in "${targets[@]}"; do
     *) echo "unknown target $target (TARGETS: direct, relay, proctor)" >&2; exit 2 ;;
   esac
 done
+transfers=
 for test in "${tests[@]}"; do
   case $test in
-    scp-up | scp-down | sftp-put | sftp-get | logins) ;;
+    scp-up | scp-down | sftp-put | sftp-get) transfers=1 ;;
+    logins) ;;
     *) echo "unknown test $test (TESTS: scp-up scp-down sftp-put sftp-get logins)" >&2; exit 2 ;;
   esac
 done
@@ -71,6 +73,7 @@ bash .ci/sshd-setup.sh >/dev/null
 
 # The files: the original, the copy that arrives on the server's side (in a directory of the
 # account's) and the one that comes back; on tmpfs unless it lacks room, so that disks measure nothing.
+[ -n "$transfers" ] || size_mb=0   # no file to make
 need_kb=$(( (size_mb * 3 + 64) * 1024 ))
 free_kb() { df -Pk "$1" | awk 'NR == 2 { print $4 }'; }
 if [ -n "${FILES_DIR:-}" ]; then
@@ -240,7 +243,9 @@ EOF
   proctor_opts=("${client_opts[@]}" -o BatchMode=no -o PubkeyAuthentication=no
     -o NumberOfPasswordPrompts=1 -o "Port=$proctor_port")
   # One login before measuring: the Proctor side must work, or nothing it measures means anything.
-  if ! ssh "${proctor_opts[@]}" "bench%box@127.0.0.1" true </dev/null 2>"$work/check.log"; then
+  # (LogLevel INFO, the first value, so that a failed negotiation says why.)
+  if ! ssh -o LogLevel=INFO "${proctor_opts[@]}" "bench%box@127.0.0.1" true </dev/null \
+    2>"$work/check.log"; then
     echo "ssh through proctor (bench%box@127.0.0.1 port $proctor_port) failed:" >&2
     cat "$work/check.log" >&2
     echo "proctor's log:" >&2
@@ -362,7 +367,11 @@ header() { # first columns...: the header line of a table
 }
 
 echo
-echo "ssh, $size_mb MiB files in $files_base, $logins logins, $rounds rounds"
+if [ -n "$transfers" ]; then
+  echo "ssh, $size_mb MiB files in $files_base, $logins logins, $rounds rounds"
+else
+  echo "ssh, $logins logins, $rounds rounds"
+fi
 printf '  %s\n' "${negotiated[@]}"
 echo "(MiB/s; logins: logins/s)"
 header test round
