@@ -11,7 +11,10 @@
 #                                           # of bench/sysbench.sh: what any extra hop costs here)
 #   FILES_DIR=/var/tmp bash bench/ssh.sh    # where the files live (default /dev/shm if it has room
 #                                           # for three of them, else /tmp)
-#   CIPHER=aes128-gcm@openssh.com bash ...  # the clients' cipher (default: OpenSSH's choice)
+#   CIPHER=aes256-gcm@openssh.com bash ...  # the clients' cipher (default: OpenSSH's choice)
+#   KEX=curve25519-sha256 bash ...          # the clients' key exchange (default: OpenSSH's choice,
+#                                           # sntrup761x25519-sha512 from 9.0 on where the server
+#                                           # offers it: about twice the CPU of curve25519 a login)
 #
 # Needs root: it runs an sshd of its own (the shape of the tests' one, crates/proctor/tests/support/
 # sshd.rs: its own configuration, host key and authorized client key in a temporary directory, on a free
@@ -24,11 +27,12 @@
 #
 # Each round runs every test against sshd directly and then through Proctor (and the relay), so that
 # noise from other work on the machine falls on all alike. A transfer writes a new file (the old one
-# removed first, outside the time) and is compared with the original afterwards. Prints each run's
-# MiB/s (logins/s for `logins`, and the seconds they took), the ratio Proctor/direct of each round
-# (above 1: Proctor faster), and per test the medians of the values and of these ratios (a failed
-# run, shown as such, counts in none).
-# The acceptance bar for transfers is 0.8 of direct; the goal 0.95.
+# removed first, outside the time) and is compared with the original afterwards; its time includes
+# its login (a small file measures mostly that: keep SIZE_MB large). Prints the key exchange and
+# cipher each target negotiated, each run's MiB/s (logins/s for `logins`, and the seconds they took),
+# the ratio Proctor/direct of each round (above 1: Proctor faster), and per test the medians of the
+# values and of these ratios (a failed run, shown as such, counts in none). The acceptance bar for
+# transfers is 0.8 of direct; the goal 0.95.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,9 +54,11 @@ for target in "${targets[@]}"; do
     *) echo "unknown target $target (TARGETS: direct, relay, proctor)" >&2; exit 2 ;;
   esac
 done
+transfers=
 for test in "${tests[@]}"; do
   case $test in
-    scp-up | scp-down | sftp-put | sftp-get | logins) ;;
+    scp-up | scp-down | sftp-put | sftp-get) transfers=1 ;;
+    logins) ;;
     *) echo "unknown test $test (TESTS: scp-up scp-down sftp-put sftp-get logins)" >&2; exit 2 ;;
   esac
 done
@@ -67,6 +73,7 @@ bash .ci/sshd-setup.sh >/dev/null
 
 # The files: the original, the copy that arrives on the server's side (in a directory of the
 # account's) and the one that comes back; on tmpfs unless it lacks room, so that disks measure nothing.
+[ -n "$transfers" ] || size_mb=0   # no file to make
 need_kb=$(( (size_mb * 3 + 64) * 1024 ))
 free_kb() { df -Pk "$1" | awk 'NR == 2 { print $4 }'; }
 if [ -n "${FILES_DIR:-}" ]; then
@@ -154,6 +161,7 @@ fi
 client_opts=(-F /dev/null -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR
   -o ConnectTimeout=10)
 [ -z "${CIPHER:-}" ] || client_opts+=(-c "$CIPHER")
+[ -z "${KEX:-}" ] || client_opts+=(-o "KexAlgorithms=$KEX")
 key_opts=("${client_opts[@]}" -o BatchMode=yes -o IdentitiesOnly=yes -i "$work/client_key")
 direct_opts=("${key_opts[@]}" -o "Port=$sshd_port")
 
@@ -235,7 +243,9 @@ EOF
   proctor_opts=("${client_opts[@]}" -o BatchMode=no -o PubkeyAuthentication=no
     -o NumberOfPasswordPrompts=1 -o "Port=$proctor_port")
   # One login before measuring: the Proctor side must work, or nothing it measures means anything.
-  if ! ssh "${proctor_opts[@]}" "bench%box@127.0.0.1" true </dev/null 2>"$work/check.log"; then
+  # (LogLevel INFO, the first value, so that a failed negotiation says why.)
+  if ! ssh -o LogLevel=INFO "${proctor_opts[@]}" "bench%box@127.0.0.1" true </dev/null \
+    2>"$work/check.log"; then
     echo "ssh through proctor (bench%box@127.0.0.1 port $proctor_port) failed:" >&2
     cat "$work/check.log" >&2
     echo "proctor's log:" >&2
@@ -256,13 +266,16 @@ uploaded=$files/remote/uploaded
 downloaded=$files/downloaded
 
 now() { date +%s%N; }
-run() { # target test -> MiB/s (logins/s for logins), or "failed" (and why on stderr)
-  local target=$1 test=$2 opts dest log=$work/run.log start end arrived status=0
-  case $target in
+target_opts() { # target -> sets opts and dest: how the clients reach it
+  case $1 in
     direct) opts=("${direct_opts[@]}") dest=$user@127.0.0.1 ;;
     relay) opts=("${relay_opts[@]}") dest=$user@127.0.0.1 ;;
     proctor) opts=("${proctor_opts[@]}") dest=bench%box@127.0.0.1 ;;
   esac
+}
+run() { # target test -> MiB/s (logins/s for logins), or "failed" (and why on stderr)
+  local target=$1 test=$2 opts dest log=$work/run.log start end arrived status=0
+  target_opts "$target"
   rm -f "$uploaded" "$downloaded"
   case $test in
     scp-up | sftp-put) arrived=$uploaded ;;
@@ -295,6 +308,17 @@ run() { # target test -> MiB/s (logins/s for logins), or "failed" (and why on st
     echo "$size_mb $start $end" | awk '{ printf "%.1f\n", $1 / (($3 - $2) / 1e9) }'
   fi
 }
+
+# What each client and the server it reaches agree on: the key exchange weighs on the logins, the
+# cipher on the transfers (through Proctor: the cipher between the client and Proctor).
+negotiated=()
+for target in "${targets[@]}"; do
+  target_opts "$target"
+  agreed=$(ssh -v "${opts[@]}" "$dest" true </dev/null 2>&1 \
+    | sed -n 's/^debug1: kex: algorithm: \(.*\)/kex \1/p
+      s/^debug1: kex: client->server cipher: \([^ ]*\).*/cipher \1/p' | paste -sd ' ' -)
+  negotiated+=("$target: ${agreed:-?}")
+done
 
 for round in $(seq 1 "$rounds"); do
   for test in "${tests[@]}"; do
@@ -343,7 +367,12 @@ header() { # first columns...: the header line of a table
 }
 
 echo
-echo "ssh, $size_mb MiB files in $files_base, $logins logins, $rounds rounds, cipher ${CIPHER:-default}"
+if [ -n "$transfers" ]; then
+  echo "ssh, $size_mb MiB files in $files_base, $logins logins, $rounds rounds"
+else
+  echo "ssh, $logins logins, $rounds rounds"
+fi
+printf '  %s\n' "${negotiated[@]}"
 echo "(MiB/s; logins: logins/s)"
 header test round
 for test in "${tests[@]}"; do
