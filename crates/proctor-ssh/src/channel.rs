@@ -22,6 +22,7 @@ use proctor_core::Gate;
 use russh::server::Msg as ServerMsg;
 use russh::{client, Channel, ChannelId, ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
 use serde_json::{json, Value};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, Mutex};
 
 use crate::journal::SessionJournal;
@@ -332,6 +333,9 @@ async fn from_user(
     user: &ChannelWriteHalf<ServerMsg>,
 ) -> Result<(), Stop> {
     let mut lines = LineEditor::default();
+    // One writer for the channel's life: it sends what it is given in packets as large as the
+    // target's window and packet size allow.
+    let mut out = upstream.make_writer();
     let result = loop {
         let Some(message) = rx.wait().await else {
             break Ok(());
@@ -366,7 +370,15 @@ async fn from_user(
             }
             ChannelMsg::RequestShell { .. } => start_shell(context, shared, upstream).await,
             ChannelMsg::Exec { command, .. } => {
-                exec(context, shared, &mut rx, upstream, user, &command).await
+                exec(
+                    context,
+                    shared,
+                    &mut rx,
+                    (upstream, &mut out),
+                    user,
+                    &command,
+                )
+                .await
             }
             ChannelMsg::RequestSubsystem { name, .. } => {
                 start_subsystem(context, shared, upstream, &name).await
@@ -403,7 +415,7 @@ async fn from_user(
             }
             ChannelMsg::Signal { signal } => upstream.signal(signal).await.map_err(|_| Stop::Gone),
             ChannelMsg::Data { data } => {
-                user_data(context, shared, &mut rx, upstream, user, &mut lines, &data).await
+                user_data(context, shared, &mut rx, &mut out, user, &mut lines, &data).await
             }
             ChannelMsg::ExtendedData { data, ext } => {
                 shared
@@ -627,7 +639,10 @@ async fn exec(
     context: &ChannelContext,
     shared: &Shared,
     rx: &mut ChannelReadHalf,
-    upstream: &ChannelWriteHalf<client::Msg>,
+    (upstream, out): (
+        &ChannelWriteHalf<client::Msg>,
+        &mut (impl AsyncWrite + Unpin),
+    ),
     user: &ChannelWriteHalf<ServerMsg>,
     command: &[u8],
 ) -> Result<(), Stop> {
@@ -696,7 +711,7 @@ async fn exec(
         .await
         .map_err(|_| Stop::Gone)?;
     for data in held_back {
-        forward_user_bytes(context, shared, upstream, &data).await?;
+        forward_user_bytes(context, shared, out, &data).await?;
     }
     Ok(())
 }
@@ -718,13 +733,13 @@ async fn user_data(
     context: &ChannelContext,
     shared: &Shared,
     rx: &mut ChannelReadHalf,
-    upstream: &ChannelWriteHalf<client::Msg>,
+    out: &mut (impl AsyncWrite + Unpin),
     user: &ChannelWriteHalf<ServerMsg>,
     lines: &mut LineEditor,
     data: &[u8],
 ) -> Result<(), Stop> {
     if !shared.shell.load(Ordering::Acquire) {
-        return forward_user_bytes(context, shared, upstream, data).await;
+        return forward_user_bytes(context, shared, out, data).await;
     }
     let mut from = 0;
     for (at, &byte) in data.iter().enumerate() {
@@ -734,7 +749,7 @@ async fn user_data(
         if line.text.trim().is_empty() {
             continue;
         }
-        forward_user_bytes(context, shared, upstream, &data[from..at]).await?;
+        forward_user_bytes(context, shared, out, &data[from..at]).await?;
         from = at;
         let hidden = (!echoed(shared).await)
             .then(|| format!("[a line typed without echo: {} bytes]", line.text.len()));
@@ -768,7 +783,7 @@ async fn user_data(
             Ruling::Run { .. } => {}
             Ruling::Refused(refusal) => {
                 // The line stays unsent: erase it at the shell and tell the user why.
-                forward_user_bytes(context, shared, upstream, b"\x15").await?;
+                forward_user_bytes(context, shared, out, b"\x15").await?;
                 from = at + 1;
                 let _ = user
                     .data(format!("\r\n{}", refusal_text(&refusal)).as_bytes())
@@ -779,10 +794,10 @@ async fn user_data(
             if held.contains(&0x03) {
                 continue;
             }
-            forward_user_bytes(context, shared, upstream, &held).await?;
+            forward_user_bytes(context, shared, out, &held).await?;
         }
     }
-    forward_user_bytes(context, shared, upstream, &data[from..]).await
+    forward_user_bytes(context, shared, out, &data[from..]).await
 }
 
 /// Whether the line typed so far was echoed by the terminal, waiting briefly for the echo of a
@@ -808,7 +823,7 @@ async fn echoed(shared: &Shared) -> bool {
 async fn forward_user_bytes(
     context: &ChannelContext,
     shared: &Shared,
-    upstream: &ChannelWriteHalf<client::Msg>,
+    out: &mut (impl AsyncWrite + Unpin),
     data: &[u8],
 ) -> Result<(), Stop> {
     if data.is_empty() {
@@ -833,7 +848,7 @@ async fn forward_user_bytes(
     if commit {
         context.journal.commit().await?;
     }
-    upstream.data(data).await.map_err(|_| Stop::Gone)
+    out.write_all(data).await.map_err(|_| Stop::Gone)
 }
 
 async fn record_terminal(
@@ -857,6 +872,8 @@ async fn from_target(
     mut rx: ChannelReadHalf,
     user: &ChannelWriteHalf<ServerMsg>,
 ) -> Result<(), Stop> {
+    let mut out = user.make_writer();
+    let mut errors = user.make_writer_ext(Some(1));
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let result = loop {
@@ -878,11 +895,12 @@ async fn from_target(
         };
         let step = match message {
             ChannelMsg::Data { data } => match target_bytes(context, shared, &data).await {
-                Ok(()) => user.data(&data[..]).await.map_err(|_| Stop::Gone),
+                Ok(()) => out.write_all(&data).await.map_err(|_| Stop::Gone),
                 Err(stop) => Err(stop),
             },
             ChannelMsg::ExtendedData { data, ext } => {
                 match target_bytes(context, shared, &data).await {
+                    Ok(()) if ext == 1 => errors.write_all(&data).await.map_err(|_| Stop::Gone),
                     Ok(()) => user
                         .extended_data(ext, &data[..])
                         .await

@@ -4,6 +4,7 @@
 use russh::server::Msg as ServerMsg;
 use russh::{client, Channel, ChannelId, ChannelMsg};
 use serde_json::json;
+use tokio::io::AsyncWriteExt;
 
 use crate::channel::{channel_number, ChannelContext};
 use crate::journal::SessionJournal;
@@ -67,12 +68,13 @@ pub async fn copy_both_ways(
     let (mut user_rx, user_tx) = user.split();
     let (mut upstream_rx, upstream_tx) = upstream.split();
     let (mut sent, mut received) = (0u64, 0u64);
+    let (mut to_target_out, mut to_user_out) = (upstream_tx.make_writer(), user_tx.make_writer());
     let to_target = async {
         while let Some(message) = user_rx.wait().await {
             match message {
                 ChannelMsg::Data { data } => {
                     sent += data.len() as u64;
-                    if upstream_tx.data(&data[..]).await.is_err() {
+                    if to_target_out.write_all(&data).await.is_err() {
                         break;
                     }
                 }
@@ -89,7 +91,7 @@ pub async fn copy_both_ways(
             match message {
                 ChannelMsg::Data { data } => {
                     received += data.len() as u64;
-                    if user_tx.data(&data[..]).await.is_err() {
+                    if to_user_out.write_all(&data).await.is_err() {
                         break;
                     }
                 }
