@@ -266,6 +266,17 @@ uploaded=$files/remote/uploaded
 downloaded=$files/downloaded
 
 now() { date +%s%N; }
+ticks=$(getconf CLK_TCK)
+machine_cpu() { # the CPU time all cores have spent working since boot, in ticks
+  awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 }' /proc/stat
+}
+proctor_cpu() { # Proctor's CPU time (user and system), in ticks; 0 without Proctor
+  if [ -n "${proctor_pid:-}" ] && [ -r "/proc/$proctor_pid/stat" ]; then
+    awk '{ print $14 + $15 }' "/proc/$proctor_pid/stat"
+  else
+    echo 0
+  fi
+}
 target_opts() { # target -> sets opts and dest: how the clients reach it
   case $1 in
     direct) opts=("${direct_opts[@]}") dest=$user@127.0.0.1 ;;
@@ -281,6 +292,8 @@ run() { # target test -> MiB/s (logins/s for logins), or "failed" (and why on st
     scp-up | sftp-put) arrived=$uploaded ;;
     *) arrived=$downloaded ;;
   esac
+  local cpu_before gateway_before
+  cpu_before=$(machine_cpu) gateway_before=$(proctor_cpu)
   start=$(now)
   case $test in
     scp-up) scp -q "${opts[@]}" "$original" "$dest:$uploaded" </dev/null 2>"$log" || status=$? ;;
@@ -295,6 +308,12 @@ run() { # target test -> MiB/s (logins/s for logins), or "failed" (and why on st
       done ;;
   esac
   end=$(now)
+  # CPU seconds per GiB moved: the whole machine's, and the gateway's share of it.
+  if [ "$test" != logins ] && [ "$status" = 0 ]; then
+    echo "$target $test $(( $(machine_cpu) - cpu_before )) $(( $(proctor_cpu) - gateway_before ))" \
+      | awk -v t="$ticks" -v mb="$size_mb" '{ printf "%s %s %.2f %.2f\n", $1, $2, $3 / t * 1024 / mb, $4 / t * 1024 / mb }' \
+      >> "$work/cpu"
+  fi
   if [ "$status" != 0 ]; then
     echo "$test against $target failed (exit status $status):" >&2
     tail -n 5 "$log" >&2
@@ -396,6 +415,17 @@ for test in "${tests[@]}"; do
   echo
 done
 echo "(transfers: acceptance 0.8 of direct, goal 0.95)"
+if [ -s "$work/cpu" ]; then
+  echo
+  echo "CPU seconds per GiB moved, medians: all cores (client, server, and the gateway), and the gateway's part"
+  for test in "${tests[@]}"; do
+    for target in "${targets[@]}"; do
+      machine=$(awk -v t="$target" -v x="$test" '$1 == t && $2 == x { print $3 }' "$work/cpu" | median_of)
+      gateway=$(awk -v t="$target" -v x="$test" '$1 == t && $2 == x { print $4 }' "$work/cpu" | median_of)
+      [ -n "$machine" ] && printf '%-9s %-8s machine %6s  gateway %6s\n' "$test" "$target" "$machine" "$gateway"
+    done
+  done
+fi
 
 if [ -n "$with_proctor" ]; then
   # Stop the gateway first, so that the journal holds everything it acknowledged when it is counted.

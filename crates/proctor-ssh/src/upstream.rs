@@ -184,6 +184,10 @@ async fn login(
     let client_config = Arc::new(client::Config {
         inactivity_timeout: None,
         nodelay: true,
+        preferred: russh::Preferred {
+            cipher: std::borrow::Cow::Borrowed(crate::CIPHERS),
+            ..russh::Preferred::default()
+        },
         ..client::Config::default()
     });
     let handler = TargetKeyCheck {
