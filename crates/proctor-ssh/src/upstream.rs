@@ -27,7 +27,7 @@ pub enum UpstreamError {
     Timeout(u64),
     #[error(
         "the host key of connection {connection:?} ({seen}) does not match its pinned key ({pinned}): \
-         the session was refused; if the target's key changed on purpose, an administrator updates the pin"
+         the session was refused; if the target's key changed on purpose, an administrator sets the new one as the connection's host_key"
     )]
     HostKeyMismatch {
         connection: String,
