@@ -5,12 +5,11 @@
 
 mod support;
 
-use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Output};
 
 use support::output_with_stdin;
-use support::sshd::{client_options, sshd};
+use support::sshd::{client_options, random_file, sha256, sshd};
 use support::{stderr, stdout};
 
 /// A client (`ssh`, `scp`, `sftp`) with the options that reach the test sshd directly.
@@ -31,24 +30,6 @@ fn ok(mut command: Command) -> String {
         sshd().log()
     );
     stdout(&out)
-}
-
-/// `count` bytes from /dev/urandom in a new file.
-fn random_file(path: &Path, count: u64) {
-    let mut bytes = Vec::new();
-    std::fs::File::open("/dev/urandom")
-        .unwrap()
-        .take(count)
-        .read_to_end(&mut bytes)
-        .unwrap();
-    std::fs::write(path, bytes).unwrap();
-}
-
-/// The SHA-256 of a file, as `sha256sum` prints it.
-fn sha256(path: &str) -> String {
-    let out = Command::new("sha256sum").arg(path).output().unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    stdout(&out).split_whitespace().next().unwrap().to_owned()
 }
 
 /// The SHA-256 of a file of the test account's, computed on the far end through ssh.

@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 use std::thread;
 
 use serde_json::Value;
-use support::sshd::{client_options, sshd};
+use support::sshd::{client_options, random_file, sha256, sshd};
 use support::{output_with_stdin, stderr, stdout, Proctor};
 
 /// A client (`ssh`, `scp`, `sftp`) through Proctor's SSH listener, logging in with `token`.
@@ -51,20 +51,16 @@ fn of_kind<'e>(events: &'e [Value], kind: &str) -> Vec<&'e Value> {
     events.iter().filter(|e| e["kind"] == kind).collect()
 }
 
-fn random_file(path: &Path, count: u64) {
-    let mut bytes = Vec::new();
-    std::fs::File::open("/dev/urandom")
-        .unwrap()
-        .take(count)
-        .read_to_end(&mut bytes)
-        .unwrap();
-    std::fs::write(path, bytes).unwrap();
-}
-
-fn sha256(path: &str) -> String {
-    let out = Command::new("sha256sum").arg(path).output().unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    stdout(&out).split_whitespace().next().unwrap().to_owned()
+/// Approves a pending request over the HTTP API, as `approver`.
+fn approve(proctor: &Proctor, request: &Value, approver: &str) {
+    let id = request["id"].as_str().unwrap();
+    let (status, body) = proctor.http(
+        "POST",
+        &format!("/api/v1/approvals/{id}/approve"),
+        Some(approver),
+        r#"{"reason": "planned"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
 }
 
 /// A gateway with the test sshd as connection `box`, usable by `alice` (group dba) and `bob`.
@@ -335,14 +331,7 @@ action = "require_approval"
         let request = proctor.pending_approvals(1)[0].clone();
         assert_eq!(request["rule"], "hold-restarts");
         assert!(!Path::new(&marker).exists(), "nothing runs before approval");
-        let id = request["id"].as_str().unwrap();
-        let (status, body) = proctor.http(
-            "POST",
-            &format!("/api/v1/approvals/{id}/approve"),
-            Some(&bob),
-            r#"{"reason": "planned"}"#,
-        );
-        assert_eq!(status, 200, "{body}");
+        approve(&proctor, &request, &bob);
         let out = held.join().unwrap();
         assert!(out.status.success(), "{}", stderr(&out));
         assert!(
@@ -643,14 +632,7 @@ expect eof
         };
         assert_eq!(request["rule"], "hold-markers");
         assert!(!Path::new(&marker).exists(), "nothing runs before approval");
-        let id = request["id"].as_str().unwrap();
-        let (status, body) = proctor.http(
-            "POST",
-            &format!("/api/v1/approvals/{id}/approve"),
-            Some(&bob),
-            r#"{"reason": "fine"}"#,
-        );
-        assert_eq!(status, 200, "{body}");
+        approve(&proctor, &request, &bob);
         let out = shell.join().unwrap();
         assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     });

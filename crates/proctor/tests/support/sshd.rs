@@ -11,6 +11,7 @@
 //! ([`Sshd::askpass`]), a directory of the account's for files ([`Sshd::scratch_dir`]) and the server's
 //! log ([`Sshd::log`]).
 
+use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -438,4 +439,26 @@ pub fn spawn_tied_to_process(mut command: Command) -> Child {
         .recv()
         .expect("the spawner thread replies")
         .unwrap_or_else(|e| panic!("spawn failed: {e}"))
+}
+
+/// `count` bytes from /dev/urandom in a new file.
+pub fn random_file(path: &Path, count: u64) {
+    let mut bytes = Vec::new();
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .take(count)
+        .read_to_end(&mut bytes)
+        .unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// The SHA-256 of a file, as `sha256sum` prints it.
+pub fn sha256(path: &str) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    assert!(out.status.success(), "{}", super::stderr(&out));
+    super::stdout(&out)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
 }
