@@ -43,7 +43,7 @@ pub struct ChannelContext {
 
 /// The number the user's side gives a channel, as records name it.
 pub fn channel_number(id: ChannelId) -> u32 {
-    id.to_string().parse().unwrap_or(u32::MAX)
+    u32::from(id)
 }
 
 /// Output and input of a command run without a terminal that is recorded; beyond it, bytes are

@@ -134,10 +134,7 @@ impl Connection {
                 json!({"method": method, "reason": reason, "user": user}),
             )
             .await;
-        Auth::Reject {
-            proceed_with_methods: None,
-            partial_success: false,
-        }
+        Auth::reject()
     }
 
     /// Checks a token for the identity the login names.
@@ -374,10 +371,7 @@ impl russh::server::Handler for Connection {
         self.open_record(user).await;
         match self.key_identity(user, key).await {
             Ok(_) => Ok(Auth::Accept),
-            Err(_) => Ok(Auth::Reject {
-                proceed_with_methods: None,
-                partial_success: false,
-            }),
+            Err(_) => Ok(Auth::reject()),
         }
     }
 
