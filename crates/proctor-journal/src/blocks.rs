@@ -451,6 +451,84 @@ pub(crate) fn session_events(
     Ok(events)
 }
 
+/// Up to `limit` stored events of session `no` (whose id is `session_id`) that follow event
+/// `after`, in sequence order, and whether more follow them. Reads only the blocks that reach past
+/// `after`, and parses no line before it that is laid out as the ingester writes it.
+pub(crate) fn events_after(
+    conn: &Connection,
+    no: i64,
+    session_id: &str,
+    after: u64,
+    limit: usize,
+) -> Result<(Vec<Event>, bool), JournalError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT data FROM event_blocks WHERE session_no = ?1 AND last_seq > ?2 ORDER BY last_seq",
+    )?;
+    let mut rows = stmt.query(params![no, after as i64])?;
+    let mut events = Vec::new();
+    while let Some(row) = rows.next()? {
+        let data = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+        for line in lines(data) {
+            if line_seq(line).is_some_and(|seq| seq <= after) {
+                continue;
+            }
+            let event = parse_line(session_id, line)?;
+            if event.seq <= after {
+                continue;
+            }
+            events.push(event);
+            if events.len() == limit {
+                // Whether more follow is the blocks' columns' to say: the next block, if any, is
+                // not read.
+                let last = events.last().map_or(after, |event| event.seq);
+                return Ok((events, last_stored_seq(conn, no)? > last));
+            }
+        }
+    }
+    Ok((events, false))
+}
+
+/// The sequence number of a block line laid out as the ingester writes it (`{"seq":N,...`).
+fn line_seq(line: &str) -> Option<u64> {
+    let rest = line.strip_prefix(r#"{"seq":"#)?;
+    let digits = rest.find(',')?;
+    rest[..digits].parse().ok()
+}
+
+/// The kind of a block line laid out as the ingester writes it (`{"seq":N,"at":N,"kind":"K",...`),
+/// read without parsing the line; `None` for a line laid out otherwise.
+pub(crate) fn line_kind(line: &str) -> Option<&str> {
+    let rest = line
+        .strip_prefix(r#"{"seq":"#)?
+        .trim_start_matches(|c: char| c.is_ascii_digit())
+        .strip_prefix(r#","at":"#)?
+        .trim_start_matches(|c: char| c == '-' || c.is_ascii_digit())
+        .strip_prefix(r#","kind":""#)?;
+    rest.split_once('"').map(|(kind, _)| kind)
+}
+
+/// Whether `test` holds for the data of any stored block of session `no` whose data is `LIKE`
+/// `pattern` (escaped with `\`); stops at the first for which it does. SQLite's `LIKE` ignores the
+/// case of ASCII letters and skips a block at the speed it reads it, faster than copying it out. One
+/// block is in memory at a time, borrowed from SQLite.
+pub(crate) fn any_block_like(
+    conn: &Connection,
+    no: i64,
+    pattern: &str,
+    mut test: impl FnMut(&str) -> Result<bool, JournalError>,
+) -> Result<bool, JournalError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT data FROM event_blocks WHERE session_no = ?1 AND data LIKE ?2 ESCAPE '\\'",
+    )?;
+    let mut rows = stmt.query(params![no, pattern])?;
+    while let Some(row) = rows.next()? {
+        if test(row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// The stored hash of event `seq` of session `no`, if that event is stored.
 pub(crate) fn hash_at(
     conn: &Connection,
@@ -784,6 +862,53 @@ mod tests {
             )
             .unwrap();
         assert_eq!(indexes, 2);
+    }
+
+    #[test]
+    fn events_after_a_sequence_number_come_from_the_blocks_that_hold_them() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        create(&mut conn).unwrap();
+        let tx = conn.transaction().unwrap();
+        for seqs in [1..=4u64, 5..=9, 10..=10] {
+            let mut block = Block::default();
+            for seq in seqs {
+                block.push(&event(seq, "db.query", "{}", "h"));
+            }
+            block.insert(&tx, 3).unwrap();
+        }
+        tx.commit().unwrap();
+        let page = |after, limit| {
+            let (events, more) = events_after(&conn, 3, "s", after, limit).unwrap();
+            (events.iter().map(|e| e.seq).collect::<Vec<_>>(), more)
+        };
+        assert_eq!(page(0, 3), (vec![1, 2, 3], true));
+        assert_eq!(page(3, 3), (vec![4, 5, 6], true), "across blocks");
+        assert_eq!(
+            page(6, 3),
+            (vec![7, 8, 9], true),
+            "a page that ends a block"
+        );
+        assert_eq!(page(9, 3), (vec![10], false));
+        assert_eq!(page(0, 10), ((1..=10).collect(), false), "exactly all");
+        assert_eq!(page(0, 100), ((1..=10).collect(), false));
+        assert_eq!(page(10, 5), (vec![], false));
+        assert_eq!(page(0, 5).0.len(), 5);
+        assert_eq!(events_after(&conn, 4, "s", 0, 5).unwrap().0.len(), 0);
+    }
+
+    #[test]
+    fn a_lines_kind_and_seq_are_read_from_where_the_ingester_writes_them() {
+        let mut block = Block::default();
+        block.push(&event(12, "db.query", r#"{"kind":"other"}"#, "h"));
+        assert_eq!(line_kind(&block.data), Some("db.query"));
+        assert_eq!(line_seq(&block.data), Some(12));
+        let reordered = r#"{"at":1,"body":{},"kind":"db.query","seq":3}"#;
+        assert_eq!(line_kind(reordered), None);
+        assert_eq!(line_seq(reordered), None);
+        assert_eq!(
+            line_kind(r#"{"seq":1,"at":-5,"kind":"x.y","body":{}}"#),
+            Some("x.y")
+        );
     }
 
     #[test]
