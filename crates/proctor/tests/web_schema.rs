@@ -13,7 +13,12 @@ use support::{stderr, stdout, Proctor, APP_DB};
 fn the_api_keeps_to_its_openapi_document_under_generated_requests() {
     let proctor = Proctor::start(&APP_DB);
     let ana = proctor.add_identity("ana", &["admin", "dba"]);
-    proctor.psql_ok("ana", &ana, "app-db", &["-c", "select 1 as one", "-c", "select 2"]);
+    proctor.psql_ok(
+        "ana",
+        &ana,
+        "app-db",
+        &["-c", "select 1 as one", "-c", "select 2"],
+    );
     proctor.ended_sessions_of("ana", 1);
     let document = format!("http://127.0.0.1:{}/api/v1/openapi.json", proctor.http_port);
     let out = Command::new("schemathesis")
@@ -24,6 +29,7 @@ fn the_api_keeps_to_its_openapi_document_under_generated_requests() {
         .args(["--exclude-path", "/api/v1/approvals/stream"])
         // Revoking tokens would revoke the one the run goes on with: `web_api` revokes one.
         .args(["--exclude-path", "/api/v1/tokens/{id}"])
+        .current_dir(proctor.dir.path())
         .output()
         .expect("schemathesis runs (.ci/run installs it from .ci/python-requirements.txt)");
     let report = stdout(&out);
