@@ -510,11 +510,16 @@ async function pageSession({ root, signal }, id) {
       try { await download(`${path}/${sub}`, filename); } catch (e) { showError(dlError, e); }
     },
   }, label);
+  // A terminal (SSH) or a database client's screen replays; a conversation with a model does not.
+  const replays = !['llm', 'mcp'].includes(s.protocol);
   const actions = h('div', { class: 'actions' },
-    h('a', { class: 'button', id: 'replay-link', href: `#/sessions/${encodeURIComponent(s.id)}/replay` }, '▶ Replay'),
+    replays ? h('a', { class: 'button', id: 'replay-link', href: `#/sessions/${encodeURIComponent(s.id)}/replay` }, '▶ Replay') : null,
     downloadButton('Download bundle', 'bundle', `proctor-session-${s.id}.json`),
-    downloadButton('Download asciicast', 'asciicast', `proctor-session-${s.id}.cast`),
+    replays ? downloadButton('Download asciicast', 'asciicast', `proctor-session-${s.id}.cast`) : null,
     dlError);
+  if (s.protocol === 'llm') {
+    actions.prepend(h('a', { class: 'button', href: `#/chains/${encodeURIComponent(s.id)}` }, 'AI chain view'));
+  }
   root.append(head, h('div', { class: 'session-top' }, facts, h('div', null, verification, actions)));
   if (s.protocol === 'ssh' && channels.length > 1) {
     actions.append(h('p', { class: 'muted small' }, `Terminal channels: ${channels.join(', ')}`));
@@ -704,6 +709,41 @@ function eventRow(e) {
         b.hidden ? h('em', null, `${b.bytes ?? '?'} bytes typed without echo (not stored)`) : masked(printable(b.data))));
       cls = 'term-row';
       break;
+    case 'llm.request':
+      add(body, [
+        h('div', { class: 'ev-title' }, 'turn to ', h('strong', null, describe(b.model) || '?'),
+          b.provider ? h('span', { class: 'muted' }, ` via ${b.provider}`) : null,
+          b.context !== undefined ? h('span', { class: 'muted' }, ` (${plural(b.context, 'message')} already in the chain)`) : null,
+          b.chain ? h('a', { class: 'tag', href: `#/chains/${encodeURIComponent(b.chain)}` }, 'AI chain') : null),
+        (b.new_messages || []).map((m) => {
+          const message = (m && m.message) || m || {};
+          return h('div', { class: `msg msg-${message.role}` }, h('span', { class: 'who' }, roleName(message.role)),
+            h('div', { class: 'text' }, masked(messageText(message))));
+        }),
+      ]);
+      cls = 'stmt';
+      break;
+    case 'llm.response':
+      add(body, [
+        h('div', { class: 'ev-title' }, 'answer', b.status ? h('span', { class: 'tag' }, String(b.status)) : null,
+          b.duration_ms !== undefined ? h('span', { class: 'muted' }, ` in ${fmtDuration(b.duration_ms)}`) : null),
+        b.text ? h('div', { class: 'msg msg-assistant' }, h('span', { class: 'who' }, 'AI'), h('div', { class: 'text' }, masked(b.text))) : null,
+        (b.tool_calls || []).map((c) => h('div', { class: 'msg' }, h('span', { class: 'who' }, 'AI proposed'),
+          h('div', { class: 'text' }, h('strong', null, c.name || '?'), ' ', h('code', null, masked(describe(c.arguments)))))),
+        b.error ? h('div', { class: 'errmsg' }, masked(describe(b.error))) : null,
+      ]);
+      cls = b.error ? 'err' : 'result';
+      break;
+    case 'mcp.call':
+      add(body, [
+        h('div', { class: 'ev-title' }, 'tool call ', h('strong', null, b.tool || '?'),
+          b.connection ? h('span', { class: 'muted' }, ` on ${b.connection}`) : null,
+          b.proposed_by && b.proposed_by.seq !== undefined ? h('span', { class: 'muted' }, ` (proposed by the AI in #${b.proposed_by.seq})`) : null,
+          b.chain ? h('a', { class: 'tag', href: `#/chains/${encodeURIComponent(b.chain)}` }, 'AI chain') : null),
+        b.arguments ? h('pre', { class: 'sql' }, masked(typeof b.arguments === 'string' ? b.arguments : JSON.stringify(b.arguments, null, 1))) : null,
+      ]);
+      cls = 'stmt';
+      break;
     default:
       add(body, [h('div', { class: 'ev-title' }, kind), summary(b)]);
       if (kind === 'session.end') cls = 'end';
@@ -721,6 +761,25 @@ function eventRow(e) {
     h('span', { class: 'ev-time', title: fmtTime(e.at) }, fmtClock(e.at)),
     h('span', { class: 'ev-seq' }, `#${e.seq}`),
     body);
+}
+
+/// What a stored LLM message says, in one line: its text, or what its blocks are.
+function messageText(message) {
+  const content = message.content;
+  if (typeof content === 'string') return content;
+  if (Array.isArray(content)) {
+    return content.map((b) => {
+      if (typeof b === 'string') return b;
+      switch (b && b.type) {
+        case 'text': return b.text || '';
+        case 'tool_result': return `[tool result ${describe(b.content)}]`;
+        case 'tool_use': return `[tool call ${b.name} ${JSON.stringify(b.input)}]`;
+        case 'thinking': return '[thinking]';
+        default: return `[${(b && b.type) || '?'}]`;
+      }
+    }).join(' ');
+  }
+  return (message.tool_calls || []).map((c) => `[tool call ${c.function?.name} ${c.function?.arguments}]`).join(' ');
 }
 
 function actionLabel(action) {
