@@ -549,8 +549,15 @@ function verificationBadge(v) {
   if (v.verified) label = '✓ verified';
   else if (chain.broken_at !== null && chain.broken_at !== undefined) label = `✗ broken at ${chain.broken_at}`;
   else label = '✗ not verified';
-  const checks = (v.checks || []).map((c) => h('li', { class: c.ok ? 'ok' : 'bad' },
-    h('span', { class: 'mark' }, c.ok ? '✓' : '✗'), ' ', h('strong', null, c.name), c.detail ? ` — ${c.detail}` : ''));
+  const checks = (v.checks || []).map((c) => {
+    // A check names itself, or its line starts with its name ("seals: ...").
+    const named = !c.name && /^([\w .'-]{1,40}?): ([\s\S]*)$/.exec(c.detail || '');
+    const name = c.name || (named ? named[1] : '');
+    const detail = named ? named[2] : c.detail;
+    return h('li', { class: c.ok ? 'ok' : 'bad' },
+      h('span', { class: 'mark' }, c.ok ? '✓' : '✗'), ' ', name ? h('strong', null, name) : null,
+      detail ? `${name ? ' — ' : ''}${detail}` : '');
+  });
   return h('details', { class: `verify ${v.verified ? 'ok' : 'bad'}` },
     h('summary', null, h('span', { class: `badge ${v.verified ? 'ok' : 'bad'}`, id: 'verification-badge' }, label)),
     h('div', { class: 'verify-details' },
@@ -559,7 +566,9 @@ function verificationBadge(v) {
         h('dt', null, 'Events'), h('dd', null, chain.events ?? '—'),
         h('dt', null, 'Head'), h('dd', null, h('code', { class: 'hash' }, chain.head || '—')),
         chain.broken_at !== null && chain.broken_at !== undefined ? [h('dt', null, 'Broken at'), h('dd', null, `event ${chain.broken_at}`)] : null,
-        h('dt', null, 'Checkpoint'), h('dd', null, v.checkpoint ? `in the log (tree size ${v.checkpoint.tree_size})` : 'none')),
+        v.checkpoint !== undefined
+          ? [h('dt', null, 'Checkpoint'), h('dd', null, v.checkpoint ? `in the log (tree size ${v.checkpoint.tree_size})` : 'none')]
+          : null),
       checks.length ? h('ul', { class: 'checks' }, checks) : null));
 }
 

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::thread;
 
-use support::sshd::{client_options, sshd, DEFAULT_SSH_USER};
+use support::sshd::{sshd, DEFAULT_SSH_USER};
 use support::{admin_sql, stderr, stdout, Proctor, APP_DB};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -58,6 +58,9 @@ fn ssh_unavailable() -> Option<String> {
     }
     if !Path::new("/usr/sbin/sshd").exists() {
         return Some("no /usr/sbin/sshd".to_owned());
+    }
+    if Command::new("expect").arg("-v").output().is_err() {
+        return Some("no expect".to_owned());
     }
     let user =
         std::env::var("PROCTOR_TEST_SSH_USER").unwrap_or_else(|_| DEFAULT_SSH_USER.to_owned());
@@ -109,26 +112,32 @@ fn psql_in_background(proctor: &Proctor, token: &str, sql: &str) -> thread::Join
     })
 }
 
-/// A command on a terminal through Proctor's SSH listener (`ssh -tt`): a recorded terminal channel.
-fn ssh_on_a_terminal(proctor: &Proctor, token: &str, command: &str) -> Output {
-    let mut ssh = Command::new("ssh");
-    ssh.args(client_options())
-        .args([
-            "-tt",
-            "-o",
-            "PreferredAuthentications=password,keyboard-interactive",
-            "-o",
-            "PubkeyAuthentication=no",
-            "-o",
-            "NumberOfPasswordPrompts=1",
-            "-o",
-        ])
-        .arg(format!("Port={}", proctor.ssh_port))
-        .arg("alice%box@127.0.0.1")
-        .arg(command)
-        .stdin(Stdio::null());
-    sshd().askpass(&mut ssh, token);
-    ssh.output().unwrap()
+/// An interactive shell through Proctor's SSH listener, on a 100x24 terminal that `expect` drives:
+/// a prompt, a typed command and its output, recorded as a terminal channel.
+fn ssh_shell(proctor: &Proctor, token: &str) -> Output {
+    let script = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        script.path(),
+        format!(
+            r#"set timeout 20
+set stty_init "rows 24 cols 100"
+spawn ssh -tt -F /dev/null -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o PreferredAuthentications=password -o PubkeyAuthentication=no -o Port={port} alice%box@127.0.0.1
+proc fail {{what}} {{ puts "\nFAILED: $what"; exit 1 }}
+expect "$ " {{}} timeout {{ fail prompt }}
+send "echo console-ssh-\$((6*7))\r"
+expect "console-ssh-42" {{}} timeout {{ fail echo }}
+expect "$ " {{}} timeout {{ fail prompt-again }}
+send "exit\r"
+expect eof
+"#,
+            port = proctor.ssh_port
+        ),
+    )
+    .unwrap();
+    let mut expect = Command::new("expect");
+    expect.arg("-f").arg(script.path()).stdin(Stdio::null());
+    sshd().askpass(&mut expect, token);
+    expect.output().unwrap()
 }
 
 #[test]
@@ -182,9 +191,8 @@ fn the_console_finds_replays_and_approves_in_a_real_browser() {
     let ssh_text = "console-ssh-42";
     let ssh_session = match &ssh {
         None => {
-            let out = ssh_on_a_terminal(&proctor, &alice, "echo console-ssh-$((6*7))");
+            let out = ssh_shell(&proctor, &alice);
             assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
-            assert!(stdout(&out).contains(ssh_text), "{}", stdout(&out));
             let sessions = proctor.ended_sessions_of("alice", 2);
             let ssh = sessions
                 .iter()
