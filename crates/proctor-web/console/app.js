@@ -605,10 +605,18 @@ class Timeline {
   }
 
   async load(path, signal) {
-    let after = null;
+    const fetchPage = (after) => {
+      const p = api(`${path}/events${query({ after, limit: EVENTS_PAGE })}`, { signal });
+      p.catch(() => {}); // awaited below; this only keeps a page left early from reporting it
+      return p;
+    };
+    // The next page is on its way while this one is built.
+    let next = fetchPage(null);
     for (;;) {
-      const page = await api(`${path}/events${query({ after, limit: EVENTS_PAGE })}`, { signal });
+      const page = await next;
       const events = page.events || [];
+      const more = page.next_after !== null && page.next_after !== undefined && events.length > 0;
+      if (more) next = fetchPage(page.next_after);
       const frag = document.createDocumentFragment();
       for (const e of events) {
         this.events.set(String(e.seq), e);
@@ -618,8 +626,7 @@ class Timeline {
       this.count += events.length;
       this.el.append(frag);
       this.updateLabels();
-      if (page.next_after === null || page.next_after === undefined || !events.length) break;
-      after = page.next_after;
+      if (!more) break;
       await nextFrame();
     }
     this.updateLabels(true);
