@@ -166,7 +166,10 @@ function nextFrame() {
 /// A time of the API: an integer of nanoseconds since the epoch (or an RFC 3339 string).
 function toDate(t) {
   if (t === undefined || t === null || t === '') return null;
-  const d = typeof t === 'number' ? new Date(t / 1e6) : new Date(t);
+  let d;
+  if (typeof t === 'number') d = new Date(t / 1e6);
+  else if (/^\d{4}-\d\d-\d\d[ T]\d\d:\d\d(:\d\d(\.\d+)?)?$/.test(t)) d = new Date(`${t.replace(' ', 'T')}Z`); // UTC, unmarked
+  else d = new Date(t);
   return Number.isNaN(d.getTime()) ? null : d;
 }
 
@@ -1001,20 +1004,7 @@ async function pageChain({ root, signal }, id) {
       h('dt', null, 'Started'), h('dd', null, fmtTime(c.started_at ?? c.started)),
       h('dt', null, 'Ended'), h('dd', null, c.ended || 'open')));
 
-  const a = c.answers || {};
-  const list = (items, empty) => {
-    const xs = Array.isArray(items) ? items : items ? [items] : [];
-    return xs.length ? h('ul', null, xs.map((x) => h('li', null, masked(describe(x))))) : h('p', { class: 'muted' }, empty);
-  };
-  root.append(h('section', { class: 'card answers', id: 'answers' },
-    h('h2', null, 'In short'),
-    h('dl', { class: 'qa' },
-      h('dt', null, 'Who started it?'), h('dd', null, masked(describe(a.started_by)) || c.identity),
-      h('dt', null, 'What did the AI propose, and how did the human reply?'),
-      h('dd', null, h('div', { class: 'sub' }, 'Proposed'), list(a.proposed, 'nothing'),
-        h('div', { class: 'sub' }, 'Human replies'), list(a.human_replies, 'none')),
-      h('dt', null, 'What ran?'), h('dd', null, list(a.ran, 'nothing reached a target')),
-      h('dt', null, 'Which secrets passed, and were they masked?'), h('dd', null, list(a.secrets, 'no secret found')))));
+  root.append(answersBox(c));
 
   // The conversation and the commands, by time.
   const items = [];
@@ -1026,6 +1016,76 @@ async function pageChain({ root, signal }, id) {
   items.sort((x, y) => x.at - y.at || x.order - y.order);
   root.append(h('h2', null, 'Conversation and commands'),
     items.length ? h('div', { class: 'chain', id: 'chain-timeline' }, items.map((i) => i.el)) : h('p', { class: 'empty' }, 'Nothing recorded yet.'));
+}
+
+/// The box that answers an auditor's four questions about a chain, from its `answers`: each answer
+/// a sentence (a string) or the data it is made of (objects), whichever the server sends.
+function answersBox(c) {
+  const a = c.answers || {};
+  const items = (xs) => (Array.isArray(xs) ? xs : xs ? [xs] : []);
+  const list = (xs, render, empty) => (items(xs).length
+    ? h('ul', null, items(xs).map((x) => h('li', null, typeof x === 'string' ? masked(x) : render(x))))
+    : h('p', { class: 'muted' }, empty));
+  const started = a.started_by;
+  const who = typeof started === 'object' && started
+    ? [h('strong', null, started.identity || c.identity), started.client ? ` from ${started.client}` : '', started.at ? `, ${fmtTime(started.at)}` : '']
+    : started ? masked(started) : h('strong', null, c.identity);
+  const args = (x) => (typeof x === 'string' ? x : JSON.stringify(x));
+  const proposal = (p) => [
+    h('strong', null, p.tool || '?'), ' ', h('code', null, masked(args(p.arguments))),
+    p.seq !== undefined ? h('span', { class: 'muted' }, ` (#${p.seq})`) : null,
+    items(p.replies).length
+      ? h('ul', { class: 'replies' }, items(p.replies).map((r) => h('li', null,
+        h('span', { class: 'who' }, roleName(r.role)), ': ', masked(r.text ?? describe(r)))))
+      : h('div', { class: 'muted small' }, 'no reply after it'),
+  ];
+  const statement = (x) => [
+    h('code', null, masked(x.sql || args(x.arguments) || '')), ' → ', statementVerdict(x),
+    h('span', { class: 'muted small' }, ` ${[x.tool, x.connection && `on ${x.connection}`, x.identity && `by ${x.identity}`].filter(Boolean).join(' ')}`),
+  ];
+  const secret = (x) => [
+    h('strong', null, x.detector || '?'), x.fingerprint ? [' ', h('code', { class: 'fp' }, x.fingerprint)] : null,
+    x.event ? h('span', { class: 'muted' }, ` in ${x.event}${x.seq !== undefined ? ` #${x.seq}` : ''}`) : null,
+    ': ', secretVerdict(x),
+  ];
+  const reached = a.secrets_reaching_provider;
+  return h('section', { class: 'card answers', id: 'answers' },
+    h('h2', null, 'In short'),
+    h('dl', { class: 'qa' },
+      h('dt', null, 'Who started it?'), h('dd', null, who),
+      h('dt', null, 'What did the AI propose, and how did the human reply?'),
+      h('dd', null, list(a.proposed, proposal, 'The AI proposed nothing.'),
+        a.human_replies !== undefined ? [h('div', { class: 'sub' }, 'Human replies'), list(a.human_replies, (r) => masked(r.text ?? describe(r)), 'none')] : null),
+      h('dt', null, 'What ran?'),
+      h('dd', null, list(a.ran, statement, 'Nothing reached a target.'),
+        items(a.stopped).length ? [h('div', { class: 'sub' }, 'Stopped by a guardrail'), list(a.stopped, statement, '')] : null),
+      h('dt', null, 'Which secrets passed, and were they masked?'),
+      h('dd', null, list(a.secrets, secret, 'No secret was found.'),
+        typeof reached === 'number'
+          ? h('div', { class: reached ? 'bad' : 'sub' }, reached ? `${plural(reached, 'secret')} reached the provider unmasked` : 'none reached the provider')
+          : null)));
+}
+
+function statementVerdict(s) {
+  if (s.reached_target === false || (s.guardrail && s.guardrail.action)) {
+    const g = s.guardrail || {};
+    return h('span', { class: `decision decision-${g.action}` },
+      `${actionLabel(g.action)} by rule ${g.rule || '?'}${g.approval ? ` (request ${g.approval})` : ''}`);
+  }
+  const o = s.outcome || {};
+  if (o.tag) return h('span', { class: 'decision decision-allow' }, `ran: ${o.tag}${o.rows !== undefined && o.rows !== null ? `, ${plural(o.rows, 'row')}` : ''}`);
+  if (o.error) return h('span', { class: 'decision decision-deny' }, `failed: ${o.error}`);
+  return h('span', { class: 'decision' }, 'sent');
+}
+
+function secretVerdict(s) {
+  return [
+    s.masked_before_storage === false ? h('span', { class: 'bad' }, 'STORED unmasked') : 'masked before storage',
+    ', ',
+    s.masked_before_provider === true ? 'masked before the provider'
+      : s.masked_before_provider === false ? h('span', { class: 'bad' }, 'REACHED the provider') : 'from the model',
+    s.where ? h('span', { class: 'muted' }, ` (at ${describe(s.where)})`) : null,
+  ];
 }
 
 function chainItem(cls, at, title, ...content) {
@@ -1056,20 +1116,7 @@ function proposalItem(p) {
 
 function commandItem(cmd) {
   const by = cmd.proposed_by && cmd.proposed_by.seq !== undefined ? `proposed by the AI in #${cmd.proposed_by.seq}` : 'not proposed in this chain';
-  const statements = (cmd.statements || []).map((s) => {
-    let verdict;
-    if (s.reached_target) {
-      const o = s.outcome || {};
-      verdict = o.tag ? h('span', { class: 'decision decision-allow' }, `ran: ${o.tag}${o.rows !== undefined ? `, ${plural(o.rows, 'row')}` : ''}`)
-        : o.error ? h('span', { class: 'decision decision-deny' }, `failed: ${o.error}`)
-          : h('span', { class: 'decision' }, 'sent');
-    } else {
-      const g = s.guardrail || {};
-      verdict = h('span', { class: `decision decision-${g.action}` },
-        `${actionLabel(g.action)} by rule ${g.rule || '?'}${g.approval ? ` (request ${g.approval})` : ''}`);
-    }
-    return h('li', null, h('code', null, masked(s.sql || '')), ' → ', verdict);
-  });
+  const statements = (cmd.statements || []).map((s) => h('li', null, h('code', null, masked(s.sql || '')), ' → ', statementVerdict(s)));
   const args = typeof cmd.arguments === 'string' ? cmd.arguments : JSON.stringify(cmd.arguments);
   return chainItem('command', cmd.at,
     h('span', null, h('strong', null, cmd.tool || '?'), ` on ${cmd.connection || '?'} by ${cmd.identity || '?'} (${by})`),
@@ -1079,13 +1126,9 @@ function commandItem(cmd) {
 }
 
 function secretItem(s) {
-  const provider = s.masked_before_provider === true ? 'masked before the provider'
-    : s.masked_before_provider === false ? 'REACHED the provider' : 'from the model';
   return chainItem('secret', s.at, h('span', null, h('span', { class: 'tag warn' }, 'secret'), ` in ${s.event || '?'} #${s.seq ?? '?'}`),
-    h('div', null, h('strong', null, s.detector || '?'), s.fingerprint ? [' ', h('code', { class: 'fp' }, s.fingerprint)] : null,
-      s.where ? h('span', { class: 'muted' }, ` at ${describe(s.where)}`) : null),
-    h('div', null, s.masked_before_storage ? 'masked before storage' : h('span', { class: 'bad' }, 'STORED unmasked'), ', ',
-      s.masked_before_provider === false ? h('span', { class: 'bad' }, provider) : provider));
+    h('div', null, h('strong', null, s.detector || '?'), s.fingerprint ? [' ', h('code', { class: 'fp' }, s.fingerprint)] : null),
+    h('div', null, secretVerdict(s)));
 }
 
 // ---------------------------------------------------------------------------------------------
