@@ -52,6 +52,15 @@ pub enum DecideError {
     },
 }
 
+/// A request as approvers see it: a pending one past its deadline shows as `expired` (its session
+/// refuses it, or has gone).
+pub fn shown_status(row: &ApprovalRow, now: i64) -> &'static str {
+    match row.status {
+        ApprovalStatus::Pending if now >= row.expires_at => "expired",
+        status => status.name(),
+    }
+}
+
 /// The gateway's handle on approval requests.
 #[derive(Clone)]
 pub struct Approvals {

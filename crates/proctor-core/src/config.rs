@@ -45,6 +45,32 @@ pub struct Config {
     pub connection: Vec<ConnectionConfig>,
     pub masking: MaskingConfig,
     pub llm: LlmConfig,
+    pub web: WebConfig,
+}
+
+/// Who may do what in the web console and its API. Each role is an allow list: identities,
+/// `group:NAME`, or `*`; an identity holds every role whose list admits it, and one that holds none
+/// is refused everything but telling who it is.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    /// Read everything, and add identities and tokens.
+    pub admins: Vec<String>,
+    /// Read everything, change nothing.
+    pub auditors: Vec<String>,
+    /// Decide held statements (each request's own approvers are checked as well), and read the
+    /// sessions that asked. The approvers that connections and rules name hold this role too.
+    pub approvers: Vec<String>,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self {
+            admins: vec!["group:admin".into()],
+            auditors: vec!["group:auditor".into()],
+            approvers: vec!["group:approver".into()],
+        }
+    }
 }
 
 /// The LLM proxy: providers behind `/llm/<name>/...` and what is masked before them.
@@ -520,6 +546,15 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        for (role, allow) in [
+            ("admins", &self.web.admins),
+            ("auditors", &self.web.auditors),
+            ("approvers", &self.web.approvers),
+        ] {
+            if !allow.is_empty() {
+                check_allow(allow, &format!("web.{role}"), "role")?;
+            }
+        }
         if self.server.tls_cert_file.is_some() != self.server.tls_key_file.is_some() {
             return Err(ConfigError::new(
                 "server.tls_cert_file",

@@ -5,6 +5,7 @@
 //! recorded. This crate knows no wire protocol and does no network I/O of its own.
 
 pub mod approvals;
+pub mod chains;
 pub mod config;
 mod gate;
 pub mod guard;
@@ -13,6 +14,7 @@ pub mod local;
 pub mod masking;
 pub mod proposals;
 mod recorder;
+pub mod replay;
 pub mod results;
 #[cfg(feature = "scratch")]
 pub mod scratch;

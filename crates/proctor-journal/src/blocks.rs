@@ -2,6 +2,12 @@
 //! that session's events of the round as lines of JSON, with the counts that listing sessions needs and
 //! the hash of its last event, which sealing needs.
 //!
+//! The counts are of events (all of them), queries (`db.query`), errors (`db.error`, `auth.failure`,
+//! `protocol.error`), findings (events whose findings list is not empty) and denials: a statement or
+//! command the guardrails refused (`policy.decision` with the action `deny`), and a held one that was
+//! then refused (`approval` with the outcome `denied` or `timed_out`; one the client withdrew is not a
+//! denial). A held statement that was approved counts nothing.
+//!
 //! With a row per event, the ingest thread executed about 28,000 instructions per `pgbench -S`
 //! transaction (two B-tree inserts per event, on the cores the database and its clients share); with
 //! a row per block, one insert per session per round, about 12,000 (`bench/instructions.sh`). Every
@@ -26,9 +32,23 @@ CREATE TABLE IF NOT EXISTS event_blocks (
     queries INTEGER NOT NULL,
     errors INTEGER NOT NULL,
     started INTEGER NOT NULL,
+    findings INTEGER NOT NULL DEFAULT 0,
+    denials INTEGER NOT NULL DEFAULT 0,
     data TEXT NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS event_blocks_by_session ON event_blocks(session_no, last_seq);
+"#;
+
+/// The blocks that hold a finding or a denial, by session. Few blocks do, so these cost the ingester
+/// nothing for most blocks; they answer "has findings" and "has denials" without reading a block row,
+/// and sum a session's findings and denials from them alone (a block outside holds none). In a store
+/// whose blocks got these columns late (see [`add_counts`]) the columns lie after the block's data,
+/// where reading them from the row would read the whole block.
+const COUNT_INDEXES: &str = r#"
+CREATE INDEX IF NOT EXISTS event_blocks_with_findings ON event_blocks(session_no, findings)
+    WHERE findings > 0;
+CREATE INDEX IF NOT EXISTS event_blocks_with_denials ON event_blocks(session_no, denials)
+    WHERE denials > 0;
 "#;
 
 /// Events per block when a store of the older layout is moved into blocks.
@@ -59,6 +79,8 @@ pub(crate) struct Block {
     queries: u64,
     errors: u64,
     started: bool,
+    findings: u64,
+    denials: u64,
     data: String,
 }
 
@@ -108,16 +130,24 @@ impl Block {
         write_str(event.hash, line);
         line.push('}');
         self.count(event.seq, event.kind, event.hash);
+        self.findings += u64::from(event.findings != "[]");
+        self.denials += u64::from(denies(event.kind, || Some(event.body)));
     }
 
     /// Adds an event that the commit log already holds as a block line: `fields` is the line after
     /// its opening brace, which the log's record of the event ends with (see `log::encode`), so the
     /// event is not encoded a second time.
+    ///
+    /// This is the ingester's path for nearly every event, so what it counts it reads from where the
+    /// encoding puts it rather than by parsing the line: the findings end the line but for the two
+    /// hashes, of known length, and only the rare kinds that may deny look for their body.
     pub(crate) fn push_line(&mut self, seq: u64, kind: &str, fields: &str, hash: &str) {
         self.start_line(seq);
         self.data.push('{');
         self.data.push_str(fields);
         self.count(seq, kind, hash);
+        self.findings += u64::from(!line_without_findings(fields, hash));
+        self.denials += u64::from(denies(kind, || line_body(fields)));
     }
 
     fn start_line(&mut self, seq: u64) {
@@ -152,8 +182,9 @@ impl Block {
         }
         tx.prepare_cached(
             "INSERT OR IGNORE INTO event_blocks \
-             (session_no, first_seq, last_seq, head, events, queries, errors, started, data) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+             (session_no, first_seq, last_seq, head, events, queries, errors, started, findings, \
+              denials, data) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?
         .execute(params![
             no,
@@ -164,10 +195,114 @@ impl Block {
             self.queries as i64,
             self.errors as i64,
             self.started,
+            self.findings as i64,
+            self.denials as i64,
             self.data
         ])?;
         Ok(())
     }
+}
+
+/// Whether an event of `kind` is a denial (see the module's doc), given its body in canonical JSON
+/// (possibly followed by the rest of its block line), which is looked for only for the kinds that
+/// may deny.
+fn denies<'a>(kind: &str, body: impl FnOnce() -> Option<&'a str>) -> bool {
+    match kind {
+        // Canonical JSON sorts keys, and `action` sorts before every other key of a decision.
+        "policy.decision" => body().is_some_and(|body| body.starts_with(r#"{"action":"deny""#)),
+        // An approval's body is flat, with the gateway's own keys: `"outcome":"` can only be that key,
+        // since a quote inside a string is escaped.
+        "approval" => body().is_some_and(|body| {
+            body.contains(r#""outcome":"denied""#) || body.contains(r#""outcome":"timed_out""#)
+        }),
+        _ => false,
+    }
+}
+
+/// The body of a block line's `fields` and what follows it. The fields before it are numbers and a
+/// kind without escapes, so the first `,"body":` is the body's key.
+fn line_body(fields: &str) -> Option<&str> {
+    fields
+        .find(r#","body":"#)
+        .map(|at| &fields[at + r#","body":"#.len()..])
+}
+
+/// Whether a block line's `fields` hold an empty findings list. The line ends with the findings,
+/// then `prev` and `hash`, two hex hashes of the same length (see `log::encode`): the findings end
+/// at a fixed distance from the line's end.
+fn line_without_findings(fields: &str, hash: &str) -> bool {
+    const AFTER_FINDINGS: usize = r#","prev":"","hash":""}"#.len();
+    fields
+        .len()
+        .checked_sub(AFTER_FINDINGS + 2 * hash.len())
+        .and_then(|end| fields.get(..end))
+        .is_some_and(|before| before.ends_with(r#""findings":[]"#))
+}
+
+/// Gives the blocks of a store made before blocks counted findings and denials their two columns,
+/// counted from the blocks' events, once. Only blocks that hold either are rewritten: the others
+/// read the columns' default, zero.
+fn add_counts(conn: &mut Connection) -> Result<(), JournalError> {
+    let present: bool = conn.query_row(
+        "SELECT count(*) FROM pragma_table_info('event_blocks') WHERE name = 'findings'",
+        [],
+        |row| row.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if present {
+        return Ok(());
+    }
+    let tx = conn.transaction()?;
+    tx.execute_batch(
+        "ALTER TABLE event_blocks ADD COLUMN findings INTEGER NOT NULL DEFAULT 0; \
+         ALTER TABLE event_blocks ADD COLUMN denials INTEGER NOT NULL DEFAULT 0;",
+    )?;
+    let mut counted = Vec::new();
+    {
+        let mut stmt = tx.prepare("SELECT id, data FROM event_blocks")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let data = row.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
+            let (mut findings, mut denials) = (0i64, 0i64);
+            for line in lines(data) {
+                let event: CountedEvent<'_> = serde_json::from_str(line).map_err(|e| {
+                    JournalError::Malformed(format!("a stored event is not JSON: {e}"))
+                })?;
+                findings += i64::from(!event.findings.is_empty());
+                denials += i64::from(denies(&event.kind, || Some(event.body.get())));
+            }
+            if findings > 0 || denials > 0 {
+                counted.push((row.get::<_, i64>(0)?, findings, denials));
+            }
+        }
+    }
+    // Rows are rewritten once the scan is over: rewriting a row makes it longer, which may move
+    // rows under a scan still running.
+    let mut update =
+        tx.prepare("UPDATE event_blocks SET findings = ?2, denials = ?3 WHERE id = ?1")?;
+    for (id, findings, denials) in counted {
+        update.execute(params![id, findings, denials])?;
+    }
+    drop(update);
+    tx.commit()?;
+    Ok(())
+}
+
+/// What counting a stored event reads of it.
+#[derive(Deserialize)]
+struct CountedEvent<'a> {
+    #[serde(borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    body: &'a serde_json::value::RawValue,
+    findings: Vec<serde::de::IgnoredAny>,
+}
+
+/// Creates the blocks' table and indexes, bringing a store of an older layout up to date.
+pub(crate) fn create(conn: &mut Connection) -> Result<(), JournalError> {
+    conn.execute_batch(SCHEMA)?;
+    add_counts(conn)?;
+    conn.execute_batch(COUNT_INDEXES)?;
+    migrate_event_rows(conn)
 }
 
 /// The highest sequence number stored for session `no` (0 if none).
@@ -316,6 +451,84 @@ pub(crate) fn session_events(
     Ok(events)
 }
 
+/// Up to `limit` stored events of session `no` (whose id is `session_id`) that follow event
+/// `after`, in sequence order, and whether more follow them. Reads only the blocks that reach past
+/// `after`, and parses no line before it that is laid out as the ingester writes it.
+pub(crate) fn events_after(
+    conn: &Connection,
+    no: i64,
+    session_id: &str,
+    after: u64,
+    limit: usize,
+) -> Result<(Vec<Event>, bool), JournalError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT data FROM event_blocks WHERE session_no = ?1 AND last_seq > ?2 ORDER BY last_seq",
+    )?;
+    let mut rows = stmt.query(params![no, after as i64])?;
+    let mut events = Vec::new();
+    while let Some(row) = rows.next()? {
+        let data = row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+        for line in lines(data) {
+            if line_seq(line).is_some_and(|seq| seq <= after) {
+                continue;
+            }
+            let event = parse_line(session_id, line)?;
+            if event.seq <= after {
+                continue;
+            }
+            events.push(event);
+            if events.len() == limit {
+                // Whether more follow is the blocks' columns' to say: the next block, if any, is
+                // not read.
+                let last = events.last().map_or(after, |event| event.seq);
+                return Ok((events, last_stored_seq(conn, no)? > last));
+            }
+        }
+    }
+    Ok((events, false))
+}
+
+/// The sequence number of a block line laid out as the ingester writes it (`{"seq":N,...`).
+fn line_seq(line: &str) -> Option<u64> {
+    let rest = line.strip_prefix(r#"{"seq":"#)?;
+    let digits = rest.find(',')?;
+    rest[..digits].parse().ok()
+}
+
+/// The kind of a block line laid out as the ingester writes it (`{"seq":N,"at":N,"kind":"K",...`),
+/// read without parsing the line; `None` for a line laid out otherwise.
+pub(crate) fn line_kind(line: &str) -> Option<&str> {
+    let rest = line
+        .strip_prefix(r#"{"seq":"#)?
+        .trim_start_matches(|c: char| c.is_ascii_digit())
+        .strip_prefix(r#","at":"#)?
+        .trim_start_matches(|c: char| c == '-' || c.is_ascii_digit())
+        .strip_prefix(r#","kind":""#)?;
+    rest.split_once('"').map(|(kind, _)| kind)
+}
+
+/// Whether `test` holds for the data of any stored block of session `no` whose data is `LIKE`
+/// `pattern` (escaped with `\`); stops at the first for which it does. SQLite's `LIKE` ignores the
+/// case of ASCII letters and skips a block at the speed it reads it, faster than copying it out. One
+/// block is in memory at a time, borrowed from SQLite.
+pub(crate) fn any_block_like(
+    conn: &Connection,
+    no: i64,
+    pattern: &str,
+    mut test: impl FnMut(&str) -> Result<bool, JournalError>,
+) -> Result<bool, JournalError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT data FROM event_blocks WHERE session_no = ?1 AND data LIKE ?2 ESCAPE '\\'",
+    )?;
+    let mut rows = stmt.query(params![no, pattern])?;
+    while let Some(row) = rows.next()? {
+        if test(row.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// The stored hash of event `seq` of session `no`, if that event is stored.
 pub(crate) fn hash_at(
     conn: &Connection,
@@ -382,7 +595,7 @@ pub(crate) fn events_mentioning(
 
 /// Moves events stored one row each (the store's layout before blocks) into blocks, one per session,
 /// and drops the old table. Runs once, when a store of that layout is opened.
-pub(crate) fn migrate_event_rows(conn: &mut Connection) -> Result<(), JournalError> {
+fn migrate_event_rows(conn: &mut Connection) -> Result<(), JournalError> {
     let old: bool = conn.query_row(
         "SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events')",
         [],
@@ -471,6 +684,231 @@ mod tests {
         );
         assert_eq!((block.events, block.queries, block.errors), (3, 1, 1));
         assert!(block.started);
+    }
+
+    /// A hash as the chain writes one: 64 hex digits.
+    fn hex(n: u64) -> String {
+        format!("{n:064x}")
+    }
+
+    /// Events that count as findings or denials, or look as if they might, with whether each is a
+    /// finding and whether it is a denial.
+    fn counted_events() -> Vec<(&'static str, &'static str, &'static str, bool, bool)> {
+        vec![
+            ("db.query", r#"{"sql":"select 1"}"#, "[]", false, false),
+            (
+                "db.query",
+                r#"{"sql":"select 'AKIA…'"}"#,
+                r#"[{"detector":"aws","fingerprint":"ab","location":"sql"}]"#,
+                true,
+                false,
+            ),
+            (
+                "policy.decision",
+                r#"{"action":"deny","flags":[],"kind":"ddl","rule":"r","sql":"drop table t","tables":[]}"#,
+                "[]",
+                false,
+                true,
+            ),
+            (
+                "policy.decision",
+                r#"{"action":"allow","flags":[],"kind":"read","rule":"r","sql":"select 'deny'","tables":[]}"#,
+                "[]",
+                false,
+                false,
+            ),
+            (
+                "policy.decision",
+                r#"{"action":"require_approval","approval":"a1","flags":[],"kind":"write","rule":"r","sql":"delete from t","tables":[]}"#,
+                "[]",
+                false,
+                false,
+            ),
+            (
+                "approval",
+                r#"{"approval":"a1","by":"bob","outcome":"denied","reason":"no","rule":"r","waited_ms":5}"#,
+                "[]",
+                false,
+                true,
+            ),
+            (
+                "approval",
+                r#"{"approval":"a2","by":null,"outcome":"timed_out","reason":"late","rule":"r","waited_ms":5}"#,
+                "[]",
+                false,
+                true,
+            ),
+            (
+                "approval",
+                r#"{"approval":"a3","by":"bob","outcome":"approved","reason":"\"outcome\":\"denied\"","rule":"r","waited_ms":5}"#,
+                "[]",
+                false,
+                false,
+            ),
+            (
+                "approval",
+                r#"{"approval":"a4","by":null,"outcome":"withdrawn","reason":"cancelled","rule":"r","waited_ms":5}"#,
+                r#"[{"detector":"x","fingerprint":"cd","location":"reason"}]"#,
+                true,
+                false,
+            ),
+            (
+                "db.result",
+                r#"{"query":1,"rows":1,"sample":[["{\"action\":\"deny\"}","\"findings\":[]"]]}"#,
+                "[]",
+                false,
+                false,
+            ),
+        ]
+    }
+
+    #[test]
+    fn a_block_counts_findings_and_denials_from_its_events_and_from_log_lines_alike() {
+        let events = counted_events();
+        let hashes: Vec<String> = (0..=events.len() as u64).map(hex).collect();
+        let mut encoded = Block::default();
+        let mut handed = Block::default();
+        for (i, (kind, body, findings, has_findings, denies)) in events.iter().enumerate() {
+            let seq = i as u64 + 1;
+            let event = BlockEvent {
+                seq,
+                at: 7,
+                kind,
+                body,
+                findings,
+                prev: &hashes[i],
+                hash: &hashes[i + 1],
+            };
+            let mut alone = Block::default();
+            alone.push(&event);
+            assert_eq!(
+                (alone.findings > 0, alone.denials > 0),
+                (*has_findings, *denies),
+                "{kind} {body}"
+            );
+            // The log's record of an event ends with its block line but for the opening brace.
+            let fields = &alone.data[1..];
+            let mut line = Block::default();
+            line.push_line(seq, kind, fields, &hashes[i + 1]);
+            assert_eq!(
+                (line.findings, line.denials),
+                (alone.findings, alone.denials),
+                "{kind} {body}"
+            );
+            encoded.push(&event);
+            handed.push_line(seq, kind, fields, &hashes[i + 1]);
+        }
+        assert_eq!((encoded.findings, encoded.denials), (2, 3));
+        assert_eq!((handed.findings, handed.denials), (2, 3));
+        assert_eq!(encoded.data, handed.data);
+    }
+
+    #[test]
+    fn a_store_whose_blocks_did_not_count_findings_and_denials_gets_them_counted_once() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        // The blocks' table as it was before these counts.
+        conn.execute_batch(
+            "CREATE TABLE event_blocks (id INTEGER PRIMARY KEY, session_no INTEGER NOT NULL, \
+             first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL, head TEXT NOT NULL, \
+             events INTEGER NOT NULL, queries INTEGER NOT NULL, errors INTEGER NOT NULL, \
+             started INTEGER NOT NULL, data TEXT NOT NULL); \
+             CREATE UNIQUE INDEX event_blocks_by_session ON event_blocks(session_no, last_seq);",
+        )
+        .unwrap();
+        let events = counted_events();
+        let mut lines = Vec::new();
+        for (i, (kind, body, findings, _, _)) in events.iter().enumerate() {
+            let mut block = Block::default();
+            block.push(&BlockEvent {
+                seq: i as u64 + 1,
+                at: 7,
+                kind,
+                body,
+                findings,
+                prev: "p",
+                hash: "h",
+            });
+            lines.push(block.data);
+        }
+        // Session 1 holds them all in two blocks, session 2 only events that count nothing.
+        for (no, first, last) in [(1, 1, 5), (1, 6, 10), (2, 1, 1), (2, 4, 4)] {
+            conn.execute(
+                "INSERT INTO event_blocks (session_no, first_seq, last_seq, head, events, queries, \
+                 errors, started, data) VALUES (?1, ?2, ?3, 'h', ?4, 0, 0, 0, ?5)",
+                params![no, first, last, last - first + 1, lines[first as usize - 1..last as usize].join("\n")],
+            )
+            .unwrap();
+        }
+        create(&mut conn).unwrap();
+        let counts = |conn: &Connection| -> Vec<(i64, i64, i64)> {
+            conn.prepare("SELECT session_no, findings, denials FROM event_blocks ORDER BY id")
+                .unwrap()
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        let expected = vec![(1, 1, 1), (1, 1, 2), (2, 0, 0), (2, 0, 0)];
+        assert_eq!(counts(&conn), expected);
+        // Opened again, nothing is counted twice.
+        create(&mut conn).unwrap();
+        assert_eq!(counts(&conn), expected);
+        let indexes: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'index' \
+                 AND name IN ('event_blocks_with_findings', 'event_blocks_with_denials')",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(indexes, 2);
+    }
+
+    #[test]
+    fn events_after_a_sequence_number_come_from_the_blocks_that_hold_them() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        create(&mut conn).unwrap();
+        let tx = conn.transaction().unwrap();
+        for seqs in [1..=4u64, 5..=9, 10..=10] {
+            let mut block = Block::default();
+            for seq in seqs {
+                block.push(&event(seq, "db.query", "{}", "h"));
+            }
+            block.insert(&tx, 3).unwrap();
+        }
+        tx.commit().unwrap();
+        let page = |after, limit| {
+            let (events, more) = events_after(&conn, 3, "s", after, limit).unwrap();
+            (events.iter().map(|e| e.seq).collect::<Vec<_>>(), more)
+        };
+        assert_eq!(page(0, 3), (vec![1, 2, 3], true));
+        assert_eq!(page(3, 3), (vec![4, 5, 6], true), "across blocks");
+        assert_eq!(
+            page(6, 3),
+            (vec![7, 8, 9], true),
+            "a page that ends a block"
+        );
+        assert_eq!(page(9, 3), (vec![10], false));
+        assert_eq!(page(0, 10), ((1..=10).collect(), false), "exactly all");
+        assert_eq!(page(0, 100), ((1..=10).collect(), false));
+        assert_eq!(page(10, 5), (vec![], false));
+        assert_eq!(page(0, 5).0.len(), 5);
+        assert_eq!(events_after(&conn, 4, "s", 0, 5).unwrap().0.len(), 0);
+    }
+
+    #[test]
+    fn a_lines_kind_and_seq_are_read_from_where_the_ingester_writes_them() {
+        let mut block = Block::default();
+        block.push(&event(12, "db.query", r#"{"kind":"other"}"#, "h"));
+        assert_eq!(line_kind(&block.data), Some("db.query"));
+        assert_eq!(line_seq(&block.data), Some(12));
+        let reordered = r#"{"at":1,"body":{},"kind":"db.query","seq":3}"#;
+        assert_eq!(line_kind(reordered), None);
+        assert_eq!(line_seq(reordered), None);
+        assert_eq!(
+            line_kind(r#"{"seq":1,"at":-5,"kind":"x.y","body":{}}"#),
+            Some("x.y")
+        );
     }
 
     #[test]

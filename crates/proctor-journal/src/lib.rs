@@ -1,11 +1,12 @@
 //! Proctor's journal: where every session and event is kept, and the proof that it was kept whole.
 //!
-//! Owns the embedded SQLite store (schema, reads for the CLI, identity and token rows), the commit log and
-//! its group-commit writer that every session appends through, the canonical JSON of events, the
-//! per-session hash chain, the recovery of a data dir whose gateway died, and the tamper-evident log
-//! over them: seals in a Merkle tree, signed checkpoints, the check of the whole store, export bundles
-//! and their offline verification. It knows nothing about wire protocols,
-//! configuration files or masking: callers hand it events whose bodies are already final.
+//! Owns the embedded SQLite store (schema, reads for the CLI, paged reads for browsing clients,
+//! identity and token rows), the commit log and its group-commit writer that every session appends
+//! through, the canonical JSON of events, the per-session hash chain, the recovery of a data dir whose
+//! gateway died, and the tamper-evident log over them: seals in a Merkle tree, signed checkpoints, the
+//! check of the whole store, export bundles and their offline verification. It knows nothing about
+//! wire protocols, configuration files or masking: callers hand it events whose bodies are already
+//! final.
 
 mod appender;
 mod approvals;
@@ -17,6 +18,7 @@ mod check;
 mod log;
 pub mod merkle;
 pub mod note;
+mod pages;
 mod recovery;
 mod ssh_keys;
 mod store;
@@ -29,6 +31,7 @@ pub use chain::{
     canonical_time, event_hash, genesis_hash, no_findings, verify_chain, Chain, Event, NewEvent,
     SessionHeader, VerifyOutcome,
 };
+pub use pages::{SessionPage, SessionQuery, MAX_PAGE_SESSIONS};
 pub use recovery::{AcknowledgedDamage, CUT_SHORT};
 pub use ssh_keys::{HostKeyRow, IdentityKeyRow};
 pub use store::{IdentityRow, SessionFilter, SessionRow, Sighting, Store, SyncMode, TokenRow};

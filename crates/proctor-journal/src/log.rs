@@ -929,11 +929,19 @@ pub(crate) mod tests {
             json!({"sql": "SELECT '\"quoted\"\\ é 😀\u{1}'", "rows": 1}),
             json!({}),
             json!({"message": "line\nbreak", "n": -5}),
+            json!({"action": "deny", "rule": "no-ddl", "sql": "DROP TABLE t"}),
+            json!({"approval": "a1", "by": "bob", "outcome": "denied", "rule": "r"}),
         ];
-        for (i, (kind, body)) in ["db.query", "db.result", "db.error"]
-            .iter()
-            .zip(bodies)
-            .enumerate()
+        for (i, (kind, body)) in [
+            "db.query",
+            "db.result",
+            "db.error",
+            "policy.decision",
+            "approval",
+        ]
+        .iter()
+        .zip(bodies)
+        .enumerate()
         {
             let findings = if i == 0 {
                 CanonicalJson::of(&json!([{"detector": "aws", "location": "sql"}]))
@@ -968,8 +976,9 @@ pub(crate) mod tests {
             let session = store.find_session("s1").unwrap();
             assert!(matches!(
                 store.verify_session(&session).unwrap(),
-                VerifyOutcome::Intact { events: 3, .. }
+                VerifyOutcome::Intact { events: 5, .. }
             ));
+            assert_eq!((session.findings, session.denials), (1, 2));
             stored_blocks(&store)
         };
         let from_memory = stored(true);

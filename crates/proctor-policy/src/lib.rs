@@ -8,5 +8,5 @@ pub mod rules;
 pub use classify::{Classification, Classifier, Dialect, Flag, Flags, Kind, StatementClass};
 pub use rules::{
     may_approve, Action, ActionName, Decision, Guard, Policy, PolicySpec, Preset, Request,
-    RequestKind, RuleError, RuleSpec, DEFAULT_RULE,
+    RequestKind, RuleError, RuleSpec, DEFAULT_APPROVERS, DEFAULT_RULE,
 };

@@ -4,9 +4,10 @@
 use std::process::ExitCode;
 
 use clap::{Subcommand, ValueEnum};
-use proctor_core::journal::{Event, SessionFilter, SessionRow, Store};
+use proctor_core::chains::{self, message_text};
+use proctor_core::journal::{Event, SessionFilter, SessionRow};
 use proctor_core::Config;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::sessions::{clock, parse_since, time};
 
@@ -53,8 +54,8 @@ pub fn run(config: Config, command: ChainsCommand) -> anyhow::Result<ExitCode> {
                 })?
                 .into_iter()
                 .filter(|s| s.protocol == "llm")
-                .map(|s| summary(&store, &s))
-                .collect::<anyhow::Result<_>>()?;
+                .map(|s| chains::summary(&store, &s))
+                .collect::<Result<_, _>>()?;
             match format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&chains)?),
                 Format::Text => {
@@ -92,9 +93,7 @@ pub fn run(config: Config, command: ChainsCommand) -> anyhow::Result<ExitCode> {
                 session.protocol
             );
             let events = store.events(&session.id)?;
-            let commands = commands_of(&store, &session)?;
-            let mut chain = chain_json(&session, &events);
-            chain["commands"] = Value::Array(commands);
+            let chain = chains::chain_view(&store, &session)?;
             match format {
                 Format::Json => println!("{}", serde_json::to_string_pretty(&chain)?),
                 Format::Text => print_chain(&session, &events, &chain),
@@ -102,211 +101,6 @@ pub fn run(config: Config, command: ChainsCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn summary(store: &Store, session: &SessionRow) -> anyhow::Result<Value> {
-    let events = store.events(&session.id)?;
-    let chain = chain_json(session, &events);
-    Ok(json!({
-        "chain": session.id,
-        "started": time(session.started_at),
-        "identity": session.identity,
-        "provider": session.connection,
-        "turns": chain["turns"].as_array().map_or(0, Vec::len),
-        "proposals": chain["proposals"].as_array().map_or(0, Vec::len),
-        "secrets": chain["secrets"].as_array().map_or(0, Vec::len),
-        "ended": session.end_reason,
-    }))
-}
-
-/// What a message says, in one line: its text, or what its blocks are.
-fn message_text(message: &Value) -> String {
-    let blocks = match &message["content"] {
-        Value::String(text) => return text.clone(),
-        Value::Array(blocks) => blocks,
-        _ => {
-            let calls: Vec<String> = message["tool_calls"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|c| {
-                    format!(
-                        "[tool call {} {}]",
-                        c["function"]["name"], c["function"]["arguments"]
-                    )
-                })
-                .collect();
-            return calls.join(" ");
-        }
-    };
-    blocks
-        .iter()
-        .map(|b| match b["type"].as_str() {
-            Some("text") => b["text"].as_str().unwrap_or_default().to_owned(),
-            Some("tool_result") => format!("[tool result {}: {}]", b["tool_use_id"], b["content"]),
-            Some("tool_use") => format!("[tool call {} {}]", b["name"], b["input"]),
-            Some("thinking") => "[thinking]".to_owned(),
-            other => format!("[{}]", other.unwrap_or("?")),
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// The chain as data: turns (new messages, answer), the AI's proposals, and the secrets seen.
-fn chain_json(session: &SessionRow, events: &[Event]) -> Value {
-    let mut turns = Vec::new();
-    let mut proposals = Vec::new();
-    let mut secrets = Vec::new();
-    for event in events {
-        for finding in &event.findings {
-            secrets.push(json!({
-                "at": time(event.at),
-                "event": event.kind,
-                "seq": event.seq,
-                "detector": finding["detector"],
-                "fingerprint": finding["fingerprint"],
-                "where": finding["location"],
-                "masked_before_storage": true,
-                "masked_before_provider": match event.kind.as_str() {
-                    "llm.request" => finding["masked_before_provider"].clone(),
-                    _ => Value::Null,
-                },
-            }));
-        }
-        let b = &event.body;
-        match event.kind.as_str() {
-            "llm.request" => turns.push(json!({
-                "at": time(event.at),
-                "seq": event.seq,
-                "model": b["model"],
-                "new_messages": b["new_messages"].as_array().into_iter().flatten().map(|m| json!({
-                    "role": m["message"]["role"],
-                    "text": message_text(&m["message"]),
-                })).collect::<Vec<_>>(),
-            })),
-            "llm.response" => {
-                for call in b["tool_calls"].as_array().into_iter().flatten() {
-                    proposals.push(
-                        json!({"at": time(event.at), "seq": event.seq, "tool": call["name"],
-                        "id": call["id"], "arguments": call["arguments"]}),
-                    );
-                }
-                if let Some(turn) = turns.last_mut() {
-                    turn["answer"] = json!({
-                        "seq": event.seq,
-                        "status": b["status"],
-                        "text": b["text"],
-                        "tool_calls": b["tool_calls"],
-                        "stop_reason": b["stop_reason"],
-                        "error": b["error"],
-                    });
-                }
-            }
-            _ => {}
-        }
-    }
-    json!({
-        "chain": session.id,
-        "identity": session.identity,
-        "provider": session.connection,
-        "client": session.client_addr,
-        "started": time(session.started_at),
-        "ended": session.end_reason,
-        "turns": turns,
-        "proposals": proposals,
-        "secrets": secrets,
-    })
-}
-
-/// The tool calls made for a chain and what each did on its target: `mcp.call` events naming the
-/// chain, and the database sessions those calls opened (their `application_name` names the call).
-fn commands_of(store: &Store, chain: &SessionRow) -> anyhow::Result<Vec<Value>> {
-    let later = store.list_sessions(&SessionFilter {
-        identity: None,
-        connection: None,
-        since_ns: Some(chain.started_at),
-    })?;
-    let mut database: Vec<(String, Vec<Event>)> = Vec::new();
-    let mut calls = Vec::new();
-    for session in &later {
-        match session.protocol.as_str() {
-            "postgres" => {
-                let events = store.events(&session.id)?;
-                let application = events
-                    .first()
-                    .and_then(|e| e.body["application_name"].as_str())
-                    .unwrap_or_default()
-                    .to_owned();
-                if application.contains(&format!("chain={}", chain.id)) {
-                    database.push((application, events));
-                }
-            }
-            "mcp" => {
-                let events = store.events(&session.id)?;
-                if events
-                    .iter()
-                    .any(|e| e.kind == "mcp.call" && e.body["chain"] == chain.id.as_str())
-                {
-                    calls.push((session.clone(), events));
-                }
-            }
-            _ => {}
-        }
-    }
-    let mut commands = Vec::new();
-    for (session, events) in calls {
-        let Some(call) = events.iter().find(|e| e.kind == "mcp.call") else {
-            continue;
-        };
-        let result = events.iter().find(|e| e.kind == "mcp.result");
-        let id = call.body["call"].as_str().unwrap_or_default();
-        let statements: Vec<Value> = database
-            .iter()
-            .filter(|(application, _)| application.contains(&format!("call={id}")))
-            .flat_map(|(_, events)| statements_of(events))
-            .collect();
-        commands.push(json!({
-            "at": time(call.at),
-            "identity": session.identity,
-            "connection": session.connection,
-            "tool": call.body["tool"],
-            "arguments": call.body["arguments"],
-            "proposed_by": call.body["proposed_by"],
-            "outcome": result.map(|r| r.body.clone()),
-            "statements": statements,
-        }));
-    }
-    Ok(commands)
-}
-
-/// What a database session did: each statement, run (with its outcome) or stopped by a guardrail.
-fn statements_of(events: &[Event]) -> Vec<Value> {
-    let mut statements = Vec::new();
-    for event in events {
-        let b = &event.body;
-        match event.kind.as_str() {
-            "db.query" => {
-                statements.push(json!({"seq": event.seq, "sql": b["sql"], "reached_target": true}))
-            }
-            "policy.decision" => statements.push(json!({
-                "seq": event.seq, "sql": b["sql"], "reached_target": false,
-                "guardrail": {"action": b["action"], "rule": b["rule"], "approval": b["approval"]},
-            })),
-            "db.result" | "db.error" => {
-                if let Some(statement) =
-                    statements.iter_mut().rev().find(|s| s["seq"] == b["query"])
-                {
-                    statement["outcome"] = if event.kind == "db.result" {
-                        json!({"tag": b["tag"], "rows": b["rows"]})
-                    } else {
-                        json!({"error": b["message"], "sqlstate": b["sqlstate"]})
-                    };
-                }
-            }
-            _ => {}
-        }
-    }
-    statements
 }
 
 fn print_chain(session: &SessionRow, events: &[Event], chain: &Value) {

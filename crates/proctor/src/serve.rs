@@ -179,7 +179,7 @@ async fn serve(
                 async move { newest_checkpoint(&store) }
             }),
         )
-        .merge(crate::approvals::router(gate.clone()))
+        .merge(proctor_web::router(gate.clone()))
         .merge(llm.clone().router())
         .merge(proctor_mcp::router(gate.clone(), pg.clone()));
     let mut http_stopped = stopped.clone();

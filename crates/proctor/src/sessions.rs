@@ -136,11 +136,7 @@ pub(crate) fn parse_since(text: &str) -> anyhow::Result<i64> {
     Ok(proctor_core::journal::now_ns() - seconds * 1_000_000_000)
 }
 
-pub(crate) fn time(ns: i64) -> String {
-    DateTime::<Utc>::from_timestamp_nanos(ns)
-        .format("%Y-%m-%d %H:%M:%S%.3f")
-        .to_string()
-}
+pub(crate) use proctor_core::chains::utc_time as time;
 
 pub(crate) fn clock(ns: i64) -> String {
     DateTime::<Utc>::from_timestamp_nanos(ns)

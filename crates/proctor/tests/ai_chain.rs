@@ -134,6 +134,53 @@ fn a_pasted_secret_a_proposed_update_and_its_execution_form_one_readable_chain()
     assert_eq!(command["statements"][0]["reached_target"], true);
     assert_eq!(json["secrets"][0]["masked_before_provider"], true);
 
+    // The same four questions, from the web API, for an auditor.
+    proctor.spawn();
+    let auditor = proctor.add_identity("audra", &["auditor"]);
+    let (status, listed) = proctor.http("GET", "/api/v1/chains", Some(&auditor), "");
+    assert_eq!(status, 200, "{listed}");
+    let listed: Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed["chains"][0]["chain"], chain.as_str(), "{listed}");
+    let (status, shown) = proctor.http(
+        "GET",
+        &format!("/api/v1/chains/{chain}"),
+        Some(&auditor),
+        "",
+    );
+    assert_eq!(status, 200, "{shown}");
+    let answers = &serde_json::from_str::<Value>(&shown).unwrap()["answers"];
+    assert_eq!(answers["started_by"]["identity"], "alice", "{answers}");
+    let proposed = answers["proposed"].as_array().unwrap();
+    let replies = proposed
+        .iter()
+        .flat_map(|p| p["replies"].as_array().unwrap())
+        .map(|r| r["text"].as_str().unwrap_or_default());
+    assert!(
+        replies.clone().any(|text| text.contains("UPDATE 1")),
+        "the tool's answer: {answers}"
+    );
+    assert!(
+        answers["ran"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["sql"] == update && r["outcome"]["tag"] == "UPDATE 1"),
+        "{answers}"
+    );
+    assert!(
+        answers["stopped"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["sql"] == "DELETE FROM accounts"),
+        "{answers}"
+    );
+    assert_eq!(
+        answers["secrets"][0]["masked_before_provider"], true,
+        "{answers}"
+    );
+    assert_eq!(answers["secrets_reaching_provider"], 0);
+
     // The model never received the password; no file of the data dir holds it; search finds it.
     let sent = std::fs::read_to_string(&model.log).unwrap();
     assert!(

@@ -420,6 +420,19 @@ impl Proctor {
         bearer: Option<&str>,
         body: &str,
     ) -> (u16, String) {
+        let (status, _, body) = self.http_with_head(method, path, bearer, body);
+        (status, body)
+    }
+
+    /// One HTTP/1.1 request to the HTTP listener: the status code, the head (status line and
+    /// headers, as sent) and the body.
+    pub fn http_with_head(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: &str,
+    ) -> (u16, String, String) {
         use std::io::Read;
         let mut stream = TcpStream::connect(("127.0.0.1", self.http_port)).unwrap();
         let auth = bearer
@@ -435,7 +448,7 @@ impl Proctor {
         stream.read_to_string(&mut response).unwrap();
         let (head, body) = response.split_once("\r\n\r\n").unwrap();
         let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-        (status, body.to_owned())
+        (status, head.to_owned(), body.to_owned())
     }
 
     /// Creates an identity with the CLI and returns its token.
