@@ -85,6 +85,8 @@ pub struct ListParams {
     /// `pending` (the default: requests still waiting) or `all`.
     #[param(inline)]
     status: Option<StatusFilter>,
+    /// `true`: the same as `status=all` (kept for the scripts written before `status`).
+    all: Option<bool>,
 }
 
 #[derive(Deserialize, ToSchema, Clone, Copy, PartialEq)]
@@ -118,7 +120,8 @@ pub async fn list(
 ) -> Result<Json<ApprovalList>, ApiError> {
     caller.require_approvals_reader()?;
     let params: ListParams = parse_query(raw.as_deref())?;
-    let pending = params.status.unwrap_or(StatusFilter::Pending) == StatusFilter::Pending;
+    let pending = params.status.unwrap_or(StatusFilter::Pending) == StatusFilter::Pending
+        && params.all != Some(true);
     blocking(move || Ok(Json(approval_list(&gate, pending)?))).await
 }
 
