@@ -13,7 +13,6 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::thread;
 
 use support::sshd::{sshd, DEFAULT_SSH_USER};
 use support::{admin_sql, stderr, stdout, Proctor, APP_DB};
@@ -83,33 +82,6 @@ fn screenshot_dir() -> PathBuf {
         .and_then(Path::parent)
         .expect("the binary lies in <target>/<profile>/");
     target.join("console-screenshots")
-}
-
-fn psql_in_background(proctor: &Proctor, token: &str, sql: &str) -> thread::JoinHandle<Output> {
-    let (conninfo, token, sql) = (
-        format!(
-            "host=127.0.0.1 port={} user=alice dbname=app-db sslmode=disable",
-            proctor.pg_port
-        ),
-        token.to_owned(),
-        sql.to_owned(),
-    );
-    thread::spawn(move || {
-        Command::new("psql")
-            .args([
-                "-X",
-                "-A",
-                "-t",
-                &conninfo,
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-c",
-                &sql,
-            ])
-            .env("PGPASSWORD", token)
-            .output()
-            .unwrap()
-    })
 }
 
 /// An interactive shell through Proctor's SSH listener, on a 100x24 terminal that `expect` drives:
@@ -208,7 +180,7 @@ fn the_console_finds_replays_and_approves_in_a_real_browser() {
 
     // A statement held for approval, its psql waiting.
     let held = "UPDATE console_items SET name = 'approved-in-browser' WHERE id = 1 RETURNING name";
-    let waiting = psql_in_background(&proctor, &alice, held);
+    let waiting = proctor.psql_in_background("alice", &alice, "app-db", held);
     let request = proctor.pending_approvals(1)[0].clone();
     assert_eq!(request["rule"], "hold-console-items", "{request}");
 

@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::process::Output;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -55,24 +54,6 @@ async fn connect(proctor: &Proctor, token: &str) -> tokio_postgres::Client {
 fn db_error(e: tokio_postgres::Error) -> (SqlState, String) {
     let db = e.as_db_error().expect("an error from the server");
     (db.code().clone(), db.message().to_owned())
-}
-
-fn psql_in_background(proctor: &Proctor, token: &str, sql: &str) -> thread::JoinHandle<Output> {
-    let (conninfo, token, sql) = (
-        format!(
-            "host=127.0.0.1 port={} user=alice dbname=app-db sslmode=disable",
-            proctor.pg_port
-        ),
-        token.to_owned(),
-        sql.to_owned(),
-    );
-    thread::spawn(move || {
-        std::process::Command::new("psql")
-            .args(["-X", &conninfo, "-v", "ON_ERROR_STOP=1", "-c", &sql])
-            .env("PGPASSWORD", token)
-            .output()
-            .unwrap()
-    })
 }
 
 fn column_exists(table: &str, column: &str) -> bool {
@@ -261,9 +242,10 @@ fn held_statements_run_once_approved_and_are_refused_when_denied_or_unanswered()
     } = team();
 
     // Approved from the CLI by bob, after alice's own approval is refused.
-    let altering = psql_in_background(
-        &proctor,
+    let altering = proctor.psql_in_background(
+        "alice",
         &alice,
+        "app-db",
         "ALTER TABLE g_held ADD COLUMN approved int",
     );
     let request = proctor.pending_approvals(1)[0].clone();
@@ -300,7 +282,12 @@ fn held_statements_run_once_approved_and_are_refused_when_denied_or_unanswered()
     assert!(column_exists("g_held", "approved"));
 
     // Denied over HTTP.
-    let altering = psql_in_background(&proctor, &alice, "ALTER TABLE g_held ADD COLUMN denied int");
+    let altering = proctor.psql_in_background(
+        "alice",
+        &alice,
+        "app-db",
+        "ALTER TABLE g_held ADD COLUMN denied int",
+    );
     let id2 = proctor.pending_approvals(1)[0]["id"]
         .as_str()
         .unwrap()
@@ -522,7 +509,12 @@ fn a_request_left_pending_by_a_crash_is_withdrawn_when_the_gateway_starts_again(
         alice,
         bob,
     } = team();
-    let altering = psql_in_background(&proctor, &alice, "ALTER TABLE g_crash ADD COLUMN c int");
+    let altering = proctor.psql_in_background(
+        "alice",
+        &alice,
+        "app-db",
+        "ALTER TABLE g_crash ADD COLUMN c int",
+    );
     let id = proctor.pending_approvals(1)[0]["id"]
         .as_str()
         .unwrap()

@@ -6,7 +6,7 @@ mod support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -93,17 +93,6 @@ fn refused(
         "{error}"
     );
     error["error"]["code"].as_str().unwrap().to_owned()
-}
-
-fn psql_in_background(proctor: &Proctor, token: &str, sql: &str) -> thread::JoinHandle<Output> {
-    let mut psql = Command::new("psql");
-    psql.args(["-X", "-v", "ON_ERROR_STOP=1", "-c", sql])
-        .arg(format!(
-            "host=127.0.0.1 port={} user=ana dbname=app-db sslmode=disable",
-            proctor.pg_port
-        ))
-        .env("PGPASSWORD", token);
-    thread::spawn(move || psql.output().unwrap())
 }
 
 #[test]
@@ -623,9 +612,10 @@ fn approvers_decide_held_statements_live_and_auditors_cannot() {
         list["approvals"] == serde_json::json!([])
     });
 
-    let altering = psql_in_background(
-        &proctor,
+    let altering = proctor.psql_in_background(
+        "ana",
         &ana,
+        "app-db",
         "ALTER TABLE web_held ADD COLUMN approved int",
     );
     let list = next_approvals(&mut events, |list| {
@@ -753,7 +743,12 @@ fn approvers_decide_held_statements_live_and_auditors_cannot() {
     assert_eq!(all["approvals"][0]["status"], "approved");
 
     // Denied: the client gets the reason.
-    let altering = psql_in_background(&proctor, &ana, "ALTER TABLE web_held ADD COLUMN denied int");
+    let altering = proctor.psql_in_background(
+        "ana",
+        &ana,
+        "app-db",
+        "ALTER TABLE web_held ADD COLUMN denied int",
+    );
     let list = next_approvals(&mut events, |list| {
         !list["approvals"].as_array().unwrap().is_empty()
     });

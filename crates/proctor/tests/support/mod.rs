@@ -486,6 +486,21 @@ impl Proctor {
         self.psql_with_stdin(identity, token, connection, sslmode, args, "")
     }
 
+    /// Runs `sql` with psql through Proctor without TLS, in a thread: for statements that wait
+    /// (held for approval) while the test goes on. Join the handle for what psql printed.
+    pub fn psql_in_background(
+        &self,
+        identity: &str,
+        token: &str,
+        connection: &str,
+        sql: &str,
+    ) -> std::thread::JoinHandle<Output> {
+        let mut psql = Command::new("psql");
+        psql.args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .arg(self.conninfo(identity, token, connection));
+        std::thread::spawn(move || psql.output().unwrap())
+    }
+
     /// Runs psql through Proctor without TLS; it must succeed. Returns what it printed.
     pub fn psql_ok(&self, identity: &str, token: &str, connection: &str, args: &[&str]) -> String {
         let out = self.psql(identity, token, connection, "disable", args);
