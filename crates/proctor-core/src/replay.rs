@@ -179,7 +179,7 @@ impl Recording {
             },
             title: format!("{}@{} {}", session.identity, session.connection, session.id),
         };
-        let mut text = json!(header).to_string();
+        let mut text = serde_json::to_string(&header).unwrap_or_default();
         text.push('\n');
         for frame in &self.frames {
             let line = match frame {
