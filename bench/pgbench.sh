@@ -5,10 +5,13 @@
 #   bash bench/pgbench.sh [SECONDS_PER_RUN] [ROUNDS]
 #   SSLMODE=require bash bench/pgbench.sh ...   # TLS from pgbench to every target (default: disable)
 #   BASELINE=/path/to/older/proctor bash bench/pgbench.sh ...   # also an older build, to compare
-#   GUARDED=1 bash bench/pgbench.sh ...   # also Proctor with guardrails = "recommended", to compare
-#   MODES=select-simple bash bench/pgbench.sh ...   # only some of select-simple, select-prepared, update-simple
+#   UNGUARDED=1 bash bench/pgbench.sh ...   # also Proctor without guardrails, to compare
+#   MODES=select-simple bash bench/pgbench.sh ...   # only some of select-simple, select-extended,
+#                                                   # select-prepared, update-simple
 #   FLOOR=1 bash bench/pgbench.sh ...   # also a relay that only copies bytes (the floor, see below)
 #
+# Proctor (and the BASELINE build) run as recommended for production: recording, masking with the
+# default detectors and the gitleaks set, and guardrails = "recommended".
 # Every target is reached with the same client TLS setting, so that one target's encryption is never
 # compared with another's plain TCP (libpq's default, "prefer", would encrypt to PostgreSQL and Proctor
 # but not to a pgbouncer without a certificate).
@@ -32,8 +35,9 @@ direct_port=5432
 proctor_port=${PROCTOR_PORT:-35432}
 baseline_port=${BASELINE_PORT:-37432}
 baseline=${BASELINE:-}
-guarded=${GUARDED:-}
-guarded_port=${GUARDED_PORT:-38432}
+unguarded=${UNGUARDED:-}
+unguarded_port=${UNGUARDED_PORT:-38432}
+guardrails='guardrails = "recommended"'
 floor=${FLOOR:-}
 floor_port=${FLOOR_PORT:-39432}
 if [ -n "$floor" ] && [ "$sslmode" != disable ]; then
@@ -55,22 +59,22 @@ psql -X -q -h 127.0.0.1 -U postgres -d postgres -c 'drop database if exists proc
 pgbench -q -i -s "$scale" -h 127.0.0.1 -U postgres proctor_bench >/dev/null 2>&1
 
 # A gateway still listening on one of these ports would answer in place of the build under test.
-require_free_ports "$proctor_port" "$bouncer_port" ${baseline:+"$baseline_port"} ${guarded:+"$guarded_port"} \
+require_free_ports "$proctor_port" "$bouncer_port" ${baseline:+"$baseline_port"} ${unguarded:+"$unguarded_port"} \
   ${floor:+"$floor_port"}
-gateway_config "$work/proctor-data" "$proctor_port" > "$work/proctor.toml"
+gateway_config "$work/proctor-data" "$proctor_port" "$guardrails" > "$work/proctor.toml"
 export PROCTOR_BENCH_TOKEN=bench-token
 target/release/proctor serve --config "$work/proctor.toml" 2>"$work/proctor.log" &
 proctor_pid=$!
 targets=(direct proctor pgbouncer)
 if [ -n "$baseline" ]; then
-  gateway_config "$work/baseline-data" "$baseline_port" > "$work/baseline.toml"
+  gateway_config "$work/baseline-data" "$baseline_port" "$guardrails" > "$work/baseline.toml"
   "$baseline" serve --config "$work/baseline.toml" 2>"$work/baseline.log" &
   targets+=(baseline)
 fi
-if [ -n "$guarded" ]; then
-  gateway_config "$work/guarded-data" "$guarded_port" 'guardrails = "recommended"' > "$work/guarded.toml"
-  target/release/proctor serve --config "$work/guarded.toml" 2>"$work/guarded.log" &
-  targets+=(guarded)
+if [ -n "$unguarded" ]; then
+  gateway_config "$work/unguarded-data" "$unguarded_port" > "$work/unguarded.toml"
+  target/release/proctor serve --config "$work/unguarded.toml" 2>"$work/unguarded.log" &
+  targets+=(unguarded)
 fi
 if [ -n "$floor" ]; then
   target/release/examples/passthrough "127.0.0.1:$floor_port" "127.0.0.1:$direct_port" &
@@ -114,7 +118,7 @@ fi
 for _ in $(seq 1 100); do
   pg_isready -q -h 127.0.0.1 -p "$proctor_port" && pg_isready -q -h 127.0.0.1 -p "$bouncer_port" \
     && { [ -z "$baseline" ] || pg_isready -q -h 127.0.0.1 -p "$baseline_port"; } \
-    && { [ -z "$guarded" ] || pg_isready -q -h 127.0.0.1 -p "$guarded_port"; } \
+    && { [ -z "$unguarded" ] || pg_isready -q -h 127.0.0.1 -p "$unguarded_port"; } \
     && { [ -z "$floor" ] || pg_isready -q -h 127.0.0.1 -p "$floor_port"; } && break
   sleep 0.1
 done
@@ -129,12 +133,13 @@ run() { # target mode -> tps and the percentage of the run's CPU time the host s
     direct) port=$direct_port user=postgres ;;
     proctor) port=$proctor_port user=bench ;;
     baseline) port=$baseline_port user=bench ;;
-    guarded) port=$guarded_port user=bench ;;
+    unguarded) port=$unguarded_port user=bench ;;
     pgbouncer) port=$bouncer_port user=postgres ;;
     floor) port=$floor_port user=postgres ;;
   esac
   case $mode in
     select-simple) args=(-S -M simple) ;;
+    select-extended) args=(-S -M extended) ;;
     select-prepared) args=(-S -M prepared) ;;
     update-simple) args=(-N -M simple) ;;
   esac
@@ -146,7 +151,7 @@ run() { # target mode -> tps and the percentage of the run's CPU time the host s
   echo "$tps $before $after" | awk '{ total = $5 - $3; printf "%s %.1f\n", $1, (total > 0 ? 100 * ($4 - $2) / total : 0) }'
 }
 
-read -r -a modes <<< "${MODES:-select-simple select-prepared update-simple}"
+read -r -a modes <<< "${MODES:-select-simple select-extended select-prepared update-simple}"
 for round in $(seq 1 "$rounds"); do
   for mode in "${modes[@]}"; do
     for target in "${targets[@]}"; do
@@ -201,7 +206,7 @@ against_proctor() { # other target: its median TPS per mode, and its ratio to th
   done
 }
 [ -z "$baseline" ] || against_proctor baseline
-[ -z "$guarded" ] || against_proctor guarded
+[ -z "$unguarded" ] || against_proctor unguarded
 if [ -n "$floor" ]; then
   echo
   printf '%-16s %10s %10s %16s %16s\n' mode proctor floor proctor/floor floor/pgbouncer
