@@ -5,6 +5,7 @@
 #   bash bench/pgbench.sh [SECONDS_PER_RUN] [ROUNDS]
 #   SSLMODE=require bash bench/pgbench.sh ...   # TLS from pgbench to every target (default: disable)
 #   BASELINE=/path/to/older/proctor bash bench/pgbench.sh ...   # also an older build, to compare
+#   PROCTOR=/path/to/proctor bash bench/pgbench.sh ...   # measure that build (default: build this tree's)
 #   UNGUARDED=1 bash bench/pgbench.sh ...   # also Proctor without guardrails, to compare
 #   MODES=select-simple bash bench/pgbench.sh ...   # only some of select-simple, select-extended,
 #                                                   # select-prepared, update-simple
@@ -51,7 +52,8 @@ trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$wo
 source bench/gateway_config.sh
 require_machine_postgres
 command -v pgbouncer >/dev/null || { apt-get update -qq && apt-get install -y -qq pgbouncer >/dev/null; }
-cargo build --release -q -p proctor
+proctor=${PROCTOR:-target/release/proctor}
+[ -n "${PROCTOR:-}" ] || cargo build --release -q -p proctor
 [ -z "$floor" ] || cargo build --release -q -p proctor-net --example passthrough
 
 psql -X -q -h 127.0.0.1 -U postgres -d postgres -c 'drop database if exists proctor_bench' \
@@ -63,7 +65,7 @@ require_free_ports "$proctor_port" "$bouncer_port" ${baseline:+"$baseline_port"}
   ${floor:+"$floor_port"}
 gateway_config "$work/proctor-data" "$proctor_port" "$guardrails" > "$work/proctor.toml"
 export PROCTOR_BENCH_TOKEN=bench-token
-target/release/proctor serve --config "$work/proctor.toml" 2>"$work/proctor.log" &
+"$proctor" serve --config "$work/proctor.toml" 2>"$work/proctor.log" &
 proctor_pid=$!
 targets=(direct proctor pgbouncer)
 if [ -n "$baseline" ]; then
@@ -73,7 +75,7 @@ if [ -n "$baseline" ]; then
 fi
 if [ -n "$unguarded" ]; then
   gateway_config "$work/unguarded-data" "$unguarded_port" > "$work/unguarded.toml"
-  target/release/proctor serve --config "$work/unguarded.toml" 2>"$work/unguarded.log" &
+  "$proctor" serve --config "$work/unguarded.toml" 2>"$work/unguarded.log" &
   targets+=(unguarded)
 fi
 if [ -n "$floor" ]; then
@@ -223,7 +225,7 @@ fi
 # Stop the gateway first, so that the journal holds everything it acknowledged when it is counted.
 kill -TERM "$proctor_pid"
 wait "$proctor_pid" || true
-sessions=$(target/release/proctor sessions list --config "$work/proctor.toml" --format json | grep -c '"id"' || true)
-queries=$(target/release/proctor sessions list --config "$work/proctor.toml" --format json \
+sessions=$("$proctor" sessions list --config "$work/proctor.toml" --format json | grep -c '"id"' || true)
+queries=$("$proctor" sessions list --config "$work/proctor.toml" --format json \
   | awk -F': ' '/"queries"/ { gsub(/,/, "", $2); n += $2 } END { print n + 0 }')
 echo "recorded by proctor during the run: $sessions sessions, $queries statements"
