@@ -19,6 +19,7 @@ mod log;
 pub mod merkle;
 pub mod note;
 mod pages;
+mod priority;
 mod recovery;
 mod ssh_keys;
 mod store;

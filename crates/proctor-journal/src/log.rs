@@ -200,6 +200,11 @@ impl Handoff {
         }
     }
 
+    /// How many bytes of the log it spans: what the store has yet to take in.
+    pub(crate) fn span(&self) -> u64 {
+        self.to - self.from
+    }
+
     /// Empties the handoff and keeps its buffers: the writer and the ingester swap two handoffs
     /// round after round, so that a round does not allocate them anew.
     pub(crate) fn clear(&mut self) {

@@ -25,6 +25,7 @@ use tokio::sync::Notify;
 use crate::appender::Appender;
 use crate::chain::{NewEvent, SessionHeader};
 use crate::log::{self, Appended, Handoff, Ingester, Record, LOG_FILE};
+use crate::priority::IngestPriority;
 use crate::recovery;
 use crate::store::{open_connection, Store, SyncMode};
 use crate::JournalError;
@@ -36,6 +37,9 @@ const MAX_QUEUED: usize = 16_384;
 const INGEST_INTERVAL: Duration = Duration::from_millis(250);
 /// The log is emptied once the store has caught up and the log has grown past this.
 const ROTATE_AT: u64 = 4 * 1024 * 1024;
+/// Committed bytes the store may lag behind at idle priority; beyond them, the ingest thread returns to
+/// normal priority until it has caught up (see `priority`). About a second of `pgbench -S` at full speed.
+const LAG_BOUND: u64 = 8 * 1024 * 1024;
 
 enum Op {
     OpenSession(SessionHeader),
@@ -94,6 +98,7 @@ struct Shared {
     syncs: bool,
     /// What was appended since the ingester last looked, so that it need not read it back.
     handoff: Mutex<Handoff>,
+    ingest_priority: IngestPriority,
     stop: AtomicBool,
     ingester: Mutex<Option<JoinHandle<()>>>,
 }
@@ -179,6 +184,7 @@ impl Writer {
             done: AtomicU64::new(0),
             committed: Notify::new(),
             handoff: Mutex::new(Handoff::default()),
+            ingest_priority: IngestPriority::default(),
             stop: AtomicBool::new(false),
             ingester: Mutex::new(None),
         });
@@ -259,7 +265,14 @@ impl Writer {
             let from = side.log.len();
             side.commit(&mut batch, &mut spent);
             let to = side.log.len();
-            lock(&self.shared.handoff).push(from, to, side.appended.drain(..), &side.out);
+            let lag = {
+                let mut handoff = lock(&self.shared.handoff);
+                handoff.push(from, to, side.appended.drain(..), &side.out);
+                handoff.span()
+            };
+            if lag > LAG_BOUND && self.shared.ingest_priority.is_lowered() {
+                self.shared.ingest_priority.restore();
+            }
         }
         writer.spare = batch;
         self.shared.done.store(last, Ordering::Release);
@@ -368,6 +381,11 @@ fn run_ingester(mut ingester: Ingester, shared: std::sync::Weak<Shared>) {
         if let Err(e) = ingester.seal_due() {
             tracing::error!(error = %e, "sealing sessions into the log failed");
         }
+        if matches!(ingested, Ok((offset, len)) if offset == len)
+            && !shared.ingest_priority.is_lowered()
+        {
+            shared.ingest_priority.lower_calling_thread();
+        }
         match ingested {
             Ok((offset, len)) if offset == len && len >= ROTATE_AT => {
                 let mut writer = shared.hold_write_side();
@@ -389,6 +407,8 @@ fn run_ingester(mut ingester: Ingester, shared: std::sync::Weak<Shared>) {
             }
         }
         if shared.stop.load(Ordering::Acquire) {
+            // The gateway waits for this last copy: it must not wait on other work.
+            shared.ingest_priority.restore();
             if let Err(e) = ingester
                 .ingest_available()
                 .and_then(|_| ingester.seal_due())
@@ -679,6 +699,52 @@ mod tests {
             store.verify_session(&session).unwrap(),
             VerifyOutcome::Intact { events: 200, .. }
         ));
+    }
+
+    /// The store's copy yields to other work once it has caught up, and returns to normal priority
+    /// as soon as it falls more than `LAG_BOUND` behind, so that its lag stays bounded.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_ingester_runs_idle_once_caught_up_and_not_when_far_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), SyncMode::Normal).unwrap();
+        let writer = Writer::start(&store).unwrap();
+        let priority = &writer.shared.ingest_priority;
+        let broken = Arc::new(AtomicBool::new(false));
+        let header = header("bulk");
+        let mut chain = Chain::start(&header).unwrap();
+        writer.open_session(header, &broken).await.unwrap();
+        if !IngestPriority::is_available() {
+            // Without the right to return to normal priority, the ingester never leaves it.
+            writer.shutdown();
+            assert!(!priority.is_lowered());
+            return;
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !priority.is_lowered() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the ingester never went to idle priority"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let text = "z".repeat(64 * 1024);
+        for i in 0..(LAG_BOUND / (64 * 1024) + 8) as i64 {
+            let body = CanonicalJson::of(&json!({"i": i, "text": text}));
+            writer
+                .append_queued(
+                    chain.next_event(i, "db.query", body, no_findings()),
+                    &broken,
+                )
+                .await;
+        }
+        // One commit of more than LAG_BOUND: the ingester cannot have caught up with it yet.
+        writer.commit().await;
+        assert!(!priority.is_lowered());
+        writer.shutdown();
+        assert_eq!(
+            store.find_session("bulk").unwrap().events,
+            LAG_BOUND / (64 * 1024) + 8
+        );
     }
 
     /// Emptying the log holds the write side without committing; a session that found it busy must be
