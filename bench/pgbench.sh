@@ -10,6 +10,7 @@
 #   MODES=select-simple bash bench/pgbench.sh ...   # only some of select-simple, select-extended,
 #                                                   # select-prepared, update-simple
 #   FLOOR=1 bash bench/pgbench.sh ...   # also a relay that only copies bytes (the floor, see below)
+#                                       # and the same relay on io_uring (floor-uring)
 #
 # Proctor (and the BASELINE build) run as recommended for production: recording, masking with the
 # default detectors and the gitleaks set, and guardrails = "recommended".
@@ -23,6 +24,7 @@
 # The floor (crates/proctor-net/examples/passthrough.rs) copies bytes between pgbench and PostgreSQL
 # on event loops laid out as Proctor's, and does nothing else: Proctor over the floor is the cost of
 # Proctor's own work, and the floor over pgbouncer is as near pgbouncer as a gateway built so can get.
+# floor-uring (passthrough_uring.rs) is that floor on io_uring: what io_uring would save such a gateway.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,6 +43,7 @@ unguarded_port=${UNGUARDED_PORT:-38432}
 guardrails='guardrails = "recommended"'
 floor=${FLOOR:-}
 floor_port=${FLOOR_PORT:-39432}
+floor_uring_port=${FLOOR_URING_PORT:-39433}
 if [ -n "$floor" ] && [ "$sslmode" != disable ]; then
   echo "FLOOR needs SSLMODE=disable: the floor would pass TLS through to PostgreSQL, not end it" >&2
   exit 2
@@ -54,7 +57,7 @@ require_machine_postgres
 command -v pgbouncer >/dev/null || { apt-get update -qq && apt-get install -y -qq pgbouncer >/dev/null; }
 proctor=${PROCTOR:-target/release/proctor}
 [ -n "${PROCTOR:-}" ] || cargo build --release -q -p proctor
-[ -z "$floor" ] || cargo build --release -q -p proctor-net --example passthrough
+[ -z "$floor" ] || cargo build --release -q -p proctor-net --example passthrough --example passthrough_uring
 
 psql -X -q -h 127.0.0.1 -U postgres -d postgres -c 'drop database if exists proctor_bench' \
   -c 'create database proctor_bench'
@@ -62,7 +65,7 @@ pgbench -q -i -s "$scale" -h 127.0.0.1 -U postgres proctor_bench >/dev/null 2>&1
 
 # A gateway still listening on one of these ports would answer in place of the build under test.
 require_free_ports "$proctor_port" "$bouncer_port" ${baseline:+"$baseline_port"} ${unguarded:+"$unguarded_port"} \
-  ${floor:+"$floor_port"}
+  ${floor:+"$floor_port" "$floor_uring_port"}
 gateway_config "$work/proctor-data" "$proctor_port" "$guardrails" > "$work/proctor.toml"
 export PROCTOR_BENCH_TOKEN=bench-token
 "$proctor" serve --config "$work/proctor.toml" 2>"$work/proctor.log" &
@@ -80,7 +83,8 @@ if [ -n "$unguarded" ]; then
 fi
 if [ -n "$floor" ]; then
   target/release/examples/passthrough "127.0.0.1:$floor_port" "127.0.0.1:$direct_port" &
-  targets+=(floor)
+  target/release/examples/passthrough_uring "127.0.0.1:$floor_uring_port" "127.0.0.1:$direct_port" &
+  targets+=(floor floor-uring)
 fi
 
 bouncer=$work/pgbouncer
@@ -121,7 +125,8 @@ for _ in $(seq 1 100); do
   pg_isready -q -h 127.0.0.1 -p "$proctor_port" && pg_isready -q -h 127.0.0.1 -p "$bouncer_port" \
     && { [ -z "$baseline" ] || pg_isready -q -h 127.0.0.1 -p "$baseline_port"; } \
     && { [ -z "$unguarded" ] || pg_isready -q -h 127.0.0.1 -p "$unguarded_port"; } \
-    && { [ -z "$floor" ] || pg_isready -q -h 127.0.0.1 -p "$floor_port"; } && break
+    && { [ -z "$floor" ] || pg_isready -q -h 127.0.0.1 -p "$floor_port"; } \
+    && { [ -z "$floor" ] || pg_isready -q -h 127.0.0.1 -p "$floor_uring_port"; } && break
   sleep 0.1
 done
 
@@ -138,6 +143,7 @@ run() { # target mode -> tps and the percentage of the run's CPU time the host s
     unguarded) port=$unguarded_port user=bench ;;
     pgbouncer) port=$bouncer_port user=postgres ;;
     floor) port=$floor_port user=postgres ;;
+    floor-uring) port=$floor_uring_port user=postgres ;;
   esac
   case $mode in
     select-simple) args=(-S -M simple) ;;
@@ -220,6 +226,17 @@ if [ -n "$floor" ]; then
   echo "floor/pgbouncer in each round"
   for mode in "${modes[@]}"; do
     printf '%-16s' "$mode"; ratios floor pgbouncer | awk '{ printf " %6.2f", $1 } END { print "" }'
+  done
+  echo
+  printf '%-16s %10s %10s %22s %18s\n' mode floor floor-uring floor-uring/pgbouncer floor-uring/floor
+  for mode in "${modes[@]}"; do
+    printf '%-16s %10.0f %10.0f %22.2f %18.2f\n' "$mode" "$(median floor)" "$(median floor-uring)" \
+      "$(ratio floor-uring pgbouncer)" "$(ratio floor-uring floor)"
+  done
+  echo
+  echo "floor-uring/floor in each round"
+  for mode in "${modes[@]}"; do
+    printf '%-16s' "$mode"; ratios floor-uring floor | awk '{ printf " %6.2f", $1 } END { print "" }'
   done
 fi
 # Stop the gateway first, so that the journal holds everything it acknowledged when it is counted.

@@ -41,8 +41,14 @@ fn main() -> std::io::Result<()> {
     acceptor.block_on(async move {
         let listener = TcpListener::bind(listen).await?;
         for next in (0..event_loops.len()).cycle() {
-            let (client, _) = listener.accept().await?;
+            // As `proctor serve` does, the socket leaves the acceptor's reactor and joins the
+            // reactor of the loop it runs on: else the acceptor's thread would take every one of
+            // the client's wake-ups and hand it over to that loop.
+            let client = listener.accept().await?.0.into_std()?;
             event_loops[next].spawn(async move {
+                let Ok(client) = TcpStream::from_std(client) else {
+                    return;
+                };
                 if let Ok(upstream) = TcpStream::connect(target).await {
                     relay(client, upstream).await;
                 }
