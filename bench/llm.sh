@@ -3,6 +3,7 @@
 # Proctor against directly to the same local fixture provider (its OpenAI wire format), in one run.
 #
 #   bash bench/llm.sh [REQUESTS_PER_ROUND] [ROUNDS] [CHUNKS]
+#   PROCTOR=/path/to/proctor bash bench/llm.sh ...   # measure that build (default: build this tree's)
 #   BASELINE=/path/to/older/proctor bash bench/llm.sh ...   # also an older build, to compare
 #
 # Each round streams REQUESTS_PER_ROUND completions of CHUNKS content chunks directly, then through
@@ -22,8 +23,8 @@ baseline=${BASELINE:-}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 
-cargo build --release -q -p proctor
-proctor=${CARGO_TARGET_DIR:-target}/release/proctor
+proctor=${PROCTOR:-${CARGO_TARGET_DIR:-target}/release/proctor}
+[ -n "${PROCTOR:-}" ] || cargo build --release -q -p proctor
 
 FIXTURE_LAST_EVENT_DELAY=0 FIXTURE_LONG_CHUNKS=$chunks \
   python3 crates/proctor/tests/fixtures/llm_provider.py "$work/provider.jsonl" > "$work/port" &
