@@ -3,32 +3,43 @@
 # Proctor against directly to the same local fixture provider (its OpenAI wire format), in one run.
 #
 #   bash bench/llm.sh [REQUESTS_PER_ROUND] [ROUNDS] [CHUNKS]
+#   PROCTOR=/path/to/proctor bash bench/llm.sh ...   # measure that build (default: build this tree's)
+#   BASELINE=/path/to/older/proctor bash bench/llm.sh ...   # also an older build, to compare
 #
 # Each round streams REQUESTS_PER_ROUND completions of CHUNKS content chunks directly, then through
-# Proctor (a new conversation each: the whole request, record and stream path). Prints medians.
+# Proctor (then through the baseline build, if given), one after the other on one keep-alive
+# connection each. Every request sends the same conversation, so after the first it continues one
+# chain: the token check, the conversation lookup, the recorded `llm.request`, the forward and the
+# stream. Prints the medians over all requests, and per target the median over the rounds of the
+# round's median time to first byte minus (and over) the direct one: each compares requests made
+# seconds apart, so load from other work on the machine falls on all targets alike.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 requests=${1:-50}
 rounds=${2:-3}
 chunks=${3:-200}
+baseline=${BASELINE:-}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 
-cargo build --release -q -p proctor
+proctor=${PROCTOR:-${CARGO_TARGET_DIR:-target}/release/proctor}
+[ -n "${PROCTOR:-}" ] || cargo build --release -q -p proctor
 
 FIXTURE_LAST_EVENT_DELAY=0 FIXTURE_LONG_CHUNKS=$chunks \
   python3 crates/proctor/tests/fixtures/llm_provider.py "$work/provider.jsonl" > "$work/port" &
 for _ in $(seq 1 100); do [ -s "$work/port" ] && break; sleep 0.1; done
 port=$(head -1 "$work/port")
 http_port=${PROCTOR_HTTP_PORT:-38080}
+baseline_port=${BASELINE_HTTP_PORT:-38081}
 source bench/gateway_config.sh
-require_free_ports "$http_port"
-cat > "$work/proctor.toml" <<TOML
+require_free_ports "$http_port" ${baseline:+"$baseline_port"}
+config() { # data dir, HTTP port
+  cat <<TOML
 [server]
-data_dir = "$work/data"
+data_dir = "$1"
 postgres_listen = "127.0.0.1:0"
-http_listen = "127.0.0.1:$http_port"
+http_listen = "127.0.0.1:$2"
 
 [[identity]]
 name = "bench"
@@ -40,31 +51,58 @@ kind = "openai"
 base_url = "http://127.0.0.1:$port"
 allow = ["bench"]
 TOML
+}
 export PROCTOR_BENCH_TOKEN=bench-token
-target/release/proctor serve --config "$work/proctor.toml" 2>"$work/proctor.log" &
-for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$http_port/healthz" >/dev/null && break; sleep 0.1; done
+targets=(direct proctor)
+config "$work/data" "$http_port" > "$work/proctor.toml"
+"$proctor" serve --config "$work/proctor.toml" 2>"$work/proctor.log" &
+if [ -n "$baseline" ]; then
+  config "$work/baseline-data" "$baseline_port" > "$work/baseline.toml"
+  "$baseline" serve --config "$work/baseline.toml" 2>"$work/baseline.log" &
+  targets+=(baseline)
+fi
+for p in "$http_port" ${baseline:+"$baseline_port"}; do
+  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$p/healthz" >/dev/null && break; sleep 0.1; done
+done
 
 for round in $(seq 1 "$rounds"); do
-  python3 bench/llm_client.py "http://127.0.0.1:$port" none "$requests" | sed 's/^/direct /' >> "$work/results"
-  python3 bench/llm_client.py "http://127.0.0.1:$http_port/llm/openai" "$PROCTOR_BENCH_TOKEN" "$requests" \
-    | sed 's/^/proctor /' >> "$work/results"
+  for target in "${targets[@]}"; do
+    case $target in
+      direct) url="http://127.0.0.1:$port" key=none ;;
+      proctor) url="http://127.0.0.1:$http_port/llm/openai" key=$PROCTOR_BENCH_TOKEN ;;
+      baseline) url="http://127.0.0.1:$baseline_port/llm/openai" key=$PROCTOR_BENCH_TOKEN ;;
+    esac
+    python3 bench/llm_client.py "$url" "$key" "$requests" | sed "s/^/$round $target /" >> "$work/results"
+  done
   echo "round $round done" >&2
 done
 
-python3 - "$work/results" "$chunks" <<'PY'
+python3 - "$work/results" "$chunks" "${targets[@]}" <<'PY'
 import json, statistics, sys
-rows = {"direct": [], "proctor": []}
-for line in open(sys.argv[1]):
-    target, data = line.split(" ", 1)
-    rows[target].append(json.loads(data))
-chunks = int(sys.argv[2])
-med = lambda target, key: statistics.median(r[key] for r in rows[target]) * 1000
-print(f"streamed completions of {chunks} chunks, {len(rows['direct'])} per target (median ms)")
+path, chunks, targets = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+rows = {}  # (round, target) -> results
+for line in open(path):
+    round_, target, data = line.split(" ", 2)
+    rows.setdefault((int(round_), target), []).append(json.loads(data))
+rounds = sorted({r for r, _ in rows})
+every = lambda target: [x for r in rounds for x in rows[(r, target)]]
+med = lambda target, key: statistics.median(x[key] for x in every(target)) * 1000
+round_ttfb = lambda r, target: statistics.median(x["ttfb"] for x in rows[(r, target)]) * 1000
+print(f"streamed completions of {chunks} chunks, {len(every('direct'))} per target in {len(rounds)} "
+      f"rounds (median ms)")
 print(f"{'':10} {'ttfb':>8} {'total':>8}")
-for target in rows:
+for target in targets:
     print(f"{target:10} {med(target, 'ttfb'):8.2f} {med(target, 'total'):8.2f}")
-print(f"ttfb through Proctor - direct: {med('proctor', 'ttfb') - med('direct', 'ttfb'):.2f} ms "
-      f"(ratio {med('proctor', 'ttfb') / med('direct', 'ttfb'):.2f})")
-extra = (med('proctor', 'total') - med('proctor', 'ttfb')) - (med('direct', 'total') - med('direct', 'ttfb'))
-print(f"overhead per streamed chunk after the first: {extra * 1000 / chunks:.1f} us")
+print("time to first byte against direct (median over the rounds of each round's medians):")
+for target in targets[1:]:
+    extra = statistics.median(round_ttfb(r, target) - round_ttfb(r, "direct") for r in rounds)
+    ratio = statistics.median(round_ttfb(r, target) / round_ttfb(r, "direct") for r in rounds)
+    print(f"  {target:10} +{extra:.2f} ms (ratio {ratio:.2f})")
+if "baseline" in targets:
+    ratio = statistics.median(round_ttfb(r, "proctor") / round_ttfb(r, "baseline") for r in rounds)
+    print(f"  proctor/baseline ttfb: {ratio:.2f}")
+print("overhead per streamed chunk after the first:")
+for target in targets[1:]:
+    extra = (med(target, 'total') - med(target, 'ttfb')) - (med('direct', 'total') - med('direct', 'ttfb'))
+    print(f"  {target:10} {extra * 1000 / chunks:.1f} us")
 PY

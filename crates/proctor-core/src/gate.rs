@@ -323,7 +323,9 @@ impl Authenticator {
         }
     }
 
-    /// The identity a token belongs to (an API caller's bearer token).
+    /// The identity a token belongs to (an API caller's bearer token): a configured identity's
+    /// token, or an active stored one; a revoked or unknown token is refused. It is on the path of
+    /// every HTTP request, so it reads the store twice at most: the token, then its identity.
     pub fn identify_token(&self, token: &str) -> Result<Identity, AuthFailure> {
         let configured = self
             .config_identities
@@ -334,7 +336,34 @@ impl Authenticator {
             Some(name) => name,
             None => crate::identity::identity_of_token(&self.store, token)?,
         };
-        self.verify_token(&name, token)
+        self.identity_named(&name)
+    }
+
+    /// An identity by name with its groups: those of the stored identity and of the configured one.
+    fn identity_named(&self, name: &str) -> Result<Identity, AuthFailure> {
+        let stored = self
+            .store
+            .identity(name)
+            .map_err(|e| AuthFailure::Store(e.to_string()))?;
+        let configured = self.config_identities.get(name);
+        if stored.is_none() && configured.is_none() {
+            return Err(AuthFailure::UnknownIdentity);
+        }
+        let mut groups: Vec<String> = stored
+            .into_iter()
+            .flat_map(|row| row.groups)
+            .chain(
+                configured
+                    .into_iter()
+                    .flat_map(|c| c.groups.iter().cloned()),
+            )
+            .collect();
+        groups.sort();
+        groups.dedup();
+        Ok(Identity {
+            name: name.to_owned(),
+            groups,
+        })
     }
 }
 
@@ -590,6 +619,22 @@ mod tests {
             token[..token.len() - 1].to_owned(),
             format!("{token}x"),
         ]
+    }
+
+    #[test]
+    fn a_bearer_token_names_its_identity_and_groups_until_it_is_revoked() {
+        let dir = tempfile::tempdir().unwrap();
+        let (auth, stored) = authenticator(dir.path());
+        let alice = auth.identify_token(stored.expose()).unwrap();
+        assert_eq!(alice.groups, ["dba"]);
+        assert_eq!(auth.identify_token(CONFIGURED).unwrap().groups, ["dba"]);
+        let id = token_id_of(stored.expose()).unwrap();
+        auth.store.revoke_token(&id, now_ns()).unwrap();
+        assert_eq!(
+            auth.identify_token(stored.expose()).unwrap_err(),
+            AuthFailure::WrongToken
+        );
+        assert!(auth.verify_token("alice", stored.expose()).is_err());
     }
 
     #[test]

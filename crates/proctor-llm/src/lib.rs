@@ -17,7 +17,9 @@ pub mod wire;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
@@ -26,13 +28,12 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use proctor_core::config::{allows, LlmConfig, LlmKind};
 use proctor_core::journal::CanonicalJson;
-use proctor_core::{Gate, Masker, Secret};
+use proctor_core::{Gate, Identity, Masker, Secret};
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::sync::OwnedMutexGuard;
 
 use crate::chains::{Chain, Chains, Placed, Placing};
 use crate::sse::SseReader;
@@ -43,8 +44,11 @@ const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
 /// Bounds of one SSE line and one event, for the assembler only (the bytes pass through anyway).
 const MAX_SSE_LINE: usize = 4 * 1024 * 1024;
 const MAX_SSE_EVENT: usize = 8 * 1024 * 1024;
-/// Chunks in flight between the provider and a slow client.
-const STREAM_BUFFER: usize = 64;
+/// Requests up to this size are masked on the event loop: that takes microseconds, less than a
+/// hand-off to a blocking thread and back, which sits on every turn's time to first byte. Larger ones
+/// (masking megabytes takes milliseconds) are masked on a blocking thread, so that the HTTP runtime
+/// goes on serving other requests meanwhile.
+const MASK_INLINE_BYTES: usize = 64 * 1024;
 /// The header that names a conversation explicitly.
 pub const CHAIN_HEADER: &str = "x-proctor-chain";
 
@@ -239,27 +243,21 @@ async fn handle(
             "use your Proctor token as the API key",
         );
     };
-    let gate = proxy.gate.clone();
-    let token = token.to_owned();
-    let checked = token.clone();
-    let identity =
-        match tokio::task::spawn_blocking(move || gate.authenticator().identify_token(&checked))
-            .await
-        {
-            Ok(Ok(identity)) => identity,
-            _ => {
-                proxy
-                    .gate
-                    .record_refused_token("llm", &provider.name, &peer.to_string(), Some(&token))
-                    .await;
-                return refusal(
-                    kind,
-                    StatusCode::UNAUTHORIZED,
-                    "authentication_error",
-                    "the API key is not a valid Proctor token",
-                );
-            }
-        };
+    let identity = match identify(&proxy.gate, token).await {
+        Some(identity) => identity,
+        None => {
+            proxy
+                .gate
+                .record_refused_token("llm", &provider.name, &peer.to_string(), Some(token))
+                .await;
+            return refusal(
+                kind,
+                StatusCode::UNAUTHORIZED,
+                "authentication_error",
+                "the API key is not a valid Proctor token",
+            );
+        }
+    };
     if !allows(&provider.allow, &identity.name, &identity.groups) {
         proxy
             .gate
@@ -284,7 +282,7 @@ async fn handle(
             "the request is larger than llm.max_request_bytes",
         );
     }
-    let mut request: Value = match serde_json::from_slice(&body) {
+    let request: Value = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(e) => {
             return refusal(
@@ -341,37 +339,32 @@ async fn handle(
             "this conversation was just closed; send the request again",
         );
     };
-    // Masking a prompt of megabytes takes milliseconds: it runs on a blocking thread, so that the
-    // HTTP runtime goes on serving other requests meanwhile.
+    let new_messages = turn.messages.split_off(known.min(turn.messages.len()));
+    // What else the client filled in: the tools it offers, the chain's name, the model's.
+    let described = json!({"chain_name": explicit, "model": turn.model, "tools": turn.tools});
+    let unmasked = Unmasked {
+        format,
+        request,
+        new_messages,
+        described,
+    };
     let masker = proxy.gate.masker().clone();
     let mask_prompts = proxy.mask_prompts;
-    let mut new_messages: Vec<Value> = turn.messages.split_off(known.min(turn.messages.len()));
-    // What else the client filled in: the tools it offers, the chain's name, the model's.
-    let mut described = json!({"chain_name": explicit, "model": turn.model, "tools": turn.tools});
-    let masked = tokio::task::spawn_blocking(move || {
-        let masked_for_provider = if mask_prompts {
-            mask_for_provider(format, &mut request, &masker)
-        } else {
-            Vec::new()
-        };
-        let mut findings = Vec::new();
-        for message in &mut new_messages {
-            let hash = chains::message_hash(message);
-            let mut stored = message.take();
-            findings.extend(masker.mask_value(&mut stored, "prompt"));
-            *message = json!({"hash": hash, "message": stored});
-        }
-        findings.extend(masker.mask_value(&mut described, "request"));
-        (
-            request,
-            masked_for_provider,
-            new_messages,
-            described,
-            findings,
-        )
-    })
-    .await;
-    let Ok((request, masked_for_provider, new_messages, described, mut findings)) = masked else {
+    let masked = if body.len() <= MASK_INLINE_BYTES {
+        Some(unmasked.mask(&masker, mask_prompts))
+    } else {
+        tokio::task::spawn_blocking(move || unmasked.mask(&masker, mask_prompts))
+            .await
+            .ok()
+    };
+    let Some(Masked {
+        request,
+        masked_for_provider,
+        new_messages,
+        described,
+        mut findings,
+    }) = masked
+    else {
         return refusal(
             kind,
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -472,71 +465,49 @@ async fn handle(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|t| t.starts_with("text/event-stream"));
-    let proxy_for_task = proxy.clone();
-    let context = Context {
+    let relay = Relay {
+        chunks: Box::pin(response.bytes_stream()),
         format,
-        status,
-        started,
-        asked,
+        streamed,
+        reader: SseReader::new(MAX_SSE_LINE, MAX_SSE_EVENT),
+        answer: Answer::default(),
+        outcome: Outcome::default(),
+        // A whole (non-streamed) answer is kept for the record up to a bound; the client gets all
+        // of it either way, as it arrives.
+        whole: (!streamed).then(Vec::new),
+        record: Some(Record {
+            proxy: proxy.clone(),
+            chain: guard,
+            context: Context {
+                format,
+                status,
+                started,
+                asked,
+            },
+        }),
     };
-    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(STREAM_BUFFER);
-    tokio::spawn(async move {
-        let mut reader = SseReader::new(MAX_SSE_LINE, MAX_SSE_EVENT);
-        let mut answer = Answer::default();
-        let mut outcome = Outcome::default();
-        // A whole (non-streamed) answer is kept for the record up to a bound; the client gets all of
-        // it either way, as it arrives.
-        let mut whole: Option<Vec<u8>> = (!streamed).then(Vec::new);
-        let mut chunks = response.bytes_stream();
-        while let Some(chunk) = chunks.next().await {
-            match chunk {
-                Ok(bytes) => {
-                    outcome.first_byte.get_or_insert_with(Instant::now);
-                    outcome.chunks += 1;
-                    if streamed {
-                        for event in reader.feed(&bytes) {
-                            answer.on_event(format, &event);
-                        }
-                    } else if let Some(kept) = whole.as_mut() {
-                        if kept.len() + bytes.len() <= MAX_RESPONSE_BYTES {
-                            kept.extend_from_slice(&bytes);
-                        } else {
-                            whole = None;
-                        }
-                    }
-                    if tx.send(Ok(bytes)).await.is_err() {
-                        outcome.client_disconnected = true;
-                        break;
-                    }
-                }
-                Err(e) => {
-                    let reason = format!("the provider's stream broke: {}", without_url(&e));
-                    outcome.stream_error = Some(reason.clone());
-                    let _ = tx.send(Err(std::io::Error::other(reason))).await;
-                    break;
-                }
-            }
-        }
-        drop(tx);
-        if !streamed {
-            answer = match whole.as_deref().map(serde_json::from_slice::<Value>) {
-                Some(Ok(body)) => Answer::from_body(format, &body),
-                Some(Err(_)) => {
-                    Answer::failed(json!({"message": "the provider's body is not JSON"}))
-                }
-                None => Answer::failed(
-                    json!({"message": format!("the answer is larger than {MAX_RESPONSE_BYTES} bytes; it reached the client but is not kept")}),
-                ),
-            };
-        }
-        if let Some(chain) = guard.as_mut() {
-            record_answer(&proxy_for_task, chain, &context, &answer, outcome).await;
-        }
-    });
-    let mut response = Response::new(Body::from_stream(ReceiverStream::new(rx)));
+    let mut response = Response::new(Body::from_stream(relay));
     *response.status_mut() = status;
     response.headers_mut().extend(client_headers);
     response
+}
+
+/// The identity `token` belongs to, or `None` if it is no valid token. The store's read blocks, but
+/// briefly, and the request waits for it anyway: it runs on this thread, while `block_in_place` hands
+/// the worker's other tasks to another one. A round trip through a blocking thread would add two
+/// thread wake-ups to every request's time to first byte.
+async fn identify(gate: &Arc<Gate>, token: &str) -> Option<Identity> {
+    if matches!(
+        tokio::runtime::Handle::current().runtime_flavor(),
+        tokio::runtime::RuntimeFlavor::MultiThread
+    ) {
+        return tokio::task::block_in_place(|| gate.authenticator().identify_token(token)).ok();
+    }
+    let (gate, token) = (gate.clone(), token.to_owned());
+    tokio::task::spawn_blocking(move || gate.authenticator().identify_token(&token))
+        .await
+        .ok()?
+        .ok()
 }
 
 /// A reqwest error's text without the URL (which names the provider's address, never a secret, but
@@ -565,6 +536,126 @@ struct Outcome {
     chunks: u64,
     client_disconnected: bool,
     stream_error: Option<String>,
+}
+
+/// The provider's answer on its way to the client. The client connection's task polls it, so each
+/// chunk passes straight through, with no hand-off to another task, and feeds the assembler on the
+/// way. Once the stream ends or breaks, or the client goes away (the body is dropped), the answer is
+/// recorded on a task of its own; the chain stays held until then.
+struct Relay {
+    chunks: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    format: Format,
+    streamed: bool,
+    reader: SseReader,
+    answer: Answer,
+    outcome: Outcome,
+    whole: Option<Vec<u8>>,
+    /// Taken when the answer is recorded.
+    record: Option<Record>,
+}
+
+/// What recording the answer needs: the proxy, the held chain and the request's context.
+struct Record {
+    proxy: Arc<LlmProxy>,
+    chain: OwnedMutexGuard<Option<Chain>>,
+    context: Context,
+}
+
+impl Relay {
+    fn on_chunk(&mut self, bytes: &Bytes) {
+        self.outcome.first_byte.get_or_insert_with(Instant::now);
+        self.outcome.chunks += 1;
+        if self.streamed {
+            for event in self.reader.feed(bytes) {
+                self.answer.on_event(self.format, &event);
+            }
+        } else if let Some(kept) = self.whole.as_mut() {
+            if kept.len() + bytes.len() <= MAX_RESPONSE_BYTES {
+                kept.extend_from_slice(bytes);
+            } else {
+                self.whole = None;
+            }
+        }
+    }
+
+    /// Records the answer as it stands, once.
+    fn finish(&mut self) {
+        let Some(Record {
+            proxy,
+            mut chain,
+            context,
+        }) = self.record.take()
+        else {
+            return;
+        };
+        let mut answer = std::mem::take(&mut self.answer);
+        if !self.streamed {
+            answer = match self
+                .whole
+                .take()
+                .as_deref()
+                .map(serde_json::from_slice::<Value>)
+            {
+                Some(Ok(body)) => Answer::from_body(context.format, &body),
+                Some(Err(_)) => {
+                    Answer::failed(json!({"message": "the provider's body is not JSON"}))
+                }
+                None => Answer::failed(
+                    json!({"message": format!("the answer is larger than {MAX_RESPONSE_BYTES} bytes; it reached the client but is not kept")}),
+                ),
+            };
+        }
+        let outcome = std::mem::take(&mut self.outcome);
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::error!("an LLM response could not be recorded: the runtime is gone");
+            return;
+        };
+        runtime.spawn(async move {
+            if let Some(chain) = chain.as_mut() {
+                record_answer(&proxy, chain, &context, &answer, outcome).await;
+            }
+        });
+    }
+}
+
+impl Stream for Relay {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<Option<Self::Item>> {
+        if self.record.is_none() {
+            return Poll::Ready(None);
+        }
+        match self.chunks.poll_next_unpin(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(bytes))) => {
+                self.on_chunk(&bytes);
+                Poll::Ready(Some(Ok(bytes)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                let reason = format!("the provider's stream broke: {}", without_url(&e));
+                self.outcome.stream_error = Some(reason.clone());
+                self.finish();
+                Poll::Ready(Some(Err(std::io::Error::other(reason))))
+            }
+            Poll::Ready(None) => {
+                self.finish();
+                Poll::Ready(None)
+            }
+        }
+    }
+}
+
+impl Drop for Relay {
+    /// The client went away before the answer ended.
+    fn drop(&mut self) {
+        if self.record.is_some() {
+            self.outcome.client_disconnected = true;
+            self.finish();
+        }
+    }
 }
 
 /// Records the answer (masked) and teaches the chain the conversation as the client will resend it.
@@ -647,6 +738,50 @@ async fn record_answer(
             &answer.as_messages(context.format),
             answer.response_id.as_deref(),
         );
+    }
+}
+
+/// A turn as the client sent it: the request (to mask before it leaves), the messages its chain has
+/// not seen and what else the client filled in (to mask for the record).
+struct Unmasked {
+    format: Format,
+    request: Value,
+    new_messages: Vec<Value>,
+    described: Value,
+}
+
+/// [`Unmasked`] with its secrets masked: the request as it leaves (and what was masked in it), the
+/// new messages as recorded (each with its hash) and the findings for the `llm.request` event.
+struct Masked {
+    request: Value,
+    masked_for_provider: Vec<Value>,
+    new_messages: Vec<Value>,
+    described: Value,
+    findings: Vec<Value>,
+}
+
+impl Unmasked {
+    fn mask(mut self, masker: &Masker, mask_prompts: bool) -> Masked {
+        let masked_for_provider = if mask_prompts {
+            mask_for_provider(self.format, &mut self.request, masker)
+        } else {
+            Vec::new()
+        };
+        let mut findings = Vec::new();
+        for message in &mut self.new_messages {
+            let hash = chains::message_hash(message);
+            let mut stored = message.take();
+            findings.extend(masker.mask_value(&mut stored, "prompt"));
+            *message = json!({"hash": hash, "message": stored});
+        }
+        findings.extend(masker.mask_value(&mut self.described, "request"));
+        Masked {
+            request: self.request,
+            masked_for_provider,
+            new_messages: self.new_messages,
+            described: self.described,
+            findings,
+        }
     }
 }
 

@@ -488,3 +488,44 @@ fn an_identity_not_on_a_providers_allow_list_cannot_spend_its_key() {
         assert_eq!(failure["body"]["stage"], "authorize", "{failure}");
     }
 }
+
+#[test]
+fn a_prompt_is_masked_before_the_provider_at_any_size() {
+    let (mut proctor, provider, token) = start();
+    // A short request is masked on the event loop, a long one on a blocking thread: both before
+    // they leave.
+    for filler in [0, 200_000] {
+        let content = format!(
+            "{} Why does this fail? postgres://admin:{SECRET}@db.internal:5432/prod",
+            "x".repeat(filler)
+        );
+        let body = serde_json::json!({"model": "text", "messages": [{"role": "user", "content": content}]});
+        let (status, answer) = proctor.http(
+            "POST",
+            "/llm/openai/v1/chat/completions",
+            Some(&token),
+            &body.to_string(),
+        );
+        assert_eq!(status, 200, "{answer}");
+    }
+    let sent = requests_to(&provider, "/v1/chat/completions");
+    assert_eq!(sent.len(), 2);
+    for request in &sent {
+        let text = request.to_string();
+        assert!(
+            text.contains("db.internal"),
+            "the prompt reached the provider"
+        );
+        assert!(!text.contains(SECRET), "the provider received the password");
+    }
+    let requests: Vec<Value> = llm_events(&mut proctor)
+        .into_iter()
+        .flatten()
+        .filter(|e| e["kind"] == "llm.request")
+        .collect();
+    assert_eq!(requests.len(), 2);
+    for request in &requests {
+        assert_eq!(request["body"]["masked_before_provider"], 1, "{request}");
+    }
+    assert!(!proctor.data_dir_contains(SECRET));
+}
