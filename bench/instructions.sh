@@ -6,6 +6,13 @@
 #
 #   bash bench/instructions.sh [TRANSACTIONS_PER_CLIENT]
 #   BASELINE=/path/to/older/proctor bash bench/instructions.sh ...   # also an older build, to compare
+#   PROCTOR=/path/to/proctor bash bench/instructions.sh ...   # count that build (default: build this tree's)
+#
+# The gateway runs as recommended for production, with guardrails = "recommended".
+#
+# The event loops' instructions are also split into the parts of the work they do (hashing, encoding,
+# the commit, the protocol, masking, guardrails, the runtime...: see bench/instruction-parts.awk), the
+# budget each part is held to; `part:` lines give them.
 #
 # Each build runs twice under callgrind, with a quarter of the transactions and then all of them; the
 # difference, divided by the extra transactions, leaves out start-up and log-in (SCRAM) costs.
@@ -22,7 +29,8 @@ trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$wo
 command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; }
 source bench/gateway_config.sh
 require_machine_postgres
-cargo build --release -q -p proctor
+proctor=${PROCTOR:-target/release/proctor}
+[ -n "${PROCTOR:-}" ] || cargo build --release -q -p proctor
 if ! psql -X -q -h 127.0.0.1 -U postgres -d proctor_bench -c 'select 1 from pgbench_accounts limit 1' \
   >/dev/null 2>&1; then
   psql -X -q -h 127.0.0.1 -U postgres -d postgres -c 'drop database if exists proctor_bench' \
@@ -36,7 +44,7 @@ count() { # binary, transactions per client -> one line per thread: name and ins
   local binary=$1 transactions=$2 dir
   dir=$work/$(date +%s%N)
   mkdir -p "$dir"
-  gateway_config "$dir/data" "$port" > "$dir/proctor.toml"
+  gateway_config "$dir/data" "$port" 'guardrails = "recommended"' > "$dir/proctor.toml"
   PROCTOR_BENCH_TOKEN=bench-token valgrind --tool=callgrind --separate-threads=yes \
     --callgrind-out-file="$dir/callgrind.out" "$binary" serve --config "$dir/proctor.toml" \
     >"$dir/log" 2>&1 &
@@ -57,6 +65,9 @@ count() { # binary, transactions per client -> one line per thread: name and ins
       thread=event-loop
     fi
     echo "$thread $(awk '/^summary:/ { print $2; exit }' "$file")"
+    if [ "$thread" = event-loop ]; then
+      callgrind_annotate --auto=no --threshold=100 "$file" 2>/dev/null | awk -f bench/instruction-parts.awk
+    fi
   done
 }
 
@@ -67,17 +78,18 @@ per_transaction() { # binary -> one line per thread: name and instructions per t
   awk -v extra=$((clients * (per_client - fewer))) '
     NR == FNR { before[$1] += $2; next }
     { after[$1] += $2 }
-    END { for (t in after) { total += after[t] - before[t]; printf "%s %.0f\n", t, (after[t] - before[t]) / extra }
+    END { for (t in after) { if (t !~ /^part:/) total += after[t] - before[t]
+                             printf "%s %.0f\n", t, (after[t] - before[t]) / extra }
           printf "total %.0f\n", total / extra }' "$work/fewer" "$work/more" | sort
 }
 
-per_transaction target/release/proctor > "$work/proctor"
+per_transaction "$proctor" > "$work/proctor"
 echo "instructions per pgbench -S transaction (callgrind, $clients clients, $per_client transactions each)"
 if [ -z "$baseline" ]; then
-  printf '%-12s %12s\n' thread proctor
-  awk '{ printf "%-12s %12s\n", $1, $2 }' "$work/proctor"
+  printf '%-16s %12s\n' thread proctor
+  awk '{ printf "%-16s %12s\n", $1, $2 }' "$work/proctor"
 else
   per_transaction "$baseline" > "$work/baseline"
-  printf '%-12s %12s %12s %18s\n' thread proctor baseline baseline/proctor
-  join "$work/proctor" "$work/baseline" | awk '{ printf "%-12s %12s %12s %18.3f\n", $1, $2, $3, $3 / $2 }'
+  printf '%-16s %12s %12s %18s\n' thread proctor baseline baseline/proctor
+  join "$work/proctor" "$work/baseline" | awk '{ printf "%-16s %12s %12s %18.3f\n", $1, $2, $3, $3 / $2 }'
 fi
