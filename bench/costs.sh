@@ -5,7 +5,7 @@
 # on io_uring, passthrough_uring.rs) and Proctor with guardrails = "recommended".
 #
 #   bash bench/costs.sh [SECONDS_PER_RUN] [ROUNDS]
-#   PROCTOR_BIN=/path/to/proctor bash bench/costs.sh ...   # a release build (default: build
+#   PROCTOR=/path/to/proctor bash bench/costs.sh ...   # a release build (default: build
 #                                                         # target/release/proctor)
 #   TARGETS="floor floor-1" bash bench/costs.sh ...   # some of pgbouncer floor floor-uring proctor,
 #                                                     # floor-1 floor-uring-1 (the floors on one loop)
@@ -40,8 +40,8 @@ source bench/gateway_config.sh
 require_machine_postgres
 command -v perf >/dev/null || { echo "costs.sh counts system calls with perf (linux-perf)" >&2; exit 1; }
 command -v pgbouncer >/dev/null || { apt-get update -qq && apt-get install -y -qq pgbouncer >/dev/null; }
-proctor_bin=${PROCTOR_BIN:-target/release/proctor}
-if [ -z "${PROCTOR_BIN:-}" ] && [[ " ${targets[*]} " == *" proctor "* ]]; then
+proctor_bin=${PROCTOR:-target/release/proctor}
+if [ -z "${PROCTOR:-}" ] && [[ " ${targets[*]} " == *" proctor "* ]]; then
   cargo build --release -q -p proctor
 fi
 cargo build --release -q -p proctor-net --example passthrough --example passthrough_uring
