@@ -57,12 +57,18 @@ count() { # binary, transactions per client -> one line per thread: name and ins
     -h 127.0.0.1 -p "$port" -U bench proctor_bench >/dev/null 2>&1
   kill -INT "$pid"
   wait "$pid" || true
+  # Threads by what they run (a build with LTO inlines most names away): callgrind numbers the main
+  # thread 1; the event loops run the PostgreSQL relay; of the others, those that call SQLite are the
+  # ingest thread (and the blocking threads that look logins up, the same in both runs, so they cancel
+  # out below).
   for file in "$dir"/callgrind.out-*; do
-    local thread=main
-    if grep -q 'run_ingester' "$file"; then
-      thread=ingest
-    elif grep -q 'relay::Relay' "$file"; then
+    local thread=other
+    if [[ $file == *-01 ]]; then
+      thread=main
+    elif grep -q 'proctor_pg::' "$file"; then
       thread=event-loop
+    elif grep -q 'sqlite3' "$file"; then
+      thread=ingest
     fi
     echo "$thread $(awk '/^summary:/ { print $2; exit }' "$file")"
     if [ "$thread" = event-loop ]; then
@@ -91,5 +97,5 @@ if [ -z "$baseline" ]; then
 else
   per_transaction "$baseline" > "$work/baseline"
   printf '%-16s %12s %12s %18s\n' thread proctor baseline baseline/proctor
-  join "$work/proctor" "$work/baseline" | awk '{ printf "%-16s %12s %12s %18.3f\n", $1, $2, $3, $3 / $2 }'
+  join -a 1 -a 2 -e 0 -o 0,1.2,2.2 "$work/proctor" "$work/baseline" | awk '{ printf "%-16s %12s %12s %18.3f\n", $1, $2, $3, ($2 > 0 ? $3 / $2 : 0) }'
 fi
