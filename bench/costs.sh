@@ -40,7 +40,7 @@ source bench/gateway_config.sh
 require_machine_postgres
 command -v perf >/dev/null || { echo "costs.sh counts system calls with perf (linux-perf)" >&2; exit 1; }
 command -v pgbouncer >/dev/null || { apt-get update -qq && apt-get install -y -qq pgbouncer >/dev/null; }
-proctor_bin=${PROCTOR:-target/release/proctor}
+proctor_bin=${PROCTOR:-${CARGO_TARGET_DIR:-target}/release/proctor}
 if [ -z "${PROCTOR:-}" ] && [[ " ${targets[*]} " == *" proctor "* ]]; then
   cargo build --release -q -p proctor
 fi
@@ -64,10 +64,10 @@ require_free_ports "${port[@]}"
 for target in "${targets[@]}"; do
   listen=127.0.0.1:${port[$target]}
   case $target in
-    floor) target/release/examples/passthrough "$listen" "127.0.0.1:$direct_port" & ;;
-    floor-1) target/release/examples/passthrough "$listen" "127.0.0.1:$direct_port" 1 & ;;
-    floor-uring) target/release/examples/passthrough_uring "$listen" "127.0.0.1:$direct_port" & ;;
-    floor-uring-1) target/release/examples/passthrough_uring "$listen" "127.0.0.1:$direct_port" 1 & ;;
+    floor) "${CARGO_TARGET_DIR:-target}"/release/examples/passthrough "$listen" "127.0.0.1:$direct_port" & ;;
+    floor-1) "${CARGO_TARGET_DIR:-target}"/release/examples/passthrough "$listen" "127.0.0.1:$direct_port" 1 & ;;
+    floor-uring) "${CARGO_TARGET_DIR:-target}"/release/examples/passthrough_uring "$listen" "127.0.0.1:$direct_port" & ;;
+    floor-uring-1) "${CARGO_TARGET_DIR:-target}"/release/examples/passthrough_uring "$listen" "127.0.0.1:$direct_port" 1 & ;;
     proctor)
       gateway_config "$work/proctor-data" "${port[$target]}" 'guardrails = "recommended"' > "$work/proctor.toml"
       "$proctor_bin" serve --config "$work/proctor.toml" 2>"$work/proctor.log" &

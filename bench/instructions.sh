@@ -29,7 +29,7 @@ trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$wo
 command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; }
 source bench/gateway_config.sh
 require_machine_postgres
-proctor=${PROCTOR:-target/release/proctor}
+proctor=${PROCTOR:-${CARGO_TARGET_DIR:-target}/release/proctor}
 [ -n "${PROCTOR:-}" ] || cargo build --release -q -p proctor
 if ! psql -X -q -h 127.0.0.1 -U postgres -d proctor_bench -c 'select 1 from pgbench_accounts limit 1' \
   >/dev/null 2>&1; then

@@ -55,7 +55,7 @@ trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$wo
 source bench/gateway_config.sh
 require_machine_postgres
 command -v pgbouncer >/dev/null || { apt-get update -qq && apt-get install -y -qq pgbouncer >/dev/null; }
-proctor=${PROCTOR:-target/release/proctor}
+proctor=${PROCTOR:-${CARGO_TARGET_DIR:-target}/release/proctor}
 [ -n "${PROCTOR:-}" ] || cargo build --release -q -p proctor
 [ -z "$floor" ] || cargo build --release -q -p proctor-net --example passthrough --example passthrough_uring
 
@@ -82,8 +82,8 @@ if [ -n "$unguarded" ]; then
   targets+=(unguarded)
 fi
 if [ -n "$floor" ]; then
-  target/release/examples/passthrough "127.0.0.1:$floor_port" "127.0.0.1:$direct_port" &
-  target/release/examples/passthrough_uring "127.0.0.1:$floor_uring_port" "127.0.0.1:$direct_port" &
+  "${CARGO_TARGET_DIR:-target}"/release/examples/passthrough "127.0.0.1:$floor_port" "127.0.0.1:$direct_port" &
+  "${CARGO_TARGET_DIR:-target}"/release/examples/passthrough_uring "127.0.0.1:$floor_uring_port" "127.0.0.1:$direct_port" &
   targets+=(floor floor-uring)
 fi
 
