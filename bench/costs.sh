@@ -44,7 +44,9 @@ proctor_bin=${PROCTOR:-${CARGO_TARGET_DIR:-target}/release/proctor}
 if [ -z "${PROCTOR:-}" ] && [[ " ${targets[*]} " == *" proctor "* ]]; then
   cargo build --release -q -p proctor
 fi
-cargo build --release -q -p proctor-net --example passthrough --example passthrough_uring
+if [[ " ${targets[*]} " == *" floor"* ]]; then
+  cargo build --release -q -p proctor-net --example passthrough --example passthrough_uring
+fi
 # perf opens one counter per syscall tracepoint per thread.
 ulimit -n 65536 2>/dev/null || true
 
@@ -73,35 +75,7 @@ for target in "${targets[@]}"; do
       "$proctor_bin" serve --config "$work/proctor.toml" 2>"$work/proctor.log" &
       user[$target]=bench
       ;;
-    pgbouncer)
-      bouncer=$work/pgbouncer
-      mkdir -p "$bouncer"
-      cat > "$bouncer/pgbouncer.ini" <<INI
-[databases]
-proctor_bench = host=127.0.0.1 port=$direct_port dbname=proctor_bench user=postgres
-
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = ${port[$target]}
-auth_type = trust
-auth_file = $bouncer/userlist.txt
-pool_mode = session
-max_client_conn = 100
-default_pool_size = 20
-logfile = $bouncer/pgbouncer.log
-pidfile = $bouncer/pgbouncer.pid
-unix_socket_dir =
-INI
-      echo '"postgres" ""' > "$bouncer/userlist.txt"
-      if [ "$(id -u)" = 0 ]; then
-        # pgbouncer refuses to run as root.
-        chmod 755 "$work"
-        chown -R postgres "$bouncer"
-        pgbouncer -u postgres "$bouncer/pgbouncer.ini" >/dev/null 2>&1 &
-      else
-        pgbouncer "$bouncer/pgbouncer.ini" >/dev/null 2>&1 &
-      fi
-      ;;
+    pgbouncer) start_pgbouncer "$work/pgbouncer" "${port[$target]}" ;;
     *) echo "unknown target $target" >&2; exit 2 ;;
   esac
   pid[$target]=$!

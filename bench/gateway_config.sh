@@ -1,7 +1,8 @@
 # Sourced by the benchmark scripts: the config of a gateway under test, with one identity (`bench`, its
 # token from PROCTOR_BENCH_TOKEN) and one connection (`proctor_bench`) to the machine's PostgreSQL,
-# or (mysql_gateway_config) to the machine's MariaDB, the checks that this PostgreSQL or MariaDB
-# answers, and the check that the ports a benchmark listens on are free.
+# or (mysql_gateway_config) to the machine's MariaDB, pgbouncer in front of that PostgreSQL
+# (start_pgbouncer), the checks that this PostgreSQL or MariaDB answers, and the check that the ports a
+# benchmark listens on are free.
 
 gateway_config() { # data dir, port [extra connection keys]
   cat <<TOML
@@ -74,4 +75,41 @@ require_free_ports() { # port... : refuses to go on if anything listens there al
       exit 1
     fi
   done
+}
+
+start_pgbouncer() { # dir, port [client sslmode]: pgbouncer (session pooling) in front of the machine's
+  # PostgreSQL, in the background (its pid in $!), with a certificate of its own unless sslmode is disable
+  local dir=$1 port=$2 sslmode=${3:-disable}
+  mkdir -p "$dir"
+  cat > "$dir/pgbouncer.ini" <<INI
+[databases]
+proctor_bench = host=127.0.0.1 port=5432 dbname=proctor_bench user=postgres
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $port
+auth_type = trust
+auth_file = $dir/userlist.txt
+pool_mode = session
+max_client_conn = 100
+default_pool_size = 20
+logfile = $dir/pgbouncer.log
+pidfile = $dir/pgbouncer.pid
+unix_socket_dir =
+INI
+  echo '"postgres" ""' > "$dir/userlist.txt"
+  if [ "$sslmode" != disable ]; then
+    openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost -keyout "$dir/key.pem" \
+      -out "$dir/cert.pem" >/dev/null 2>&1
+    printf 'client_tls_sslmode = require\nclient_tls_key_file = %s\nclient_tls_cert_file = %s\n' \
+      "$dir/key.pem" "$dir/cert.pem" >> "$dir/pgbouncer.ini"
+  fi
+  if [ "$(id -u)" = 0 ]; then
+    # pgbouncer refuses to run as root.
+    chmod 755 "$(dirname "$dir")"
+    chown -R postgres "$dir"
+    pgbouncer -u postgres "$dir/pgbouncer.ini" >/dev/null 2>&1 &
+  else
+    pgbouncer "$dir/pgbouncer.ini" >/dev/null 2>&1 &
+  fi
 }

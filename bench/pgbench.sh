@@ -87,39 +87,7 @@ if [ -n "$floor" ]; then
   targets+=(floor floor-uring)
 fi
 
-bouncer=$work/pgbouncer
-mkdir -p "$bouncer"
-cat > "$bouncer/pgbouncer.ini" <<INI
-[databases]
-proctor_bench = host=127.0.0.1 port=$direct_port dbname=proctor_bench user=postgres
-
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $bouncer_port
-auth_type = trust
-auth_file = $bouncer/userlist.txt
-pool_mode = session
-max_client_conn = 100
-default_pool_size = 20
-logfile = $bouncer/pgbouncer.log
-pidfile = $bouncer/pgbouncer.pid
-unix_socket_dir =
-INI
-echo '"postgres" ""' > "$bouncer/userlist.txt"
-if [ "$sslmode" != disable ]; then
-  openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost -keyout "$bouncer/key.pem" \
-    -out "$bouncer/cert.pem" >/dev/null 2>&1
-  printf 'client_tls_sslmode = require\nclient_tls_key_file = %s\nclient_tls_cert_file = %s\n' \
-    "$bouncer/key.pem" "$bouncer/cert.pem" >> "$bouncer/pgbouncer.ini"
-fi
-if [ "$(id -u)" = 0 ]; then
-  # pgbouncer refuses to run as root.
-  chmod 755 "$work"
-  chown -R postgres "$bouncer"
-  pgbouncer -u postgres "$bouncer/pgbouncer.ini" >/dev/null 2>&1 &
-else
-  pgbouncer "$bouncer/pgbouncer.ini" >/dev/null 2>&1 &
-fi
+start_pgbouncer "$work/pgbouncer" "$bouncer_port" "$sslmode"
 
 for _ in $(seq 1 100); do
   pg_isready -q -h 127.0.0.1 -p "$proctor_port" && pg_isready -q -h 127.0.0.1 -p "$bouncer_port" \
